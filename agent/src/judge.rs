@@ -1,0 +1,600 @@
+//! The statistical judge: canary vs baseline samples in, a verdict with its numbers out.
+//!
+//! Pure: no I/O, no clock. The agent looks every minute, so every test here is *anytime-valid*:
+//! the chance of a false rollback stays below `1 - confidence` however many times it looks.
+//! The false-rollback budget α is split evenly (Bonferroni) across three e-processes:
+//!
+//! 1. **5xx ceiling** — H0: canary rate ≤ `errors.max_rate`. A mixture of Bernoulli likelihood
+//!    ratios over a fixed grid of alternative rates (Robbins' mixture SPRT). A build failing every
+//!    request is rejected after 2–3 requests.
+//! 2. **5xx increase** — H0: canary rate ≤ baseline rate + `errors.max_increase`. The baseline rate
+//!    is replaced by its anytime-valid upper confidence bound (the same mixture, other side, at half
+//!    this test's budget), then the canary is tested against that bound plus the allowed increase.
+//! 3. **Latency** — per period, `d = ln(canary / limit)` where the limit is the smaller of
+//!    `latency.max_ms` and `max(max_ratio × baseline, baseline + min_increase_ms)`; H0: mean d ≤ 0,
+//!    tested with a normal-mixture sequential probability ratio test (Johari, Pekelis & Walsh).
+//!
+//! Missing data is never a pass: no canary requests means [`Verdict::NotEnoughData`].
+
+use crate::policy::Policy;
+use std::fmt;
+
+/// One metric period of one version.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Start of the period, epoch seconds.
+    pub start: i64,
+    /// Requests (Invocations) in the period.
+    pub requests: f64,
+    /// 5xx responses (Errors) in the period; CloudWatch omits zero datapoints, so absent means 0.
+    pub errors: f64,
+    /// The policy's latency statistic for the period, in milliseconds, if published.
+    pub latency_ms: Option<f64>,
+}
+
+/// What the judge sees at one tick: every visible period since the canary started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observations {
+    /// Canary version periods, oldest first.
+    pub canary: Vec<Sample>,
+    /// Baseline (stable) version periods, oldest first.
+    pub baseline: Vec<Sample>,
+    /// When the current step started (epoch seconds); requests before it count for 5xx but not
+    /// towards the step's `min_requests`.
+    pub step_start: i64,
+}
+
+/// The judge's conclusion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Enough canary evidence at this step and nothing credibly wrong.
+    Healthy,
+    /// The canary is credibly worse; each reason is a sentence with its numbers.
+    Regressed(Vec<String>),
+    /// Too little canary data to say either; the reason says what is missing.
+    NotEnoughData(String),
+}
+
+/// Totals of one version over the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    /// Requests.
+    pub requests: f64,
+    /// 5xx responses.
+    pub errors: f64,
+    /// Median of the per-period latency statistic, if any period had one.
+    pub latency_ms: Option<f64>,
+}
+
+impl Totals {
+    /// 5xx rate, if there were requests.
+    #[must_use]
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0.0).then(|| self.errors / self.requests)
+    }
+}
+
+/// The verdict and the numbers behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    /// What the judge concluded.
+    pub verdict: Verdict,
+    /// Canary totals since the canary started.
+    pub canary: Totals,
+    /// Baseline totals over the same periods.
+    pub baseline: Totals,
+    /// Canary requests since the current step started.
+    pub canary_requests_at_step: f64,
+    /// Start of the newest period with canary requests, if any.
+    pub last_canary_traffic: Option<i64>,
+    /// Evidence against "canary 5xx ≤ ceiling" (reject at ≥ `threshold`).
+    pub ceiling_evidence: f64,
+    /// Evidence against "canary 5xx ≤ baseline + allowed increase".
+    pub increase_evidence: f64,
+    /// Evidence against "canary latency within limits".
+    pub latency_evidence: f64,
+    /// Evidence needed to roll back on any one test (3 / α).
+    pub threshold: f64,
+    /// Anytime-valid upper bound on the baseline's 5xx rate used by the increase test.
+    pub baseline_rate_bound: f64,
+}
+
+impl Judgement {
+    /// A one-line, human summary: rates, latency, evidence.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let rate = |t: &Totals| match t.error_rate() {
+            Some(r) => format!("{} ({:.0}/{:.0})", pct(r), t.errors, t.requests),
+            None => "no requests".to_string(),
+        };
+        let lat = |t: &Totals| t.latency_ms.map_or("-".to_string(), |l| format!("{l:.0} ms"));
+        format!(
+            "5xx canary {} vs baseline {}; latency canary {} vs baseline {}",
+            rate(&self.canary),
+            rate(&self.baseline),
+            lat(&self.canary),
+            lat(&self.baseline)
+        )
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Healthy => write!(f, "healthy"),
+            Self::Regressed(r) => write!(f, "regressed: {}", r.join("; ")),
+            Self::NotEnoughData(r) => write!(f, "not enough data: {r}"),
+        }
+    }
+}
+
+/// Formats a rate as a percentage with sensible precision.
+#[must_use]
+pub fn pct(rate: f64) -> String {
+    let p = rate * 100.0;
+    if p == 0.0 || p >= 10.0 {
+        format!("{p:.0}%")
+    } else if p >= 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+/// Fixed grid of alternative 5xx rates for the mixture tests (equal weights).
+const GRID: [f64; 21] = [
+    0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+    0.2, 0.35, 0.5, 0.7, 0.9, 0.99, 0.999, 0.9999,
+];
+
+/// Bernoulli log-likelihood of `k` events in `n` trials at rate `p`.
+fn loglik(k: f64, n: f64, p: f64) -> f64 {
+    let a = if k > 0.0 {
+        if p <= 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        k * p.ln()
+    } else {
+        0.0
+    };
+    let b = if n - k > 0.0 {
+        if p >= 1.0 {
+            return f64::NEG_INFINITY;
+        }
+        (n - k) * (1.0 - p).ln()
+    } else {
+        0.0
+    };
+    a + b
+}
+
+/// Mixture likelihood ratio against H0: rate ≤ `p0` (alternatives on the grid above `p0`).
+///
+/// Each term is a nonnegative supermartingale under H0, so their equal-weight average is too, and
+/// by Ville's inequality it exceeds `1/α` with probability at most α, at any number of looks.
+#[must_use]
+pub fn evidence_above(k: f64, n: f64, p0: f64) -> f64 {
+    if n <= 0.0 {
+        return 1.0;
+    }
+    if p0 <= 0.0 {
+        return if k > 0.0 { f64::INFINITY } else { 1.0 };
+    }
+    if p0 >= 1.0 {
+        return 0.0;
+    }
+    let l0 = loglik(k, n, p0);
+    let w = 1.0 / GRID.len() as f64;
+    GRID.iter()
+        .filter(|&&p1| p1 > p0)
+        .map(|&p1| w * (loglik(k, n, p1) - l0).exp())
+        .sum()
+}
+
+/// Mixture likelihood ratio against H0: rate ≥ `p0` (alternatives on the grid below `p0`, and 0).
+fn evidence_below(k: f64, n: f64, p0: f64) -> f64 {
+    if n <= 0.0 || p0 <= 0.0 {
+        return 0.0;
+    }
+    let l0 = loglik(k, n, p0);
+    let w = 1.0 / (GRID.len() + 1) as f64;
+    std::iter::once(0.0)
+        .chain(GRID.iter().copied())
+        .filter(|&p1| p1 < p0)
+        .map(|p1| w * (loglik(k, n, p1) - l0).exp())
+        .sum()
+}
+
+/// Anytime-valid upper confidence bound on a rate at level `1 - alpha`.
+///
+/// The smallest `p0` that the lower-side mixture rejects at `1/alpha` (found by bisection; the
+/// mixture grows with `p0` above the observed rate).
+#[must_use]
+pub fn upper_bound(k: f64, n: f64, alpha: f64) -> f64 {
+    if n <= 0.0 {
+        return 1.0;
+    }
+    let target = 1.0 / alpha;
+    let mut lo = (k / n).clamp(0.0, 1.0);
+    let mut hi = 1.0;
+    if evidence_below(k, n, hi - 1e-12) < target {
+        return 1.0;
+    }
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if evidence_below(k, n, mid) >= target {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
+/// Per-observation variance floor for the latency test (log scale).
+const LATENCY_VAR_FLOOR: f64 = 0.04;
+/// Mixing variance of the latency effect (log scale).
+const LATENCY_TAU2: f64 = 0.1;
+/// Minimum canary requests in a period for its latency statistic to count.
+const LATENCY_MIN_REQUESTS: f64 = 5.0;
+
+/// Normal-mixture SPRT evidence that the mean of `d` is above 0 (one-sided).
+fn mixture_evidence(d: &[f64]) -> f64 {
+    let n = d.len() as f64;
+    if d.len() < 2 {
+        return 1.0;
+    }
+    let mean = d.iter().sum::<f64>() / n;
+    if mean <= 0.0 {
+        return 1.0;
+    }
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let v = var.max(LATENCY_VAR_FLOOR);
+    let t = LATENCY_TAU2;
+    (v / (v + n * t)).sqrt() * (n * n * t * mean * mean / (2.0 * v * (v + n * t))).exp()
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len() / 2;
+    Some(if xs.len() % 2 == 0 {
+        0.5 * (xs[m - 1] + xs[m])
+    } else {
+        xs[m]
+    })
+}
+
+fn totals(samples: &[Sample]) -> Totals {
+    Totals {
+        requests: samples.iter().map(|s| s.requests.max(0.0)).sum(),
+        errors: samples.iter().map(|s| s.errors.max(0.0)).sum(),
+        latency_ms: median(samples.iter().filter_map(|s| s.latency_ms).collect()),
+    }
+}
+
+/// Judges the canary against the baseline under `policy`.
+#[must_use]
+pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
+    let alpha = policy.alpha();
+    let threshold = 3.0 / alpha;
+    let canary = totals(&obs.canary);
+    let baseline = totals(&obs.baseline);
+    // Errors can't exceed requests; CloudWatch can be briefly inconsistent across metrics.
+    let (kc, nc) = (canary.errors.min(canary.requests), canary.requests);
+    let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
+
+    let rules = policy.errors;
+    let ceiling_evidence = if rules.max_rate >= 1.0 {
+        0.0
+    } else {
+        evidence_above(kc, nc, rules.max_rate)
+    };
+    // Half of this test's budget bounds the baseline, half tests the canary against the bound.
+    let baseline_rate_bound = upper_bound(kb, nb, alpha / 6.0);
+    let increase_evidence = if nb > 0.0 {
+        let p0 = (baseline_rate_bound + rules.max_increase).min(1.0);
+        evidence_above(kc, nc, p0) / 2.0
+    } else {
+        0.0
+    };
+
+    let lat = policy.latency;
+    let mut diffs = Vec::new();
+    for c in &obs.canary {
+        let Some(cl) = c.latency_ms else { continue };
+        if c.requests < LATENCY_MIN_REQUESTS || cl <= 0.0 {
+            continue;
+        }
+        let relative = obs
+            .baseline
+            .iter()
+            .find(|b| b.start == c.start)
+            .and_then(|b| b.latency_ms)
+            .filter(|&bl| bl > 0.0)
+            .map(|bl| (bl * lat.max_ratio).max(bl + lat.min_increase_ms));
+        let limit = relative.map_or(lat.max_ms, |r| r.min(lat.max_ms));
+        diffs.push((cl / limit).ln());
+    }
+    let latency_evidence = mixture_evidence(&diffs);
+
+    let mut reasons = Vec::new();
+    if ceiling_evidence >= threshold {
+        reasons.push(format!(
+            "canary 5xx {} ({kc:.0} of {nc:.0}) is above the {} ceiling",
+            pct(kc / nc),
+            pct(rules.max_rate)
+        ));
+    }
+    if increase_evidence >= threshold {
+        reasons.push(format!(
+            "canary 5xx {} is more than {} above baseline {} ({kb:.0} of {nb:.0})",
+            pct(kc / nc),
+            pct(rules.max_increase),
+            pct(kb / nb)
+        ));
+    }
+    if latency_evidence >= threshold {
+        let c = canary.latency_ms.unwrap_or(f64::NAN);
+        let b = baseline
+            .latency_ms
+            .map_or("no baseline".to_string(), |b| format!("baseline {b:.0} ms"));
+        reasons.push(format!(
+            "canary {} {c:.0} ms vs {b} over {} periods (limit {}× and +{:.0} ms, ceiling {:.0} ms)",
+            lat.stat.cloudwatch_name(),
+            diffs.len(),
+            lat.max_ratio,
+            lat.min_increase_ms,
+            lat.max_ms
+        ));
+    }
+
+    let canary_requests_at_step: f64 = obs
+        .canary
+        .iter()
+        .filter(|s| s.start >= obs.step_start)
+        .map(|s| s.requests.max(0.0))
+        .sum();
+    let last_canary_traffic = obs
+        .canary
+        .iter()
+        .filter(|s| s.requests > 0.0)
+        .map(|s| s.start)
+        .max();
+    let verdict = if !reasons.is_empty() {
+        Verdict::Regressed(reasons)
+    } else if canary_requests_at_step < policy.min_requests as f64 {
+        Verdict::NotEnoughData(format!(
+            "{canary_requests_at_step:.0} of {} canary requests at this step",
+            policy.min_requests
+        ))
+    } else {
+        Verdict::Healthy
+    };
+    Judgement {
+        verdict,
+        canary,
+        baseline,
+        canary_requests_at_step,
+        last_canary_traffic,
+        ceiling_evidence,
+        increase_evidence,
+        latency_evidence,
+        threshold,
+        baseline_rate_bound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn minute(start: i64, requests: f64, errors: f64, latency: Option<f64>) -> Sample {
+        Sample {
+            start,
+            requests,
+            errors,
+            latency_ms: latency,
+        }
+    }
+
+    fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
+        Observations {
+            canary,
+            baseline,
+            step_start: 0,
+        }
+    }
+
+    #[test]
+    fn always_failing_build_is_caught_from_a_handful_of_requests() {
+        let p = Policy::with_defaults("f");
+        let j = judge(
+            &p,
+            &obs(
+                vec![minute(0, 3.0, 3.0, None)],
+                vec![minute(0, 30.0, 0.0, None)],
+            ),
+        );
+        assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        // Two failures out of two is not yet enough at 99% confidence with three tests.
+        let j = judge(&p, &obs(vec![minute(0, 1.0, 1.0, None)], vec![]));
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    #[test]
+    fn no_canary_traffic_is_not_enough_data_never_healthy() {
+        let p = Policy::with_defaults("f");
+        let j = judge(&p, &obs(vec![], vec![minute(0, 1000.0, 1.0, Some(50.0))]));
+        assert!(matches!(j.verdict, Verdict::NotEnoughData(_)));
+        assert_eq!(j.last_canary_traffic, None);
+    }
+
+    #[test]
+    fn healthy_needs_min_requests_at_the_step() {
+        let mut p = Policy::with_defaults("f");
+        p.min_requests = 100;
+        let c = vec![minute(0, 80.0, 0.0, None), minute(60, 80.0, 0.0, None)];
+        let b = vec![minute(0, 800.0, 1.0, None), minute(60, 800.0, 0.0, None)];
+        let mut o = obs(c, b);
+        assert_eq!(judge(&p, &o).verdict, Verdict::Healthy);
+        o.step_start = 60;
+        assert!(matches!(judge(&p, &o).verdict, Verdict::NotEnoughData(m) if m.contains("80 of 100")));
+    }
+
+    #[test]
+    fn five_percent_errors_against_clean_baseline_is_regressed_within_a_few_hundred() {
+        let p = Policy::with_defaults("f");
+        let j = judge(
+            &p,
+            &obs(
+                vec![minute(0, 300.0, 15.0, None)],
+                vec![minute(0, 3000.0, 3.0, None)],
+            ),
+        );
+        assert!(matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("above baseline"))), "{j:?}");
+    }
+
+    #[test]
+    fn zero_error_baseline_and_zero_error_canary_is_healthy() {
+        let p = Policy::with_defaults("f");
+        let j = judge(
+            &p,
+            &obs(
+                vec![minute(0, 500.0, 0.0, None)],
+                vec![minute(0, 5000.0, 0.0, None)],
+            ),
+        );
+        assert_eq!(j.verdict, Verdict::Healthy);
+        assert!(j.baseline_rate_bound < 0.01, "{}", j.baseline_rate_bound);
+    }
+
+    #[test]
+    fn baseline_without_traffic_still_enforces_the_ceiling() {
+        let p = Policy::with_defaults("f");
+        let j = judge(&p, &obs(vec![minute(0, 200.0, 40.0, None)], vec![]));
+        assert!(matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("ceiling")), "{j:?}");
+        assert_eq!(j.increase_evidence, 0.0);
+    }
+
+    #[test]
+    fn doubled_latency_is_caught_after_a_few_minutes_and_not_before() {
+        let p = Policy::with_defaults("f");
+        let series = |n: i64, c: f64| {
+            let canary = (0..n)
+                .map(|i| minute(i * 60, 60.0, 0.0, Some(c * (1.0 + 0.05 * (i % 3) as f64))))
+                .collect();
+            let base = (0..n)
+                .map(|i| minute(i * 60, 600.0, 0.0, Some(200.0 * (1.0 + 0.04 * (i % 2) as f64))))
+                .collect();
+            obs(canary, base)
+        };
+        assert!(!matches!(judge(&p, &series(1, 400.0)).verdict, Verdict::Regressed(_)));
+        let j = judge(&p, &series(5, 400.0));
+        assert!(matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("p99")), "{j:?}");
+        // Same latency as the baseline: never regressed however long we look.
+        assert_eq!(judge(&p, &series(30, 200.0)).verdict, Verdict::Healthy);
+    }
+
+    #[test]
+    fn latency_ceiling_applies_without_a_baseline() {
+        let p = Policy::with_defaults("f");
+        let c = (0..6).map(|i| minute(i * 60, 60.0, 0.0, Some(4000.0))).collect();
+        let j = judge(&p, &obs(c, vec![]));
+        assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    #[test]
+    fn small_absolute_latency_changes_are_tolerated() {
+        // +50% on a 10 ms handler is 5 ms: below the 25 ms floor.
+        let p = Policy::with_defaults("f");
+        let c = (0..20).map(|i| minute(i * 60, 60.0, 0.0, Some(15.0))).collect();
+        let b = (0..20).map(|i| minute(i * 60, 600.0, 0.0, Some(10.0))).collect();
+        assert_eq!(judge(&p, &obs(c, b)).verdict, Verdict::Healthy);
+    }
+
+    #[test]
+    fn upper_bound_covers_the_observed_rate() {
+        let ub = upper_bound(10.0, 1000.0, 0.01);
+        assert!(ub > 0.01 && ub < 0.04, "{ub}");
+        assert_eq!(upper_bound(0.0, 0.0, 0.01), 1.0);
+    }
+
+    #[test]
+    fn reasons_carry_numbers() {
+        let p = Policy::with_defaults("f");
+        let j = judge(
+            &p,
+            &obs(
+                vec![minute(0, 5.0, 5.0, None)],
+                vec![minute(0, 100.0, 0.0, None)],
+            ),
+        );
+        let Verdict::Regressed(r) = &j.verdict else {
+            panic!("{j:?}")
+        };
+        assert!(r[0].contains("100% (5 of 5)"), "{r:?}");
+        assert!(j.summary().contains("100% (5/5)"), "{}", j.summary());
+    }
+
+    proptest! {
+        /// More errors in the same requests is never less evidence.
+        #[test]
+        fn evidence_is_monotone_in_errors(k in 0u32..50, n in 50u32..500, p0 in 0.001f64..0.5) {
+            let (k, n) = (f64::from(k), f64::from(n));
+            prop_assert!(evidence_above(k + 1.0, n, p0) >= evidence_above(k, n, p0));
+        }
+
+        #[test]
+        fn judge_never_panics_and_regresses_only_with_canary_data(
+            c in proptest::collection::vec((0.0f64..1000.0, 0.0f64..1.0, proptest::option::of(0.0f64..5000.0)), 0..8),
+            b in proptest::collection::vec((0.0f64..1000.0, 0.0f64..1.0, proptest::option::of(0.0f64..5000.0)), 0..8),
+        ) {
+            let p = Policy::with_defaults("f");
+            let to = |v: &Vec<(f64, f64, Option<f64>)>| v.iter().enumerate()
+                .map(|(i, &(n, r, l))| minute(i as i64 * 60, n.floor(), (n * r).floor(), l)).collect::<Vec<_>>();
+            let j = judge(&p, &obs(to(&c), to(&b)));
+            if j.canary.requests == 0.0 {
+                prop_assert!(matches!(j.verdict, Verdict::NotEnoughData(_)), "{:?}", j);
+            }
+        }
+    }
+
+    /// Repeated looks under H0 keep the false-rollback rate at or below α (simulated, seeded).
+    #[test]
+    fn false_rollbacks_under_repeated_looks_stay_below_alpha() {
+        let mut p = Policy::with_defaults("f");
+        p.confidence = 0.95; // a larger α makes the check meaningful with few runs
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut uniform = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let runs = 400;
+        let mut false_alarms = 0;
+        for _ in 0..runs {
+            let mut o = obs(vec![], vec![]);
+            for m in 0..30 {
+                let rate = 0.01; // canary and baseline identical, exactly at the ceiling
+                let count = |n: u32, u: &mut dyn FnMut() -> f64| (0..n).filter(|_| u() < rate).count() as f64;
+                let kc = count(30, &mut uniform);
+                let kb = count(270, &mut uniform);
+                o.canary.push(minute(m * 60, 30.0, kc, None));
+                o.baseline.push(minute(m * 60, 270.0, kb, None));
+                if matches!(judge(&p, &o).verdict, Verdict::Regressed(_)) {
+                    false_alarms += 1;
+                    break;
+                }
+            }
+        }
+        assert!(
+            f64::from(false_alarms) / f64::from(runs) <= 0.05,
+            "{false_alarms} of {runs}"
+        );
+    }
+}
