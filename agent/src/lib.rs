@@ -6,3 +6,4 @@
 
 pub mod judge;
 pub mod policy;
+pub mod rollout;

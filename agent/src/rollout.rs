@@ -1,0 +1,977 @@
+//! The rollout state machine: (alias state, policy, verdict, override, now) → one action.
+//!
+//! Pure. The state lives in AWS: the alias's `FunctionVersion` is the stable version, its routing
+//! config holds the canary version and weight, and the agent's [`Record`] rides in the alias
+//! description, written in the same `UpdateAlias` call under the alias's `RevisionId`.
+
+use crate::judge::{Judgement, Verdict};
+use crate::policy::{OnNoData, Policy};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A published Lambda version number.
+pub type Version = u64;
+
+/// Prefix that marks an alias description as the agent's record.
+pub const RECORD_PREFIX: &str = "canary:";
+/// Lambda's limit on an alias description.
+pub const DESCRIPTION_LIMIT: usize = 256;
+
+/// What the agent remembers between ticks, stored in the alias description.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The canary version the step fields describe.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Version>,
+    /// Index into the policy's steps.
+    #[serde(rename = "s", default)]
+    pub step: usize,
+    /// When the current step started (epoch seconds).
+    #[serde(rename = "t", default)]
+    pub since: i64,
+    /// When the canary started (epoch seconds).
+    #[serde(rename = "b", default)]
+    pub started: i64,
+    /// Forward moves are frozen.
+    #[serde(rename = "p", default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// The last version rolled back (never restarted until the candidate moves on).
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Version>,
+    /// A "no canary traffic" alert was sent for this step.
+    #[serde(rename = "q", default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet_alerted: bool,
+    /// The last decision, as a short sentence.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// A notification that has not been published yet (retried every tick until it is).
+    #[serde(rename = "n", default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+}
+
+impl Record {
+    /// Reads the record from an alias description; a description that is not ours gives an empty
+    /// record (the first write replaces it).
+    #[must_use]
+    pub fn decode(description: &str) -> Self {
+        description
+            .strip_prefix(RECORD_PREFIX)
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the record as an alias description, shortening `last` to fit Lambda's limit.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut record = self.clone();
+        loop {
+            let text = format!(
+                "{RECORD_PREFIX}{}",
+                serde_json::to_string(&record).unwrap_or_default()
+            );
+            if text.len() <= DESCRIPTION_LIMIT {
+                return text;
+            }
+            match record.last.as_mut() {
+                Some(last) if last.chars().count() > 8 => {
+                    let keep = last.chars().count() - 8;
+                    *last = last.chars().take(keep).collect::<String>() + "…";
+                    // The ellipsis counts once: strip a previous one before the next round.
+                    if last.ends_with("……") {
+                        last.pop();
+                    }
+                }
+                _ => {
+                    record.last = None;
+                }
+            }
+        }
+    }
+}
+
+/// The canary half of an alias's routing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Routing {
+    /// The canary version.
+    pub version: Version,
+    /// Percent of traffic it receives.
+    pub weight: f64,
+}
+
+/// Everything the state machine knows about one protected alias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasState {
+    /// The version the alias points at (the stable, baseline version).
+    pub stable: Version,
+    /// The canary, when the alias splits traffic.
+    pub canary: Option<Routing>,
+    /// The version the candidate alias points at, if that alias exists.
+    pub candidate: Option<Version>,
+    /// The agent's record.
+    pub record: Record,
+}
+
+/// A person's command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Override {
+    /// Begin a canary of `version` (default: the candidate's version).
+    Start {
+        /// The version to canary.
+        version: Option<Version>,
+    },
+    /// Move to the next step now.
+    Promote,
+    /// Go straight to 100%.
+    PromoteFull,
+    /// Point the alias back at the stable version, or at `to`.
+    Rollback {
+        /// Target version (default: the stable version).
+        to: Option<Version>,
+        /// Why, in the person's words.
+        reason: Option<String>,
+    },
+    /// Freeze forward moves.
+    Pause,
+    /// Unfreeze forward moves.
+    Resume,
+}
+
+/// What happened, for notifications and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A canary started.
+    Started,
+    /// The canary moved to a larger step.
+    Stepped,
+    /// The canary became the stable version.
+    Promoted,
+    /// The alias went back to the stable (or a chosen) version.
+    RolledBack,
+    /// The canary has seen no traffic for a long time.
+    NoData,
+    /// Forward moves frozen.
+    Paused,
+    /// Forward moves unfrozen.
+    Resumed,
+}
+
+impl EventKind {
+    /// Stable lowercase name (SNS message attribute `event`, JSON output).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Stepped => "stepped",
+            Self::Promoted => "promoted",
+            Self::RolledBack => "rolled_back",
+            Self::NoData => "no_data",
+            Self::Paused => "paused",
+            Self::Resumed => "resumed",
+        }
+    }
+}
+
+/// The action chosen for this tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Change nothing; the reason says why.
+    Hold(String),
+    /// Begin a canary of `version` at `weight` percent.
+    Start {
+        /// Canary version.
+        version: Version,
+        /// Percent of traffic.
+        weight: f64,
+    },
+    /// Move the canary to step `step` (`weight` percent).
+    Step {
+        /// Canary version.
+        version: Version,
+        /// New step index.
+        step: usize,
+        /// Percent of traffic.
+        weight: f64,
+    },
+    /// Make `version` the stable version (100%, no routing).
+    Promote {
+        /// The new stable version.
+        version: Version,
+    },
+    /// Point the alias at `to` with no routing; `rejected` is not started again.
+    Rollback {
+        /// Version that gets all traffic.
+        to: Version,
+        /// Version recorded as rejected.
+        rejected: Option<Version>,
+        /// Why.
+        why: String,
+    },
+    /// Tell on-call the canary has seen no traffic (once per step).
+    NoData,
+    /// Freeze forward moves.
+    Pause,
+    /// Unfreeze forward moves.
+    Resume,
+}
+
+impl Action {
+    /// The event this action announces, if any (holds are silent).
+    #[must_use]
+    pub fn event(&self) -> Option<EventKind> {
+        Some(match self {
+            Self::Hold(_) => return None,
+            Self::Start { .. } => EventKind::Started,
+            Self::Step { .. } => EventKind::Stepped,
+            Self::Promote { .. } => EventKind::Promoted,
+            Self::Rollback { .. } => EventKind::RolledBack,
+            Self::NoData => EventKind::NoData,
+            Self::Pause => EventKind::Paused,
+            Self::Resume => EventKind::Resumed,
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Hold(why) => write!(f, "hold: {why}"),
+            Self::Start { version, weight } => write!(f, "start v{version} at {weight}%"),
+            Self::Step {
+                version, weight, ..
+            } => write!(f, "step v{version} to {weight}%"),
+            Self::Promote { version } => write!(f, "promote v{version} to 100%"),
+            Self::Rollback { to, why, .. } => write!(f, "roll back to v{to}: {why}"),
+            Self::NoData => write!(f, "no canary traffic"),
+            Self::Pause => write!(f, "pause"),
+            Self::Resume => write!(f, "resume"),
+        }
+    }
+}
+
+/// A decision: the action and the alias state to write (if it changes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// The state to write with one conditional `UpdateAlias`; `None` when nothing changes.
+    pub next: Option<AliasState>,
+}
+
+/// Why a person's command cannot be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    /// There is no canary to act on.
+    #[error("no canary in progress on {0}")]
+    NoCanary(String),
+    /// There is no version to start.
+    #[error("nothing to start: {0}")]
+    NothingToStart(String),
+    /// The alias is already where the command would put it.
+    #[error("nothing to roll back: {0}")]
+    NothingToRollBack(String),
+}
+
+/// Decides the next action for one alias.
+///
+/// `judgement` is the judge's view of the running canary (ignored when there is none). A person's
+/// `override` always wins over the agent's own reasoning.
+///
+/// # Errors
+/// An override that does not apply to the current state (promote with no canary, start with no
+/// candidate, rollback to where the alias already is).
+pub fn decide(
+    state: &AliasState,
+    policy: &Policy,
+    judgement: Option<&Judgement>,
+    ovr: Option<&Override>,
+    now: i64,
+) -> Result<Decision, OverrideError> {
+    let adopted = adopt(state, policy, now);
+    let mut d = match ovr {
+        Some(o) => manual(&adopted, policy, o, now)?,
+        None => automatic(&adopted, policy, judgement, now),
+    };
+    if let Some(next) = d.next.as_mut() {
+        if matches!(d.action, Action::Step { .. }) {
+            next.record.since = now;
+        }
+        next.record.pending = d.action.event().is_some();
+    } else if adopted != *state {
+        // Nothing to do, but the record must catch up with a canary someone set by hand.
+        d.next = Some(adopted);
+    }
+    Ok(d)
+}
+
+/// Makes the record agree with the alias: a canary set by hand (or a record left by a crash
+/// before the write) is adopted at the nearest step at or below its weight.
+fn adopt(state: &AliasState, policy: &Policy, now: i64) -> AliasState {
+    let mut s = state.clone();
+    match state.canary {
+        Some(r) if s.record.canary != Some(r.version) || !is_step(policy, s.record.step, r.weight) => {
+            let step = policy
+                .steps
+                .iter()
+                .rposition(|&w| w <= r.weight + 1e-9)
+                .unwrap_or(0);
+            if s.record.canary != Some(r.version) {
+                s.record.since = now;
+                s.record.started = now;
+                s.record.quiet_alerted = false;
+            }
+            s.record.canary = Some(r.version);
+            s.record.step = step;
+        }
+        None if s.record.canary.is_some() => {
+            s.record.canary = None;
+            s.record.step = 0;
+        }
+        _ => {}
+    }
+    s
+}
+
+fn is_step(policy: &Policy, step: usize, weight: f64) -> bool {
+    policy
+        .steps
+        .get(step)
+        .is_some_and(|&w| (w - weight).abs() < 1e-9)
+}
+
+fn hold(why: impl Into<String>) -> Decision {
+    Decision {
+        action: Action::Hold(why.into()),
+        next: None,
+    }
+}
+
+fn automatic(
+    state: &AliasState,
+    policy: &Policy,
+    judgement: Option<&Judgement>,
+    now: i64,
+) -> Decision {
+    let record = &state.record;
+    let Some(canary) = state.canary else {
+        return match state.candidate {
+            None => hold(format!("no {} alias", policy.candidate_alias)),
+            Some(v) if v == state.stable => hold(format!("v{v} is live; no new candidate")),
+            Some(v) if record.rejected == Some(v) => hold(format!(
+                "v{v} was rolled back; waiting for a new {} version",
+                policy.candidate_alias
+            )),
+            Some(_) if record.paused => hold("paused"),
+            Some(v) => start(state, policy, v, now),
+        };
+    };
+    let c = canary.version;
+    match state.candidate {
+        Some(v) if v == state.stable => {
+            return rollback(
+                state,
+                state.stable,
+                Some(c),
+                format!("the {} alias moved back to v{v}", policy.candidate_alias),
+            );
+        }
+        Some(v) if v != c && record.rejected != Some(v) => {
+            if record.paused {
+                // A replacement is a forward move; the old canary stays judged meanwhile.
+            } else {
+                return start(state, policy, v, now);
+            }
+        }
+        _ => {}
+    }
+    let Some(j) = judgement else {
+        return hold("no metrics this tick");
+    };
+    if let Verdict::Regressed(reasons) = &j.verdict {
+        return rollback(state, state.stable, Some(c), reasons.join("; "));
+    }
+    let quiet_since = j
+        .last_canary_traffic
+        .map_or(record.since, |t| t.max(record.since));
+    if now - quiet_since >= policy.no_data_timeout.as_secs() as i64
+        && j.last_canary_traffic.is_none_or(|t| t < record.since)
+    {
+        match policy.on_no_data {
+            OnNoData::Rollback => {
+                return rollback(
+                    state,
+                    state.stable,
+                    Some(c),
+                    format!(
+                        "no canary traffic for {} (on_no_data: rollback)",
+                        mins(now - quiet_since)
+                    ),
+                );
+            }
+            OnNoData::Hold if !record.quiet_alerted => {
+                let mut next = state.clone();
+                next.record.quiet_alerted = true;
+                next.record.last = Some(format!(
+                    "holding v{c}: no canary traffic for {}",
+                    mins(now - quiet_since)
+                ));
+                return Decision {
+                    action: Action::NoData,
+                    next: Some(next),
+                };
+            }
+            OnNoData::Hold => {}
+        }
+    }
+    if record.paused {
+        return hold(format!("paused at {}%", canary.weight));
+    }
+    let waited = now - record.since;
+    let interval = policy.step_interval.as_secs() as i64;
+    match &j.verdict {
+        Verdict::NotEnoughData(why) => hold(why.clone()),
+        Verdict::Healthy if waited < interval => hold(format!(
+            "healthy; {} more at {}%",
+            mins(interval - waited),
+            canary.weight
+        )),
+        Verdict::Healthy | Verdict::Regressed(_) => forward(state, policy, c, false),
+    }
+}
+
+fn mins(secs: i64) -> String {
+    if secs >= 90 {
+        format!("{}m", (secs + 30) / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Decision {
+    let weight = policy.steps[0];
+    if weight >= 100.0 {
+        return promote(state, version);
+    }
+    let mut next = state.clone();
+    next.canary = Some(Routing { version, weight });
+    next.record = Record {
+        canary: Some(version),
+        step: 0,
+        since: now,
+        started: now,
+        paused: state.record.paused,
+        rejected: state.record.rejected,
+        quiet_alerted: false,
+        last: Some(format!("started v{version} at {weight}%")),
+        pending: false,
+    };
+    Decision {
+        action: Action::Start { version, weight },
+        next: Some(next),
+    }
+}
+
+fn forward(state: &AliasState, policy: &Policy, c: Version, full: bool) -> Decision {
+    let step = state.record.step + 1;
+    match policy.steps.get(step) {
+        Some(&weight) if weight < 100.0 && !full => {
+            let mut next = state.clone();
+            next.canary = Some(Routing { version: c, weight });
+            next.record.step = step;
+            // `since` is set to the decision's clock by `decide`.
+            next.record.quiet_alerted = false;
+            next.record.last = Some(format!("v{c} to {weight}%"));
+            Decision {
+                action: Action::Step {
+                    version: c,
+                    step,
+                    weight,
+                },
+                next: Some(next),
+            }
+        }
+        _ => promote(state, c),
+    }
+}
+
+fn promote(state: &AliasState, version: Version) -> Decision {
+    let mut next = state.clone();
+    next.stable = version;
+    next.canary = None;
+    next.record.canary = None;
+    next.record.step = 0;
+    next.record.quiet_alerted = false;
+    next.record.last = Some(format!("promoted v{version} to 100%"));
+    Decision {
+        action: Action::Promote { version },
+        next: Some(next),
+    }
+}
+
+fn rollback(state: &AliasState, to: Version, rejected: Option<Version>, why: String) -> Decision {
+    let mut next = state.clone();
+    next.stable = to;
+    next.canary = None;
+    next.record.canary = None;
+    next.record.step = 0;
+    next.record.quiet_alerted = false;
+    if rejected.is_some() {
+        next.record.rejected = rejected;
+    }
+    next.record.last = Some(match rejected {
+        Some(r) => format!("rolled back v{r} to v{to}: {why}"),
+        None => format!("rolled back to v{to}: {why}"),
+    });
+    Decision {
+        action: Action::Rollback { to, rejected, why },
+        next: Some(next),
+    }
+}
+
+fn manual(
+    state: &AliasState,
+    policy: &Policy,
+    ovr: &Override,
+    now: i64,
+) -> Result<Decision, OverrideError> {
+    let name = format!("{}:{}", policy.function, policy.alias);
+    Ok(match ovr {
+        Override::Start { version } => {
+            let v = version.or(state.candidate).ok_or_else(|| {
+                OverrideError::NothingToStart(format!(
+                    "no {} alias; pass --version",
+                    policy.candidate_alias
+                ))
+            })?;
+            if v == state.stable {
+                return Err(OverrideError::NothingToStart(format!(
+                    "v{v} is already the stable version of {name}"
+                )));
+            }
+            let mut s = state.clone();
+            s.record.paused = false;
+            if s.record.rejected == Some(v) {
+                s.record.rejected = None;
+            }
+            start(&s, policy, v, now)
+        }
+        Override::Promote | Override::PromoteFull => {
+            let full = *ovr == Override::PromoteFull;
+            match (state.canary, state.candidate) {
+                (Some(c), _) => forward(state, policy, c.version, full),
+                (None, Some(v)) if full && v != state.stable => promote(state, v),
+                _ => return Err(OverrideError::NoCanary(name)),
+            }
+        }
+        Override::Rollback { to, reason } => {
+            let target = to.unwrap_or(state.stable);
+            if state.canary.is_none() && target == state.stable {
+                return Err(OverrideError::NothingToRollBack(format!(
+                    "{name} is on v{target} with no canary"
+                )));
+            }
+            let rejected = state
+                .canary
+                .map(|c| c.version)
+                .or((target != state.stable).then_some(state.stable))
+                .filter(|&r| r != target);
+            let why = reason.clone().unwrap_or_else(|| "manual rollback".to_string());
+            rollback(state, target, rejected, why)
+        }
+        Override::Pause => {
+            let mut next = state.clone();
+            next.record.paused = true;
+            next.record.last = Some("paused by hand".to_string());
+            Decision {
+                action: Action::Pause,
+                next: Some(next),
+            }
+        }
+        Override::Resume => {
+            let mut next = state.clone();
+            next.record.paused = false;
+            next.record.last = Some("resumed by hand".to_string());
+            Decision {
+                action: Action::Resume,
+                next: Some(next),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::{Judgement, Totals};
+    use proptest::prelude::*;
+
+    fn judgement(verdict: Verdict, last_traffic: Option<i64>) -> Judgement {
+        Judgement {
+            verdict,
+            canary: Totals::default(),
+            baseline: Totals::default(),
+            canary_requests_at_step: 0.0,
+            last_canary_traffic: last_traffic,
+            ceiling_evidence: 1.0,
+            increase_evidence: 1.0,
+            latency_evidence: 1.0,
+            threshold: 300.0,
+            baseline_rate_bound: 0.01,
+        }
+    }
+
+    fn healthy(now: i64) -> Judgement {
+        judgement(Verdict::Healthy, Some(now - 60))
+    }
+
+    fn regressed(now: i64) -> Judgement {
+        judgement(Verdict::Regressed(vec!["5xx 100%".into()]), Some(now - 60))
+    }
+
+    fn live(stable: Version, candidate: Option<Version>) -> AliasState {
+        AliasState {
+            stable,
+            canary: None,
+            candidate,
+            record: Record::default(),
+        }
+    }
+
+    fn run(s: &AliasState, p: &Policy, j: Option<&Judgement>, now: i64) -> Decision {
+        decide(s, p, j, None, now).expect("automatic decisions never fail")
+    }
+
+    fn policy() -> Policy {
+        Policy::with_defaults("notes-create")
+    }
+
+    #[test]
+    fn a_new_candidate_starts_at_the_first_step() {
+        let d = run(&live(1, Some(2)), &policy(), None, 1000);
+        assert_eq!(
+            d.action,
+            Action::Start {
+                version: 2,
+                weight: 10.0
+            }
+        );
+        let next = d.next.expect("writes");
+        assert_eq!(next.stable, 1);
+        assert_eq!(next.record.canary, Some(2));
+        assert_eq!(next.record.since, 1000);
+        assert!(next.record.pending, "the start is announced");
+    }
+
+    #[test]
+    fn nothing_to_do_without_a_new_candidate() {
+        for s in [live(3, Some(3)), live(3, None)] {
+            let d = run(&s, &policy(), None, 0);
+            assert!(matches!(d.action, Action::Hold(_)));
+            assert_eq!(d.next, None, "a hold writes nothing");
+        }
+    }
+
+    fn canary_at(stable: Version, c: Version, step: usize, since: i64) -> AliasState {
+        let p = policy();
+        AliasState {
+            stable,
+            canary: Some(Routing {
+                version: c,
+                weight: p.steps[step],
+            }),
+            candidate: Some(c),
+            record: Record {
+                canary: Some(c),
+                step,
+                since,
+                started: since,
+                ..Record::default()
+            },
+        }
+    }
+
+    #[test]
+    fn regression_rolls_back_at_once_even_mid_step_and_even_paused() {
+        let mut s = canary_at(6, 7, 0, 1000);
+        for paused in [false, true] {
+            s.record.paused = paused;
+            let d = run(&s, &policy(), Some(&regressed(1010)), 1010);
+            assert!(matches!(d.action, Action::Rollback { to: 6, rejected: Some(7), .. }));
+            let next = d.next.expect("writes");
+            assert_eq!((next.stable, next.canary), (6, None));
+            assert_eq!(next.record.rejected, Some(7));
+        }
+    }
+
+    #[test]
+    fn a_rejected_version_is_not_restarted_until_the_candidate_moves() {
+        let mut s = live(6, Some(7));
+        s.record.rejected = Some(7);
+        assert!(matches!(run(&s, &policy(), None, 0).action, Action::Hold(w) if w.contains("rolled back")));
+        s.candidate = Some(8);
+        assert!(matches!(run(&s, &policy(), None, 0).action, Action::Start { version: 8, .. }));
+    }
+
+    #[test]
+    fn healthy_moves_forward_only_after_the_step_interval() {
+        let p = policy();
+        let s = canary_at(1, 2, 0, 1000);
+        assert!(matches!(run(&s, &p, Some(&healthy(1100)), 1100).action, Action::Hold(w) if w.contains("more at 10%")));
+        let d = run(&s, &p, Some(&healthy(1120)), 1120);
+        assert_eq!(
+            d.action,
+            Action::Step {
+                version: 2,
+                step: 1,
+                weight: 25.0
+            }
+        );
+        assert_eq!(d.next.expect("writes").record.since, 1120);
+        let not_enough = judgement(Verdict::NotEnoughData("3 of 100".into()), Some(1100));
+        assert!(matches!(run(&s, &p, Some(&not_enough), 5000).action, Action::Hold(w) if w == "3 of 100"));
+    }
+
+    #[test]
+    fn the_last_step_promotes() {
+        let s = canary_at(1, 2, 2, 0);
+        let d = run(&s, &policy(), Some(&healthy(500)), 500);
+        assert_eq!(d.action, Action::Promote { version: 2 });
+        let next = d.next.expect("writes");
+        assert_eq!((next.stable, next.canary), (2, None));
+    }
+
+    #[test]
+    fn a_new_candidate_replaces_the_running_canary() {
+        let mut s = canary_at(1, 2, 1, 0);
+        s.candidate = Some(3);
+        let d = run(&s, &policy(), Some(&healthy(100)), 100);
+        assert_eq!(
+            d.action,
+            Action::Start {
+                version: 3,
+                weight: 10.0
+            }
+        );
+        assert_eq!(d.next.expect("writes").canary.map(|c| c.version), Some(3));
+    }
+
+    #[test]
+    fn candidate_moved_back_to_stable_withdraws_the_canary() {
+        let mut s = canary_at(1, 2, 1, 0);
+        s.candidate = Some(1);
+        assert!(matches!(run(&s, &policy(), Some(&healthy(100)), 100).action, Action::Rollback { to: 1, rejected: Some(2), .. }));
+    }
+
+    #[test]
+    fn long_silence_alerts_once_on_hold_and_rolls_back_on_rollback() {
+        let mut p = policy();
+        let s = canary_at(1, 2, 0, 0);
+        let quiet = judgement(Verdict::NotEnoughData("0 of 100".into()), None);
+        let at = p.no_data_timeout.as_secs() as i64;
+        assert!(matches!(run(&s, &p, Some(&quiet), at - 1).action, Action::Hold(_)));
+        let d = run(&s, &p, Some(&quiet), at);
+        assert_eq!(d.action, Action::NoData);
+        let after = d.next.expect("records the alert");
+        assert!(matches!(run(&after, &p, Some(&quiet), at + 60).action, Action::Hold(_)));
+        p.on_no_data = OnNoData::Rollback;
+        assert!(matches!(run(&s, &p, Some(&quiet), at).action, Action::Rollback { to: 1, .. }));
+    }
+
+    #[test]
+    fn pause_freezes_forward_moves_and_resume_releases_them() {
+        let p = policy();
+        let s = canary_at(1, 2, 0, 0);
+        let paused = decide(&s, &p, None, Some(&Override::Pause), 10)
+            .expect("pause")
+            .next
+            .expect("writes");
+        assert!(paused.record.paused);
+        assert!(matches!(run(&paused, &p, Some(&healthy(9999)), 9999).action, Action::Hold(w) if w.contains("paused")));
+        let resumed = decide(&paused, &p, None, Some(&Override::Resume), 20)
+            .expect("resume")
+            .next
+            .expect("writes");
+        assert!(matches!(run(&resumed, &p, Some(&healthy(9999)), 9999).action, Action::Step { .. }));
+        // A paused alias does not start new canaries either.
+        let mut idle = live(1, Some(2));
+        idle.record.paused = true;
+        assert!(matches!(run(&idle, &p, None, 0).action, Action::Hold(_)));
+    }
+
+    #[test]
+    fn manual_commands() {
+        let p = policy();
+        let s = canary_at(1, 2, 0, 0);
+        let promote = decide(&s, &p, None, Some(&Override::Promote), 5).expect("promote");
+        assert!(matches!(promote.action, Action::Step { step: 1, .. }));
+        let full = decide(&s, &p, None, Some(&Override::PromoteFull), 5).expect("full");
+        assert_eq!(full.action, Action::Promote { version: 2 });
+        let back = decide(
+            &s,
+            &p,
+            Some(&healthy(5)),
+            Some(&Override::Rollback {
+                to: None,
+                reason: Some("customer report".into()),
+            }),
+            5,
+        )
+        .expect("rollback");
+        assert!(matches!(&back.action, Action::Rollback { to: 1, rejected: Some(2), why } if why == "customer report"));
+
+        // rollback --to an older version after a promotion: the newer one is rejected.
+        let promoted = live(7, Some(7));
+        let d = decide(
+            &promoted,
+            &p,
+            None,
+            Some(&Override::Rollback {
+                to: Some(5),
+                reason: None,
+            }),
+            5,
+        )
+        .expect("rollback --to");
+        let next = d.next.expect("writes");
+        assert_eq!((next.stable, next.record.rejected), (5, Some(7)));
+        assert!(matches!(run(&next, &p, None, 10).action, Action::Hold(_)), "7 is not restarted");
+
+        // Explicit start of a rejected version is a person's decision.
+        let d = decide(&next, &p, None, Some(&Override::Start { version: None }), 20).expect("start");
+        assert!(matches!(d.action, Action::Start { version: 7, .. }));
+        assert_eq!(d.next.expect("writes").record.rejected, None);
+    }
+
+    #[test]
+    fn manual_commands_that_do_not_apply_are_errors() {
+        let p = policy();
+        let idle = live(3, Some(3));
+        for o in [Override::Promote, Override::PromoteFull, Override::Start { version: None }] {
+            assert!(decide(&idle, &p, None, Some(&o), 0).is_err(), "{o:?}");
+        }
+        let err = decide(
+            &idle,
+            &p,
+            None,
+            Some(&Override::Rollback {
+                to: None,
+                reason: None,
+            }),
+            0,
+        )
+        .expect_err("nothing to roll back");
+        assert!(err.to_string().contains("on v3 with no canary"), "{err}");
+    }
+
+    #[test]
+    fn a_canary_set_by_hand_is_adopted() {
+        let p = policy();
+        let s = AliasState {
+            stable: 1,
+            canary: Some(Routing {
+                version: 2,
+                weight: 30.0,
+            }),
+            candidate: Some(2),
+            record: Record::default(),
+        };
+        let d = run(&s, &p, Some(&judgement(Verdict::NotEnoughData("x".into()), None)), 50);
+        let next = d.next.expect("record catches up");
+        assert_eq!((next.record.canary, next.record.step, next.record.since), (Some(2), 1, 50));
+    }
+
+    #[test]
+    fn record_roundtrips_and_fits_the_description_limit() {
+        let r = Record {
+            canary: Some(12),
+            step: 2,
+            since: 1_763_900_000,
+            started: 1_763_899_000,
+            paused: true,
+            rejected: Some(11),
+            quiet_alerted: true,
+            last: Some("rolled back v12 to v11: ".to_string() + &"canary 5xx 100% ".repeat(30)),
+            pending: true,
+        };
+        let text = r.encode();
+        assert!(text.len() <= DESCRIPTION_LIMIT, "{}", text.len());
+        let back = Record::decode(&text);
+        assert_eq!(back.canary, Some(12));
+        assert!(back.last.expect("kept a prefix").starts_with("rolled back v12"));
+        assert_eq!(Record::decode("Production alias"), Record::default());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Input {
+        Verdict(u8),
+        Override(Override),
+        Wait(i64),
+        Deploy,
+        Traffic(bool),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            4 => (0u8..3).prop_map(Input::Verdict),
+            1 => prop_oneof![
+                Just(Override::Promote),
+                Just(Override::PromoteFull),
+                Just(Override::Pause),
+                Just(Override::Resume),
+                Just(Override::Start { version: None }),
+                Just(Override::Rollback { to: None, reason: None }),
+                (1u64..4).prop_map(|v| Override::Rollback { to: Some(v), reason: None }),
+            ]
+            .prop_map(Input::Override),
+            3 => (1i64..1200).prop_map(Input::Wait),
+            1 => Just(Input::Deploy),
+            1 => any::<bool>().prop_map(Input::Traffic),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn invariants_hold_for_any_history(inputs in proptest::collection::vec(input(), 1..60)) {
+            let p = policy();
+            let mut s = live(1, Some(2));
+            let mut now = 1_000_000;
+            let mut traffic = true;
+            let mut next_version = 3;
+            for i in inputs {
+                let (judgement, ovr) = match i {
+                    Input::Wait(d) => { now += d; (None, None) }
+                    Input::Deploy => { s.candidate = Some(next_version); next_version += 1; (None, None) }
+                    Input::Traffic(t) => { traffic = t; (None, None) }
+                    Input::Verdict(v) => {
+                        let verdict = match v {
+                            0 => Verdict::Healthy,
+                            1 => Verdict::NotEnoughData("few".into()),
+                            _ => Verdict::Regressed(vec!["bad".into()]),
+                        };
+                        (Some(judgement(verdict, traffic.then_some(now - 60))), None)
+                    }
+                    Input::Override(o) => (None, Some(o)),
+                };
+                let before = s.clone();
+                let Ok(d) = decide(&s, &p, judgement.as_ref(), ovr.as_ref(), now) else { continue };
+                if let Some(next) = d.next.clone() { s = next; }
+                // Weights are always a policy step (100% is a promotion: no routing).
+                if let Some(c) = s.canary {
+                    prop_assert!(p.steps.iter().any(|&w| (w - c.weight).abs() < 1e-9 && w < 100.0), "{:?}", c);
+                    prop_assert!(c.version != s.stable);
+                }
+                // The stable version changes only on promotion or a rollback --to.
+                if s.stable != before.stable {
+                    let to_other = matches!(&ovr, Some(Override::Rollback { to: Some(_), .. }));
+                    prop_assert!(matches!(d.action, Action::Promote { .. }) || to_other, "{:?}", d.action);
+                }
+                // A regression with a running canary and no person in the loop always rolls back.
+                if ovr.is_none() && before.canary.is_some() && before.candidate.is_none_or(|c| c == before.canary.map_or(0, |r| r.version)) {
+                    if let Some(Judgement { verdict: Verdict::Regressed(_), .. }) = judgement.as_ref() {
+                        prop_assert!(matches!(d.action, Action::Rollback { .. }), "{:?}", d.action);
+                        prop_assert!(s.canary.is_none());
+                    }
+                }
+            }
+        }
+    }
+}
