@@ -356,7 +356,8 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         .iter()
         .filter(|s| s.start >= obs.step_start)
         .map(|s| s.requests.max(0.0))
-        .sum();
+        .sum::<f64>()
+        + 0.0;
     let last_canary_traffic = obs
         .canary
         .iter()

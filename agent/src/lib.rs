@@ -1,9 +1,15 @@
 //! lambda-canary: progressive delivery for AWS Lambda aliases.
 //!
 //! The core is pure: [`policy`] parses the team's files, [`judge`] compares canary and baseline
-//! metrics, [`rollout`] decides what the alias should do next. [`tick`] runs one pass over all
-//! policies through the [`ports`]; [`aws`] implements the ports on the AWS SDK and [`sim`] in memory.
+//! metrics, [`rollout`] decides what the alias should do next, [`notify`] words announcements.
+//! [`tick`] runs one pass over all policies through the [`ports`].
 
+pub mod aws;
+pub mod cli;
 pub mod judge;
+pub mod notify;
 pub mod policy;
+pub mod ports;
 pub mod rollout;
+pub mod sim;
+pub mod tick;

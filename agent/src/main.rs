@@ -1,1 +1,50 @@
-fn main() {}
+//! `canary`: thin entry point. Parses arguments, runs the command, maps errors to exit codes
+//! (0 ok, 2 bad usage or invalid policy, 1 anything else). With `CANARY_LAMBDA=1` (set by
+//! template.yaml) it runs as the scheduled Lambda instead: one tick per invocation.
+
+use canary_agent::cli::{self, Cli};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { "warn" }));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(false).without_time().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if std::env::var("CANARY_LAMBDA").is_ok_and(|v| v == "1") {
+        init_logs(true);
+        let handler = lambda_runtime::service_fn(|_event: lambda_runtime::LambdaEvent<serde_json::Value>| async {
+            Box::pin(cli::lambda_tick()).await.map_err(|e| lambda_runtime::Error::from(e.to_string()))
+        });
+        return match lambda_runtime::run(handler).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("canary: lambda runtime failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logs(false);
+    match Box::pin(cli::run(cli)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("canary: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! [`Aliases`] on Lambda: `GetAlias`, one conditional `UpdateAlias`, `GetFunctionConfiguration`.
+
+use super::{default_endpoint, sdk_failure, service_code, HttpResponse};
+use crate::policy::Policy;
+use crate::ports::{Aliases, PortError, Snapshot};
+use crate::rollout::{AliasState, Record, Routing, Version};
+use aws_sdk_lambda::error::SdkError;
+use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError;
+use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
+use aws_sdk_lambda::types::AliasRoutingConfiguration;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use std::collections::HashMap;
+
+/// The service name in messages.
+const SERVICE: &str = "Lambda";
+
+/// The production alias (stable version, canary routing, the agent's record in the description)
+/// and the candidate alias, on `aws-sdk-lambda`.
+#[derive(Debug, Clone)]
+pub struct LambdaAliases {
+    client: aws_sdk_lambda::Client,
+    endpoint: String,
+}
+
+impl LambdaAliases {
+    /// Wraps a Lambda client (a real one, or a mock in tests).
+    #[must_use]
+    pub fn new(client: aws_sdk_lambda::Client) -> Self {
+        let endpoint = default_endpoint(client.config().region(), "lambda");
+        Self { client, endpoint }
+    }
+
+    /// Names the endpoint the client talks to, for "could not reach Lambda at ..." messages.
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// The SDK client.
+    #[must_use]
+    pub fn client(&self) -> &aws_sdk_lambda::Client {
+        &self.client
+    }
+
+    fn failure<E>(&self, operation: &str, err: &SdkError<E, HttpResponse>) -> PortError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        sdk_failure(SERVICE, &self.endpoint, operation, err)
+    }
+
+    /// Explains a `ResourceNotFoundException` on `function:alias`: is the function missing, or
+    /// only the alias? (One extra call, on the error path only.)
+    async fn alias_not_found(&self, function: &str, alias: &str) -> PortError {
+        match self.function_exists(function, None).await {
+            Ok(false) => PortError::NotFound(format!("no function {function}")),
+            Ok(true) => PortError::NotFound(format!("{function} has no alias {alias}")),
+            Err(e) => e,
+        }
+    }
+
+    /// `GetFunctionConfiguration`; `Ok(false)` when Lambda says the function (or version) does
+    /// not exist.
+    async fn function_exists(
+        &self,
+        function: &str,
+        qualifier: Option<String>,
+    ) -> Result<bool, PortError> {
+        match self
+            .client
+            .get_function_configuration()
+            .function_name(function)
+            .set_qualifier(qualifier)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if is_not_found(&e)
+                    || e.as_service_error().is_some_and(
+                        GetFunctionConfigurationError::is_resource_not_found_exception,
+                    ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.failure("GetFunctionConfiguration", &e)),
+        }
+    }
+
+    /// `GetAlias`; `Ok(None)` when the alias (or function) does not exist.
+    async fn get_alias(
+        &self,
+        function: &str,
+        alias: &str,
+    ) -> Result<Option<GetAliasOutput>, PortError> {
+        match self
+            .client
+            .get_alias()
+            .function_name(function)
+            .name(alias)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e)
+                if is_not_found(&e)
+                    || e.as_service_error()
+                        .is_some_and(GetAliasError::is_resource_not_found_exception) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.failure("GetAlias", &e)),
+        }
+    }
+}
+
+/// Whether an SDK error is Lambda's `ResourceNotFoundException`.
+fn is_not_found<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    service_code(err) == Some("ResourceNotFoundException")
+}
+
+/// Parses an alias's `FunctionVersion` (or a routing key) as a published version number.
+fn parse_version(text: &str, function: &str, alias: &str) -> Result<Version, PortError> {
+    if text == "$LATEST" {
+        return Err(PortError::Unsupported(format!(
+            "{function} alias {alias} points at $LATEST; the agent only manages aliases on \
+             published versions (publish a version and point {alias} at it)"
+        )));
+    }
+    text.parse().map_err(|_| {
+        PortError::Unsupported(format!(
+            "{function} alias {alias} points at version {text:?}, which is not a published \
+             version number"
+        ))
+    })
+}
+
+/// The canary half of an alias's routing: none, or exactly one extra version (weight in percent).
+fn parse_routing(
+    out: &GetAliasOutput,
+    function: &str,
+    alias: &str,
+) -> Result<Option<Routing>, PortError> {
+    let Some(weights) = out
+        .routing_config()
+        .and_then(AliasRoutingConfiguration::additional_version_weights)
+    else {
+        return Ok(None);
+    };
+    let mut entries: Vec<(&String, &f64)> = weights.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    match entries.as_slice() {
+        [] => Ok(None),
+        [(version, weight)] => Ok(Some(Routing {
+            version: parse_version(version, function, alias)?,
+            weight: (**weight * 100.0 * 1e6).round() / 1e6,
+        })),
+        many => Err(PortError::Unsupported(format!(
+            "{function} alias {alias} routes traffic to {} extra versions ({}); the agent \
+             manages at most one canary version, remove the extra routing by hand",
+            many.len(),
+            many.iter()
+                .map(|(v, _)| v.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+impl Aliases for LambdaAliases {
+    async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
+        let (function, alias) = (policy.function.as_str(), policy.alias.as_str());
+        let candidate_alias = policy.candidate_alias.as_str();
+        // Both aliases at once: one round trip per tick and policy.
+        let (live, candidate) = tokio::join!(
+            self.get_alias(function, alias),
+            self.get_alias(function, candidate_alias)
+        );
+        let Some(live) = live? else {
+            return Err(self.alias_not_found(function, alias).await);
+        };
+        let stable = parse_version(live.function_version().unwrap_or_default(), function, alias)?;
+        let canary = parse_routing(&live, function, alias)?;
+        let record = Record::decode(live.description().unwrap_or_default());
+        let revision = live
+            .revision_id()
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                PortError::Failed(format!(
+                    "Lambda GetAlias answered without a RevisionId for {function}:{alias}; the \
+                     agent cannot update the alias safely"
+                ))
+            })?
+            .to_string();
+
+        let candidate = match candidate? {
+            None => None,
+            Some(out) => {
+                let text = out.function_version().unwrap_or_default();
+                match parse_version(text, function, candidate_alias) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        // Never block rollback protection of the live alias on a candidate
+                        // alias the agent cannot use.
+                        tracing::warn!(function, alias = candidate_alias, "{e}; ignoring it");
+                        None
+                    }
+                }
+            }
+        };
+
+        Ok(Snapshot {
+            state: AliasState {
+                stable,
+                canary,
+                candidate,
+                record,
+            },
+            revision,
+        })
+    }
+
+    async fn write(
+        &self,
+        policy: &Policy,
+        next: &AliasState,
+        revision: &str,
+    ) -> Result<String, PortError> {
+        let (function, alias) = (policy.function.as_str(), policy.alias.as_str());
+        // An empty map clears the routing; leaving it out would keep the old canary.
+        let weights: HashMap<String, f64> = next
+            .canary
+            .iter()
+            .map(|c| (c.version.to_string(), c.weight / 100.0))
+            .collect();
+        let result = self
+            .client
+            .update_alias()
+            .function_name(function)
+            .name(alias)
+            .function_version(next.stable.to_string())
+            .routing_config(
+                AliasRoutingConfiguration::builder()
+                    .set_additional_version_weights(Some(weights))
+                    .build(),
+            )
+            .description(next.record.encode())
+            .revision_id(revision)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out
+                .revision_id()
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    PortError::Failed(format!(
+                        "Lambda UpdateAlias answered without a RevisionId for {function}:{alias}"
+                    ))
+                }),
+            Err(e)
+                if service_code(&e) == Some("PreconditionFailedException")
+                    || e.as_service_error()
+                        .is_some_and(UpdateAliasError::is_precondition_failed_exception) =>
+            {
+                Err(PortError::Conflict)
+            }
+            Err(e)
+                if is_not_found(&e)
+                    || e.as_service_error()
+                        .is_some_and(UpdateAliasError::is_resource_not_found_exception) =>
+            {
+                Err(self.alias_not_found(function, alias).await)
+            }
+            Err(e) => Err(self.failure("UpdateAlias", &e)),
+        }
+    }
+
+    async fn version_exists(&self, policy: &Policy, version: Version) -> Result<bool, PortError> {
+        self.function_exists(&policy.function, Some(version.to_string()))
+            .await
+    }
+}

@@ -1,0 +1,472 @@
+//! [`Metrics`] on CloudWatch `GetMetricData`: every query of a tick in as few calls as possible.
+//!
+//! Each [`MetricsQuery`] becomes 6 metric queries (Lambda source: Invocations, Errors, Duration
+//! for the canary and the baseline) or 8 (EMF source: Requests, 5xx, Latency and `AWS/Lambda`
+//! Errors for both). They are packed into calls of at most 500 metric queries without splitting a
+//! query's metrics across calls, and each call follows `NextToken` to the end.
+//!
+//! One call has one time window, so a call asks for the union of its queries' windows and each
+//! query keeps only its own periods. High-resolution queries (period below a minute) go out in
+//! separate calls and read at most the last 3 hours: CloudWatch returns no sub-minute datapoints
+//! for a window that starts earlier.
+
+use super::{default_endpoint, sdk_failure};
+use crate::judge::Sample;
+use crate::policy::MetricsSource;
+use crate::ports::{Metrics, MetricsQuery, PortError, Series};
+use crate::rollout::Version;
+use aws_sdk_cloudwatch::types::{
+    Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StatusCode,
+};
+use aws_smithy_types::DateTime;
+use std::collections::{BTreeMap, HashMap};
+
+/// The service name in messages.
+const SERVICE: &str = "CloudWatch";
+/// CloudWatch's limit on metric queries in one `GetMetricData` call.
+const MAX_METRIC_QUERIES_PER_CALL: usize = 500;
+/// How far back CloudWatch serves sub-minute datapoints.
+const HIGH_RESOLUTION_HORIZON: i64 = 3 * 3600;
+/// A bound on `NextToken` pages of one call (a week of minutes for 500 metrics is ~70 pages).
+const MAX_PAGES: usize = 1000;
+/// The period of Lambda's own metrics.
+const MINUTE: i64 = 60;
+
+/// Per-version metrics from CloudWatch, on `aws-sdk-cloudwatch`.
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics {
+    client: aws_sdk_cloudwatch::Client,
+    endpoint: String,
+}
+
+impl CloudWatchMetrics {
+    /// Wraps a CloudWatch client (a real one, or a mock in tests).
+    #[must_use]
+    pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
+        let endpoint = default_endpoint(client.config().region(), "monitoring");
+        Self { client, endpoint }
+    }
+
+    /// Names the endpoint the client talks to, for "could not reach CloudWatch at ..." messages.
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// The SDK client.
+    #[must_use]
+    pub fn client(&self) -> &aws_sdk_cloudwatch::Client {
+        &self.client
+    }
+
+    /// One `GetMetricData` call (all its pages) for a chunk of planned queries.
+    async fn call(&self, chunk: &[&Planned<'_>]) -> Result<HashMap<String, Collected>, PortError> {
+        let start = chunk.iter().map(|p| p.from).min().unwrap_or_default();
+        let end = chunk.iter().map(|p| p.to).max().unwrap_or_default();
+        let queries: Vec<MetricDataQuery> = chunk
+            .iter()
+            .flat_map(|p| p.metric_queries.iter().cloned())
+            .collect();
+        let mut collected: HashMap<String, Collected> = HashMap::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let out = self
+                .client
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.clone()))
+                .start_time(DateTime::from_secs(start))
+                .end_time(DateTime::from_secs(end))
+                .scan_by(ScanBy::TimestampAscending)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_failure(SERVICE, &self.endpoint, "GetMetricData", &e))?;
+            for result in out.metric_data_results() {
+                let Some(id) = result.id() else { continue };
+                let entry = collected.entry(id.to_string()).or_default();
+                for (t, v) in result.timestamps().iter().zip(result.values()) {
+                    entry.points.insert(t.secs(), *v);
+                }
+                // PartialData: the next page has the rest. InternalError, Forbidden: this
+                // metric (and so its query) failed.
+                if let Some(status @ (StatusCode::InternalError | StatusCode::Forbidden)) =
+                    result.status_code()
+                {
+                    let messages: Vec<&str> = result
+                        .messages()
+                        .iter()
+                        .filter_map(|m| m.value().or(m.code()))
+                        .collect();
+                    entry.failure = Some(if messages.is_empty() {
+                        status.as_str().to_string()
+                    } else {
+                        format!("{}: {}", status.as_str(), messages.join("; "))
+                    });
+                }
+            }
+            match out.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => return Ok(collected),
+            }
+        }
+        Err(PortError::Failed(format!(
+            "CloudWatch GetMetricData was still paginating after {MAX_PAGES} pages"
+        )))
+    }
+}
+
+impl Metrics for CloudWatchMetrics {
+    async fn fetch(&self, queries: &[MetricsQuery]) -> Vec<Result<Series, PortError>> {
+        let planned: Vec<Planned<'_>> = queries
+            .iter()
+            .enumerate()
+            .map(|(n, q)| Planned::new(n, q))
+            .collect();
+        let mut answers: Vec<Option<Result<Series, PortError>>> = vec![None; queries.len()];
+        for high_resolution in [false, true] {
+            let group: Vec<&Planned<'_>> = planned
+                .iter()
+                .filter(|p| p.high_resolution == high_resolution)
+                .collect();
+            for chunk in chunks(&group) {
+                match self.call(chunk).await {
+                    Ok(collected) => {
+                        for p in chunk {
+                            answers[p.index] = Some(p.series(&collected));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(queries = chunk.len(), "metrics call failed: {e}");
+                        for p in chunk {
+                            answers[p.index] = Some(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| Err(PortError::Failed("metrics query was not sent".into())))
+            })
+            .collect()
+    }
+}
+
+/// Packs planned queries into calls of at most [`MAX_METRIC_QUERIES_PER_CALL`] metric queries,
+/// never splitting one query's metrics.
+fn chunks<'a, 'q>(group: &'a [&'a Planned<'q>]) -> Vec<&'a [&'a Planned<'q>]> {
+    let mut out = Vec::new();
+    let (mut begin, mut size) = (0, 0);
+    for (i, p) in group.iter().enumerate() {
+        let n = p.metric_queries.len();
+        if size + n > MAX_METRIC_QUERIES_PER_CALL && i > begin {
+            out.push(&group[begin..i]);
+            (begin, size) = (i, 0);
+        }
+        size += n;
+    }
+    if begin < group.len() {
+        out.push(&group[begin..]);
+    }
+    out
+}
+
+/// Datapoints of one metric query, and its failure if CloudWatch reported one.
+#[derive(Debug, Default)]
+struct Collected {
+    points: BTreeMap<i64, f64>,
+    failure: Option<String>,
+}
+
+/// Which version a metric query is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Canary,
+    Baseline,
+}
+
+impl Side {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Canary => "c",
+            Self::Baseline => "b",
+        }
+    }
+}
+
+/// Which number a metric query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Requests (Invocations or EMF `Requests`).
+    Requests,
+    /// 5xx (Lambda Errors or EMF `5xx`).
+    Errors,
+    /// Latency (Duration or EMF `Latency`).
+    Latency,
+    /// `AWS/Lambda` Errors next to EMF metrics (crashes the handler never reported).
+    LambdaErrors,
+}
+
+impl Kind {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Requests => "req",
+            Self::Errors => "err",
+            Self::Latency => "lat",
+            Self::LambdaErrors => "lerr",
+        }
+    }
+}
+
+/// The id of one metric query: `q{n}_{c|b}_{req|err|lat|lerr}` (CloudWatch wants
+/// `^[a-z][a-zA-Z0-9_]*$`, unique within a call).
+fn metric_id(n: usize, side: Side, kind: Kind) -> String {
+    format!("q{n}_{}_{}", side.tag(), kind.tag())
+}
+
+fn dimension(name: &str, value: impl Into<String>) -> Dimension {
+    Dimension::builder().name(name).value(value).build()
+}
+
+fn metric_query(id: String, metric: Metric, period: i64, stat: &str) -> MetricDataQuery {
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(metric)
+                .period(i32::try_from(period).unwrap_or(60))
+                .stat(stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
+}
+
+/// `AWS/Lambda` metric of one version as served through the production alias.
+fn lambda_metric(q: &MetricsQuery, version: Version, name: &str) -> Metric {
+    Metric::builder()
+        .namespace("AWS/Lambda")
+        .metric_name(name)
+        .dimensions(dimension("FunctionName", &q.function))
+        .dimensions(dimension("Resource", format!("{}:{}", q.function, q.alias)))
+        .dimensions(dimension("ExecutedVersion", version.to_string()))
+        .build()
+}
+
+/// The handler's own EMF metric of one version.
+fn emf_metric(q: &MetricsQuery, namespace: &str, version: Version, name: &str) -> Metric {
+    Metric::builder()
+        .namespace(namespace)
+        .metric_name(name)
+        .dimensions(dimension("FunctionName", &q.function))
+        .dimensions(dimension("Version", version.to_string()))
+        .build()
+}
+
+/// One [`MetricsQuery`] turned into metric queries, with the window it reads.
+struct Planned<'q> {
+    /// Position in the caller's slice (also the `n` of the ids).
+    index: usize,
+    query: &'q MetricsQuery,
+    /// Window start actually read (epoch seconds, inclusive).
+    from: i64,
+    /// Window end (epoch seconds, exclusive).
+    to: i64,
+    high_resolution: bool,
+    metric_queries: Vec<MetricDataQuery>,
+}
+
+impl<'q> Planned<'q> {
+    fn new(index: usize, q: &'q MetricsQuery) -> Self {
+        let period = i64::try_from(q.source.period().as_secs())
+            .unwrap_or(MINUTE)
+            .max(1);
+        let high_resolution = period % MINUTE != 0;
+        let mut from = q.from;
+        if high_resolution {
+            // Sub-minute datapoints exist for 3 hours only; an older start gets none at all.
+            let horizon = q.to - HIGH_RESOLUTION_HORIZON;
+            from = from.max(horizon.div_euclid(MINUTE) * MINUTE + MINUTE);
+        }
+        if matches!(q.source, MetricsSource::Emf { .. }) {
+            // The Lambda Errors minute that contains the start.
+            from = from.div_euclid(MINUTE) * MINUTE;
+        }
+        let stat = q.stat.cloudwatch_name();
+        let mut metric_queries = Vec::with_capacity(8);
+        for (side, version) in [(Side::Canary, q.canary), (Side::Baseline, q.stable)] {
+            let id = |kind| metric_id(index, side, kind);
+            match &q.source {
+                MetricsSource::Lambda => {
+                    metric_queries.extend([
+                        metric_query(
+                            id(Kind::Requests),
+                            lambda_metric(q, version, "Invocations"),
+                            MINUTE,
+                            "Sum",
+                        ),
+                        metric_query(
+                            id(Kind::Errors),
+                            lambda_metric(q, version, "Errors"),
+                            MINUTE,
+                            "Sum",
+                        ),
+                        metric_query(
+                            id(Kind::Latency),
+                            lambda_metric(q, version, "Duration"),
+                            MINUTE,
+                            stat,
+                        ),
+                    ]);
+                }
+                MetricsSource::Emf { namespace, .. } => {
+                    metric_queries.extend([
+                        metric_query(
+                            id(Kind::Requests),
+                            emf_metric(q, namespace, version, "Requests"),
+                            period,
+                            "Sum",
+                        ),
+                        metric_query(
+                            id(Kind::Errors),
+                            emf_metric(q, namespace, version, "5xx"),
+                            period,
+                            "Sum",
+                        ),
+                        metric_query(
+                            id(Kind::Latency),
+                            emf_metric(q, namespace, version, "Latency"),
+                            period,
+                            stat,
+                        ),
+                        metric_query(
+                            id(Kind::LambdaErrors),
+                            lambda_metric(q, version, "Errors"),
+                            MINUTE,
+                            "Sum",
+                        ),
+                    ]);
+                }
+            }
+        }
+        Self {
+            index,
+            query: q,
+            from,
+            to: q.to,
+            high_resolution,
+            metric_queries,
+        }
+    }
+
+    /// The datapoints of one metric query inside this query's window.
+    fn points(
+        &self,
+        collected: &HashMap<String, Collected>,
+        side: Side,
+        kind: Kind,
+    ) -> Result<BTreeMap<i64, f64>, PortError> {
+        let Some(c) = collected.get(&metric_id(self.index, side, kind)) else {
+            return Ok(BTreeMap::new());
+        };
+        if let Some(failure) = &c.failure {
+            let version = match side {
+                Side::Canary => self.query.canary,
+                Side::Baseline => self.query.stable,
+            };
+            return Err(PortError::Failed(format!(
+                "CloudWatch could not compute {} of {} v{version}: {failure}",
+                kind.describe(&self.query.source),
+                self.query.function,
+            )));
+        }
+        Ok(c.points
+            .range(self.from..self.to)
+            .map(|(t, v)| (*t, *v))
+            .collect())
+    }
+
+    fn samples(
+        &self,
+        collected: &HashMap<String, Collected>,
+        side: Side,
+    ) -> Result<Vec<Sample>, PortError> {
+        let requests = self.points(collected, side, Kind::Requests)?;
+        let errors = self.points(collected, side, Kind::Errors)?;
+        let latency = self.points(collected, side, Kind::Latency)?;
+        // No requests datapoint means no evidence for the period, whatever else was published.
+        let mut samples: Vec<Sample> = requests
+            .iter()
+            .map(|(&start, &requests)| Sample {
+                start,
+                requests,
+                // CloudWatch has no datapoint for a period without errors.
+                errors: errors.get(&start).copied().unwrap_or(0.0),
+                latency_ms: latency.get(&start).copied(),
+            })
+            .collect();
+        if let MetricsSource::Emf { period, .. } = &self.query.source {
+            let crashed = self.points(collected, side, Kind::LambdaErrors)?;
+            let period = i64::try_from(period.as_secs()).unwrap_or(MINUTE);
+            samples.extend(unreported_failures(&samples, &crashed, period));
+        }
+        samples.sort_by_key(|s| s.start);
+        Ok(samples)
+    }
+
+    fn series(&self, collected: &HashMap<String, Collected>) -> Result<Series, PortError> {
+        Ok(Series {
+            canary: self.samples(collected, Side::Canary)?,
+            baseline: self.samples(collected, Side::Baseline)?,
+        })
+    }
+}
+
+impl Kind {
+    /// What a person calls this number, for messages.
+    fn describe(self, source: &MetricsSource) -> &'static str {
+        match (self, source) {
+            (Self::Requests, MetricsSource::Lambda) => "Invocations",
+            (Self::Errors | Self::LambdaErrors, MetricsSource::Lambda)
+            | (Self::LambdaErrors, MetricsSource::Emf { .. }) => "Lambda Errors",
+            (Self::Latency, MetricsSource::Lambda) => "Duration",
+            (Self::Requests, MetricsSource::Emf { .. }) => "Requests",
+            (Self::Errors, MetricsSource::Emf { .. }) => "5xx",
+            (Self::Latency, MetricsSource::Emf { .. }) => "Latency",
+        }
+    }
+}
+
+/// Failures Lambda counted that the handler never reported through EMF (a build that crashes
+/// before its handler runs writes no EMF at all): per minute (or per EMF period, if longer), the
+/// Lambda Errors above the EMF 5xx of the same span, as one sample of that many failed requests.
+pub(super) fn unreported_failures(
+    emf: &[Sample],
+    lambda_errors: &BTreeMap<i64, f64>,
+    period: i64,
+) -> Vec<Sample> {
+    let span = period.max(MINUTE);
+    let bucket = |t: i64| t.div_euclid(span) * span;
+    let mut reported: BTreeMap<i64, f64> = BTreeMap::new();
+    for s in emf {
+        *reported.entry(bucket(s.start)).or_default() += s.errors;
+    }
+    let mut crashed: BTreeMap<i64, f64> = BTreeMap::new();
+    for (&t, &errors) in lambda_errors {
+        *crashed.entry(bucket(t)).or_default() += errors;
+    }
+    crashed
+        .into_iter()
+        .filter_map(|(start, errors)| {
+            let excess = errors - reported.get(&start).copied().unwrap_or(0.0);
+            (excess > 0.0).then_some(Sample {
+                start,
+                requests: excess,
+                errors: excess,
+                latency_ms: None,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,72 @@
+//! [`Notifier`] on SNS `Publish`.
+
+use super::{default_endpoint, sdk_failure, service_code};
+use crate::ports::{Notification, Notifier, PortError};
+use aws_sdk_sns::operation::publish::PublishError;
+use aws_sdk_sns::types::MessageAttributeValue;
+
+/// The service name in messages.
+const SERVICE: &str = "SNS";
+
+/// Publishes notifications to an SNS topic, on `aws-sdk-sns`.
+#[derive(Debug, Clone)]
+pub struct SnsNotifier {
+    client: aws_sdk_sns::Client,
+    endpoint: String,
+}
+
+impl SnsNotifier {
+    /// Wraps an SNS client (a real one, or a mock in tests).
+    #[must_use]
+    pub fn new(client: aws_sdk_sns::Client) -> Self {
+        let endpoint = default_endpoint(client.config().region(), "sns");
+        Self { client, endpoint }
+    }
+
+    /// Names the endpoint the client talks to, for "could not reach SNS at ..." messages.
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// The SDK client.
+    #[must_use]
+    pub fn client(&self) -> &aws_sdk_sns::Client {
+        &self.client
+    }
+}
+
+impl Notifier for SnsNotifier {
+    async fn publish(&self, topic_arn: &str, message: &Notification) -> Result<(), PortError> {
+        let mut request = self
+            .client
+            .publish()
+            .topic_arn(topic_arn)
+            .subject(&message.subject)
+            .message(&message.body);
+        for (name, value) in &message.attributes {
+            let attribute = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| {
+                    PortError::Failed(format!("SNS message attribute {name} is invalid: {e}"))
+                })?;
+            request = request.message_attributes(name, attribute);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if service_code(&e) == Some("NotFound")
+                    || e.as_service_error()
+                        .is_some_and(PublishError::is_not_found_exception) =>
+            {
+                Err(PortError::NotFound(format!(
+                    "no SNS topic {topic_arn} (notify.topic_arn)"
+                )))
+            }
+            Err(e) => Err(sdk_failure(SERVICE, &self.endpoint, "Publish", &e)),
+        }
+    }
+}

@@ -1,0 +1,1027 @@
+//! The adapters against mocked SDK responses (aws-smithy-mocks): request shapes, answer parsing,
+//! throttling after bounded retries, precondition failures, partial CloudWatch failures.
+
+use super::*;
+use crate::judge::Sample;
+use crate::policy::{LatencyStat, MetricsSource, Policy};
+use crate::ports::{Aliases, Metrics, MetricsQuery, Notification, Notifier, Series};
+use crate::rollout::{AliasState, Record, Routing};
+use aws_sdk_cloudwatch::operation::get_metric_data::{GetMetricDataInput, GetMetricDataOutput};
+use aws_sdk_cloudwatch::types::{MetricDataResult, ScanBy, StatusCode};
+use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
+use aws_sdk_lambda::operation::get_function_configuration::{
+    GetFunctionConfigurationError, GetFunctionConfigurationOutput,
+};
+use aws_sdk_lambda::operation::update_alias::{UpdateAliasError, UpdateAliasOutput};
+use aws_sdk_lambda::types::error::{PreconditionFailedException, ResourceNotFoundException};
+use aws_sdk_lambda::types::AliasRoutingConfiguration;
+use aws_sdk_sns::operation::publish::{PublishError, PublishOutput};
+use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+use aws_smithy_types::error::ErrorMetadata;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::DateTime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The SDK's default retry behaviour (standard, 3 attempts) with millisecond backoff.
+fn fast_retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1))
+        .with_max_backoff(Duration::from_millis(2))
+}
+
+/// A client of `$sdk` answering from `$rules` (aws-smithy-mocks' `mock_client!` needs the SDK's
+/// `test-util` feature; this is the same thing with explicit test credentials and region).
+macro_rules! mock_client {
+    ($sdk:ident, $mode:expr, $rules:expr) => {{
+        let mut interceptor = MockResponseInterceptor::new().rule_mode($mode);
+        for rule in $rules {
+            interceptor = interceptor.with_rule(rule);
+        }
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .region($sdk::config::Region::new("us-east-1"))
+                .credentials_provider($sdk::config::Credentials::new(
+                    "AKIDTEST", "secret", None, None, "test",
+                ))
+                .http_client(create_mock_http_client())
+                .interceptor(interceptor)
+                .retry_config(fast_retries())
+                .build(),
+        )
+    }};
+}
+
+fn lambda(rules: &[&Rule]) -> LambdaAliases {
+    LambdaAliases::new(mock_client!(aws_sdk_lambda, RuleMode::MatchAny, rules))
+}
+
+fn cloudwatch(rules: &[&Rule]) -> CloudWatchMetrics {
+    CloudWatchMetrics::new(mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, rules))
+}
+
+fn sns(rules: &[&Rule]) -> SnsNotifier {
+    SnsNotifier::new(mock_client!(aws_sdk_sns, RuleMode::MatchAny, rules))
+}
+
+fn policy() -> Policy {
+    Policy::with_defaults("notes-create")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lambda aliases
+
+fn alias(
+    version: &str,
+    weights: &[(&str, f64)],
+    description: &str,
+    revision: &str,
+) -> GetAliasOutput {
+    let mut out = GetAliasOutput::builder()
+        .name("live")
+        .function_version(version)
+        .description(description)
+        .revision_id(revision);
+    if !weights.is_empty() {
+        out = out.routing_config(
+            AliasRoutingConfiguration::builder()
+                .set_additional_version_weights(Some(
+                    weights
+                        .iter()
+                        .map(|(v, w)| ((*v).to_string(), *w))
+                        .collect(),
+                ))
+                .build(),
+        );
+    }
+    out.build()
+}
+
+fn get_alias_rule(name: &'static str, out: GetAliasOutput) -> Rule {
+    mock!(aws_sdk_lambda::Client::get_alias)
+        .match_requests(move |r| {
+            r.function_name() == Some("notes-create") && r.name() == Some(name)
+        })
+        .then_output(move || out.clone())
+}
+
+fn alias_not_found(name: &'static str) -> Rule {
+    mock!(aws_sdk_lambda::Client::get_alias)
+        .match_requests(move |r| r.name() == Some(name))
+        .then_error(|| {
+            GetAliasError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("Cannot find alias arn")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("ResourceNotFoundException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        })
+}
+
+fn record() -> Record {
+    Record {
+        canary: Some(7),
+        step: 0,
+        since: 1_763_900_000,
+        started: 1_763_900_000,
+        last: Some("started v7 at 10%".into()),
+        ..Record::default()
+    }
+}
+
+#[tokio::test]
+async fn read_parses_stable_routing_record_and_revision() {
+    let live = get_alias_rule(
+        "live",
+        alias("6", &[("7", 0.1)], &record().encode(), "rev-1"),
+    );
+    let candidate = get_alias_rule("candidate", alias("7", &[], "", "rev-c"));
+    let snap = lambda(&[&live, &candidate])
+        .read(&policy())
+        .await
+        .expect("reads");
+    assert_eq!(snap.revision, "rev-1");
+    assert_eq!(snap.state.stable, 6);
+    // 0.1 * 100 is 10.000000000000002 in f64: rounded to a clean percent.
+    assert_eq!(
+        snap.state.canary,
+        Some(Routing {
+            version: 7,
+            weight: 10.0
+        })
+    );
+    assert_eq!(snap.state.candidate, Some(7));
+    assert_eq!(snap.state.record, record());
+    assert_eq!((live.num_calls(), candidate.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn read_without_routing_or_record_or_candidate() {
+    let live = get_alias_rule("live", alias("3", &[], "Production alias", "rev-9"));
+    let snap = lambda(&[&live, &alias_not_found("candidate")])
+        .read(&policy())
+        .await
+        .expect("reads");
+    assert_eq!(snap.state.stable, 3);
+    assert_eq!(snap.state.canary, None);
+    assert_eq!(
+        snap.state.candidate, None,
+        "a missing candidate alias is no candidate"
+    );
+    assert_eq!(
+        snap.state.record,
+        Record::default(),
+        "someone else's description"
+    );
+    // An empty routing map is no canary either.
+    let empty = get_alias_rule("live", alias("3", &[], "", "rev-9"));
+    let with_empty_map = mock!(aws_sdk_lambda::Client::get_alias)
+        .match_requests(|r| r.name() == Some("live"))
+        .then_output(|| {
+            GetAliasOutput::builder()
+                .function_version("3")
+                .routing_config(
+                    AliasRoutingConfiguration::builder()
+                        .set_additional_version_weights(Some(HashMap::new()))
+                        .build(),
+                )
+                .revision_id("r")
+                .build()
+        });
+    let snap = lambda(&[&with_empty_map, &empty, &alias_not_found("candidate")])
+        .read(&policy())
+        .await
+        .expect("reads");
+    assert_eq!(snap.state.canary, None);
+}
+
+#[tokio::test]
+async fn latest_and_several_routed_versions_are_unsupported() {
+    let latest = get_alias_rule("live", alias("$LATEST", &[], "", "r"));
+    let err = lambda(&[&latest, &alias_not_found("candidate")])
+        .read(&policy())
+        .await
+        .expect_err("$LATEST");
+    assert!(
+        matches!(&err, PortError::Unsupported(m) if m.contains("$LATEST") && m.contains("publish")),
+        "{err:?}"
+    );
+
+    let two = get_alias_rule("live", alias("6", &[("7", 0.1), ("8", 0.2)], "", "r"));
+    let err = lambda(&[&two, &alias_not_found("candidate")])
+        .read(&policy())
+        .await
+        .expect_err("two routed versions");
+    assert!(
+        matches!(&err, PortError::Unsupported(m) if m.contains("2 extra versions (7, 8)")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn read_without_revision_fails() {
+    let live = mock!(aws_sdk_lambda::Client::get_alias)
+        .match_requests(|r| r.name() == Some("live"))
+        .then_output(|| GetAliasOutput::builder().function_version("1").build());
+    let err = lambda(&[&live, &alias_not_found("candidate")])
+        .read(&policy())
+        .await
+        .expect_err("no revision");
+    assert!(
+        matches!(&err, PortError::Failed(m) if m.contains("RevisionId")),
+        "{err:?}"
+    );
+}
+
+fn function_configuration(exists: bool) -> Rule {
+    let rule = mock!(aws_sdk_lambda::Client::get_function_configuration)
+        .match_requests(|r| r.function_name() == Some("notes-create"));
+    if exists {
+        rule.then_output(|| {
+            GetFunctionConfigurationOutput::builder()
+                .version("$LATEST")
+                .build()
+        })
+    } else {
+        rule.then_error(|| {
+            GetFunctionConfigurationError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("Function not found")
+                    .build(),
+            )
+        })
+    }
+}
+
+#[tokio::test]
+async fn missing_alias_and_missing_function_are_named() {
+    let err = lambda(&[
+        &alias_not_found("live"),
+        &alias_not_found("candidate"),
+        &function_configuration(true),
+    ])
+    .read(&policy())
+    .await
+    .expect_err("no alias");
+    assert_eq!(
+        err,
+        PortError::NotFound("notes-create has no alias live".into())
+    );
+
+    let err = lambda(&[
+        &alias_not_found("live"),
+        &alias_not_found("candidate"),
+        &function_configuration(false),
+    ])
+    .read(&policy())
+    .await
+    .expect_err("no function");
+    assert_eq!(err, PortError::NotFound("no function notes-create".into()));
+}
+
+#[tokio::test]
+async fn version_exists_asks_for_the_qualified_version() {
+    let rule = mock!(aws_sdk_lambda::Client::get_function_configuration)
+        .match_requests(|r| r.qualifier() == Some("7"))
+        .then_output(|| {
+            GetFunctionConfigurationOutput::builder()
+                .version("7")
+                .build()
+        });
+    let aliases = lambda(&[&rule, &function_configuration(false)]);
+    assert_eq!(aliases.version_exists(&policy(), 7).await, Ok(true));
+    assert_eq!(aliases.version_exists(&policy(), 8).await, Ok(false));
+}
+
+/// An `UpdateAlias` rule that records every request and answers with `rev-2`.
+fn recording_update() -> (
+    Rule,
+    Arc<Mutex<Vec<aws_sdk_lambda::operation::update_alias::UpdateAliasInput>>>,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let rule = mock!(aws_sdk_lambda::Client::update_alias).then_compute_output(move |input| {
+        sink.lock().expect("lock").push(input.clone());
+        UpdateAliasOutput::builder().revision_id("rev-2").build()
+    });
+    (rule, seen)
+}
+
+#[tokio::test]
+async fn write_sends_one_conditional_update_with_routing_and_record() {
+    let (rule, seen) = recording_update();
+    let next = AliasState {
+        stable: 6,
+        canary: Some(Routing {
+            version: 7,
+            weight: 25.0,
+        }),
+        candidate: Some(7),
+        record: Record {
+            step: 1,
+            ..record()
+        },
+    };
+    let revision = lambda(&[&rule])
+        .write(&policy(), &next, "rev-1")
+        .await
+        .expect("writes");
+    assert_eq!(revision, "rev-2");
+    assert_eq!(rule.num_calls(), 1, "one UpdateAlias");
+    let seen = seen.lock().expect("lock");
+    let input = &seen[0];
+    assert_eq!(input.function_name(), Some("notes-create"));
+    assert_eq!(input.name(), Some("live"));
+    assert_eq!(input.function_version(), Some("6"));
+    assert_eq!(input.revision_id(), Some("rev-1"));
+    assert_eq!(input.description(), Some(next.record.encode().as_str()));
+    let weights = input
+        .routing_config()
+        .and_then(AliasRoutingConfiguration::additional_version_weights)
+        .expect("routing sent");
+    assert_eq!(weights, &HashMap::from([("7".to_string(), 0.25)]));
+}
+
+#[tokio::test]
+async fn write_without_canary_clears_the_routing_with_an_empty_map() {
+    let (rule, seen) = recording_update();
+    let next = AliasState {
+        stable: 7,
+        canary: None,
+        candidate: Some(7),
+        record: Record::default(),
+    };
+    lambda(&[&rule])
+        .write(&policy(), &next, "rev-1")
+        .await
+        .expect("writes");
+    let seen = seen.lock().expect("lock");
+    let weights = seen[0]
+        .routing_config()
+        .and_then(AliasRoutingConfiguration::additional_version_weights)
+        .expect("an explicit map, not an absent field");
+    assert!(weights.is_empty());
+    assert_eq!(seen[0].function_version(), Some("7"));
+}
+
+#[tokio::test]
+async fn a_revision_mismatch_is_a_conflict() {
+    let rule = mock!(aws_sdk_lambda::Client::update_alias).then_error(|| {
+        UpdateAliasError::PreconditionFailedException(
+            PreconditionFailedException::builder()
+                .message("The Revision Id provided does not match the latest Revision Id.")
+                .build(),
+        )
+    });
+    let next = AliasState {
+        stable: 1,
+        canary: None,
+        candidate: None,
+        record: Record::default(),
+    };
+    let err = lambda(&[&rule])
+        .write(&policy(), &next, "stale")
+        .await
+        .expect_err("conflict");
+    assert_eq!(err, PortError::Conflict);
+    assert_eq!(rule.num_calls(), 1, "a conflict is not retried");
+}
+
+/// A restJson1 error as Lambda sends it (the SDK reads the code from `__type`).
+fn lambda_error_body(code: &str) -> String {
+    format!(r#"{{"__type":"{code}","message":"Rate exceeded"}}"#)
+}
+
+#[tokio::test]
+async fn throttling_is_retried_a_bounded_number_of_times_then_reported() {
+    for (status, code) in [
+        (429, "TooManyRequestsException"),
+        (400, "ThrottlingException"),
+    ] {
+        let rule = mock!(aws_sdk_lambda::Client::get_alias)
+            .match_requests(|r| r.name() == Some("live"))
+            .sequence()
+            .http_status(status, Some(lambda_error_body(code)))
+            .repeatedly()
+            .build();
+        let err = lambda(&[&rule, &alias_not_found("candidate")])
+            .read(&policy())
+            .await
+            .expect_err("throttled");
+        assert!(
+            matches!(&err, PortError::Failed(m) if m.starts_with("throttled by Lambda after retries") && m.contains(code)),
+            "{err:?}"
+        );
+        assert_eq!(
+            rule.num_calls(),
+            3,
+            "standard retry mode: 3 attempts, then give up"
+        );
+    }
+}
+
+#[tokio::test]
+async fn throttling_that_clears_up_within_the_retries_succeeds() {
+    let rule = mock!(aws_sdk_lambda::Client::get_alias)
+        .match_requests(|r| r.name() == Some("live"))
+        .sequence()
+        .http_status(429, Some(lambda_error_body("TooManyRequestsException")))
+        .times(2)
+        .output(|| alias("4", &[], "", "r"))
+        .build();
+    let snap = lambda(&[&rule, &alias_not_found("candidate")])
+        .read(&policy())
+        .await
+        .expect("third attempt succeeds");
+    assert_eq!(snap.state.stable, 4);
+    assert_eq!(rule.num_calls(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error wording
+
+#[test]
+fn sdk_errors_read_like_a_tool() {
+    use aws_smithy_types::body::SdkBody;
+    type Raw = aws_sdk_lambda::config::http::HttpResponse;
+
+    let throttled: SdkError<GetAliasError, Raw> = SdkError::service_error(
+        GetAliasError::generic(
+            ErrorMetadata::builder()
+                .code("Throttling")
+                .message("slow down")
+                .build(),
+        ),
+        Raw::new(400.try_into().expect("status"), SdkBody::empty()),
+    );
+    let m = sdk_failure("CloudWatch", "https://x", "GetMetricData", &throttled).to_string();
+    assert_eq!(
+        m,
+        "throttled by CloudWatch after retries (GetMetricData: Throttling: slow down)"
+    );
+
+    let denied: SdkError<GetAliasError, Raw> = SdkError::service_error(
+        GetAliasError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not authorized to perform: lambda:GetAlias")
+                .build(),
+        ),
+        Raw::new(403.try_into().expect("status"), SdkBody::empty()),
+    );
+    let m = sdk_failure("Lambda", "https://x", "GetAlias", &denied).to_string();
+    assert_eq!(
+        m,
+        "Lambda GetAlias failed: AccessDeniedException: not authorized to perform: lambda:GetAlias"
+    );
+
+    let refused: SdkError<GetAliasError, Raw> =
+        SdkError::dispatch_failure(aws_smithy_runtime_api_shim::connector_error());
+    let m = sdk_failure("Lambda", "http://127.0.0.1:9", "GetAlias", &refused).to_string();
+    assert!(
+        m.starts_with("could not reach Lambda at http://127.0.0.1:9: "),
+        "{m}"
+    );
+    assert!(m.contains("Connection refused"), "{m}");
+}
+
+/// Building a `ConnectorError` without depending on aws-smithy-runtime-api directly.
+mod aws_smithy_runtime_api_shim {
+    use aws_sdk_lambda::error::ConnectorError;
+
+    pub(super) fn connector_error() -> ConnectorError {
+        ConnectorError::io(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "tcp connect error: Connection refused (os error 111)",
+        )))
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_named() {
+    let client = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(fast_retries())
+            .build(),
+    );
+    let err = LambdaAliases::new(client)
+        .with_endpoint("http://127.0.0.1:9")
+        .read(&policy())
+        .await
+        .expect_err("unreachable");
+    assert!(
+        matches!(&err, PortError::Failed(m) if m.starts_with("could not reach Lambda at http://127.0.0.1:9: ")),
+        "{err:?}"
+    );
+}
+
+/// A credentials chain that finds nothing, like the default chain on a machine without any.
+// aws-config's profile-file aliases are deprecated in favour of aws-runtime types this crate
+// does not depend on.
+#[allow(deprecated)]
+fn no_credentials() -> aws_config::meta::credentials::CredentialsProviderChain {
+    use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
+    let empty_profiles = aws_config::profile::ProfileFileCredentialsProvider::builder()
+        .profile_files(
+            ProfileFiles::builder()
+                .with_contents(ProfileFileKind::Credentials, "")
+                .build(),
+        )
+        .profile_name("default")
+        .build();
+    aws_config::meta::credentials::CredentialsProviderChain::first_try("Profile", empty_profiles)
+}
+
+#[tokio::test]
+async fn missing_credentials_say_how_to_set_them() {
+    let client = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(no_credentials())
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(fast_retries())
+            .build(),
+    );
+    let err = LambdaAliases::new(client)
+        .read(&policy())
+        .await
+        .expect_err("no credentials");
+    assert!(
+        matches!(&err, PortError::Failed(m) if m.starts_with("no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")),
+        "{err:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// CloudWatch metrics
+
+const T0: i64 = 1_763_900_040;
+
+fn lambda_query(stable: u64, canary: u64, stat: LatencyStat) -> MetricsQuery {
+    MetricsQuery {
+        function: "notes-create".into(),
+        alias: "live".into(),
+        stable,
+        canary,
+        source: MetricsSource::Lambda,
+        stat,
+        from: T0,
+        to: T0 + 600,
+    }
+}
+
+fn emf_query() -> MetricsQuery {
+    MetricsQuery {
+        source: MetricsSource::Emf {
+            namespace: "NotesApi".into(),
+            period: Duration::from_secs(10),
+        },
+        ..lambda_query(1, 2, LatencyStat::P99)
+    }
+}
+
+fn result(id: &str, points: &[(i64, f64)], status: StatusCode) -> MetricDataResult {
+    MetricDataResult::builder()
+        .id(id)
+        .set_timestamps(Some(
+            points
+                .iter()
+                .map(|(t, _)| DateTime::from_secs(*t))
+                .collect(),
+        ))
+        .set_values(Some(points.iter().map(|(_, v)| *v).collect()))
+        .status_code(status)
+        .build()
+}
+
+/// A `GetMetricData` answer with `points` for the listed ids, complete and empty for the others.
+fn answer(
+    input: &GetMetricDataInput,
+    data: &HashMap<&str, Vec<(i64, f64)>>,
+) -> GetMetricDataOutput {
+    GetMetricDataOutput::builder()
+        .set_metric_data_results(Some(
+            input
+                .metric_data_queries()
+                .iter()
+                .map(|q| {
+                    let id = q.id().unwrap_or_default();
+                    result(
+                        id,
+                        data.get(id).map_or(&[][..], Vec::as_slice),
+                        StatusCode::Complete,
+                    )
+                })
+                .collect(),
+        ))
+        .build()
+}
+
+fn sample(start: i64, requests: f64, errors: f64, latency_ms: Option<f64>) -> Sample {
+    Sample {
+        start,
+        requests,
+        errors,
+        latency_ms,
+    }
+}
+
+#[tokio::test]
+async fn lambda_metrics_become_samples_with_the_policy_statistic() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            let data = HashMap::from([
+                ("q0_c_req", vec![(T0, 100.0), (T0 + 60, 50.0)]),
+                ("q0_c_err", vec![(T0, 2.0), (T0 + 120, 1.0)]),
+                (
+                    "q0_c_lat",
+                    vec![(T0, 812.5), (T0 + 60, 901.25), (T0 + 120, 5.0)],
+                ),
+                ("q0_b_req", vec![(T0, 900.0)]),
+                ("q0_b_lat", vec![(T0, 120.0)]),
+            ]);
+            answer(input, &data)
+        });
+    let out = cloudwatch(&[&rule])
+        .fetch(&[lambda_query(6, 7, LatencyStat::P99)])
+        .await;
+    let series = out[0].clone().expect("answered");
+    assert_eq!(
+        series,
+        Series {
+            // T0+120 has Errors and Duration but no Invocations: no evidence, dropped.
+            canary: vec![
+                sample(T0, 100.0, 2.0, Some(812.5)),
+                sample(T0 + 60, 50.0, 0.0, Some(901.25)),
+            ],
+            baseline: vec![sample(T0, 900.0, 0.0, Some(120.0))],
+        }
+    );
+
+    let seen = seen.lock().expect("lock");
+    assert_eq!(seen.len(), 1);
+    let input = &seen[0];
+    assert_eq!(input.scan_by(), Some(&ScanBy::TimestampAscending));
+    assert_eq!(input.start_time(), Some(&DateTime::from_secs(T0)));
+    assert_eq!(input.end_time(), Some(&DateTime::from_secs(T0 + 600)));
+    let by_id: HashMap<&str, &aws_sdk_cloudwatch::types::MetricStat> = input
+        .metric_data_queries()
+        .iter()
+        .map(|q| {
+            (
+                q.id().unwrap_or_default(),
+                q.metric_stat().expect("metric stat"),
+            )
+        })
+        .collect();
+    assert_eq!(by_id.len(), 6);
+    let lat = by_id["q0_c_lat"];
+    assert_eq!((lat.stat(), lat.period()), (Some("p99"), Some(60)));
+    assert_eq!(by_id["q0_b_req"].stat(), Some("Sum"));
+    let metric = lat.metric().expect("metric");
+    assert_eq!(
+        (metric.namespace(), metric.metric_name()),
+        (Some("AWS/Lambda"), Some("Duration"))
+    );
+    let dims: Vec<(&str, &str)> = metric
+        .dimensions()
+        .iter()
+        .map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        dims,
+        [
+            ("FunctionName", "notes-create"),
+            ("Resource", "notes-create:live"),
+            ("ExecutedVersion", "7")
+        ]
+    );
+    let baseline_version = by_id["q0_b_err"].metric().expect("metric").dimensions()[2].value();
+    assert_eq!(baseline_version, Some("6"));
+}
+
+#[tokio::test]
+async fn pages_are_merged_and_partial_data_keeps_paginating() {
+    let first = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| r.next_token().is_none())
+        .then_output(|| {
+            GetMetricDataOutput::builder()
+                .metric_data_results(result("q0_c_req", &[(T0, 10.0)], StatusCode::PartialData))
+                .metric_data_results(result("q0_c_lat", &[(T0, 30.0)], StatusCode::PartialData))
+                .next_token("page-2")
+                .build()
+        });
+    let second = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| r.next_token() == Some("page-2"))
+        .then_output(|| {
+            GetMetricDataOutput::builder()
+                .metric_data_results(result("q0_c_req", &[(T0 + 60, 20.0)], StatusCode::Complete))
+                .metric_data_results(result("q0_c_lat", &[(T0 + 60, 40.0)], StatusCode::Complete))
+                .metric_data_results(result("q0_b_req", &[(T0 + 60, 5.0)], StatusCode::Complete))
+                .build()
+        });
+    let out = cloudwatch(&[&first, &second])
+        .fetch(&[lambda_query(1, 2, LatencyStat::Average)])
+        .await;
+    let series = out[0].clone().expect("answered");
+    assert_eq!(
+        series.canary,
+        vec![
+            sample(T0, 10.0, 0.0, Some(30.0)),
+            sample(T0 + 60, 20.0, 0.0, Some(40.0))
+        ]
+    );
+    assert_eq!(series.baseline, vec![sample(T0 + 60, 5.0, 0.0, None)]);
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn many_queries_go_out_in_as_few_calls_as_possible() {
+    let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let sink = sizes.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            let ids: Vec<&str> = input
+                .metric_data_queries()
+                .iter()
+                .map(|q| q.id().unwrap_or_default())
+                .collect();
+            for id in &ids {
+                let mut chars = id.chars();
+                assert!(chars.next().is_some_and(|c| c.is_ascii_lowercase()), "{id}");
+                assert!(chars.all(|c| c.is_ascii_alphanumeric() || c == '_'), "{id}");
+            }
+            let unique: std::collections::HashSet<&&str> = ids.iter().collect();
+            assert_eq!(unique.len(), ids.len(), "ids unique within a call");
+            sink.lock().expect("lock").push(ids.len());
+            let data: HashMap<&str, Vec<(i64, f64)>> =
+                ids.iter().map(|id| (*id, vec![(T0, 1.0)])).collect();
+            answer(input, &data)
+        });
+    let queries: Vec<MetricsQuery> = (0..120)
+        .map(|i| lambda_query(i, i + 1, LatencyStat::P95))
+        .collect();
+    let out = cloudwatch(&[&rule]).fetch(&queries).await;
+    assert_eq!(
+        rule.num_calls(),
+        2,
+        "720 metric queries: 2 calls of at most 500"
+    );
+    assert_eq!(*sizes.lock().expect("lock"), [498, 222]);
+    assert_eq!(out.len(), 120);
+    for series in out {
+        let series = series.expect("answered");
+        assert_eq!(series.canary, vec![sample(T0, 1.0, 1.0, Some(1.0))]);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_call_fails_only_its_own_queries() {
+    // The first call (queries 0..83) gets CloudWatch's 500 every time; the second succeeds.
+    let failing = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| {
+            r.metric_data_queries()
+                .iter()
+                .any(|q| q.id() == Some("q0_c_req"))
+        })
+        .sequence()
+        .http_status(500, None)
+        .repeatedly()
+        .build();
+    let working = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .then_compute_output(|input| answer(input, &HashMap::new()));
+    let queries: Vec<MetricsQuery> = (0..120)
+        .map(|i| lambda_query(i, i + 1, LatencyStat::P99))
+        .collect();
+    let out = cloudwatch(&[&failing, &working]).fetch(&queries).await;
+    assert_eq!(failing.num_calls(), 3, "retried, then given up");
+    assert_eq!(working.num_calls(), 1);
+    for (i, series) in out.iter().enumerate() {
+        if i < 83 {
+            assert!(
+                matches!(series, Err(PortError::Failed(m)) if m.contains("CloudWatch GetMetricData failed")),
+                "{i}: {series:?}"
+            );
+        } else {
+            assert_eq!(series, &Ok(Series::default()), "{i}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_internal_error_on_one_metric_fails_only_that_query() {
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(|input| {
+        let mut out = answer(input, &HashMap::from([("q1_c_req", vec![(T0, 3.0)])]));
+        let results = out.metric_data_results.get_or_insert_with(Vec::new);
+        for r in results.iter_mut() {
+            if r.id() == Some("q0_b_lat") {
+                *r = MetricDataResult::builder()
+                    .id("q0_b_lat")
+                    .status_code(StatusCode::InternalError)
+                    .messages(
+                        aws_sdk_cloudwatch::types::MessageData::builder()
+                            .code("InternalError")
+                            .value("Internal error while computing p99")
+                            .build(),
+                    )
+                    .build();
+            }
+        }
+        out
+    });
+    let out = cloudwatch(&[&rule])
+        .fetch(&[
+            lambda_query(1, 2, LatencyStat::P99),
+            lambda_query(3, 4, LatencyStat::P99),
+        ])
+        .await;
+    assert!(
+        matches!(&out[0], Err(PortError::Failed(m)) if m.contains("Duration of notes-create v1") && m.contains("Internal error while computing p99")),
+        "{:?}",
+        out[0]
+    );
+    assert_eq!(
+        out[1].clone().expect("other query fine").canary,
+        vec![sample(T0, 3.0, 0.0, None)]
+    );
+}
+
+#[tokio::test]
+async fn emf_adds_the_crashes_the_handler_never_reported() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            let data = HashMap::from([
+                // Minute T0: 6 handled requests, 4 of them 5xx (10 s periods)...
+                ("q0_c_req", vec![(T0, 3.0), (T0 + 10, 3.0), (T0 + 60, 2.0)]),
+                ("q0_c_err", vec![(T0, 2.0), (T0 + 10, 2.0)]),
+                (
+                    "q0_c_lat",
+                    vec![(T0, 40.0), (T0 + 10, 45.0), (T0 + 60, 41.0)],
+                ),
+                // ...while Lambda counted 10 errors: 6 crashed before the handler wrote anything.
+                // Minute T0+60: 1 Lambda error, 0 reported: 1 more. Minute T0+120: only crashes.
+                (
+                    "q0_c_lerr",
+                    vec![(T0, 10.0), (T0 + 60, 1.0), (T0 + 120, 5.0)],
+                ),
+                // The baseline's Lambda errors were all reported by the handler: nothing added.
+                ("q0_b_req", vec![(T0, 50.0)]),
+                ("q0_b_err", vec![(T0, 1.0)]),
+                ("q0_b_lerr", vec![(T0, 1.0)]),
+            ]);
+            answer(input, &data)
+        });
+    let out = cloudwatch(&[&rule]).fetch(&[emf_query()]).await;
+    let series = out[0].clone().expect("answered");
+    assert_eq!(
+        series.canary,
+        vec![
+            sample(T0, 3.0, 2.0, Some(40.0)),
+            sample(T0, 6.0, 6.0, None),
+            sample(T0 + 10, 3.0, 2.0, Some(45.0)),
+            sample(T0 + 60, 2.0, 0.0, Some(41.0)),
+            sample(T0 + 60, 1.0, 1.0, None),
+            sample(T0 + 120, 5.0, 5.0, None),
+        ]
+    );
+    assert_eq!(series.baseline, vec![sample(T0, 50.0, 1.0, None)]);
+
+    let seen = seen.lock().expect("lock");
+    type Shape<'a> = (Option<&'a str>, Option<&'a str>, Option<i32>);
+    let stats: HashMap<&str, Shape<'_>> = seen[0]
+        .metric_data_queries()
+        .iter()
+        .map(|q| {
+            let s = q.metric_stat().expect("stat");
+            let m = s.metric().expect("metric");
+            (
+                q.id().unwrap_or_default(),
+                (m.namespace(), m.metric_name(), s.period()),
+            )
+        })
+        .collect();
+    assert_eq!(stats.len(), 8);
+    assert_eq!(
+        stats["q0_c_req"],
+        (Some("NotesApi"), Some("Requests"), Some(10))
+    );
+    assert_eq!(stats["q0_c_err"], (Some("NotesApi"), Some("5xx"), Some(10)));
+    assert_eq!(
+        stats["q0_c_lat"],
+        (Some("NotesApi"), Some("Latency"), Some(10))
+    );
+    assert_eq!(
+        stats["q0_c_lerr"],
+        (Some("AWS/Lambda"), Some("Errors"), Some(60))
+    );
+}
+
+#[test]
+fn unreported_failures_never_double_count() {
+    let emf = [sample(0, 10.0, 4.0, None)];
+    let lambda = std::collections::BTreeMap::from([(0, 10.0)]);
+    assert_eq!(
+        metrics_unreported(&emf, &lambda, 60),
+        vec![sample(0, 6.0, 6.0, None)]
+    );
+    let lambda = std::collections::BTreeMap::from([(0, 3.0)]);
+    assert!(
+        metrics_unreported(&emf, &lambda, 60).is_empty(),
+        "all reported already"
+    );
+}
+
+fn metrics_unreported(
+    emf: &[Sample],
+    lambda: &std::collections::BTreeMap<i64, f64>,
+    period: i64,
+) -> Vec<Sample> {
+    super::metrics::unreported_failures(emf, lambda, period)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SNS
+
+#[tokio::test]
+async fn publish_sends_subject_message_and_string_attributes() {
+    const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:canary-alerts";
+    let seen: Arc<Mutex<Vec<aws_sdk_sns::operation::publish::PublishInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule = mock!(aws_sdk_sns::Client::publish).then_compute_output(move |input| {
+        sink.lock().expect("lock").push(input.clone());
+        PublishOutput::builder().message_id("m-1").build()
+    });
+    let message = Notification {
+        subject: "notes-create: rolled back v7 to v6".into(),
+        body: "canary 5xx 100% (3 of 3)".into(),
+        attributes: vec![
+            ("event".into(), "rolled_back".into()),
+            ("function".into(), "notes-create".into()),
+        ],
+    };
+    sns(&[&rule])
+        .publish(TOPIC, &message)
+        .await
+        .expect("published");
+    let seen = seen.lock().expect("lock");
+    let input = &seen[0];
+    assert_eq!(input.topic_arn(), Some(TOPIC));
+    assert_eq!(input.subject(), Some(message.subject.as_str()));
+    assert_eq!(input.message(), Some(message.body.as_str()));
+    let attributes = input.message_attributes().expect("attributes");
+    assert_eq!(attributes.len(), 2);
+    let event = &attributes["event"];
+    assert_eq!(
+        (event.data_type(), event.string_value()),
+        ("String", Some("rolled_back"))
+    );
+    assert_eq!(attributes["function"].string_value(), Some("notes-create"));
+}
+
+#[tokio::test]
+async fn a_failing_publish_is_an_error() {
+    let rule = mock!(aws_sdk_sns::Client::publish).then_error(|| {
+        PublishError::generic(
+            ErrorMetadata::builder()
+                .code("AuthorizationError")
+                .message("not authorized to publish")
+                .build(),
+        )
+    });
+    let message = Notification {
+        subject: "s".into(),
+        body: "b".into(),
+        attributes: vec![],
+    };
+    let err = sns(&[&rule])
+        .publish("arn:aws:sns:us-east-1:123456789012:t", &message)
+        .await
+        .expect_err("fails");
+    assert_eq!(
+        err,
+        PortError::Failed(
+            "SNS Publish failed: AuthorizationError: not authorized to publish".into()
+        )
+    );
+}

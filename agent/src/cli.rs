@@ -1,0 +1,566 @@
+//! The `canary` command line: argument types (clap derive; doc comments are the help) and the
+//! commands behind them. `main.rs` only parses, calls [`run`] and maps the result to an exit code.
+
+use crate::judge::pct;
+use crate::policy::{self, DirReport, Policy};
+use crate::ports::{Aliases, Metrics, Notifier};
+use crate::rollout::{Override, Version};
+use crate::tick::{human_duration, Agent, CommandError, Outcome};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
+
+/// Protects every production promotion of an AWS Lambda alias: starts a canary of the new
+/// version, judges it against the stable one, moves traffic forward or rolls it straight back.
+#[derive(Debug, Parser)]
+#[command(name = "canary", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of `canary status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A table a person reads.
+    Text,
+    /// Stable JSON for scripts.
+    Json,
+}
+
+/// Where the policy files are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyDir {
+    /// Directory of policy files.
+    #[arg(long = "policies", value_name = "DIR", default_value = "policies")]
+    pub dir: PathBuf,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The agent loop: one tick per interval over every policy file.
+    Run {
+        /// Policy directory.
+        #[command(flatten)]
+        policies: PolicyDir,
+        /// One tick, then exit (non-zero if a policy file is invalid or a policy failed).
+        #[arg(long)]
+        once: bool,
+        /// Time between ticks (e.g. 60s, 1m, 10s).
+        #[arg(long, default_value = "60s", value_parser = parse_interval)]
+        interval: Duration,
+        /// Print the decisions without writing aliases or publishing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Per alias: versions, weight, step, per-version numbers, verdict, last decision.
+    Status {
+        /// Only this function (or FUNCTION:ALIAS).
+        function: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        /// Policy directory.
+        #[command(flatten)]
+        policies: PolicyDir,
+    },
+    /// Begin a canary of VERSION (default: the candidate alias's version).
+    Start {
+        /// Function name (or FUNCTION:ALIAS).
+        function: String,
+        /// Version to canary.
+        #[arg(long)]
+        version: Option<Version>,
+        /// Policy directory.
+        #[command(flatten)]
+        policies: PolicyDir,
+    },
+    /// Move the canary to its next step now, or straight to 100% with --full.
+    Promote {
+        /// Function name (or FUNCTION:ALIAS).
+        function: String,
+        /// Straight to 100%.
+        #[arg(long)]
+        full: bool,
+        /// Policy directory.
+        #[command(flatten)]
+        policies: PolicyDir,
+    },
+    /// Point the alias back at the stable version (or --to VERSION) now.
+    Rollback {
+        /// Function name (or FUNCTION:ALIAS).
+        function: String,
+        /// Version to go back to (default: the stable version).
+        #[arg(long)]
+        to: Option<Version>,
+        /// Why (goes to on-call and the alias record).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Policy directory.
+        #[command(flatten)]
+        policies: PolicyDir,
+    },
+    /// Freeze forward moves (rollback protection stays on).
+    Pause {
+        /// Function name (or FUNCTION:ALIAS).
+        function: String,
+        /// Policy directory.
+        #[command(flatten)]
+        policies: PolicyDir,
+    },
+    /// Allow forward moves again.
+    Resume {
+        /// Function name (or FUNCTION:ALIAS).
+        function: String,
+        /// Policy directory.
+        #[command(flatten)]
+        policies: PolicyDir,
+    },
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Tell the classic bad-deploy story on a simulated AWS, in seconds (no AWS account needed).
+    Demo {
+        /// Policy file of the function in the story (default: the built-in notes-create policy).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Requests per second to the alias.
+        #[arg(long, default_value_t = 10.0)]
+        rps: f64,
+        /// Seed of the simulated traffic.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run the judge benchmark (ours and the peers on the same simulated traffic).
+    Bench {
+        /// Seeded canaries per scenario and judge.
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
+        /// Base seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Only scenarios whose name contains this.
+        #[arg(long)]
+        scenario: Option<String>,
+    },
+}
+
+/// `canary policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files; exit 2 on any error.
+    Check {
+        /// Directory of policy files.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of a policy file.
+    Schema,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = policy::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be positive".to_string());
+    }
+    Ok(d)
+}
+
+/// How a command failed; `main` maps it to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad usage or invalid policy: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// The process exit code.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::Failed(_) => 1,
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Policies compiled into the binary (for the scheduled Lambda).
+#[must_use]
+pub fn embedded_policies() -> DirReport {
+    let mut report = DirReport::default();
+    for (name, text) in EMBEDDED {
+        match policy::parse_policy(Path::new(name), text) {
+            Ok(p) => {
+                if report.policies.iter().any(|q| q.function == p.function && q.alias == p.alias) {
+                    report.problems.push(policy::PolicyProblem::whole_file(
+                        Path::new(name),
+                        format!("{}:{} has another policy", p.function, p.alias),
+                    ));
+                } else {
+                    report.policies.push(p);
+                }
+            }
+            Err(e) => report.problems.extend(e),
+        }
+    }
+    report
+}
+
+fn report_problems(report: &DirReport) {
+    for p in &report.problems {
+        eprintln!("invalid policy: {p}");
+        tracing::error!(problem = %p, "invalid policy skipped");
+    }
+}
+
+/// Finds FUNCTION (or FUNCTION:ALIAS) among the policies of `dir`.
+fn find_policy(dir: &Path, function: &str) -> Result<Policy, CliError> {
+    let report = policy::load_dir(dir);
+    let (name, alias) = match function.split_once(':') {
+        Some((f, a)) => (f, Some(a)),
+        None => (function, None),
+    };
+    let matches: Vec<&Policy> = report
+        .policies
+        .iter()
+        .filter(|p| p.function == name && alias.is_none_or(|a| p.alias == a))
+        .collect();
+    match matches.as_slice() {
+        [p] => Ok((*p).clone()),
+        [] => {
+            let known: Vec<String> = report.policies.iter().map(|p| format!("{}:{}", p.function, p.alias)).collect();
+            let broken = if report.problems.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} invalid file(s); run `canary policy check {}`)", report.problems.len(), dir.display())
+            };
+            Err(CliError::Usage(format!(
+                "no policy for {function} in {}{broken}; known: {}",
+                dir.display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )))
+        }
+        _ => Err(CliError::Usage(format!(
+            "{function} has several policies (aliases {}); name one as FUNCTION:ALIAS",
+            matches.iter().map(|p| p.alias.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Runs a parsed command.
+///
+/// # Errors
+/// [`CliError::Usage`] for bad usage or invalid policies, [`CliError::Failed`] for everything else.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Policy(PolicyCommand::Check { dir }) => policy_check(&dir),
+        Command::Policy(PolicyCommand::Schema) => {
+            println!("{}", serde_json::to_string_pretty(&policy::json_schema()).unwrap_or_default());
+            Ok(())
+        }
+        Command::Demo { policy, rps, seed } => demo(policy.as_deref(), rps, seed),
+        Command::Bench { runs, seed, scenario } => {
+            let shipped = embedded_policies().policies.into_iter().find(|p| p.function == "notes-create");
+            print!("{}", crate::sim::bench::report(runs, seed, shipped.as_ref(), scenario.as_deref()));
+            Ok(())
+        }
+        Command::Run {
+            policies,
+            once,
+            interval,
+            dry_run,
+        } => {
+            let mut agent = aws_agent().await?;
+            agent.dry_run = dry_run;
+            run_loop(&agent, &policies.dir, once, interval).await
+        }
+        Command::Status {
+            function,
+            output,
+            policies,
+        } => {
+            let list = match &function {
+                Some(f) => vec![find_policy(&policies.dir, f)?],
+                None => {
+                    let report = policy::load_dir(&policies.dir);
+                    report_problems(&report);
+                    if report.policies.is_empty() {
+                        return Err(CliError::Usage(format!("no valid policies in {}", policies.dir.display())));
+                    }
+                    report.policies
+                }
+            };
+            let agent = aws_agent().await?;
+            let outs = agent.status(&list, now()).await;
+            print_status(&list, &outs, output);
+            if outs.iter().any(|o| o.error.is_some()) {
+                return Err(CliError::Failed("some aliases could not be read (see above)".to_string()));
+            }
+            Ok(())
+        }
+        Command::Start {
+            function,
+            version,
+            policies,
+        } => manual(&policies.dir, &function, Override::Start { version }, format!("canary start {function}{}", version.map_or(String::new(), |v| format!(" --version {v}")))).await,
+        Command::Promote { function, full, policies } => {
+            let o = if full { Override::PromoteFull } else { Override::Promote };
+            manual(&policies.dir, &function, o, format!("canary promote {function}{}", if full { " --full" } else { "" })).await
+        }
+        Command::Rollback {
+            function,
+            to,
+            reason,
+            policies,
+        } => {
+            let line = format!(
+                "canary rollback {function}{}{}",
+                to.map_or(String::new(), |v| format!(" --to {v}")),
+                reason.as_ref().map_or(String::new(), |r| format!(" --reason {r:?}"))
+            );
+            manual(&policies.dir, &function, Override::Rollback { to, reason }, line).await
+        }
+        Command::Pause { function, policies } => manual(&policies.dir, &function, Override::Pause, format!("canary pause {function}")).await,
+        Command::Resume { function, policies } => manual(&policies.dir, &function, Override::Resume, format!("canary resume {function}")).await,
+    }
+}
+
+fn policy_check(dir: &Path) -> Result<(), CliError> {
+    let report = policy::load_dir(dir);
+    for p in &report.policies {
+        println!("ok  {}  ({}:{}, steps {:?}%)", p.source.display(), p.function, p.alias, p.steps);
+    }
+    for p in &report.problems {
+        println!("error  {p}");
+    }
+    if report.is_ok() {
+        println!("{} policies valid", report.policies.len());
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{} problem(s) in {}",
+            report.problems.len(),
+            dir.display()
+        )))
+    }
+}
+
+fn demo(path: Option<&Path>, rps: f64, seed: u64) -> Result<(), CliError> {
+    let policy = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))?;
+            policy::parse_policy(p, &text).map_err(|e| CliError::Usage(e.to_string()))?
+        }
+        None => embedded_policies()
+            .policies
+            .into_iter()
+            .find(|p| p.function == "notes-create")
+            .unwrap_or_else(|| Policy::with_defaults("notes-create")),
+    };
+    if !(rps > 0.0 && rps.is_finite()) {
+        return Err(CliError::Usage("--rps must be positive".to_string()));
+    }
+    let tick = if policy.metrics.period().as_secs() < 60 { 10 } else { 60 };
+    for line in crate::sim::demo::run(&crate::sim::demo::DemoConfig { policy, rps, tick, seed }) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+type AwsAgent = Agent<crate::aws::LambdaAliases, crate::aws::CloudWatchMetrics, crate::aws::SnsNotifier>;
+
+async fn aws_agent() -> Result<AwsAgent, CliError> {
+    let ports = crate::aws::AwsPorts::from_env()
+        .await
+        .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?;
+    Ok(Agent {
+        aliases: ports.aliases,
+        metrics: ports.metrics,
+        notifier: ports.notifier,
+        dry_run: false,
+        topic_override: std::env::var("CANARY_TOPIC_ARN").ok().filter(|s| !s.is_empty()),
+    })
+}
+
+async fn manual(dir: &Path, function: &str, ovr: Override, line: String) -> Result<(), CliError> {
+    let policy = find_policy(dir, function)?;
+    let agent = aws_agent().await?;
+    match agent.command(&policy, &ovr, &line, now()).await {
+        Ok(out) => {
+            println!("{}", out.line());
+            if let Some(Err(e)) = &out.notified {
+                eprintln!("warning: on-call was not told ({e}); the agent re-sends on its next tick");
+            }
+            Ok(())
+        }
+        Err(CommandError::Rejected(e)) => Err(CliError::Usage(e.to_string())),
+        Err(CommandError::NoSuchVersion { function, version }) => {
+            Err(CliError::Usage(format!("{function} has no version {version}")))
+        }
+        Err(e) => Err(CliError::Failed(format!("failed to {line}: {e}"))),
+    }
+}
+
+/// The agent loop (and `--once`).
+async fn run_loop<A, M, N>(agent: &Agent<A, M, N>, dir: &Path, once: bool, interval: Duration) -> Result<(), CliError>
+where
+    A: Aliases + Sync,
+    M: Metrics + Sync,
+    N: Notifier + Sync,
+{
+    loop {
+        // Policies are re-read every tick: an edit takes effect without a restart.
+        let report = policy::load_dir(dir);
+        report_problems(&report);
+        let outs = agent.tick(&report.policies, now()).await;
+        for o in &outs {
+            println!("{}{}", if agent.dry_run { "[dry-run] " } else { "" }, o.line());
+        }
+        if once {
+            let failed = outs.iter().filter(|o| o.error.is_some()).count();
+            if !report.problems.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "{} policy problem(s) in {}; the {} valid policies were processed",
+                    report.problems.len(),
+                    dir.display(),
+                    report.policies.len()
+                )));
+            }
+            if failed > 0 {
+                return Err(CliError::Failed(format!("{failed} of {} policies failed this tick", outs.len())));
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// One tick over the compiled-in policies (the scheduled Lambda's job).
+///
+/// # Errors
+/// When the AWS clients cannot be built; per-policy failures are logged and counted instead.
+pub async fn lambda_tick() -> Result<serde_json::Value, CliError> {
+    let agent = aws_agent().await?;
+    let report = match std::env::var("CANARY_POLICIES_DIR") {
+        Ok(dir) if !dir.is_empty() => policy::load_dir(Path::new(&dir)),
+        _ => embedded_policies(),
+    };
+    report_problems(&report);
+    let outs = agent.tick(&report.policies, now()).await;
+    Ok(serde_json::json!({
+        "policies": report.policies.len(),
+        "invalid": report.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "decisions": outs.iter().map(Outcome::line).collect::<Vec<_>>(),
+        "errors": outs.iter().filter(|o| o.error.is_some()).count(),
+    }))
+}
+
+fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
+    use serde_json::json;
+    let totals = |t: &crate::judge::Totals| {
+        json!({"requests": t.requests, "errors": t.errors, "error_rate": t.error_rate(), "latency_ms": t.latency_ms})
+    };
+    let state = out.before.as_ref();
+    let record = state.map(|s| &s.record);
+    json!({
+        "function": out.function,
+        "alias": out.alias,
+        "stable_version": state.map(|s| s.stable),
+        "candidate_version": state.and_then(|s| s.candidate),
+        "canary": state.and_then(|s| s.canary).map(|c| json!({
+            "version": c.version,
+            "weight": c.weight,
+            "step": record.map_or(0, |r| r.step) + 1,
+            "steps": policy.steps,
+            "step_started_at": record.map(|r| r.since),
+            "canary_started_at": record.map(|r| r.started),
+        })),
+        "paused": record.is_some_and(|r| r.paused),
+        "rejected_version": record.and_then(|r| r.rejected),
+        "metrics": out.judgement.as_ref().map(|j| json!({
+            "canary": totals(&j.canary),
+            "baseline": totals(&j.baseline),
+            "latency_stat": policy.latency.stat.cloudwatch_name(),
+            "canary_requests_at_step": j.canary_requests_at_step,
+        })),
+        "verdict": out.judgement.as_ref().map(|j| j.verdict.to_string()),
+        "next_action": out.decision.as_ref().map(|d| d.action.to_string()),
+        "last_decision": record.and_then(|r| r.last.clone()),
+        "error": out.error,
+    })
+}
+
+fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
+    if output == Output::Json {
+        let items: Vec<_> = policies.iter().zip(outs).map(|(p, o)| status_json(p, o)).collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "aliases": items })).unwrap_or_default());
+        return;
+    }
+    let t = now();
+    for (p, o) in policies.iter().zip(outs) {
+        println!("{}:{}", o.function, o.alias);
+        if let Some(e) = &o.error {
+            println!("  error: {e}");
+            continue;
+        }
+        let Some(s) = &o.before else { continue };
+        let r = &s.record;
+        match s.canary {
+            Some(c) => println!(
+                "  stable v{}  canary v{} at {}% (step {}/{}, {} at step){}",
+                s.stable,
+                c.version,
+                c.weight,
+                r.step + 1,
+                p.steps.len(),
+                human_duration(t - r.since),
+                if r.paused { "  PAUSED" } else { "" }
+            ),
+            None => println!(
+                "  stable v{} at 100%, no canary{}{}",
+                s.stable,
+                s.candidate.map_or(String::new(), |c| format!("; candidate v{c}")),
+                if r.paused { "  PAUSED" } else { "" }
+            ),
+        }
+        if let Some(j) = &o.judgement {
+            let row = |name: &str, v: u64, t: &crate::judge::Totals| {
+                format!(
+                    "  {name:<8} v{v:<4} {:>8.0} req  5xx {:>7}  {} {}",
+                    t.requests,
+                    t.error_rate().map_or("-".to_string(), pct),
+                    p.latency.stat.cloudwatch_name(),
+                    t.latency_ms.map_or("-".to_string(), |l| format!("{l:.0} ms"))
+                )
+            };
+            if let Some(c) = s.canary {
+                println!("{}", row("canary", c.version, &j.canary));
+            }
+            println!("{}", row("baseline", s.stable, &j.baseline));
+            println!("  verdict: {}", j.verdict);
+        }
+        if let Some(d) = &o.decision {
+            println!("  next tick: {}", d.action);
+        }
+        if let Some(rej) = r.rejected {
+            println!("  rejected: v{rej} (not restarted until the candidate moves)");
+        }
+        if let Some(last) = &r.last {
+            println!("  last decision: {last}");
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Policy files: raw YAML -> validated [`Policy`].
+//!
+//! The team keeps one YAML file per protected alias in `policies/`. Parsing happens once, here;
+//! everything downstream (judge, rollout, adapters) works with the validated [`Policy`].
+
+//!
+//! ```text
+//! parse_policy(path, text) -> Result<Policy, PolicyErrors>   one file; every problem of the file
+//! load_dir(dir)            -> DirReport                      every *.yaml/*.yml, duplicates across files
+//! json_schema()            -> serde_json::Value              for editors (policies/schema.json)
+//! ```
+//!
+//! Every problem names the file, the line (when known) and the field:
+//! `policies/notes-create.yaml:12: errors.max_rate: must be between 0 and 1, got 1.5`.
+
+mod duration;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::{format_duration, parse_duration, DurationError};
+
+/// A validated canary policy for one function alias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// The file this policy was read from (for messages).
+    pub source: PathBuf,
+    /// Lambda function name.
+    pub function: String,
+    /// Alias that serves production (default `live`).
+    pub alias: String,
+    /// Alias a deploy points at the new build (default `candidate`).
+    pub candidate_alias: String,
+    /// Percent of traffic to the new version at each step; strictly increasing, in (0, 100], ends at 100.
+    pub steps: Vec<f64>,
+    /// Minimum time at a step before moving on.
+    pub step_interval: Duration,
+    /// Canary requests needed at a step before moving on.
+    pub min_requests: u64,
+    /// 5xx rules.
+    pub errors: ErrorRule,
+    /// Latency rules.
+    pub latency: LatencyRule,
+    /// How sure the judge must be before it rolls back, in (0.5, 1).
+    pub confidence: f64,
+    /// What to do when a step sees no canary traffic for `no_data_timeout`.
+    pub on_no_data: OnNoData,
+    /// How long a step may see no canary traffic before `on_no_data` applies.
+    pub no_data_timeout: Duration,
+    /// Where the request, 5xx and latency numbers come from.
+    pub metrics: MetricsSource,
+    /// Where on-call is told.
+    pub notify: Option<Notify>,
+}
+
+/// 5xx thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ErrorRule {
+    /// Ceiling on the canary's 5xx rate, in [0, 1].
+    pub max_rate: f64,
+    /// Allowed absolute increase over the baseline's 5xx rate, in [0, 1].
+    pub max_increase: f64,
+}
+
+/// Latency thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyRule {
+    /// Which per-minute statistic is compared.
+    pub stat: LatencyStat,
+    /// Ceiling on the canary's statistic, in milliseconds.
+    pub max_ms: f64,
+    /// Canary statistic at most this multiple of the baseline's (≥ 1).
+    pub max_ratio: f64,
+    /// A relative regression must also be at least this many milliseconds slower (absolute floor).
+    pub min_increase_ms: f64,
+}
+
+/// The latency statistic a policy compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LatencyStat {
+    /// Median.
+    P50,
+    /// 90th percentile.
+    P90,
+    /// 95th percentile.
+    P95,
+    /// 99th percentile.
+    P99,
+    /// 99.9th percentile.
+    P999,
+    /// Mean.
+    Average,
+    /// Maximum.
+    Maximum,
+}
+
+impl LatencyStat {
+    /// The CloudWatch statistic name (`p99`, `Average`, ...).
+    #[must_use]
+    pub fn cloudwatch_name(self) -> &'static str {
+        match self {
+            Self::P50 => "p50",
+            Self::P90 => "p90",
+            Self::P95 => "p95",
+            Self::P99 => "p99",
+            Self::P999 => "p99.9",
+            Self::Average => "Average",
+            Self::Maximum => "Maximum",
+        }
+    }
+
+    /// The quantile this statistic estimates (`None` for Average and Maximum).
+    #[must_use]
+    pub fn quantile(self) -> Option<f64> {
+        match self {
+            Self::P50 => Some(0.5),
+            Self::P90 => Some(0.9),
+            Self::P95 => Some(0.95),
+            Self::P99 => Some(0.99),
+            Self::P999 => Some(0.999),
+            Self::Average | Self::Maximum => None,
+        }
+    }
+}
+
+/// What a step does after a long time without canary traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNoData {
+    /// Stay at the step and tell on-call once.
+    Hold,
+    /// Roll the canary back.
+    Rollback,
+}
+
+/// Where per-version numbers come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricsSource {
+    /// `AWS/Lambda` Invocations, Errors (a Lambda error counts as a 5xx) and Duration, 60 s periods.
+    Lambda,
+    /// The handler's own Embedded Metric Format metrics (`Requests`, `5xx`, `Latency`) in `namespace`,
+    /// with dimensions `FunctionName` and `Version`, read at `period` (high resolution allows 1–30 s),
+    /// plus `AWS/Lambda` Errors (a crashed invocation never writes its own 5xx).
+    Emf {
+        /// CloudWatch namespace of the handler's metrics.
+        namespace: String,
+        /// Period the metrics are read at.
+        period: Duration,
+    },
+}
+
+impl MetricsSource {
+    /// The period of one datapoint.
+    #[must_use]
+    pub fn period(&self) -> Duration {
+        match self {
+            Self::Lambda => Duration::from_secs(60),
+            Self::Emf { period, .. } => *period,
+        }
+    }
+}
+
+/// Where notifications go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// SNS topic ARN.
+    pub topic_arn: String,
+}
+
+impl Policy {
+    /// The false-rollback budget `1 - confidence`.
+    #[must_use]
+    pub fn alpha(&self) -> f64 {
+        1.0 - self.confidence
+    }
+
+    /// A policy with the documented defaults for `function`, for tests and the simulator.
+    #[must_use]
+    pub fn with_defaults(function: &str) -> Self {
+        Self {
+            source: PathBuf::from(format!("{function}.yaml")),
+            function: function.to_string(),
+            alias: "live".to_string(),
+            candidate_alias: "candidate".to_string(),
+            steps: vec![10.0, 25.0, 50.0, 100.0],
+            step_interval: Duration::from_secs(120),
+            min_requests: 100,
+            errors: ErrorRule {
+                max_rate: 0.01,
+                max_increase: 0.005,
+            },
+            latency: LatencyRule {
+                stat: LatencyStat::P99,
+                max_ms: 1500.0,
+                max_ratio: 1.3,
+                min_increase_ms: 25.0,
+            },
+            confidence: 0.99,
+            on_no_data: OnNoData::Hold,
+            no_data_timeout: Duration::from_secs(15 * 60),
+            metrics: MetricsSource::Lambda,
+            notify: None,
+        }
+    }
+}
+
+/// One thing wrong with a policy file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", ProblemDisplay(self))]
+pub struct PolicyProblem {
+    /// The file (or directory, for directory-level problems).
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u32>,
+    /// 1-based column, when known.
+    pub column: Option<u32>,
+    /// Field path such as `errors.max_rate` or `steps[2]`; empty for whole-file problems.
+    pub field: String,
+    /// What is wrong, for a person ("must be between 0 and 1, got 1.5").
+    pub message: String,
+}
+
+struct ProblemDisplay<'a>(&'a PolicyProblem);
+
+impl fmt::Display for ProblemDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        write!(f, "{}", p.file.display())?;
+        if let Some(line) = p.line {
+            write!(f, ":{line}")?;
+        }
+        if !p.field.is_empty() {
+            write!(f, ": {}", p.field)?;
+        }
+        write!(f, ": {}", p.message)
+    }
+}
+
+impl PolicyProblem {
+    /// A problem about a whole file (no line or field).
+    pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every problem found in one policy file (never empty when returned as an error). Displays one
+/// problem per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", ErrorsDisplay(&self.0))]
+pub struct PolicyErrors(pub Vec<PolicyProblem>);
+
+struct ErrorsDisplay<'a>(&'a [PolicyProblem]);
+
+impl fmt::Display for ErrorsDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PolicyErrors {
+    /// The problems, in file order (problems without a line first).
+    #[must_use]
+    pub fn problems(&self) -> &[PolicyProblem] {
+        &self.0
+    }
+}
+
+impl IntoIterator for PolicyErrors {
+    type Item = PolicyProblem;
+    type IntoIter = std::vec::IntoIter<PolicyProblem>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// Parses and validates one policy file. `path` is only used in messages and [`Policy::source`].
+///
+/// # Errors
+///
+/// [`PolicyErrors`] with every problem of the file: a YAML syntax or structure error (which stops
+/// the file, so it is then the only problem), an unknown key, an empty file, or each invalid value.
+pub fn parse_policy(path: &Path, text: &str) -> Result<Policy, PolicyErrors> {
+    parse_with_line(path, text).map(|(policy, _)| policy)
+}
+
+/// [`parse_policy`], also returning the line of `function`.
+fn parse_with_line(path: &Path, text: &str) -> Result<(Policy, Option<u32>), PolicyErrors> {
+    let raw: Option<raw::RawPolicy> = match serde_saphyr::from_str(text) {
+        Ok(raw) => raw,
+        Err(err) => return Err(PolicyErrors(vec![yaml_problem(path, text, &err)])),
+    };
+    let Some(raw) = raw else {
+        return Err(PolicyErrors(vec![PolicyProblem::whole_file(
+            path,
+            "the file is empty; a policy needs at least `function: <name>`",
+        )]));
+    };
+    validate::build(path, raw).map_err(|mut problems| {
+        problems.sort_by_key(|p| (p.line, p.column));
+        PolicyErrors(problems)
+    })
+}
+
+/// Turns a serde-saphyr error into a problem with line, column, best-effort field path and a
+/// plain message.
+fn yaml_problem(path: &Path, text: &str, err: &serde_saphyr::Error) -> PolicyProblem {
+    use serde_saphyr::MessageFormatter as _;
+
+    let err = err.without_snippet();
+    let (line, column) = err.location().map_or((None, None), validate::line_col);
+    let field = match (line, column) {
+        (Some(l), Some(c)) => validate::yaml_path_at(text, l, c),
+        _ => String::new(),
+    };
+    let message = match err {
+        serde_saphyr::Error::SerdeUnknownField {
+            field: key,
+            expected,
+            ..
+        } => format!(
+            "unknown key `{key}`; expected one of: {}",
+            expected.join(", ")
+        ),
+        _ => {
+            let text = serde_saphyr::UserMessageFormatter
+                .format_message(err)
+                .into_owned();
+            match text.as_str() {
+                "expected sequence start" => "must be a list, e.g. [10, 50, 100]".to_string(),
+                "expected mapping start" if field.is_empty() => {
+                    "a policy file must be a mapping of keys (function: ..., steps: ...)"
+                        .to_string()
+                }
+                "expected mapping start" => "must be a mapping of keys".to_string(),
+                "expected string scalar" => {
+                    "must be a single value, not a list or mapping".to_string()
+                }
+                _ => text,
+            }
+        }
+    };
+    PolicyProblem {
+        file: path.to_path_buf(),
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+/// What [`load_dir`] found: the valid policies and every problem.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirReport {
+    /// Valid policies, in file-name order. Returned even when other files are broken, so the agent
+    /// keeps protecting them.
+    pub policies: Vec<Policy>,
+    /// Every problem, file by file.
+    pub problems: Vec<PolicyProblem>,
+}
+
+impl DirReport {
+    /// True when every file is valid.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir` (sorted by file name; `schema.json` and other
+/// files are ignored). A missing or unreadable directory, a directory without policy files, an
+/// unreadable file, and a second policy for the same `function` + `alias` (the later file) are
+/// problems too.
+#[must_use]
+pub fn load_dir(dir: &Path) -> DirReport {
+    let mut report = DirReport::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            report.problems.push(PolicyProblem::whole_file(
+                dir,
+                format!("cannot read policy directory: {e}"),
+            ));
+            return report;
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.is_file()
+                && path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml")
+                })
+        })
+        .collect();
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    if files.is_empty() {
+        report.problems.push(PolicyProblem::whole_file(
+            dir,
+            format!(
+                "no policy files in {} (expected *.yaml or *.yml)",
+                dir.display()
+            ),
+        ));
+        return report;
+    }
+    let mut seen: HashMap<(String, String), PathBuf> = HashMap::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) => {
+                report.problems.push(PolicyProblem::whole_file(
+                    &file,
+                    format!("cannot read file: {e}"),
+                ));
+                continue;
+            }
+        };
+        match parse_with_line(&file, &text) {
+            Ok((policy, line)) => {
+                let key = (policy.function.clone(), policy.alias.clone());
+                if let Some(first) = seen.get(&key) {
+                    report.problems.push(PolicyProblem {
+                        file: file.clone(),
+                        line,
+                        column: None,
+                        field: "function".to_string(),
+                        message: format!(
+                            "{} alias {} is already protected by {}; keep one policy per alias",
+                            policy.function,
+                            policy.alias,
+                            first.display()
+                        ),
+                    });
+                } else {
+                    seen.insert(key, file);
+                    report.policies.push(policy);
+                }
+            }
+            Err(errors) => report.problems.extend(errors),
+        }
+    }
+    report
+}
+
+/// JSON Schema (draft-07, which editors' YAML plugins understand) of a policy file, generated
+/// from the raw serde types. `policies/schema.json` is this value, pretty-printed.
+#[must_use]
+pub fn json_schema() -> serde_json::Value {
+    schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<raw::RawPolicy>()
+        .into()
+}

@@ -1,0 +1,627 @@
+//! Raw policy -> validated [`Policy`], collecting every problem of the file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::duration::{format_duration, parse_duration};
+use super::raw::{Leaf, RawErrors, RawLatency, RawMetrics, RawNotify, RawPolicy};
+use super::{
+    ErrorRule, LatencyRule, LatencyStat, MetricsSource, Notify, OnNoData, Policy, PolicyProblem,
+};
+
+/// CloudWatch periods (seconds) valid for high-resolution metrics below one minute, plus 60.
+pub(crate) const EMF_PERIODS: [u64; 6] = [1, 5, 10, 20, 30, 60];
+
+/// Default CloudWatch namespace of the notes handlers' EMF metrics.
+pub(crate) const DEFAULT_NAMESPACE: &str = "NotesApi";
+
+/// Line and column of a location, `None` when unknown (serde-saphyr reports 0).
+pub(crate) fn line_col(location: Location) -> (Option<u32>, Option<u32>) {
+    let known = |n: u64| u32::try_from(n).ok().filter(|n| *n > 0);
+    (known(location.line()), known(location.column()))
+}
+
+/// Collects problems for one file.
+struct Checker<'a> {
+    file: &'a Path,
+    problems: Vec<PolicyProblem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, at: Option<Location>, field: &str, message: impl Into<String>) {
+        let (line, column) = at.map_or((None, None), line_col);
+        self.problems.push(PolicyProblem {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// A number `ok` accepts, or the default (after recording a problem) when absent/invalid.
+    fn number(
+        &mut self,
+        leaf: &Leaf,
+        field: &str,
+        default: f64,
+        ok: impl Fn(f64) -> bool,
+        expected: &str,
+    ) -> f64 {
+        let Some(v) = leaf else { return default };
+        match v.value.parse::<f64>() {
+            Ok(n) if n.is_finite() && ok(n) => n,
+            Ok(n) if n.is_finite() => {
+                self.problem(
+                    Some(v.referenced),
+                    field,
+                    format!("must be {expected}, got {}", v.value),
+                );
+                default
+            }
+            _ => {
+                self.problem(
+                    Some(v.referenced),
+                    field,
+                    format!("must be a number {expected}, got {:?}", v.value),
+                );
+                default
+            }
+        }
+    }
+
+    /// A positive duration, or the default (after recording a problem) when absent/invalid.
+    fn duration(&mut self, leaf: &Leaf, field: &str, default: Duration) -> Duration {
+        let Some(v) = leaf else { return default };
+        match parse_duration(&v.value) {
+            Ok(d) if d > Duration::ZERO => d,
+            Ok(_) => {
+                self.problem(
+                    Some(v.referenced),
+                    field,
+                    format!("must be longer than 0s, got {}", v.value),
+                );
+                default
+            }
+            Err(e) => {
+                self.problem(Some(v.referenced), field, e.to_string());
+                default
+            }
+        }
+    }
+
+    fn alias(&mut self, leaf: &Leaf, field: &str, default: &str) -> String {
+        let Some(v) = leaf else {
+            return default.to_string();
+        };
+        let name = v.value.as_str();
+        let charset_ok = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if name.is_empty() || name.len() > 128 || !charset_ok {
+            self.problem(
+                Some(v.referenced),
+                field,
+                format!("must be an alias name of 1-128 letters, digits, '-' or '_', got {name:?}"),
+            );
+        } else if name.bytes().all(|b| b.is_ascii_digit()) {
+            self.problem(
+                Some(v.referenced),
+                field,
+                format!("must not be all digits (that is a version number), got {name:?}"),
+            );
+        }
+        name.to_string()
+    }
+
+    fn function(&mut self, leaf: &Leaf) -> String {
+        let Some(v) = leaf else {
+            self.problem(
+                None,
+                "function",
+                "is required: the name of the Lambda function to protect",
+            );
+            return String::new();
+        };
+        let name = v.value.as_str();
+        let charset_ok = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if name.starts_with("arn:") {
+            self.problem(
+                Some(v.referenced),
+                "function",
+                format!(
+                    "must be the function name, not an ARN (the agent works in the account and \
+                     region of its AWS configuration), got {name:?}"
+                ),
+            );
+        } else if name.is_empty() || name.len() > 64 || !charset_ok {
+            self.problem(
+                Some(v.referenced),
+                "function",
+                format!("must be a Lambda function name of 1-64 letters, digits, '-' or '_', got {name:?}"),
+            );
+        }
+        name.to_string()
+    }
+
+    fn steps(&mut self, steps: Option<&Spanned<Vec<Spanned<String>>>>) -> Vec<f64> {
+        let Some(list) = steps else {
+            return Policy::with_defaults("").steps;
+        };
+        if list.value.is_empty() {
+            self.problem(
+                Some(list.referenced),
+                "steps",
+                "must list at least one step, ending at 100 (e.g. [10, 50, 100])",
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(list.value.len());
+        let mut previous: Option<f64> = None;
+        let mut all_ok = true;
+        for (i, step) in list.value.iter().enumerate() {
+            let field = format!("steps[{i}]");
+            let at = Some(step.referenced);
+            let Ok(percent) = step.value.parse::<f64>() else {
+                self.problem(
+                    at,
+                    &field,
+                    format!("must be a percent of traffic, got {:?}", step.value),
+                );
+                all_ok = false;
+                continue;
+            };
+            if !(percent.is_finite() && percent > 0.0 && percent <= 100.0) {
+                self.problem(
+                    at,
+                    &field,
+                    format!("must be greater than 0 and at most 100, got {}", step.value),
+                );
+                all_ok = false;
+                continue;
+            }
+            if let Some(prev) = previous {
+                if percent <= prev {
+                    self.problem(
+                        at,
+                        &field,
+                        format!(
+                            "must be greater than the previous step ({prev}), got {}; steps are strictly increasing",
+                            step.value
+                        ),
+                    );
+                    all_ok = false;
+                }
+            }
+            previous = Some(percent);
+            out.push(percent);
+        }
+        if all_ok {
+            if let (Some(last), Some(spanned)) = (out.last(), list.value.last()) {
+                if (*last - 100.0).abs() > f64::EPSILON {
+                    let i = list.value.len() - 1;
+                    self.problem(
+                        Some(spanned.referenced),
+                        &format!("steps[{i}]"),
+                        format!(
+                            "the last step must be 100, got {} (100 is the full rollout)",
+                            spanned.value
+                        ),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn errors(&mut self, raw: Option<&RawErrors>, default: ErrorRule) -> ErrorRule {
+        let Some(raw) = raw else { return default };
+        let rate = |n: f64| (0.0..=1.0).contains(&n);
+        ErrorRule {
+            max_rate: self.number(
+                &raw.max_rate,
+                "errors.max_rate",
+                default.max_rate,
+                rate,
+                "between 0 and 1",
+            ),
+            max_increase: self.number(
+                &raw.max_increase,
+                "errors.max_increase",
+                default.max_increase,
+                rate,
+                "between 0 and 1",
+            ),
+        }
+    }
+
+    fn latency(&mut self, raw: Option<&RawLatency>, default: LatencyRule) -> LatencyRule {
+        let Some(raw) = raw else { return default };
+        let stat = match &raw.stat {
+            None => default.stat,
+            Some(v) => parse_stat(&v.value).unwrap_or_else(|| {
+                let names = ALL_STATS.map(LatencyStat::cloudwatch_name).join(", ");
+                let hint = ALL_STATS
+                    .iter()
+                    .find(|s| s.cloudwatch_name().eq_ignore_ascii_case(&v.value))
+                    .map(|s| format!(" (did you mean {}?)", s.cloudwatch_name()))
+                    .unwrap_or_default();
+                self.problem(
+                    Some(v.referenced),
+                    "latency.stat",
+                    format!("must be one of {names}, got {:?}{hint}", v.value),
+                );
+                default.stat
+            }),
+        };
+        LatencyRule {
+            stat,
+            max_ms: self.number(
+                &raw.max_ms,
+                "latency.max_ms",
+                default.max_ms,
+                |n| n > 0.0,
+                "greater than 0",
+            ),
+            max_ratio: self.number(
+                &raw.max_ratio,
+                "latency.max_ratio",
+                default.max_ratio,
+                |n| n >= 1.0,
+                "at least 1",
+            ),
+            min_increase_ms: self.number(
+                &raw.min_increase_ms,
+                "latency.min_increase_ms",
+                default.min_increase_ms,
+                |n| n >= 0.0,
+                "at least 0",
+            ),
+        }
+    }
+
+    fn metrics(&mut self, raw: Option<&RawMetrics>) -> MetricsSource {
+        let Some(raw) = raw else {
+            return MetricsSource::Lambda;
+        };
+        let emf = match &raw.source {
+            None => false,
+            Some(v) if v.value == "lambda" => false,
+            Some(v) if v.value == "emf" => true,
+            Some(v) => {
+                self.problem(
+                    Some(v.referenced),
+                    "metrics.source",
+                    format!("must be lambda or emf, got {:?}", v.value),
+                );
+                false
+            }
+        };
+        let minute = Duration::from_secs(60);
+        let period = self.duration(&raw.period, "metrics.period", minute);
+        if emf {
+            if let Some(v) = &raw.period {
+                if period != minute && !EMF_PERIODS.contains(&period.as_secs()) {
+                    self.problem(
+                        Some(v.referenced),
+                        "metrics.period",
+                        format!(
+                            "must be 1s, 5s, 10s, 20s, 30s or 60s (the periods CloudWatch serves \
+                             for high-resolution metrics), got {}",
+                            v.value
+                        ),
+                    );
+                }
+            }
+            let namespace = match &raw.namespace {
+                None => DEFAULT_NAMESPACE.to_string(),
+                Some(v) => {
+                    let ns = v.value.as_str();
+                    if ns.is_empty()
+                        || ns.len() > 255
+                        || ns.starts_with("AWS/")
+                        || ns.starts_with(':')
+                    {
+                        self.problem(
+                            Some(v.referenced),
+                            "metrics.namespace",
+                            format!(
+                                "must be a custom CloudWatch namespace of 1-255 characters, not \
+                                 starting with AWS/ or ':', got {ns:?}"
+                            ),
+                        );
+                    }
+                    ns.to_string()
+                }
+            };
+            MetricsSource::Emf { namespace, period }
+        } else {
+            if let Some(v) = &raw.period {
+                if parse_duration(&v.value).is_ok() && period != minute {
+                    self.problem(
+                        Some(v.referenced),
+                        "metrics.period",
+                        format!(
+                            "must be 60s with source lambda (AWS/Lambda metrics are per minute; \
+                             use source emf for shorter periods), got {}",
+                            v.value
+                        ),
+                    );
+                }
+            }
+            if let Some(v) = &raw.namespace {
+                self.problem(
+                    Some(v.referenced),
+                    "metrics.namespace",
+                    "only applies to source emf (AWS/Lambda metrics have a fixed namespace)",
+                );
+            }
+            MetricsSource::Lambda
+        }
+    }
+
+    fn notify(&mut self, raw: Option<&Spanned<RawNotify>>) -> Option<Notify> {
+        let raw = raw?;
+        let Some(v) = &raw.value.topic_arn else {
+            self.problem(
+                Some(raw.referenced),
+                "notify.topic_arn",
+                "is required when notify is present (remove notify to publish nothing)",
+            );
+            return None;
+        };
+        if let Err(why) = check_sns_arn(&v.value) {
+            self.problem(
+                Some(v.referenced),
+                "notify.topic_arn",
+                format!(
+                    "must be an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:canary-alerts \
+                     ({why}), got {:?}",
+                    v.value
+                ),
+            );
+        }
+        Some(Notify {
+            topic_arn: v.value.clone(),
+        })
+    }
+}
+
+const ALL_STATS: [LatencyStat; 7] = [
+    LatencyStat::P50,
+    LatencyStat::P90,
+    LatencyStat::P95,
+    LatencyStat::P99,
+    LatencyStat::P999,
+    LatencyStat::Average,
+    LatencyStat::Maximum,
+];
+
+fn parse_stat(text: &str) -> Option<LatencyStat> {
+    ALL_STATS.into_iter().find(|s| s.cloudwatch_name() == text)
+}
+
+/// Checks `arn:<partition>:sns:<region>:<12-digit account>:<topic>`; the reason on failure.
+pub(crate) fn check_sns_arn(arn: &str) -> Result<(), &'static str> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [prefix, partition, service, region, account, topic] = parts.as_slice() else {
+        return Err("expected 6 ':'-separated parts");
+    };
+    let lower = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if *prefix != "arn" {
+        return Err("must start with arn:");
+    }
+    if !(partition.starts_with("aws") && lower(partition)) {
+        return Err("partition must be aws, aws-cn, aws-us-gov, ...");
+    }
+    if *service != "sns" {
+        return Err("service must be sns");
+    }
+    let region_ok = lower(region)
+        && region.split('-').count() >= 3
+        && region.split('-').all(|p| !p.is_empty())
+        && region
+            .rsplit('-')
+            .next()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+    if !region_ok {
+        return Err("region must look like us-east-1");
+    }
+    if !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())) {
+        return Err("account must be 12 digits");
+    }
+    let name = topic.strip_suffix(".fifo").unwrap_or(topic);
+    let name_ok = !name.is_empty()
+        && topic.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(
+            "topic name must be 1-256 letters, digits, '-' or '_', optionally ending in .fifo",
+        );
+    }
+    Ok(())
+}
+
+/// Converts a raw policy; `Err` holds every problem found. On success also returns the line of
+/// `function` (for duplicate reports across files).
+pub(crate) fn build(
+    file: &Path,
+    raw: RawPolicy,
+) -> Result<(Policy, Option<u32>), Vec<PolicyProblem>> {
+    let mut c = Checker {
+        file,
+        problems: Vec::new(),
+    };
+    let function = c.function(&raw.function);
+    let defaults = Policy::with_defaults(&function);
+    let alias = c.alias(&raw.alias, "alias", &defaults.alias);
+    let candidate_alias = c.alias(
+        &raw.candidate_alias,
+        "candidate_alias",
+        &defaults.candidate_alias,
+    );
+    if alias == candidate_alias {
+        let at = raw
+            .candidate_alias
+            .as_ref()
+            .or(raw.alias.as_ref())
+            .map(|v| v.referenced);
+        c.problem(
+            at,
+            "candidate_alias",
+            format!("must differ from alias (both are {alias:?})"),
+        );
+    }
+    let steps = c.steps(raw.steps.as_ref());
+    let step_interval = c.duration(&raw.step_interval, "step_interval", defaults.step_interval);
+    let min_requests = match &raw.min_requests {
+        None => defaults.min_requests,
+        Some(v) => match v.value.parse::<u64>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                c.problem(
+                    Some(v.referenced),
+                    "min_requests",
+                    format!("must be a whole number of at least 1, got {}", v.value),
+                );
+                defaults.min_requests
+            }
+        },
+    };
+    let errors = c.errors(raw.errors.as_ref().map(|s| &s.value), defaults.errors);
+    let latency = c.latency(raw.latency.as_ref().map(|s| &s.value), defaults.latency);
+    let confidence = c.number(
+        &raw.confidence,
+        "confidence",
+        defaults.confidence,
+        |n| n > 0.5 && n < 1.0,
+        "greater than 0.5 and less than 1",
+    );
+    let on_no_data = match &raw.on_no_data {
+        None => defaults.on_no_data,
+        Some(v) if v.value == "hold" => OnNoData::Hold,
+        Some(v) if v.value == "rollback" => OnNoData::Rollback,
+        Some(v) => {
+            c.problem(
+                Some(v.referenced),
+                "on_no_data",
+                format!("must be hold or rollback, got {:?}", v.value),
+            );
+            defaults.on_no_data
+        }
+    };
+    let no_data_timeout = c.duration(
+        &raw.no_data_timeout,
+        "no_data_timeout",
+        defaults.no_data_timeout,
+    );
+    let metrics = c.metrics(raw.metrics.as_ref().map(|s| &s.value));
+    if let Some(v) = &raw.step_interval {
+        let period = metrics.period();
+        if parse_duration(&v.value).is_ok_and(|d| d > Duration::ZERO) && step_interval < period {
+            c.problem(
+                Some(v.referenced),
+                "step_interval",
+                format!(
+                    "must be at least the metrics period ({}), or a step could pass without a \
+                     single datapoint, got {}",
+                    format_duration(period),
+                    v.value
+                ),
+            );
+        }
+    }
+    let notify = c.notify(raw.notify.as_ref());
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    let function_line = raw.function.as_ref().and_then(|v| line_col(v.referenced).0);
+    let policy = Policy {
+        source: file.to_path_buf(),
+        function,
+        alias,
+        candidate_alias,
+        steps,
+        step_interval,
+        min_requests,
+        errors,
+        latency,
+        confidence,
+        on_no_data,
+        no_data_timeout,
+        metrics,
+        notify,
+    };
+    Ok((policy, function_line))
+}
+
+/// Best-effort dotted key path (`errors.max_rate`) of the block-style YAML node at `line`/`column`
+/// (1-based), for deserialization errors that carry a location but no path.
+pub(crate) fn yaml_path_at(text: &str, line: u32, column: u32) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(current) = usize::try_from(line)
+        .ok()
+        .and_then(|l| l.checked_sub(1))
+        .and_then(|l| lines.get(..=l))
+    else {
+        return String::new();
+    };
+    let Some((&here, above)) = current.split_last() else {
+        return String::new();
+    };
+    let mut keys = Vec::new();
+    let (indent, is_item, key) = line_shape(here);
+    let mut limit = indent;
+    let mut item = is_item;
+    if let Some((start, key)) = key {
+        if u32::try_from(start).is_ok_and(|s| s < column) {
+            keys.push(key);
+        }
+    }
+    for &text_line in above.iter().rev() {
+        if limit == 0 && !item {
+            break;
+        }
+        let (indent, is_item, key) = line_shape(text_line);
+        let Some((_, key)) = key else { continue };
+        // A parent has less indentation; a sequence's entries may sit at its key's indentation.
+        if indent < limit || (item && !is_item && indent == limit) {
+            keys.push(key);
+            limit = indent;
+            item = is_item;
+        }
+    }
+    keys.reverse();
+    keys.join(".")
+}
+
+/// (indentation, starts with "- ", Some((column of key, key))) of one line; comments and blank
+/// lines have no key.
+fn line_shape(line: &str) -> (usize, bool, Option<(usize, &str)>) {
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    let mut rest = &line[indent..];
+    let mut start = indent;
+    let is_item = rest.starts_with("- ");
+    if is_item {
+        let trimmed = rest[2..].trim_start_matches(' ');
+        start += rest.len() - trimmed.len();
+        rest = trimmed;
+    }
+    let key_len = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        .count();
+    let after = &rest[key_len..];
+    let is_key =
+        key_len > 0 && (after == ":" || after.starts_with(": ") || after.starts_with(":\t"));
+    (indent, is_item, is_key.then(|| (start, &rest[..key_len])))
+}

@@ -1,0 +1,135 @@
+//! The agent's three small ports: aliases, metrics, notifications.
+//!
+//! [`crate::aws`] implements them on the AWS SDK, [`crate::sim`] in memory. The tick only ever talks
+//! to these traits.
+
+use crate::judge::Sample;
+use crate::policy::{LatencyStat, MetricsSource, Policy};
+use crate::rollout::{AliasState, Version};
+use std::future::Future;
+
+/// An alias state as read, with the revision a write must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The state.
+    pub state: AliasState,
+    /// The alias's `RevisionId` when read.
+    pub revision: String,
+}
+
+/// A failure talking to a port.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The function or alias does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Someone else wrote the alias since it was read (RevisionId mismatch).
+    #[error("the alias changed since it was read (someone else wrote it first)")]
+    Conflict,
+    /// The alias is in a state the agent does not manage (e.g. `$LATEST`, several routed versions).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Anything else: throttling after retries, network, credentials, a malformed answer.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Reads and writes the production alias and reads the candidate alias.
+pub trait Aliases {
+    /// Reads `policy.alias` (stable version, routing, record, revision) and `policy.candidate_alias`.
+    fn read(&self, policy: &Policy) -> impl Future<Output = Result<Snapshot, PortError>> + Send;
+
+    /// Writes routing and record in one conditional update; returns the new revision.
+    /// A revision mismatch is [`PortError::Conflict`] and changes nothing.
+    fn write(
+        &self,
+        policy: &Policy,
+        next: &AliasState,
+        revision: &str,
+    ) -> impl Future<Output = Result<String, PortError>> + Send;
+
+    /// Whether `version` of the policy's function exists.
+    fn version_exists(
+        &self,
+        policy: &Policy,
+        version: Version,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+}
+
+/// One version-pair query: everything the judge needs for one policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsQuery {
+    /// Lambda function name.
+    pub function: String,
+    /// Production alias name.
+    pub alias: String,
+    /// Baseline version.
+    pub stable: Version,
+    /// Canary version.
+    pub canary: Version,
+    /// Where the numbers come from.
+    pub source: MetricsSource,
+    /// Latency statistic.
+    pub stat: LatencyStat,
+    /// Window start (epoch seconds, inclusive).
+    pub from: i64,
+    /// Window end (epoch seconds, exclusive).
+    pub to: i64,
+}
+
+impl MetricsQuery {
+    /// The query for a policy's running canary.
+    #[must_use]
+    pub fn for_policy(policy: &Policy, stable: Version, canary: Version, from: i64, to: i64) -> Self {
+        let period = policy.metrics.period().as_secs().max(1) as i64;
+        Self {
+            function: policy.function.clone(),
+            alias: policy.alias.clone(),
+            stable,
+            canary,
+            source: policy.metrics.clone(),
+            stat: policy.latency.stat,
+            from: from.div_euclid(period) * period,
+            to: to.div_euclid(period) * period + period,
+        }
+    }
+}
+
+/// Per-period samples of both versions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// Canary periods, oldest first.
+    pub canary: Vec<Sample>,
+    /// Baseline periods, oldest first.
+    pub baseline: Vec<Sample>,
+}
+
+/// Reads per-version metrics, all policies of a tick in as few calls as possible.
+pub trait Metrics {
+    /// Answers every query (in order); a failed batch fails only its own queries.
+    fn fetch(
+        &self,
+        queries: &[MetricsQuery],
+    ) -> impl Future<Output = Vec<Result<Series, PortError>>> + Send;
+}
+
+/// A message for on-call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// SNS subject (≤ 100 characters): what happened to what.
+    pub subject: String,
+    /// Plain-text body a person reads on a phone.
+    pub body: String,
+    /// Message attributes for subscription filter policies (`event`, `function`, versions).
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Publishes notifications.
+pub trait Notifier {
+    /// Publishes `message` to `topic_arn`.
+    fn publish(
+        &self,
+        topic_arn: &str,
+        message: &Notification,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}

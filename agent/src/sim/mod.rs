@@ -1,0 +1,361 @@
+//! The simulator: in-memory ports, a traffic model and a virtual clock.
+//!
+//! It drives the same [`crate::tick::Agent`] (judge and state machine) the real agent runs, and
+//! models CloudWatch honestly: a period's datapoint becomes visible only `delay` seconds after the
+//! period ends, and every judge sees only what is visible at its tick.
+
+pub mod bench;
+pub mod demo;
+pub mod traffic;
+
+use crate::judge::Sample;
+use crate::policy::Policy;
+use crate::ports::{Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot};
+use crate::rollout::{AliasState, Record, Routing, Version};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use traffic::{Build, PeriodConditions, Rng, Traffic};
+
+/// One simulated function with its production alias.
+#[derive(Debug, Clone)]
+pub struct SimFunction {
+    /// Its policy.
+    pub policy: Policy,
+    /// How each published version behaves.
+    pub builds: BTreeMap<Version, Build>,
+    /// The production alias's version.
+    pub stable: Version,
+    /// The production alias's routing.
+    pub canary: Option<Routing>,
+    /// The candidate alias's version.
+    pub candidate: Option<Version>,
+    /// The production alias's description (the agent's record).
+    pub description: String,
+    /// The alias revision, bumped on every write.
+    pub revision: u64,
+    /// Finished periods: version, sample, when it becomes visible.
+    pub samples: Vec<(Version, Sample, i64)>,
+    /// 5xx answered to users, per version.
+    pub failed: BTreeMap<Version, u64>,
+    /// Requests served, per version.
+    pub served: BTreeMap<Version, u64>,
+    partial: BTreeMap<Version, Partial>,
+    period_start: i64,
+    conditions: Option<PeriodConditions>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Partial {
+    requests: f64,
+    errors: f64,
+    latency_weighted: f64,
+}
+
+impl SimFunction {
+    /// A function live on version 1 (`build`), no candidate yet.
+    #[must_use]
+    pub fn new(policy: Policy, build: Build, now: i64) -> Self {
+        let period = policy.metrics.period().as_secs() as i64;
+        Self {
+            policy,
+            builds: BTreeMap::from([(1, build)]),
+            stable: 1,
+            canary: None,
+            candidate: Some(1),
+            description: String::new(),
+            revision: 1,
+            samples: Vec::new(),
+            failed: BTreeMap::new(),
+            served: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            period_start: now.div_euclid(period) * period,
+            conditions: None,
+        }
+    }
+
+    /// Publishes `build` as the next version and points the candidate alias at it (a `sam deploy`).
+    pub fn deploy(&mut self, build: Build) -> Version {
+        let v = self.builds.keys().max().copied().unwrap_or(0) + 1;
+        self.builds.insert(v, build);
+        self.candidate = Some(v);
+        v
+    }
+
+    /// The state the agent's alias port reads.
+    #[must_use]
+    pub fn alias_state(&self) -> AliasState {
+        AliasState {
+            stable: self.stable,
+            canary: self.canary,
+            candidate: self.candidate,
+            record: Record::decode(&self.description),
+        }
+    }
+
+    fn period(&self) -> i64 {
+        self.policy.metrics.period().as_secs().max(1) as i64
+    }
+}
+
+/// The simulated world: functions, traffic, a virtual clock.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// Virtual time, epoch seconds.
+    pub now: i64,
+    /// Traffic model shared by all functions.
+    pub traffic: Traffic,
+    /// Seconds after a period ends before its datapoint is visible.
+    pub delay: i64,
+    /// Extra random visibility delay, uniform in `[0, delay_jitter]` seconds.
+    pub delay_jitter: i64,
+    /// Random source.
+    pub rng: Rng,
+    /// The functions.
+    pub functions: Vec<SimFunction>,
+    /// Every alias write: (time, function index, stable, canary).
+    pub history: Vec<(i64, usize, Version, Option<Routing>)>,
+    /// Metrics calls made (the agent batches one per tick).
+    pub metric_calls: u64,
+}
+
+impl World {
+    /// A world at `now` with the given traffic and visibility delay.
+    #[must_use]
+    pub fn new(now: i64, traffic: Traffic, delay: i64, seed: u64) -> Self {
+        Self {
+            now,
+            traffic,
+            delay,
+            delay_jitter: 0,
+            rng: Rng::new(seed),
+            functions: Vec::new(),
+            history: Vec::new(),
+            metric_calls: 0,
+        }
+    }
+
+    /// Moves the clock to `to`, serving traffic with each alias's routing as it is now.
+    pub fn advance(&mut self, to: i64) {
+        while self.now < to {
+            // Advance to the earliest period end among functions, or `to`.
+            let next = self
+                .functions
+                .iter()
+                .map(|f| f.period_start + f.period())
+                .min()
+                .unwrap_or(to)
+                .min(to);
+            let (now, traffic) = (self.now, self.traffic);
+            for f in &mut self.functions {
+                serve(f, &mut self.rng, &traffic, now, next);
+                let end = f.period_start + f.period();
+                if end <= next {
+                    let jitter = if self.delay_jitter > 0 {
+                        (self.rng.uniform() * (self.delay_jitter + 1) as f64) as i64
+                    } else {
+                        0
+                    };
+                    let visible = end + self.delay + jitter;
+                    for (v, p) in std::mem::take(&mut f.partial) {
+                        if p.requests > 0.0 {
+                            f.samples.push((
+                                v,
+                                Sample {
+                                    start: f.period_start,
+                                    requests: p.requests,
+                                    errors: p.errors,
+                                    latency_ms: Some(p.latency_weighted / p.requests),
+                                },
+                                visible,
+                            ));
+                        }
+                    }
+                    f.period_start = end;
+                    f.conditions = None;
+                }
+            }
+            self.now = next;
+        }
+    }
+}
+
+fn serve(f: &mut SimFunction, rng: &mut Rng, traffic: &Traffic, from: i64, to: i64) {
+    if to <= from {
+        return;
+    }
+    let cond = *f.conditions.get_or_insert_with(|| traffic.conditions(rng));
+    let canary_share = f.canary.map_or(0.0, |c| c.weight / 100.0);
+    let mut shares = vec![(f.stable, 1.0 - canary_share)];
+    if let Some(c) = f.canary {
+        shares.push((c.version, canary_share));
+    }
+    let stat = f.policy.latency.stat;
+    for (v, share) in shares {
+        let Some(build) = f.builds.get(&v).copied() else {
+            continue;
+        };
+        let (s, errors) = traffic::period(rng, traffic, &cond, &build, share, f.period_start, (to - from) as f64, stat);
+        let p = f.partial.entry(v).or_default();
+        p.requests += s.requests;
+        p.errors += s.errors;
+        p.latency_weighted += s.latency_ms.unwrap_or(0.0) * s.requests;
+        *f.failed.entry(v).or_default() += errors;
+        *f.served.entry(v).or_default() += s.requests as u64;
+    }
+}
+
+/// A shared handle on the world; the in-memory ports hold clones of it.
+#[derive(Debug, Clone)]
+pub struct Shared(pub Arc<Mutex<World>>);
+
+impl Shared {
+    /// Wraps a world.
+    #[must_use]
+    pub fn new(world: World) -> Self {
+        Self(Arc::new(Mutex::new(world)))
+    }
+
+    /// Locks the world (a poisoned lock still yields the data: the simulator has no invariants to lose).
+    pub fn lock(&self) -> MutexGuard<'_, World> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn index(&self, policy: &Policy) -> Result<usize, PortError> {
+        self.lock()
+            .functions
+            .iter()
+            .position(|f| f.policy.function == policy.function && f.policy.alias == policy.alias)
+            .ok_or_else(|| PortError::NotFound(format!("no function {}", policy.function)))
+    }
+}
+
+/// In-memory alias port.
+#[derive(Debug, Clone)]
+pub struct SimAliases(pub Shared);
+
+impl Aliases for SimAliases {
+    async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
+        let i = self.0.index(policy)?;
+        let w = self.0.lock();
+        let f = &w.functions[i];
+        Ok(Snapshot {
+            state: f.alias_state(),
+            revision: f.revision.to_string(),
+        })
+    }
+
+    async fn write(&self, policy: &Policy, next: &AliasState, revision: &str) -> Result<String, PortError> {
+        let i = self.0.index(policy)?;
+        let mut w = self.0.lock();
+        let now = w.now;
+        let f = &mut w.functions[i];
+        if f.revision.to_string() != revision {
+            return Err(PortError::Conflict);
+        }
+        f.stable = next.stable;
+        f.canary = next.canary;
+        f.description = next.record.encode();
+        f.revision += 1;
+        let rev = f.revision.to_string();
+        let (stable, canary) = (f.stable, f.canary);
+        w.history.push((now, i, stable, canary));
+        Ok(rev)
+    }
+
+    async fn version_exists(&self, policy: &Policy, version: Version) -> Result<bool, PortError> {
+        let i = self.0.index(policy)?;
+        Ok(self.0.lock().functions[i].builds.contains_key(&version))
+    }
+}
+
+/// In-memory metrics port: answers only with datapoints visible at the world's `now`.
+#[derive(Debug, Clone)]
+pub struct SimMetrics(pub Shared);
+
+impl Metrics for SimMetrics {
+    async fn fetch(&self, queries: &[MetricsQuery]) -> Vec<Result<Series, PortError>> {
+        let mut w = self.0.lock();
+        w.metric_calls += 1;
+        let now = w.now;
+        queries
+            .iter()
+            .map(|q| {
+                let f = w
+                    .functions
+                    .iter()
+                    .find(|f| f.policy.function == q.function && f.policy.alias == q.alias)
+                    .ok_or_else(|| PortError::NotFound(format!("no function {}", q.function)))?;
+                let pick = |v: Version| {
+                    f.samples
+                        .iter()
+                        .filter(|(sv, s, vis)| *sv == v && *vis <= now && s.start >= q.from && s.start < q.to)
+                        .map(|(_, s, _)| *s)
+                        .collect::<Vec<_>>()
+                };
+                Ok(Series {
+                    canary: pick(q.canary),
+                    baseline: pick(q.stable),
+                })
+            })
+            .collect()
+    }
+}
+
+/// In-memory notifier: keeps what on-call would receive.
+#[derive(Debug, Clone, Default)]
+pub struct SimNotifier {
+    /// Published messages, with their topic.
+    pub sent: Arc<Mutex<Vec<(String, Notification)>>>,
+    /// When set, every publish fails (SNS down).
+    pub down: Arc<Mutex<bool>>,
+}
+
+impl SimNotifier {
+    /// Takes every message published so far.
+    pub fn take(&self) -> Vec<(String, Notification)> {
+        std::mem::take(&mut *self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl Notifier for SimNotifier {
+    async fn publish(&self, topic_arn: &str, message: &Notification) -> Result<(), PortError> {
+        if *self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            return Err(PortError::Failed("SNS is unavailable (simulated)".to_string()));
+        }
+        self.sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((topic_arn.to_string(), message.clone()));
+        Ok(())
+    }
+}
+
+/// The agent wired to a simulated world.
+pub type SimAgent = crate::tick::Agent<SimAliases, SimMetrics, SimNotifier>;
+
+/// Builds an agent over `world`.
+#[must_use]
+pub fn agent(world: &Shared) -> SimAgent {
+    crate::tick::Agent {
+        aliases: SimAliases(world.clone()),
+        metrics: SimMetrics(world.clone()),
+        notifier: SimNotifier::default(),
+        dry_run: false,
+        topic_override: None,
+    }
+}
+
+/// Runs a future to completion on the current thread.
+///
+/// The in-memory ports never wait, so the future is ready after a poll or a few; anything that
+/// does wait would spin here, which is why this is only for the simulator.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
