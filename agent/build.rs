@@ -20,11 +20,19 @@ fn main() {
     let mut code = String::from("/// Policy files compiled in: (file name, contents).\npub const EMBEDDED: &[(&str, &str)] = &[\n");
     for f in files {
         println!("cargo:rerun-if-changed={}", f.display());
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let _ = writeln!(code, "    ({name:?}, include_str!({:?})),", f.display().to_string());
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = writeln!(
+            code,
+            "    ({name:?}, include_str!({:?})),",
+            f.display().to_string()
+        );
     }
     code.push_str("];\n");
-    let out = Path::new(&std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into())).join("embedded_policies.rs");
+    let out = Path::new(&std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()))
+        .join("embedded_policies.rs");
     if let Err(e) = std::fs::write(&out, code) {
         panic!("cannot write {}: {e}", out.display());
     }

@@ -205,7 +205,11 @@ pub fn embedded_policies() -> DirReport {
     for (name, text) in EMBEDDED {
         match policy::parse_policy(Path::new(name), text) {
             Ok(p) => {
-                if report.policies.iter().any(|q| q.function == p.function && q.alias == p.alias) {
+                if report
+                    .policies
+                    .iter()
+                    .any(|q| q.function == p.function && q.alias == p.alias)
+                {
                     report.problems.push(policy::PolicyProblem::whole_file(
                         Path::new(name),
                         format!("{}:{} has another policy", p.function, p.alias),
@@ -242,21 +246,37 @@ fn find_policy(dir: &Path, function: &str) -> Result<Policy, CliError> {
     match matches.as_slice() {
         [p] => Ok((*p).clone()),
         [] => {
-            let known: Vec<String> = report.policies.iter().map(|p| format!("{}:{}", p.function, p.alias)).collect();
+            let known: Vec<String> = report
+                .policies
+                .iter()
+                .map(|p| format!("{}:{}", p.function, p.alias))
+                .collect();
             let broken = if report.problems.is_empty() {
                 String::new()
             } else {
-                format!(" ({} invalid file(s); run `canary policy check {}`)", report.problems.len(), dir.display())
+                format!(
+                    " ({} invalid file(s); run `canary policy check {}`)",
+                    report.problems.len(),
+                    dir.display()
+                )
             };
             Err(CliError::Usage(format!(
                 "no policy for {function} in {}{broken}; known: {}",
                 dir.display(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             )))
         }
         _ => Err(CliError::Usage(format!(
             "{function} has several policies (aliases {}); name one as FUNCTION:ALIAS",
-            matches.iter().map(|p| p.alias.as_str()).collect::<Vec<_>>().join(", ")
+            matches
+                .iter()
+                .map(|p| p.alias.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -266,16 +286,39 @@ fn find_policy(dir: &Path, function: &str) -> Result<Policy, CliError> {
 /// # Errors
 /// [`CliError::Usage`] for bad usage or invalid policies, [`CliError::Failed`] for everything else.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    run_with(cli, None).await
+}
+
+/// [`run`] with the AWS configuration given instead of read from the environment (tests point it
+/// at a local emulator this way without touching process-wide variables).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(), CliError> {
+    let conf = conf.as_ref();
     match cli.command {
         Command::Policy(PolicyCommand::Check { dir }) => policy_check(&dir),
         Command::Policy(PolicyCommand::Schema) => {
-            println!("{}", serde_json::to_string_pretty(&policy::json_schema()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy::json_schema()).unwrap_or_default()
+            );
             Ok(())
         }
         Command::Demo { policy, rps, seed } => demo(policy.as_deref(), rps, seed),
-        Command::Bench { runs, seed, scenario } => {
-            let shipped = embedded_policies().policies.into_iter().find(|p| p.function == "notes-create");
-            print!("{}", crate::sim::bench::report(runs, seed, shipped.as_ref(), scenario.as_deref()));
+        Command::Bench {
+            runs,
+            seed,
+            scenario,
+        } => {
+            let shipped = embedded_policies()
+                .policies
+                .into_iter()
+                .find(|p| p.function == "notes-create");
+            print!(
+                "{}",
+                crate::sim::bench::report(runs, seed, shipped.as_ref(), scenario.as_deref())
+            );
             Ok(())
         }
         Command::Run {
@@ -284,7 +327,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             interval,
             dry_run,
         } => {
-            let mut agent = aws_agent().await?;
+            let mut agent = aws_agent(conf).await?;
             agent.dry_run = dry_run;
             run_loop(&agent, &policies.dir, once, interval).await
         }
@@ -299,16 +342,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     let report = policy::load_dir(&policies.dir);
                     report_problems(&report);
                     if report.policies.is_empty() {
-                        return Err(CliError::Usage(format!("no valid policies in {}", policies.dir.display())));
+                        return Err(CliError::Usage(format!(
+                            "no valid policies in {}",
+                            policies.dir.display()
+                        )));
                     }
                     report.policies
                 }
             };
-            let agent = aws_agent().await?;
+            let agent = aws_agent(conf).await?;
             let outs = agent.status(&list, now()).await;
             print_status(&list, &outs, output);
             if outs.iter().any(|o| o.error.is_some()) {
-                return Err(CliError::Failed("some aliases could not be read (see above)".to_string()));
+                return Err(CliError::Failed(
+                    "some aliases could not be read (see above)".to_string(),
+                ));
             }
             Ok(())
         }
@@ -316,10 +364,40 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             function,
             version,
             policies,
-        } => manual(&policies.dir, &function, Override::Start { version }, format!("canary start {function}{}", version.map_or(String::new(), |v| format!(" --version {v}")))).await,
-        Command::Promote { function, full, policies } => {
-            let o = if full { Override::PromoteFull } else { Override::Promote };
-            manual(&policies.dir, &function, o, format!("canary promote {function}{}", if full { " --full" } else { "" })).await
+        } => {
+            manual(
+                conf,
+                &policies.dir,
+                &function,
+                Override::Start { version },
+                format!(
+                    "canary start {function}{}",
+                    version.map_or(String::new(), |v| format!(" --version {v}"))
+                ),
+            )
+            .await
+        }
+        Command::Promote {
+            function,
+            full,
+            policies,
+        } => {
+            let o = if full {
+                Override::PromoteFull
+            } else {
+                Override::Promote
+            };
+            manual(
+                conf,
+                &policies.dir,
+                &function,
+                o,
+                format!(
+                    "canary promote {function}{}",
+                    if full { " --full" } else { "" }
+                ),
+            )
+            .await
         }
         Command::Rollback {
             function,
@@ -330,19 +408,52 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let line = format!(
                 "canary rollback {function}{}{}",
                 to.map_or(String::new(), |v| format!(" --to {v}")),
-                reason.as_ref().map_or(String::new(), |r| format!(" --reason {r:?}"))
+                reason
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" --reason {r:?}"))
             );
-            manual(&policies.dir, &function, Override::Rollback { to, reason }, line).await
+            manual(
+                conf,
+                &policies.dir,
+                &function,
+                Override::Rollback { to, reason },
+                line,
+            )
+            .await
         }
-        Command::Pause { function, policies } => manual(&policies.dir, &function, Override::Pause, format!("canary pause {function}")).await,
-        Command::Resume { function, policies } => manual(&policies.dir, &function, Override::Resume, format!("canary resume {function}")).await,
+        Command::Pause { function, policies } => {
+            manual(
+                conf,
+                &policies.dir,
+                &function,
+                Override::Pause,
+                format!("canary pause {function}"),
+            )
+            .await
+        }
+        Command::Resume { function, policies } => {
+            manual(
+                conf,
+                &policies.dir,
+                &function,
+                Override::Resume,
+                format!("canary resume {function}"),
+            )
+            .await
+        }
     }
 }
 
 fn policy_check(dir: &Path) -> Result<(), CliError> {
     let report = policy::load_dir(dir);
     for p in &report.policies {
-        println!("ok  {}  ({}:{}, steps {:?}%)", p.source.display(), p.function, p.alias, p.steps);
+        println!(
+            "ok  {}  ({}:{}, steps {:?}%)",
+            p.source.display(),
+            p.function,
+            p.alias,
+            p.steps
+        );
     }
     for p in &report.problems {
         println!("error  {p}");
@@ -362,7 +473,8 @@ fn policy_check(dir: &Path) -> Result<(), CliError> {
 fn demo(path: Option<&Path>, rps: f64, seed: u64) -> Result<(), CliError> {
     let policy = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))?;
             policy::parse_policy(p, &text).map_err(|e| CliError::Usage(e.to_string()))?
         }
         None => embedded_policies()
@@ -374,49 +486,77 @@ fn demo(path: Option<&Path>, rps: f64, seed: u64) -> Result<(), CliError> {
     if !(rps > 0.0 && rps.is_finite()) {
         return Err(CliError::Usage("--rps must be positive".to_string()));
     }
-    let tick = if policy.metrics.period().as_secs() < 60 { 10 } else { 60 };
-    for line in crate::sim::demo::run(&crate::sim::demo::DemoConfig { policy, rps, tick, seed }) {
+    let tick = if policy.metrics.period().as_secs() < 60 {
+        10
+    } else {
+        60
+    };
+    for line in crate::sim::demo::run(&crate::sim::demo::DemoConfig {
+        policy,
+        rps,
+        tick,
+        seed,
+    }) {
         println!("{line}");
     }
     Ok(())
 }
 
-type AwsAgent = Agent<crate::aws::LambdaAliases, crate::aws::CloudWatchMetrics, crate::aws::SnsNotifier>;
+type AwsAgent =
+    Agent<crate::aws::LambdaAliases, crate::aws::CloudWatchMetrics, crate::aws::SnsNotifier>;
 
-async fn aws_agent() -> Result<AwsAgent, CliError> {
-    let ports = crate::aws::AwsPorts::from_env()
-        .await
-        .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?;
+async fn aws_agent(conf: Option<&aws_config::SdkConfig>) -> Result<AwsAgent, CliError> {
+    let ports = match conf {
+        Some(c) => crate::aws::AwsPorts::from_conf(c),
+        None => crate::aws::AwsPorts::from_env()
+            .await
+            .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
+    };
     Ok(Agent {
         aliases: ports.aliases,
         metrics: ports.metrics,
         notifier: ports.notifier,
         dry_run: false,
-        topic_override: std::env::var("CANARY_TOPIC_ARN").ok().filter(|s| !s.is_empty()),
+        topic_override: std::env::var("CANARY_TOPIC_ARN")
+            .ok()
+            .filter(|s| !s.is_empty()),
     })
 }
 
-async fn manual(dir: &Path, function: &str, ovr: Override, line: String) -> Result<(), CliError> {
+async fn manual(
+    conf: Option<&aws_config::SdkConfig>,
+    dir: &Path,
+    function: &str,
+    ovr: Override,
+    line: String,
+) -> Result<(), CliError> {
     let policy = find_policy(dir, function)?;
-    let agent = aws_agent().await?;
+    let agent = aws_agent(conf).await?;
     match agent.command(&policy, &ovr, &line, now()).await {
         Ok(out) => {
             println!("{}", out.line());
             if let Some(Err(e)) = &out.notified {
-                eprintln!("warning: on-call was not told ({e}); the agent re-sends on its next tick");
+                eprintln!(
+                    "warning: on-call was not told ({e}); the agent re-sends on its next tick"
+                );
             }
             Ok(())
         }
         Err(CommandError::Rejected(e)) => Err(CliError::Usage(e.to_string())),
-        Err(CommandError::NoSuchVersion { function, version }) => {
-            Err(CliError::Usage(format!("{function} has no version {version}")))
-        }
+        Err(CommandError::NoSuchVersion { function, version }) => Err(CliError::Usage(format!(
+            "{function} has no version {version}"
+        ))),
         Err(e) => Err(CliError::Failed(format!("failed to {line}: {e}"))),
     }
 }
 
 /// The agent loop (and `--once`).
-async fn run_loop<A, M, N>(agent: &Agent<A, M, N>, dir: &Path, once: bool, interval: Duration) -> Result<(), CliError>
+async fn run_loop<A, M, N>(
+    agent: &Agent<A, M, N>,
+    dir: &Path,
+    once: bool,
+    interval: Duration,
+) -> Result<(), CliError>
 where
     A: Aliases + Sync,
     M: Metrics + Sync,
@@ -428,7 +568,11 @@ where
         report_problems(&report);
         let outs = agent.tick(&report.policies, now()).await;
         for o in &outs {
-            println!("{}{}", if agent.dry_run { "[dry-run] " } else { "" }, o.line());
+            println!(
+                "{}{}",
+                if agent.dry_run { "[dry-run] " } else { "" },
+                o.line()
+            );
         }
         if once {
             let failed = outs.iter().filter(|o| o.error.is_some()).count();
@@ -441,7 +585,10 @@ where
                 )));
             }
             if failed > 0 {
-                return Err(CliError::Failed(format!("{failed} of {} policies failed this tick", outs.len())));
+                return Err(CliError::Failed(format!(
+                    "{failed} of {} policies failed this tick",
+                    outs.len()
+                )));
             }
             return Ok(());
         }
@@ -454,7 +601,7 @@ where
 /// # Errors
 /// When the AWS clients cannot be built; per-policy failures are logged and counted instead.
 pub async fn lambda_tick() -> Result<serde_json::Value, CliError> {
-    let agent = aws_agent().await?;
+    let agent = aws_agent(None).await?;
     let report = match std::env::var("CANARY_POLICIES_DIR") {
         Ok(dir) if !dir.is_empty() => policy::load_dir(Path::new(&dir)),
         _ => embedded_policies(),
@@ -471,9 +618,7 @@ pub async fn lambda_tick() -> Result<serde_json::Value, CliError> {
 
 fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
     use serde_json::json;
-    let totals = |t: &crate::judge::Totals| {
-        json!({"requests": t.requests, "errors": t.errors, "error_rate": t.error_rate(), "latency_ms": t.latency_ms})
-    };
+    let totals = |t: &crate::judge::Totals| json!({"requests": t.requests, "errors": t.errors, "error_rate": t.error_rate(), "latency_ms": t.latency_ms});
     let state = out.before.as_ref();
     let record = state.map(|s| &s.record);
     json!({
@@ -506,8 +651,16 @@ fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
 
 fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
     if output == Output::Json {
-        let items: Vec<_> = policies.iter().zip(outs).map(|(p, o)| status_json(p, o)).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "aliases": items })).unwrap_or_default());
+        let items: Vec<_> = policies
+            .iter()
+            .zip(outs)
+            .map(|(p, o)| status_json(p, o))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "aliases": items }))
+                .unwrap_or_default()
+        );
         return;
     }
     let t = now();
@@ -533,7 +686,8 @@ fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
             None => println!(
                 "  stable v{} at 100%, no canary{}{}",
                 s.stable,
-                s.candidate.map_or(String::new(), |c| format!("; candidate v{c}")),
+                s.candidate
+                    .map_or(String::new(), |c| format!("; candidate v{c}")),
                 if r.paused { "  PAUSED" } else { "" }
             ),
         }
@@ -544,7 +698,8 @@ fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
                     t.requests,
                     t.error_rate().map_or("-".to_string(), pct),
                     p.latency.stat.cloudwatch_name(),
-                    t.latency_ms.map_or("-".to_string(), |l| format!("{l:.0} ms"))
+                    t.latency_ms
+                        .map_or("-".to_string(), |l| format!("{l:.0} ms"))
                 )
             };
             if let Some(c) = s.canary {

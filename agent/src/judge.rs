@@ -107,7 +107,10 @@ impl Judgement {
             Some(r) => format!("{} ({:.0}/{:.0})", pct(r), t.errors, t.requests),
             None => "no requests".to_string(),
         };
-        let lat = |t: &Totals| t.latency_ms.map_or("-".to_string(), |l| format!("{l:.0} ms"));
+        let lat = |t: &Totals| {
+            t.latency_ms
+                .map_or("-".to_string(), |l| format!("{l:.0} ms"))
+        };
         format!(
             "5xx canary {} vs baseline {}; latency canary {} vs baseline {}",
             rate(&self.canary),
@@ -260,7 +263,7 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
     }
     xs.sort_by(f64::total_cmp);
     let m = xs.len() / 2;
-    Some(if xs.len() % 2 == 0 {
+    Some(if xs.len().is_multiple_of(2) {
         0.5 * (xs[m - 1] + xs[m])
     } else {
         xs[m]
@@ -443,7 +446,9 @@ mod tests {
         let mut o = obs(c, b);
         assert_eq!(judge(&p, &o).verdict, Verdict::Healthy);
         o.step_start = 60;
-        assert!(matches!(judge(&p, &o).verdict, Verdict::NotEnoughData(m) if m.contains("80 of 100")));
+        assert!(
+            matches!(judge(&p, &o).verdict, Verdict::NotEnoughData(m) if m.contains("80 of 100"))
+        );
     }
 
     #[test]
@@ -456,7 +461,10 @@ mod tests {
                 vec![minute(0, 3000.0, 3.0, None)],
             ),
         );
-        assert!(matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("above baseline"))), "{j:?}");
+        assert!(
+            matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("above baseline"))),
+            "{j:?}"
+        );
     }
 
     #[test]
@@ -477,7 +485,10 @@ mod tests {
     fn baseline_without_traffic_still_enforces_the_ceiling() {
         let p = Policy::with_defaults("f");
         let j = judge(&p, &obs(vec![minute(0, 200.0, 40.0, None)], vec![]));
-        assert!(matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("ceiling")), "{j:?}");
+        assert!(
+            matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("ceiling")),
+            "{j:?}"
+        );
         assert_eq!(j.increase_evidence, 0.0);
     }
 
@@ -489,13 +500,26 @@ mod tests {
                 .map(|i| minute(i * 60, 60.0, 0.0, Some(c * (1.0 + 0.05 * (i % 3) as f64))))
                 .collect();
             let base = (0..n)
-                .map(|i| minute(i * 60, 600.0, 0.0, Some(200.0 * (1.0 + 0.04 * (i % 2) as f64))))
+                .map(|i| {
+                    minute(
+                        i * 60,
+                        600.0,
+                        0.0,
+                        Some(200.0 * (1.0 + 0.04 * (i % 2) as f64)),
+                    )
+                })
                 .collect();
             obs(canary, base)
         };
-        assert!(!matches!(judge(&p, &series(1, 400.0)).verdict, Verdict::Regressed(_)));
+        assert!(!matches!(
+            judge(&p, &series(1, 400.0)).verdict,
+            Verdict::Regressed(_)
+        ));
         let j = judge(&p, &series(5, 400.0));
-        assert!(matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("p99")), "{j:?}");
+        assert!(
+            matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("p99")),
+            "{j:?}"
+        );
         // Same latency as the baseline: never regressed however long we look.
         assert_eq!(judge(&p, &series(30, 200.0)).verdict, Verdict::Healthy);
     }
@@ -503,7 +527,9 @@ mod tests {
     #[test]
     fn latency_ceiling_applies_without_a_baseline() {
         let p = Policy::with_defaults("f");
-        let c = (0..6).map(|i| minute(i * 60, 60.0, 0.0, Some(4000.0))).collect();
+        let c = (0..6)
+            .map(|i| minute(i * 60, 60.0, 0.0, Some(4000.0)))
+            .collect();
         let j = judge(&p, &obs(c, vec![]));
         assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
     }
@@ -512,8 +538,12 @@ mod tests {
     fn small_absolute_latency_changes_are_tolerated() {
         // +50% on a 10 ms handler is 5 ms: below the 25 ms floor.
         let p = Policy::with_defaults("f");
-        let c = (0..20).map(|i| minute(i * 60, 60.0, 0.0, Some(15.0))).collect();
-        let b = (0..20).map(|i| minute(i * 60, 600.0, 0.0, Some(10.0))).collect();
+        let c = (0..20)
+            .map(|i| minute(i * 60, 60.0, 0.0, Some(15.0)))
+            .collect();
+        let b = (0..20)
+            .map(|i| minute(i * 60, 600.0, 0.0, Some(10.0)))
+            .collect();
         assert_eq!(judge(&p, &obs(c, b)).verdict, Verdict::Healthy);
     }
 
@@ -582,7 +612,9 @@ mod tests {
             let mut o = obs(vec![], vec![]);
             for m in 0..30 {
                 let rate = 0.01; // canary and baseline identical, exactly at the ceiling
-                let count = |n: u32, u: &mut dyn FnMut() -> f64| (0..n).filter(|_| u() < rate).count() as f64;
+                let count = |n: u32, u: &mut dyn FnMut() -> f64| {
+                    (0..n).filter(|_| u() < rate).count() as f64
+                };
                 let kc = count(30, &mut uniform);
                 let kb = count(270, &mut uniform);
                 o.canary.push(minute(m * 60, 30.0, kc, None));

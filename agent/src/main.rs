@@ -9,9 +9,16 @@ use std::process::ExitCode;
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { "warn" }));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
-        builder.json().flatten_event(true).with_current_span(false).without_time().init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .without_time()
+            .init();
     } else {
         builder.compact().init();
     }
@@ -21,9 +28,13 @@ fn init_logs(json: bool) {
 async fn main() -> ExitCode {
     if std::env::var("CANARY_LAMBDA").is_ok_and(|v| v == "1") {
         init_logs(true);
-        let handler = lambda_runtime::service_fn(|_event: lambda_runtime::LambdaEvent<serde_json::Value>| async {
-            Box::pin(cli::lambda_tick()).await.map_err(|e| lambda_runtime::Error::from(e.to_string()))
-        });
+        let handler = lambda_runtime::service_fn(
+            |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async {
+                Box::pin(cli::lambda_tick())
+                    .await
+                    .map_err(|e| lambda_runtime::Error::from(e.to_string()))
+            },
+        );
         return match lambda_runtime::run(handler).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -134,11 +134,20 @@ pub fn announcement(
     body.push(match trigger {
         Trigger::Agent => "By: the canary agent.".to_string(),
         Trigger::Manual { command } => format!("By: a person, with `{command}`."),
-        Trigger::Retry => "By: the canary agent (this announcement failed to send earlier).".to_string(),
+        Trigger::Retry => {
+            "By: the canary agent (this announcement failed to send earlier).".to_string()
+        }
     });
     if let Some(j) = judgement {
-        let lat = |t: &crate::judge::Totals| t.latency_ms.map_or("no data".to_string(), |l| format!("{l:.0} ms"));
-        let rate = |t: &crate::judge::Totals| t.error_rate().map_or("no requests".to_string(), |r| format!("{:.0} requests, 5xx {}", t.requests, pct(r)));
+        let lat = |t: &crate::judge::Totals| {
+            t.latency_ms
+                .map_or("no data".to_string(), |l| format!("{l:.0} ms"))
+        };
+        let rate = |t: &crate::judge::Totals| {
+            t.error_rate().map_or("no requests".to_string(), |r| {
+                format!("{:.0} requests, 5xx {}", t.requests, pct(r))
+            })
+        };
         body.push(String::new());
         body.push("Numbers since the canary started:".to_string());
         body.push(format!(
@@ -174,10 +183,14 @@ pub fn announcement(
                 Action::Rollback { rejected, .. } => *rejected,
                 _ => None,
             }) {
-                cmds.push(format!("canary start {f} --version {r}    # try v{r} again"));
+                cmds.push(format!(
+                    "canary start {f} --version {r}    # try v{r} again"
+                ));
             }
         }
-        EventKind::Promoted => cmds.push(format!("canary rollback {f} --to {stable} --reason \"...\"")),
+        EventKind::Promoted => cmds.push(format!(
+            "canary rollback {f} --to {stable} --reason \"...\""
+        )),
         EventKind::Paused => cmds.push(format!("canary resume {f}")),
         _ => {
             cmds.push(format!("canary rollback {f} --reason \"...\""));
@@ -209,7 +222,9 @@ pub fn announcement(
         ),
     ];
     let canary_attr = match action {
-        Action::Start { version, .. } | Action::Step { version, .. } | Action::Promote { version } => Some(*version),
+        Action::Start { version, .. }
+        | Action::Step { version, .. }
+        | Action::Promote { version } => Some(*version),
         Action::Rollback { rejected, .. } => rejected.or(canary),
         _ => canary,
     };
@@ -243,7 +258,9 @@ mod tests {
 
     fn judgement() -> Judgement {
         Judgement {
-            verdict: Verdict::Regressed(vec!["canary 5xx 100% (12 of 12) is above the 1% ceiling".into()]),
+            verdict: Verdict::Regressed(vec![
+                "canary 5xx 100% (12 of 12) is above the 1% ceiling".into()
+            ]),
             canary: Totals {
                 requests: 12.0,
                 errors: 12.0,
@@ -272,14 +289,38 @@ mod tests {
             rejected: Some(7),
             why: "canary 5xx 100% (12 of 12) is above the 1% ceiling".into(),
         };
-        let n = announcement(&p, &before(), &action, Some(&judgement()), &Trigger::Agent).expect("announced");
-        assert_eq!(n.subject, "ROLLED BACK notes-create v7 → v6: 5xx 100% vs 0.10%");
-        assert!(n.body.contains("v7 will not be started again"), "{}", n.body);
-        assert!(n.body.contains("canary   v7: 12 requests, 5xx 100%"), "{}", n.body);
-        assert!(n.body.contains("canary start notes-create --version 7"), "{}", n.body);
-        assert!(n.body.contains("console.aws.amazon.com/lambda"), "{}", n.body);
-        assert!(n.attributes.contains(&("event".into(), "rolled_back".into())));
-        assert!(n.attributes.contains(&("canary_version".into(), "7".into())));
+        let n = announcement(&p, &before(), &action, Some(&judgement()), &Trigger::Agent)
+            .expect("announced");
+        assert_eq!(
+            n.subject,
+            "ROLLED BACK notes-create v7 → v6: 5xx 100% vs 0.10%"
+        );
+        assert!(
+            n.body.contains("v7 will not be started again"),
+            "{}",
+            n.body
+        );
+        assert!(
+            n.body.contains("canary   v7: 12 requests, 5xx 100%"),
+            "{}",
+            n.body
+        );
+        assert!(
+            n.body.contains("canary start notes-create --version 7"),
+            "{}",
+            n.body
+        );
+        assert!(
+            n.body.contains("console.aws.amazon.com/lambda"),
+            "{}",
+            n.body
+        );
+        assert!(n
+            .attributes
+            .contains(&("event".into(), "rolled_back".into())));
+        assert!(n
+            .attributes
+            .contains(&("canary_version".into(), "7".into())));
     }
 
     #[test]
@@ -295,6 +336,13 @@ mod tests {
         };
         let n = announcement(&p, &before(), &action, None, &manual).expect("announced");
         assert!(n.subject.chars().count() <= SUBJECT_LIMIT, "{}", n.subject);
-        assert!(announcement(&p, &before(), &Action::Hold("x".into()), None, &Trigger::Agent).is_none());
+        assert!(announcement(
+            &p,
+            &before(),
+            &Action::Hold("x".into()),
+            None,
+            &Trigger::Agent
+        )
+        .is_none());
     }
 }

@@ -80,7 +80,13 @@ pub struct MetricsQuery {
 impl MetricsQuery {
     /// The query for a policy's running canary.
     #[must_use]
-    pub fn for_policy(policy: &Policy, stable: Version, canary: Version, from: i64, to: i64) -> Self {
+    pub fn for_policy(
+        policy: &Policy,
+        stable: Version,
+        canary: Version,
+        from: i64,
+        to: i64,
+    ) -> Self {
         let period = policy.metrics.period().as_secs().max(1) as i64;
         Self {
             function: policy.function.clone(),

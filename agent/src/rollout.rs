@@ -308,7 +308,9 @@ pub fn decide(
 fn adopt(state: &AliasState, policy: &Policy, now: i64) -> AliasState {
     let mut s = state.clone();
     match state.canary {
-        Some(r) if s.record.canary != Some(r.version) || !is_step(policy, s.record.step, r.weight) => {
+        Some(r)
+            if s.record.canary != Some(r.version) || !is_step(policy, s.record.step, r.weight) =>
+        {
             let step = policy
                 .steps
                 .iter()
@@ -574,7 +576,9 @@ fn manual(
                 .map(|c| c.version)
                 .or((target != state.stable).then_some(state.stable))
                 .filter(|&r| r != target);
-            let why = reason.clone().unwrap_or_else(|| "manual rollback".to_string());
+            let why = reason
+                .clone()
+                .unwrap_or_else(|| "manual rollback".to_string());
             rollback(state, target, rejected, why)
         }
         Override::Pause => {
@@ -695,7 +699,14 @@ mod tests {
         for paused in [false, true] {
             s.record.paused = paused;
             let d = run(&s, &policy(), Some(&regressed(1010)), 1010);
-            assert!(matches!(d.action, Action::Rollback { to: 6, rejected: Some(7), .. }));
+            assert!(matches!(
+                d.action,
+                Action::Rollback {
+                    to: 6,
+                    rejected: Some(7),
+                    ..
+                }
+            ));
             let next = d.next.expect("writes");
             assert_eq!((next.stable, next.canary), (6, None));
             assert_eq!(next.record.rejected, Some(7));
@@ -706,16 +717,23 @@ mod tests {
     fn a_rejected_version_is_not_restarted_until_the_candidate_moves() {
         let mut s = live(6, Some(7));
         s.record.rejected = Some(7);
-        assert!(matches!(run(&s, &policy(), None, 0).action, Action::Hold(w) if w.contains("rolled back")));
+        assert!(
+            matches!(run(&s, &policy(), None, 0).action, Action::Hold(w) if w.contains("rolled back"))
+        );
         s.candidate = Some(8);
-        assert!(matches!(run(&s, &policy(), None, 0).action, Action::Start { version: 8, .. }));
+        assert!(matches!(
+            run(&s, &policy(), None, 0).action,
+            Action::Start { version: 8, .. }
+        ));
     }
 
     #[test]
     fn healthy_moves_forward_only_after_the_step_interval() {
         let p = policy();
         let s = canary_at(1, 2, 0, 1000);
-        assert!(matches!(run(&s, &p, Some(&healthy(1100)), 1100).action, Action::Hold(w) if w.contains("more at 10%")));
+        assert!(
+            matches!(run(&s, &p, Some(&healthy(1100)), 1100).action, Action::Hold(w) if w.contains("more at 10%"))
+        );
         let d = run(&s, &p, Some(&healthy(1120)), 1120);
         assert_eq!(
             d.action,
@@ -727,7 +745,9 @@ mod tests {
         );
         assert_eq!(d.next.expect("writes").record.since, 1120);
         let not_enough = judgement(Verdict::NotEnoughData("3 of 100".into()), Some(1100));
-        assert!(matches!(run(&s, &p, Some(&not_enough), 5000).action, Action::Hold(w) if w == "3 of 100"));
+        assert!(
+            matches!(run(&s, &p, Some(&not_enough), 5000).action, Action::Hold(w) if w == "3 of 100")
+        );
     }
 
     #[test]
@@ -758,7 +778,14 @@ mod tests {
     fn candidate_moved_back_to_stable_withdraws_the_canary() {
         let mut s = canary_at(1, 2, 1, 0);
         s.candidate = Some(1);
-        assert!(matches!(run(&s, &policy(), Some(&healthy(100)), 100).action, Action::Rollback { to: 1, rejected: Some(2), .. }));
+        assert!(matches!(
+            run(&s, &policy(), Some(&healthy(100)), 100).action,
+            Action::Rollback {
+                to: 1,
+                rejected: Some(2),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -767,13 +794,22 @@ mod tests {
         let s = canary_at(1, 2, 0, 0);
         let quiet = judgement(Verdict::NotEnoughData("0 of 100".into()), None);
         let at = p.no_data_timeout.as_secs() as i64;
-        assert!(matches!(run(&s, &p, Some(&quiet), at - 1).action, Action::Hold(_)));
+        assert!(matches!(
+            run(&s, &p, Some(&quiet), at - 1).action,
+            Action::Hold(_)
+        ));
         let d = run(&s, &p, Some(&quiet), at);
         assert_eq!(d.action, Action::NoData);
         let after = d.next.expect("records the alert");
-        assert!(matches!(run(&after, &p, Some(&quiet), at + 60).action, Action::Hold(_)));
+        assert!(matches!(
+            run(&after, &p, Some(&quiet), at + 60).action,
+            Action::Hold(_)
+        ));
         p.on_no_data = OnNoData::Rollback;
-        assert!(matches!(run(&s, &p, Some(&quiet), at).action, Action::Rollback { to: 1, .. }));
+        assert!(matches!(
+            run(&s, &p, Some(&quiet), at).action,
+            Action::Rollback { to: 1, .. }
+        ));
     }
 
     #[test]
@@ -785,12 +821,17 @@ mod tests {
             .next
             .expect("writes");
         assert!(paused.record.paused);
-        assert!(matches!(run(&paused, &p, Some(&healthy(9999)), 9999).action, Action::Hold(w) if w.contains("paused")));
+        assert!(
+            matches!(run(&paused, &p, Some(&healthy(9999)), 9999).action, Action::Hold(w) if w.contains("paused"))
+        );
         let resumed = decide(&paused, &p, None, Some(&Override::Resume), 20)
             .expect("resume")
             .next
             .expect("writes");
-        assert!(matches!(run(&resumed, &p, Some(&healthy(9999)), 9999).action, Action::Step { .. }));
+        assert!(matches!(
+            run(&resumed, &p, Some(&healthy(9999)), 9999).action,
+            Action::Step { .. }
+        ));
         // A paused alias does not start new canaries either.
         let mut idle = live(1, Some(2));
         idle.record.paused = true;
@@ -816,7 +857,9 @@ mod tests {
             5,
         )
         .expect("rollback");
-        assert!(matches!(&back.action, Action::Rollback { to: 1, rejected: Some(2), why } if why == "customer report"));
+        assert!(
+            matches!(&back.action, Action::Rollback { to: 1, rejected: Some(2), why } if why == "customer report")
+        );
 
         // rollback --to an older version after a promotion: the newer one is rejected.
         let promoted = live(7, Some(7));
@@ -833,10 +876,20 @@ mod tests {
         .expect("rollback --to");
         let next = d.next.expect("writes");
         assert_eq!((next.stable, next.record.rejected), (5, Some(7)));
-        assert!(matches!(run(&next, &p, None, 10).action, Action::Hold(_)), "7 is not restarted");
+        assert!(
+            matches!(run(&next, &p, None, 10).action, Action::Hold(_)),
+            "7 is not restarted"
+        );
 
         // Explicit start of a rejected version is a person's decision.
-        let d = decide(&next, &p, None, Some(&Override::Start { version: None }), 20).expect("start");
+        let d = decide(
+            &next,
+            &p,
+            None,
+            Some(&Override::Start { version: None }),
+            20,
+        )
+        .expect("start");
         assert!(matches!(d.action, Action::Start { version: 7, .. }));
         assert_eq!(d.next.expect("writes").record.rejected, None);
     }
@@ -845,7 +898,11 @@ mod tests {
     fn manual_commands_that_do_not_apply_are_errors() {
         let p = policy();
         let idle = live(3, Some(3));
-        for o in [Override::Promote, Override::PromoteFull, Override::Start { version: None }] {
+        for o in [
+            Override::Promote,
+            Override::PromoteFull,
+            Override::Start { version: None },
+        ] {
             assert!(decide(&idle, &p, None, Some(&o), 0).is_err(), "{o:?}");
         }
         let err = decide(
@@ -874,9 +931,17 @@ mod tests {
             candidate: Some(2),
             record: Record::default(),
         };
-        let d = run(&s, &p, Some(&judgement(Verdict::NotEnoughData("x".into()), None)), 50);
+        let d = run(
+            &s,
+            &p,
+            Some(&judgement(Verdict::NotEnoughData("x".into()), None)),
+            50,
+        );
         let next = d.next.expect("record catches up");
-        assert_eq!((next.record.canary, next.record.step, next.record.since), (Some(2), 1, 50));
+        assert_eq!(
+            (next.record.canary, next.record.step, next.record.since),
+            (Some(2), 1, 50)
+        );
     }
 
     #[test]
@@ -896,7 +961,10 @@ mod tests {
         assert!(text.len() <= DESCRIPTION_LIMIT, "{}", text.len());
         let back = Record::decode(&text);
         assert_eq!(back.canary, Some(12));
-        assert!(back.last.expect("kept a prefix").starts_with("rolled back v12"));
+        assert!(back
+            .last
+            .expect("kept a prefix")
+            .starts_with("rolled back v12"));
         assert_eq!(Record::decode("Production alias"), Record::default());
     }
 

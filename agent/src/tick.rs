@@ -7,7 +7,9 @@
 use crate::judge::{judge, Judgement, Observations};
 use crate::notify::{announcement, Trigger};
 use crate::policy::Policy;
-use crate::ports::{Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot};
+use crate::ports::{
+    Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot,
+};
 use crate::rollout::{decide, Action, AliasState, Decision, Override, OverrideError};
 
 /// How many times a conflicting write is re-read and re-decided before giving up for this tick.
@@ -117,7 +119,9 @@ fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
     } else {
         now - 300
     };
-    Some(MetricsQuery::for_policy(policy, s.stable, c.version, from, now))
+    Some(MetricsQuery::for_policy(
+        policy, s.stable, c.version, from, now,
+    ))
 }
 
 /// The judge's input. The step's requests include the period the step began in (it served the
@@ -139,7 +143,11 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
     }
 
     /// Reads every alias, fetches every running canary's metrics in one batch, and judges them.
-    async fn survey(&self, policies: &[Policy], now: i64) -> Vec<(Result<Snapshot, PortError>, Option<Judgement>)> {
+    async fn survey(
+        &self,
+        policies: &[Policy],
+        now: i64,
+    ) -> Vec<(Result<Snapshot, PortError>, Option<Judgement>)> {
         let mut snaps = Vec::with_capacity(policies.len());
         for p in policies {
             snaps.push(self.aliases.read(p).await);
@@ -148,7 +156,12 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             .iter()
             .zip(&snaps)
             .enumerate()
-            .filter_map(|(i, (p, s))| s.as_ref().ok().and_then(|s| window(p, s, now)).map(|q| (i, q)))
+            .filter_map(|(i, (p, s))| {
+                s.as_ref()
+                    .ok()
+                    .and_then(|s| window(p, s, now))
+                    .map(|q| (i, q))
+            })
             .collect();
         let qs: Vec<MetricsQuery> = queries.iter().map(|(_, q)| q.clone()).collect();
         let answers = if qs.is_empty() {
@@ -161,7 +174,10 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         for ((i, _), answer) in queries.iter().zip(answers) {
             match (answer, &snaps[*i]) {
                 (Ok(series), Ok(snap)) => {
-                    judgements[*i] = Some(judge(&policies[*i], &observe(series, &snap.state, &policies[*i])));
+                    judgements[*i] = Some(judge(
+                        &policies[*i],
+                        &observe(series, &snap.state, &policies[*i]),
+                    ));
                 }
                 (Err(e), _) => errors[*i] = Some(e),
                 _ => {}
@@ -188,7 +204,8 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 Err(e) => out.error = Some(e.to_string()),
                 Ok(snap) => {
                     out.judgement = judgement;
-                    self.apply(policy, snap, None, now, Trigger::Agent, &mut out).await;
+                    self.apply(policy, snap, None, now, Trigger::Agent, &mut out)
+                        .await;
                 }
             }
             tracing::info!(
@@ -217,7 +234,8 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 match snap {
                     Err(e) => out.error = Some(e.to_string()),
                     Ok(snap) => {
-                        out.decision = decide(&snap.state, policy, judgement.as_ref(), None, now).ok();
+                        out.decision =
+                            decide(&snap.state, policy, judgement.as_ref(), None, now).ok();
                         out.before = Some(snap.state);
                         out.judgement = judgement;
                     }
@@ -239,7 +257,9 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         now: i64,
     ) -> Result<Outcome, CommandError> {
         let target = match ovr {
-            Override::Start { version: Some(v) } | Override::Rollback { to: Some(v), .. } => Some(*v),
+            Override::Start { version: Some(v) } | Override::Rollback { to: Some(v), .. } => {
+                Some(*v)
+            }
             _ => None,
         };
         if let Some(version) = target {
@@ -268,7 +288,8 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             None => None,
         };
         out.judgement = judgement;
-        self.apply(policy, snap, Some(ovr), now, trigger, &mut out).await;
+        self.apply(policy, snap, Some(ovr), now, trigger, &mut out)
+            .await;
         match out.error.take() {
             Some(e) => Err(CommandError::Port(PortError::Failed(e))),
             None => Ok(out),
@@ -306,7 +327,16 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             };
             match self.aliases.write(policy, &next, &snap.revision).await {
                 Ok(revision) => {
-                    self.announce(policy, &snap.state, &decision, next, revision, &trigger, out).await;
+                    self.announce(
+                        policy,
+                        &snap.state,
+                        &decision,
+                        next,
+                        revision,
+                        &trigger,
+                        out,
+                    )
+                    .await;
                     return;
                 }
                 Err(PortError::Conflict) if attempt < CONFLICT_ATTEMPTS => {
@@ -347,7 +377,13 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         trigger: &Trigger,
         out: &mut Outcome,
     ) {
-        let Some(message) = announcement(policy, before, &decision.action, out.judgement.as_ref(), trigger) else {
+        let Some(message) = announcement(
+            policy,
+            before,
+            &decision.action,
+            out.judgement.as_ref(),
+            trigger,
+        ) else {
             return;
         };
         let sent = self.send(policy, &message).await;
@@ -365,7 +401,11 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         let Some(topic) = self.topic(policy) else {
             return Ok(());
         };
-        let r = self.notifier.publish(&topic, message).await.map_err(|e| e.to_string());
+        let r = self
+            .notifier
+            .publish(&topic, message)
+            .await
+            .map_err(|e| e.to_string());
         if let Err(e) = &r {
             tracing::error!(function = %policy.function, topic = %topic, error = %e, subject = %message.subject, "publish failed; will retry next tick");
         }
@@ -401,5 +441,8 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
 /// Whether an outcome moved traffic backwards (for exit codes and summaries).
 #[must_use]
 pub fn rolled_back(out: &Outcome) -> bool {
-    matches!(out.decision.as_ref().map(|d| &d.action), Some(Action::Rollback { .. }))
+    matches!(
+        out.decision.as_ref().map(|d| &d.action),
+        Some(Action::Rollback { .. })
+    )
 }

@@ -46,15 +46,63 @@ pub fn scenarios() -> Vec<Scenario> {
         bad,
     };
     vec![
-        with("fails every request", Build { error_rate: 1.0, ..h }, t, true),
-        with("5% 5xx", Build { error_rate: 0.05, ..h }, t, true),
-        with("1% 5xx", Build { error_rate: 0.01, ..h }, t, true),
-        with("2x latency", Build { latency_median_ms: 2.0 * h.latency_median_ms, ..h }, t, true),
-        with("+30% latency", Build { latency_median_ms: 1.3 * h.latency_median_ms, ..h }, t, true),
+        with(
+            "fails every request",
+            Build {
+                error_rate: 1.0,
+                ..h
+            },
+            t,
+            true,
+        ),
+        with(
+            "5% 5xx",
+            Build {
+                error_rate: 0.05,
+                ..h
+            },
+            t,
+            true,
+        ),
+        with(
+            "1% 5xx",
+            Build {
+                error_rate: 0.01,
+                ..h
+            },
+            t,
+            true,
+        ),
+        with(
+            "2x latency",
+            Build {
+                latency_median_ms: 2.0 * h.latency_median_ms,
+                ..h
+            },
+            t,
+            true,
+        ),
+        with(
+            "+30% latency",
+            Build {
+                latency_median_ms: 1.3 * h.latency_median_ms,
+                ..h
+            },
+            t,
+            true,
+        ),
         with("healthy", h, t, false),
         with("healthy, noisy baseline", h, noisy, false),
         with("healthy, 0.5 req/s", h, Traffic::steady(0.5), false),
-        with("fails every request, 0.5 req/s", Build { error_rate: 1.0, ..h }, Traffic::steady(0.5), true),
+        with(
+            "fails every request, 0.5 req/s",
+            Build {
+                error_rate: 1.0,
+                ..h
+            },
+            Traffic::steady(0.5),
+            true,
+        ),
     ]
 }
 
@@ -198,8 +246,16 @@ pub fn judges(shipped: Option<&Policy>) -> Vec<Judge> {
         out.push(Judge::Ours {
             label: format!("lambda-canary, shipped policies/{}.yaml", p.function),
             policy: Box::new(p.clone()),
-            tick: if p.metrics.period().as_secs() < 60 { 10 } else { 60 },
-            delay: if p.metrics.period().as_secs() < 60 { 10 } else { 60 },
+            tick: if p.metrics.period().as_secs() < 60 {
+                10
+            } else {
+                60
+            },
+            delay: if p.metrics.period().as_secs() < 60 {
+                10
+            } else {
+                60
+            },
         });
     }
     out
@@ -251,7 +307,14 @@ struct CodeDeploy {
 impl Contender for CodeDeploy {
     fn tick(&mut self, world: &Shared, now: i64) -> End {
         let Some(start) = self.started else {
-            set(world, 1, Some(Routing { version: 2, weight: 10.0 }));
+            set(
+                world,
+                1,
+                Some(Routing {
+                    version: 2,
+                    weight: 10.0,
+                }),
+            );
             self.started = Some(now);
             return End::Running;
         };
@@ -265,7 +328,11 @@ impl Contender for CodeDeploy {
             }
         }
         // The alarm evaluates the newest complete minute it can see.
-        if per_minute.values().next_back().is_some_and(|&e| e >= threshold) {
+        if per_minute
+            .values()
+            .next_back()
+            .is_some_and(|&e| e >= threshold)
+        {
             set(world, 1, None);
             return End::RolledBack;
         }
@@ -289,10 +356,19 @@ impl Contender for Flagger {
     fn tick(&mut self, world: &Shared, now: i64) -> End {
         let weight = world.lock().functions[0].canary.map(|c| c.weight);
         let Some(weight) = weight else {
-            set(world, 1, Some(Routing { version: 2, weight: 10.0 }));
+            set(
+                world,
+                1,
+                Some(Routing {
+                    version: 2,
+                    weight: 10.0,
+                }),
+            );
             return End::Running;
         };
-        let newest = visible(world, 2, now).into_iter().filter(|s| s.start >= now - 240).last();
+        let newest = visible(world, 2, now)
+            .into_iter()
+            .rfind(|s| s.start >= now - 240);
         let pass = match newest {
             Some(s) if s.start > self.last_checked || s.requests > 0.0 => {
                 self.last_checked = s.start;
@@ -312,7 +388,14 @@ impl Contender for Flagger {
             set(world, 2, None);
             return End::Promoted;
         }
-        set(world, 1, Some(Routing { version: 2, weight: weight + 10.0 }));
+        set(
+            world,
+            1,
+            Some(Routing {
+                version: 2,
+                weight: weight + 10.0,
+            }),
+        );
         End::Running
     }
 }
@@ -327,7 +410,14 @@ struct Kayenta {
 impl Contender for Kayenta {
     fn tick(&mut self, world: &Shared, now: i64) -> End {
         let Some(start) = self.started else {
-            set(world, 1, Some(Routing { version: 2, weight: 10.0 }));
+            set(
+                world,
+                1,
+                Some(Routing {
+                    version: 2,
+                    weight: 10.0,
+                }),
+            );
             self.started = Some(now);
             return End::Running;
         };
@@ -335,13 +425,30 @@ impl Contender for Kayenta {
         if elapsed % 300 != 0 || elapsed == 0 {
             return End::Running;
         }
-        let c: Vec<Sample> = visible(world, 2, now).into_iter().filter(|s| s.start >= start - 60).collect();
-        let b: Vec<Sample> = visible(world, 1, now).into_iter().filter(|s| s.start >= start - 60).collect();
-        let rate = |xs: &[Sample]| xs.iter().filter(|s| s.requests > 0.0).map(|s| s.errors / s.requests).collect::<Vec<_>>();
+        let c: Vec<Sample> = visible(world, 2, now)
+            .into_iter()
+            .filter(|s| s.start >= start - 60)
+            .collect();
+        let b: Vec<Sample> = visible(world, 1, now)
+            .into_iter()
+            .filter(|s| s.start >= start - 60)
+            .collect();
+        let rate = |xs: &[Sample]| {
+            xs.iter()
+                .filter(|s| s.requests > 0.0)
+                .map(|s| s.errors / s.requests)
+                .collect::<Vec<_>>()
+        };
         let lat = |xs: &[Sample]| xs.iter().filter_map(|s| s.latency_ms).collect::<Vec<_>>();
         let errors_high = mann_whitney_high(&rate(&c), &rate(&b), 0.98);
         let latency_high = mann_whitney_high(&lat(&c), &lat(&b), 0.98);
-        let score = if errors_high { 0.0 } else if latency_high { 50.0 } else { 100.0 };
+        let score = if errors_high {
+            0.0
+        } else if latency_high {
+            50.0
+        } else {
+            100.0
+        };
         let last = elapsed >= 900;
         if score < 50.0 || (last && score < 75.0) {
             set(world, 1, None);
@@ -363,7 +470,11 @@ pub fn mann_whitney_high(canary: &[f64], control: &[f64], confidence: f64) -> bo
     if canary.is_empty() || control.is_empty() {
         return false;
     }
-    let mut all: Vec<(f64, bool)> = canary.iter().map(|&x| (x, true)).chain(control.iter().map(|&x| (x, false))).collect();
+    let mut all: Vec<(f64, bool)> = canary
+        .iter()
+        .map(|&x| (x, true))
+        .chain(control.iter().map(|&x| (x, false)))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut rank_sum = 0.0;
     let mut ties = 0.0;
@@ -413,7 +524,11 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     policy.function = "bench".to_string();
     policy.notify = None;
     let mut world = World::new(START - 300, scenario.traffic, judge.delay(), seed);
-    world.functions.push(SimFunction::new(policy.clone(), Build::healthy(), START - 300));
+    world.functions.push(SimFunction::new(
+        policy.clone(),
+        Build::healthy(),
+        START - 300,
+    ));
     world.advance(START);
     world.functions[0].deploy(scenario.build);
     let shared = Shared::new(world);
@@ -439,13 +554,18 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     // The floor: canary traffic times the wait until its first datapoint can be seen.
     let period = judge.period();
     let first_visible = (began.div_euclid(period) + 1) * period + judge.delay();
-    let floor = scenario.traffic.rps * judge.first_weight() / 100.0 * (first_visible - began) as f64;
+    let floor =
+        scenario.traffic.rps * judge.first_weight() / 100.0 * (first_visible - began) as f64;
     Run {
         end,
         minutes: (now - began) as f64 / 60.0,
         failed: f.failed.get(&2).copied().unwrap_or(0),
         served: f.served.get(&2).copied().unwrap_or(0),
-        floor: floor * scenario.build.error_rate.max(if scenario.bad { 0.0 } else { 1.0 }),
+        floor: floor
+            * scenario
+                .build
+                .error_rate
+                .max(if scenario.bad { 0.0 } else { 1.0 }),
     }
 }
 
@@ -482,8 +602,19 @@ pub struct Row {
 /// Runs `runs` seeded canaries of `scenario` under `judge`.
 #[must_use]
 pub fn measure(judge: &Judge, scenario: &Scenario, runs: usize, seed: u64) -> Row {
-    let results: Vec<Run> = (0..runs).map(|i| one(judge, scenario, seed.wrapping_mul(1_000_003).wrapping_add(i as u64))).collect();
-    let rolled: Vec<&Run> = results.iter().filter(|r| r.end == End::RolledBack).collect();
+    let results: Vec<Run> = (0..runs)
+        .map(|i| {
+            one(
+                judge,
+                scenario,
+                seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+            )
+        })
+        .collect();
+    let rolled: Vec<&Run> = results
+        .iter()
+        .filter(|r| r.end == End::RolledBack)
+        .collect();
     let relevant: Vec<&Run> = if scenario.bad {
         results.iter().collect()
     } else {

@@ -33,13 +33,22 @@ fn clock(t: i64) -> String {
 fn weights(world: &World) -> String {
     let f = &world.functions[0];
     match f.canary {
-        Some(c) => format!("v{} {:>3}% | v{} {:>3}%", f.stable, 100.0 - c.weight, c.version, c.weight),
+        Some(c) => format!(
+            "v{} {:>3}% | v{} {:>3}%",
+            f.stable,
+            100.0 - c.weight,
+            c.version,
+            c.weight
+        ),
         None => format!("v{} 100%           ", f.stable),
     }
 }
 
 fn describe(out: &Outcome) -> String {
-    let numbers = out.judgement.as_ref().map_or(String::new(), |j| format!("\n{:>32}{}", "", j.summary()));
+    let numbers = out
+        .judgement
+        .as_ref()
+        .map_or(String::new(), |j| format!("\n{:>32}{}", "", j.summary()));
     let what = match (&out.error, &out.decision) {
         (Some(e), _) => format!("error: {e}"),
         (None, Some(d)) => d.action.to_string(),
@@ -52,17 +61,23 @@ fn describe(out: &Outcome) -> String {
 #[must_use]
 pub fn run(config: &DemoConfig) -> Vec<String> {
     let policy = config.policy.clone();
-    let delay = if policy.metrics.period().as_secs() < 60 { 10 } else { 60 };
+    let delay = if policy.metrics.period().as_secs() < 60 {
+        10
+    } else {
+        60
+    };
     let mut world = World::new(START - 600, Traffic::steady(config.rps), delay, config.seed);
-    world.functions.push(SimFunction::new(policy.clone(), Build::healthy(), START - 600));
+    world.functions.push(SimFunction::new(
+        policy.clone(),
+        Build::healthy(),
+        START - 600,
+    ));
     let shared = Shared::new(world);
     let mut agent = agent(&shared);
-    agent.topic_override = Some(
-        policy
-            .notify
-            .as_ref()
-            .map_or("arn:aws:sns:us-east-1:123456789012:canary-alerts".to_string(), |n| n.topic_arn.clone()),
-    );
+    agent.topic_override = Some(policy.notify.as_ref().map_or(
+        "arn:aws:sns:us-east-1:123456789012:canary-alerts".to_string(),
+        |n| n.topic_arn.clone(),
+    ));
     let policies = vec![policy.clone()];
     let mut lines = vec![
         format!(
@@ -81,10 +96,17 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
         let before = weights(&shared.lock());
         let outs = block_on(agent.tick(&policies, now));
         for out in &outs {
-            let hold = matches!(out.decision.as_ref().map(|d| &d.action), Some(crate::rollout::Action::Hold(_)));
+            let hold = matches!(
+                out.decision.as_ref().map(|d| &d.action),
+                Some(crate::rollout::Action::Hold(_))
+            );
             // Holds are shown once a minute; every change is shown when it happens.
             if !hold || (now - START) % 60 == 0 {
-                lines.push(format!("{}  {before}  {label}{}", clock(now), describe(out)));
+                lines.push(format!(
+                    "{}  {before}  {label}{}",
+                    clock(now),
+                    describe(out)
+                ));
             }
         }
         for (_, page) in agent.notifier.take() {
@@ -106,7 +128,9 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
     shared.lock().functions[0].deploy(bad);
     for _ in 0..20 {
         tick(&mut lines, "");
-        if shared.lock().functions[0].canary.is_none() && shared.lock().functions[0].served.contains_key(&2) {
+        if shared.lock().functions[0].canary.is_none()
+            && shared.lock().functions[0].served.contains_key(&2)
+        {
             break;
         }
     }
@@ -116,7 +140,10 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
     let (failed_v2, served_v2) = {
         let w = shared.lock();
         let f = &w.functions[0];
-        (f.failed.get(&2).copied().unwrap_or(0), f.served.get(&2).copied().unwrap_or(0))
+        (
+            f.failed.get(&2).copied().unwrap_or(0),
+            f.served.get(&2).copied().unwrap_or(0),
+        )
     };
     lines.push(format!(
         "   v2 answered {served_v2} requests ({failed_v2} failed) before the alias was back on v1; v2 will not be started again."
@@ -157,8 +184,14 @@ mod tests {
         assert!(text.contains("ROLLED BACK notes-create v2 → v1"), "{text}");
         assert!(text.contains("promote v3 to 100%"), "{text}");
         assert!(text.contains("Done: live is on v3"), "{text}");
-        let rollback = lines.iter().position(|l| l.contains("roll back to v1")).expect("rolled back");
-        let start = lines.iter().position(|l| l.contains("start v2")).expect("started");
+        let rollback = lines
+            .iter()
+            .position(|l| l.contains("roll back to v1"))
+            .expect("rolled back");
+        let start = lines
+            .iter()
+            .position(|l| l.contains("start v2"))
+            .expect("started");
         assert!(rollback - start <= 4, "judged within a few ticks:\n{text}");
     }
 }

@@ -10,7 +10,9 @@ pub mod traffic;
 
 use crate::judge::Sample;
 use crate::policy::Policy;
-use crate::ports::{Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot};
+use crate::ports::{
+    Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot,
+};
 use crate::rollout::{AliasState, Record, Routing, Version};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -194,7 +196,16 @@ fn serve(f: &mut SimFunction, rng: &mut Rng, traffic: &Traffic, from: i64, to: i
         let Some(build) = f.builds.get(&v).copied() else {
             continue;
         };
-        let (s, errors) = traffic::period(rng, traffic, &cond, &build, share, f.period_start, (to - from) as f64, stat);
+        let (s, errors) = traffic::period(
+            rng,
+            traffic,
+            &cond,
+            &build,
+            share,
+            f.period_start,
+            (to - from) as f64,
+            stat,
+        );
         let p = f.partial.entry(v).or_default();
         p.requests += s.requests;
         p.errors += s.errors;
@@ -217,7 +228,9 @@ impl Shared {
 
     /// Locks the world (a poisoned lock still yields the data: the simulator has no invariants to lose).
     pub fn lock(&self) -> MutexGuard<'_, World> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn index(&self, policy: &Policy) -> Result<usize, PortError> {
@@ -244,7 +257,12 @@ impl Aliases for SimAliases {
         })
     }
 
-    async fn write(&self, policy: &Policy, next: &AliasState, revision: &str) -> Result<String, PortError> {
+    async fn write(
+        &self,
+        policy: &Policy,
+        next: &AliasState,
+        revision: &str,
+    ) -> Result<String, PortError> {
         let i = self.0.index(policy)?;
         let mut w = self.0.lock();
         let now = w.now;
@@ -288,7 +306,9 @@ impl Metrics for SimMetrics {
                 let pick = |v: Version| {
                     f.samples
                         .iter()
-                        .filter(|(sv, s, vis)| *sv == v && *vis <= now && s.start >= q.from && s.start < q.to)
+                        .filter(|(sv, s, vis)| {
+                            *sv == v && *vis <= now && s.start >= q.from && s.start < q.to
+                        })
                         .map(|(_, s, _)| *s)
                         .collect::<Vec<_>>()
                 };
@@ -313,14 +333,25 @@ pub struct SimNotifier {
 impl SimNotifier {
     /// Takes every message published so far.
     pub fn take(&self) -> Vec<(String, Notification)> {
-        std::mem::take(&mut *self.sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .sent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
 impl Notifier for SimNotifier {
     async fn publish(&self, topic_arn: &str, message: &Notification) -> Result<(), PortError> {
-        if *self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
-            return Err(PortError::Failed("SNS is unavailable (simulated)".to_string()));
+        if *self
+            .down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            return Err(PortError::Failed(
+                "SNS is unavailable (simulated)".to_string(),
+            ));
         }
         self.sent
             .lock()

@@ -206,7 +206,10 @@ fn latency_stat(rng: &mut Rng, n: u64, build: &Build, stat: LatencyStat) -> f64 
     if n > 2000 {
         let z = match stat.quantile() {
             Some(q) => inverse_normal(q),
-            None if stat == LatencyStat::Average => return (mu + s * s / 2.0).exp() * (1.0 + s / (n as f64).sqrt() * rng.normal() * 0.5),
+            None if stat == LatencyStat::Average => {
+                return (mu + s * s / 2.0).exp()
+                    * (1.0 + s / (n as f64).sqrt() * rng.normal() * 0.5)
+            }
             None => inverse_normal(1.0 - 1.0 / n as f64),
         };
         let q = stat.quantile().unwrap_or(0.5);
@@ -230,12 +233,40 @@ fn latency_stat(rng: &mut Rng, n: u64, build: &Build, stat: LatencyStat) -> f64 
 /// Inverse standard normal cdf (Acklam's rational approximation; |error| < 1.2e-9).
 #[must_use]
 pub fn inverse_normal(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969_683_028_665_376e1, 2.209_460_984_245_205e2, -2.759_285_104_469_687e2, 1.383_577_518_672_69e2, -3.066_479_806_614_716e1, 2.506_628_277_459_239];
-    const B: [f64; 5] = [-5.447_609_879_822_406e1, 1.615_858_368_580_409e2, -1.556_989_798_598_866e2, 6.680_131_188_771_972e1, -1.328_068_155_288_572e1];
-    const C: [f64; 6] = [-7.784_894_002_430_293e-3, -3.223_964_580_411_365e-1, -2.400_758_277_161_838, -2.549_732_539_343_734, 4.374_664_141_464_968, 2.938_163_982_698_783];
-    const D: [f64; 4] = [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
     let p = p.clamp(1e-12, 1.0 - 1e-12);
-    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
     if p < 0.02425 {
         tail((-2.0 * p.ln()).sqrt())
     } else if p > 1.0 - 0.02425 {
@@ -243,7 +274,8 @@ pub fn inverse_normal(p: f64) -> f64 {
     } else {
         let q = p - 0.5;
         let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
 }
 
@@ -261,7 +293,9 @@ mod tests {
     fn binomial_and_poisson_have_the_right_means() {
         let mut r = Rng::new(1);
         let runs = 4000;
-        let mean = |f: &mut dyn FnMut() -> u64| (0..runs).map(|_| f() as f64).sum::<f64>() / f64::from(runs);
+        let mean = |f: &mut dyn FnMut() -> u64| {
+            (0..runs).map(|_| f() as f64).sum::<f64>() / f64::from(runs)
+        };
         assert!((mean(&mut || r.poisson(3.0)) - 3.0).abs() < 0.15);
         assert!((mean(&mut || r.binomial(600, 0.01)) - 6.0).abs() < 0.3);
         assert!((mean(&mut || r.binomial(100_000, 0.3)) - 30_000.0).abs() < 50.0);
@@ -279,7 +313,9 @@ mod tests {
         let b = Build::healthy();
         let truth = (b.latency_median_ms.ln() + b.latency_sigma * 2.326).exp();
         for n in [500, 5000] {
-            let v: Vec<f64> = (0..200).map(|_| latency_stat(&mut r, n, &b, LatencyStat::P99)).collect();
+            let v: Vec<f64> = (0..200)
+                .map(|_| latency_stat(&mut r, n, &b, LatencyStat::P99))
+                .collect();
             let m = v.iter().sum::<f64>() / v.len() as f64;
             assert!((m / truth - 1.0).abs() < 0.1, "n={n}: {m} vs {truth}");
         }
