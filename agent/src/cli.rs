@@ -146,6 +146,9 @@ pub enum Command {
         /// Only scenarios whose name contains this.
         #[arg(long)]
         scenario: Option<String>,
+        /// Also benchmark this policy file (repeatable; default: the built-in notes-create policy).
+        #[arg(long)]
+        policy: Vec<PathBuf>,
     },
 }
 
@@ -310,14 +313,26 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
             runs,
             seed,
             scenario,
+            policy,
         } => {
-            let shipped = embedded_policies()
-                .policies
-                .into_iter()
-                .find(|p| p.function == "notes-create");
+            let mut extra = Vec::new();
+            for p in &policy {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))?;
+                extra.push(
+                    policy::parse_policy(p, &text).map_err(|e| CliError::Usage(e.to_string()))?,
+                );
+            }
+            if policy.is_empty() {
+                extra = embedded_policies()
+                    .policies
+                    .into_iter()
+                    .filter(|p| p.function == "notes-create")
+                    .collect();
+            }
             print!(
                 "{}",
-                crate::sim::bench::report(runs, seed, shipped.as_ref(), scenario.as_deref())
+                crate::sim::bench::report(runs, seed, &extra, scenario.as_deref())
             );
             Ok(())
         }

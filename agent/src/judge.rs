@@ -7,9 +7,9 @@
 //! 1. **5xx ceiling** — H0: canary rate ≤ `errors.max_rate`. A mixture of Bernoulli likelihood
 //!    ratios over a fixed grid of alternative rates (Robbins' mixture SPRT). A build failing every
 //!    request is rejected after 2–3 requests.
-//! 2. **5xx increase** — H0: canary rate ≤ baseline rate + `errors.max_increase`. The baseline rate
-//!    is replaced by its anytime-valid upper confidence bound (the same mixture, other side, at half
-//!    this test's budget), then the canary is tested against that bound plus the allowed increase.
+//! 2. **5xx increase** — H0: canary rate ≤ baseline rate, the two-sample error-event test of
+//!    [`error_event_evidence`]; a rollback also needs the observed increase to be above
+//!    `errors.max_increase` (a credible but immaterial difference is not a regression).
 //! 3. **Latency** — per period, `d = ln(canary / limit)` where the limit is the smaller of
 //!    `latency.max_ms` and `max(max_ratio × baseline, baseline + min_increase_ms)`; H0: mean d ≤ 0,
 //!    tested with a normal-mixture sequential probability ratio test (Johari, Pekelis & Walsh).
@@ -89,13 +89,14 @@ pub struct Judgement {
     pub last_canary_traffic: Option<i64>,
     /// Evidence against "canary 5xx ≤ ceiling" (reject at ≥ `threshold`).
     pub ceiling_evidence: f64,
-    /// Evidence against "canary 5xx ≤ baseline + allowed increase".
+    /// Evidence against "canary 5xx ≤ baseline 5xx" (acted on only when the observed increase
+    /// is above `errors.max_increase`).
     pub increase_evidence: f64,
     /// Evidence against "canary latency within limits".
     pub latency_evidence: f64,
     /// Evidence needed to roll back on any one test (3 / α).
     pub threshold: f64,
-    /// Anytime-valid upper bound on the baseline's 5xx rate used by the increase test.
+    /// Anytime-valid upper bound on the baseline's 5xx rate (at the judge's α/3), for reports.
     pub baseline_rate_bound: f64,
 }
 
@@ -234,12 +235,91 @@ pub fn upper_bound(k: f64, n: f64, alpha: f64) -> f64 {
     hi
 }
 
+/// Relative risks the error-event test mixes over (equal weights).
+const RISK_GRID: [f64; 9] = [1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0];
+
+/// Evidence that the canary's 5xx rate is above the baseline's (H0: canary rate ≤ baseline rate).
+///
+/// The two-sample error-event test of Lindon & Malek ("Anytime-valid inference for multinomial
+/// count data", 2022; the method behind Netflix's canaries): within a period, given that an error
+/// happened, it is the canary's with probability θ = ρR / (ρR + 1 − ρ), where ρ is the canary's
+/// share of that period's requests and R the ratio of the rates. Under H0 (R ≤ 1) the likelihood
+/// ratio of any R > 1 against R = 1 is a supermartingale; their average over a grid of R is the
+/// e-process. It needs no baseline rate, only per-period sums, and follows traffic swings and
+/// weight changes period by period. `pairs` holds (canary requests, canary errors, baseline
+/// requests, baseline errors) of periods both versions served.
+#[must_use]
+pub fn error_event_evidence(pairs: &[(f64, f64, f64, f64)]) -> f64 {
+    let mut llr = [0.0_f64; RISK_GRID.len()];
+    for &(nc, xc, nb, xb) in pairs {
+        if nc <= 0.0 || nb <= 0.0 || xc + xb <= 0.0 {
+            continue;
+        }
+        let rho = nc / (nc + nb);
+        for (l, &r) in llr.iter_mut().zip(&RISK_GRID) {
+            let theta = rho * r / (rho * r + 1.0 - rho);
+            *l += xc * (theta / rho).ln() + xb * ((1.0 - theta) / (1.0 - rho)).ln();
+        }
+    }
+    llr.iter().map(|l| l.exp()).sum::<f64>() / RISK_GRID.len() as f64
+}
+
+/// Evidence needed for a suspicion: below the rollback threshold, but enough that the canary
+/// holds its step (rather than moving on) while more data comes in. Under H0 an e-process reaches
+/// 10 with probability at most 10%, so healthy canaries are rarely delayed.
+pub const SUSPICION: f64 = 10.0;
+
+/// A suspicious canary holds at most this many step intervals before moving on anyway.
+const SUSPICION_MAX_INTERVALS: i64 = 5;
+
 /// Per-observation variance floor for the latency test (log scale).
 const LATENCY_VAR_FLOOR: f64 = 0.04;
 /// Mixing variance of the latency effect (log scale).
 const LATENCY_TAU2: f64 = 0.1;
-/// Minimum canary requests in a period for its latency statistic to count.
-const LATENCY_MIN_REQUESTS: f64 = 5.0;
+/// Canary requests behind one latency observation: short periods are pooled until they reach it,
+/// so a statistic of two or three requests never counts as a point on its own.
+const LATENCY_MIN_REQUESTS: f64 = 20.0;
+
+/// Per-observation `ln(canary / limit)` for the latency test, pooling consecutive periods (a
+/// request-weighted mean of the log statistic of each version) until each observation rests on
+/// at least [`LATENCY_MIN_REQUESTS`] canary requests.
+fn latency_diffs(policy: &Policy, obs: &Observations) -> Vec<f64> {
+    let lat = policy.latency;
+    let limit = |baseline: Option<f64>| {
+        let relative = baseline
+            .filter(|&b| b > 0.0)
+            .map(|b| (b * lat.max_ratio).max(b + lat.min_increase_ms));
+        relative.map_or(lat.max_ms, |r| r.min(lat.max_ms))
+    };
+    let mut diffs = Vec::new();
+    let (mut n, mut log_c, mut nb, mut log_b) = (0.0, 0.0, 0.0, 0.0);
+    for c in &obs.canary {
+        let Some(cl) = c.latency_ms.filter(|&l| l > 0.0 && c.requests > 0.0) else {
+            continue;
+        };
+        n += c.requests;
+        log_c += c.requests * cl.ln();
+        if let Some((bn, bl)) = obs
+            .baseline
+            .iter()
+            .find(|b| b.start == c.start)
+            .and_then(|b| {
+                b.latency_ms
+                    .filter(|&l| l > 0.0 && b.requests > 0.0)
+                    .map(|l| (b.requests, l))
+            })
+        {
+            nb += bn;
+            log_b += bn * bl.ln();
+        }
+        if n >= LATENCY_MIN_REQUESTS {
+            let baseline = (nb > 0.0).then(|| (log_b / nb).exp());
+            diffs.push((log_c / n).exp().ln() - limit(baseline).ln());
+            (n, log_c, nb, log_b) = (0.0, 0.0, 0.0, 0.0);
+        }
+    }
+    diffs
+}
 
 /// Normal-mixture SPRT evidence that the mean of `d` is above 0 (one-sided).
 fn mixture_evidence(d: &[f64]) -> f64 {
@@ -295,32 +375,31 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     } else {
         evidence_above(kc, nc, rules.max_rate)
     };
-    // Half of this test's budget bounds the baseline, half tests the canary against the bound.
-    let baseline_rate_bound = upper_bound(kb, nb, alpha / 6.0);
-    let increase_evidence = if nb > 0.0 {
-        let p0 = (baseline_rate_bound + rules.max_increase).min(1.0);
-        evidence_above(kc, nc, p0) / 2.0
+    let baseline_rate_bound = upper_bound(kb, nb, alpha / 3.0);
+    let pairs: Vec<(f64, f64, f64, f64)> = obs
+        .canary
+        .iter()
+        .filter_map(|c| {
+            let b = obs.baseline.iter().find(|b| b.start == c.start)?;
+            Some((
+                c.requests,
+                c.errors.min(c.requests),
+                b.requests,
+                b.errors.min(b.requests),
+            ))
+        })
+        .collect();
+    // Credibly worse than the baseline (tested) and by more than the allowed increase (observed).
+    let observed_increase = if nc > 0.0 && nb > 0.0 {
+        kc / nc - kb / nb
     } else {
         0.0
     };
+    let increase_evidence = error_event_evidence(&pairs);
+    let increase_material = observed_increase > rules.max_increase;
 
     let lat = policy.latency;
-    let mut diffs = Vec::new();
-    for c in &obs.canary {
-        let Some(cl) = c.latency_ms else { continue };
-        if c.requests < LATENCY_MIN_REQUESTS || cl <= 0.0 {
-            continue;
-        }
-        let relative = obs
-            .baseline
-            .iter()
-            .find(|b| b.start == c.start)
-            .and_then(|b| b.latency_ms)
-            .filter(|&bl| bl > 0.0)
-            .map(|bl| (bl * lat.max_ratio).max(bl + lat.min_increase_ms));
-        let limit = relative.map_or(lat.max_ms, |r| r.min(lat.max_ms));
-        diffs.push((cl / limit).ln());
-    }
+    let diffs = latency_diffs(policy, obs);
     let latency_evidence = mixture_evidence(&diffs);
 
     let mut reasons = Vec::new();
@@ -331,7 +410,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             pct(rules.max_rate)
         ));
     }
-    if increase_evidence >= threshold {
+    if increase_evidence >= threshold && increase_material {
         reasons.push(format!(
             "canary 5xx {} is more than {} above baseline {} ({kb:.0} of {nb:.0})",
             pct(kc / nc),
@@ -367,8 +446,36 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         .filter(|s| s.requests > 0.0)
         .map(|s| s.start)
         .max();
+    let newest = obs
+        .canary
+        .iter()
+        .map(|s| s.start)
+        .max()
+        .unwrap_or(obs.step_start);
+    let patience = SUSPICION_MAX_INTERVALS * policy.step_interval.as_secs() as i64;
+    let suspicion = [
+        ("5xx ceiling", ceiling_evidence),
+        (
+            "5xx vs baseline",
+            if increase_material {
+                increase_evidence
+            } else {
+                0.0
+            },
+        ),
+        ("latency", latency_evidence),
+    ]
+    .into_iter()
+    .filter(|(_, e)| *e >= SUSPICION)
+    .map(|(name, e)| format!("{name} evidence {e:.0} (rollback at {threshold:.0})"))
+    .collect::<Vec<_>>();
     let verdict = if !reasons.is_empty() {
         Verdict::Regressed(reasons)
+    } else if !suspicion.is_empty() && newest - obs.step_start < patience {
+        Verdict::NotEnoughData(format!(
+            "suspicious, holding for more data: {}",
+            suspicion.join(", ")
+        ))
     } else if canary_requests_at_step < policy.min_requests as f64 {
         Verdict::NotEnoughData(format!(
             "{canary_requests_at_step:.0} of {} canary requests at this step",
@@ -489,7 +596,10 @@ mod tests {
             matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("ceiling")),
             "{j:?}"
         );
-        assert_eq!(j.increase_evidence, 0.0);
+        assert!(
+            (j.increase_evidence - 1.0).abs() < 1e-12,
+            "no pairs, no evidence"
+        );
     }
 
     #[test]
@@ -628,6 +738,94 @@ mod tests {
         assert!(
             f64::from(false_alarms) / f64::from(runs) <= 0.05,
             "{false_alarms} of {runs}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod error_event_tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_proportion_to_traffic_are_no_evidence() {
+        // 10% of requests and 10% of errors: exactly what H0 predicts.
+        let pairs = vec![(100.0, 1.0, 900.0, 9.0); 20];
+        assert!(error_event_evidence(&pairs) < 1.0);
+    }
+
+    #[test]
+    fn errors_concentrated_on_the_canary_are_strong_evidence() {
+        let pairs = vec![(60.0, 1.0, 540.0, 0.0); 8];
+        assert!(
+            error_event_evidence(&pairs) > 300.0,
+            "{}",
+            error_event_evidence(&pairs)
+        );
+    }
+
+    #[test]
+    fn a_worse_but_immaterial_canary_is_held_not_rolled_back() {
+        // 0.3% vs 0.1%: credibly worse, but within max_increase 0.5%.
+        let p = Policy::with_defaults("f");
+        let c: Vec<Sample> = (0..60)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 1000.0,
+                errors: 3.0,
+                latency_ms: None,
+            })
+            .collect();
+        let b: Vec<Sample> = (0..60)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 9000.0,
+                errors: 9.0,
+                latency_ms: None,
+            })
+            .collect();
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c,
+                baseline: b,
+                step_start: 0,
+            },
+        );
+        assert!(j.increase_evidence > j.threshold, "{j:?}");
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    #[test]
+    fn suspicious_evidence_holds_the_step_instead_of_moving_on() {
+        let p = Policy::with_defaults("f");
+        // Two canary errors in 120 requests, none in the baseline: evidence, not proof.
+        let c = vec![Sample {
+            start: 0,
+            requests: 120.0,
+            errors: 2.0,
+            latency_ms: None,
+        }];
+        let b = vec![Sample {
+            start: 0,
+            requests: 1080.0,
+            errors: 0.0,
+            latency_ms: None,
+        }];
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c,
+                baseline: b,
+                step_start: 0,
+            },
+        );
+        assert!(
+            j.increase_evidence >= SUSPICION && j.increase_evidence < j.threshold,
+            "{j:?}"
+        );
+        assert!(
+            matches!(&j.verdict, Verdict::NotEnoughData(m) if m.starts_with("suspicious")),
+            "{j:?}"
         );
     }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 /// Where every run starts (ticks land 20 s after the minute).
 const START: i64 = 1_795_428_020;
-/// Longest a run may take before it is cut off (minutes).
-const HORIZON_MIN: i64 = 90;
+/// Every run covers the first hour after the deploy; a bad build promoted before the hour is up
+/// keeps failing at full traffic for the rest of it (counted at its expected rate).
+const HORIZON_MIN: i64 = 60;
 
 /// A benchmark scenario: the new build and the traffic it meets.
 #[derive(Debug, Clone)]
@@ -181,15 +182,12 @@ impl Judge {
         }
     }
 
-    fn contender(&self, world: &Shared) -> Box<dyn Contender> {
+    fn contender(&self, world: &Shared, policy: &Policy) -> Box<dyn Contender> {
         match self {
-            Self::Ours { policy, .. } => {
-                let a = agent(world);
-                Box::new(Ours {
-                    agent: a,
-                    policies: vec![(**policy).clone()],
-                })
-            }
+            Self::Ours { .. } => Box::new(Ours {
+                agent: agent(world),
+                policies: vec![policy.clone()],
+            }),
             Self::CodeDeploy => Box::new(CodeDeploy { started: None }),
             Self::Flagger => Box::new(Flagger {
                 failed: 0,
@@ -208,7 +206,7 @@ pub fn default_policy() -> Policy {
 
 /// The contenders of the benchmark table.
 #[must_use]
-pub fn judges(shipped: Option<&Policy>) -> Vec<Judge> {
+pub fn judges(shipped: &[Policy]) -> Vec<Judge> {
     let base = default_policy();
     let mut probe = base.clone();
     probe.steps = vec![2.0, 10.0, 25.0, 50.0, 100.0];
@@ -242,9 +240,9 @@ pub fn judges(shipped: Option<&Policy>) -> Vec<Judge> {
             delay: 10,
         },
     ];
-    if let Some(p) = shipped {
+    for p in shipped {
         out.push(Judge::Ours {
-            label: format!("lambda-canary, shipped policies/{}.yaml", p.function),
+            label: format!("lambda-canary, {}", p.source.display()),
             policy: Box::new(p.clone()),
             tick: if p.metrics.period().as_secs() < 60 {
                 10
@@ -532,7 +530,7 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     world.advance(START);
     world.functions[0].deploy(scenario.build);
     let shared = Shared::new(world);
-    let mut contender = judge.contender(&shared);
+    let mut contender = judge.contender(&shared, &policy);
     let step = judge.tick_secs();
     let mut now = START;
     let mut end = End::Running;
@@ -556,10 +554,17 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     let first_visible = (began.div_euclid(period) + 1) * period + judge.delay();
     let floor =
         scenario.traffic.rps * judge.first_weight() / 100.0 * (first_visible - began) as f64;
+    let after_promotion = if end == End::Promoted {
+        scenario.traffic.rps
+            * scenario.build.error_rate
+            * (START + HORIZON_MIN * 60 - now).max(0) as f64
+    } else {
+        0.0
+    };
     Run {
         end,
         minutes: (now - began) as f64 / 60.0,
-        failed: f.failed.get(&2).copied().unwrap_or(0),
+        failed: f.failed.get(&2).copied().unwrap_or(0) + after_promotion.round() as u64,
         served: f.served.get(&2).copied().unwrap_or(0),
         floor: floor
             * scenario
@@ -642,12 +647,12 @@ pub fn measure(judge: &Judge, scenario: &Scenario, runs: usize, seed: u64) -> Ro
 
 /// Runs the whole benchmark and renders it as Markdown.
 #[must_use]
-pub fn report(runs: usize, seed: u64, shipped: Option<&Policy>, filter: Option<&str>) -> String {
+pub fn report(runs: usize, seed: u64, shipped: &[Policy], filter: Option<&str>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{runs} seeded canaries per scenario and judge (seed {seed}); baseline build 0.1% 5xx, 80 ms median latency; 10 req/s unless noted.\n\
-         Bad builds: `rolled back` is the detection rate, `failed` the 5xx users got from the canary (median / p95), `exposed` the canary's requests, `minutes` to rollback.\n\
+         Bad builds: `rolled back` is the detection rate; `failed` the 5xx users got from the new build in the first hour after the deploy (median / p95; a bad build that was promoted keeps failing at 100% of traffic); `exposed` the new build's requests before the decision; `minutes` to rollback; `floor` the failed requests no judge can avoid: the first step's traffic until the first datapoint is visible.\n\
          Healthy builds: `rolled back` is the false-rollback rate, `minutes` to 100%.\n"
     );
     for scenario in scenarios() {
@@ -696,7 +701,7 @@ mod tests {
 
     #[test]
     fn ours_rolls_back_a_failing_build_near_the_floor_and_promotes_a_healthy_one() {
-        let judges = judges(None);
+        let judges = judges(&[]);
         let s = scenarios();
         let bad = measure(&judges[0], &s[0], 20, 1);
         assert_eq!(bad.rollback_rate, 1.0);
