@@ -734,3 +734,89 @@ fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("canary-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    }
+
+    #[test]
+    fn the_binary_carries_every_shipped_policy_and_they_are_valid() {
+        let embedded = embedded_policies();
+        assert!(embedded.is_ok(), "{:?}", embedded.problems);
+        let on_disk = policy::load_dir(&shipped());
+        assert_eq!(embedded.policies.len(), on_disk.policies.len());
+        assert_eq!(embedded.policies.len(), 5);
+    }
+
+    #[test]
+    fn policy_check_exits_2_on_any_invalid_file_and_0_otherwise() {
+        assert!(policy_check(&shipped()).is_ok());
+        let dir = temp_dir("check");
+        std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
+        std::fs::write(
+            dir.join("bad.yaml"),
+            "function: bad\nerrors:\n  max_rate: 1.5\n",
+        )
+        .expect("write");
+        let err = policy_check(&dir).expect_err("invalid file");
+        assert_eq!(err.exit_code(), 2);
+        let empty = temp_dir("empty");
+        assert_eq!(policy_check(&empty).expect_err("no files").exit_code(), 2);
+    }
+
+    #[test]
+    fn unknown_functions_are_usage_errors_that_list_the_known_ones() {
+        let err = find_policy(&shipped(), "notes-nope").expect_err("unknown");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("notes-create:live"), "{err}");
+        assert_eq!(
+            find_policy(&shipped(), "notes-get:live")
+                .expect("found")
+                .function,
+            "notes-get"
+        );
+    }
+
+    #[test]
+    fn arguments_parse_like_the_contract() {
+        let cli =
+            Cli::try_parse_from(["canary", "run", "--once", "--interval", "10s", "--dry-run"])
+                .expect("parses");
+        assert!(
+            matches!(cli.command, Command::Run { once: true, dry_run: true, interval, .. } if interval == Duration::from_secs(10))
+        );
+        let cli = Cli::try_parse_from([
+            "canary",
+            "rollback",
+            "notes-create",
+            "--to",
+            "6",
+            "--reason",
+            "bad",
+        ])
+        .expect("parses");
+        assert!(matches!(cli.command, Command::Rollback { to: Some(6), .. }));
+        assert!(Cli::try_parse_from(["canary", "run", "--interval", "0s"]).is_err());
+        assert!(
+            Cli::try_parse_from(["canary", "promote"]).is_err(),
+            "FUNCTION is required"
+        );
+    }
+
+    #[test]
+    fn the_demo_runs_offline() {
+        assert!(demo(None, 10.0, 3).is_ok());
+        assert_eq!(demo(None, 0.0, 3).expect_err("bad rps").exit_code(), 2);
+    }
+}

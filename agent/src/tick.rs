@@ -446,3 +446,211 @@ pub fn rolled_back(out: &Outcome) -> bool {
         Some(Action::Rollback { .. })
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::traffic::{Build, Traffic};
+    use crate::sim::{agent, block_on, Shared, SimAliases, SimFunction, World};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const T0: i64 = 1_795_428_020;
+
+    fn world(functions: &[&str]) -> (Shared, Vec<Policy>) {
+        let mut w = World::new(T0 - 300, Traffic::steady(10.0), 60, 7);
+        let mut policies = Vec::new();
+        for f in functions {
+            let mut p = Policy::with_defaults(f);
+            p.notify = Some(crate::policy::Notify {
+                topic_arn: "arn:aws:sns:us-east-1:123456789012:alerts".into(),
+            });
+            w.functions
+                .push(SimFunction::new(p.clone(), Build::healthy(), T0 - 300));
+            policies.push(p);
+        }
+        w.advance(T0);
+        (Shared::new(w), policies)
+    }
+
+    fn bad() -> Build {
+        Build {
+            error_rate: 1.0,
+            ..Build::healthy()
+        }
+    }
+
+    #[test]
+    fn dry_run_decides_but_writes_and_publishes_nothing() {
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(Build::healthy());
+        let mut a = agent(&w);
+        a.dry_run = true;
+        let outs = block_on(a.tick(&policies, T0));
+        assert!(matches!(
+            outs[0].decision.as_ref().map(|d| &d.action),
+            Some(Action::Start { version: 2, .. })
+        ));
+        assert_eq!(w.lock().functions[0].canary, None);
+        assert!(a.notifier.take().is_empty());
+    }
+
+    #[test]
+    fn one_metrics_call_per_tick_for_all_policies() {
+        let names: Vec<String> = (0..30).map(|i| format!("f{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (w, policies) = world(&refs);
+        for f in &mut w.lock().functions {
+            f.deploy(Build::healthy());
+        }
+        let a = agent(&w);
+        block_on(a.tick(&policies, T0));
+        w.lock().advance(T0 + 60);
+        let before = w.lock().metric_calls;
+        block_on(a.tick(&policies, T0 + 60));
+        assert_eq!(w.lock().metric_calls - before, 1);
+    }
+
+    #[test]
+    fn a_rollback_happens_even_when_sns_is_down_and_the_page_is_resent_later() {
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(bad());
+        let a = agent(&w);
+        block_on(a.tick(&policies, T0));
+        a.notifier.take();
+        *a.notifier.down.lock().expect("lock") = true;
+        let mut now = T0;
+        let mut rolled = None;
+        for _ in 0..5 {
+            now += 60;
+            w.lock().advance(now);
+            let outs = block_on(a.tick(&policies, now));
+            if rolled_back(&outs[0]) {
+                rolled = Some(outs[0].clone());
+                break;
+            }
+        }
+        let out = rolled.expect("rolled back");
+        assert!(matches!(out.notified, Some(Err(_))));
+        {
+            let guard = w.lock();
+            let f = &guard.functions[0];
+            assert_eq!((f.stable, f.canary), (1, None), "the rollback stands");
+            assert!(f.alias_state().record.pending, "the page is owed");
+        }
+        *a.notifier.down.lock().expect("lock") = false;
+        block_on(a.tick(&policies, now + 60));
+        let sent = a.notifier.take();
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0]
+                .1
+                .subject
+                .starts_with("(retry) f: rolled back v2 to v1"),
+            "{}",
+            sent[0].1.subject
+        );
+        assert!(!w.lock().functions[0].alias_state().record.pending);
+        block_on(a.tick(&policies, now + 120));
+        assert!(a.notifier.take().is_empty(), "sent once");
+    }
+
+    /// Answers `PreconditionFailed` to the first write(s), as when a person wrote first.
+    struct Racing {
+        inner: SimAliases,
+        conflicts: AtomicU32,
+        world: Shared,
+    }
+
+    impl Aliases for Racing {
+        async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
+            self.inner.read(policy).await
+        }
+        async fn write(
+            &self,
+            policy: &Policy,
+            next: &AliasState,
+            revision: &str,
+        ) -> Result<String, PortError> {
+            if self.conflicts.load(Ordering::SeqCst) > 0 {
+                self.conflicts.fetch_sub(1, Ordering::SeqCst);
+                // Someone pauses the alias in between.
+                let mut w = self.world.lock();
+                let f = &mut w.functions[0];
+                let mut r = f.alias_state().record;
+                r.paused = true;
+                f.description = r.encode();
+                f.revision += 1;
+                return Err(PortError::Conflict);
+            }
+            self.inner.write(policy, next, revision).await
+        }
+        async fn version_exists(&self, policy: &Policy, version: u64) -> Result<bool, PortError> {
+            self.inner.version_exists(policy, version).await
+        }
+    }
+
+    #[test]
+    fn a_conflicting_write_is_reread_and_redecided_never_overwritten() {
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(Build::healthy());
+        let base = agent(&w);
+        let a = Agent {
+            aliases: Racing {
+                inner: base.aliases.clone(),
+                conflicts: AtomicU32::new(1),
+                world: w.clone(),
+            },
+            metrics: base.metrics.clone(),
+            notifier: base.notifier.clone(),
+            dry_run: false,
+            topic_override: None,
+        };
+        let outs = block_on(a.tick(&policies, T0));
+        // The person's pause was read back and respected: no canary was started over it.
+        assert!(
+            matches!(outs[0].decision.as_ref().map(|d| &d.action), Some(Action::Hold(h)) if h == "paused"),
+            "{:?}",
+            outs[0]
+        );
+        let f = &w.lock().functions[0];
+        assert!(f.alias_state().record.paused);
+        assert_eq!(f.canary, None);
+    }
+
+    #[test]
+    fn manual_commands_apply_at_once_and_are_announced() {
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(Build::healthy());
+        let a = agent(&w);
+        block_on(a.tick(&policies, T0));
+        a.notifier.take();
+        let out = block_on(a.command(
+            &policies[0],
+            &Override::PromoteFull,
+            "canary promote f --full",
+            T0 + 5,
+        ))
+        .expect("promote");
+        assert!(matches!(
+            out.decision.map(|d| d.action),
+            Some(Action::Promote { version: 2 })
+        ));
+        assert_eq!(w.lock().functions[0].stable, 2);
+        let sent = a.notifier.take();
+        assert!(
+            sent[0].1.body.contains("`canary promote f --full`"),
+            "{}",
+            sent[0].1.body
+        );
+        let err = block_on(a.command(
+            &policies[0],
+            &Override::Start { version: Some(9) },
+            "canary start f --version 9",
+            T0 + 6,
+        ));
+        assert!(matches!(
+            err,
+            Err(CommandError::NoSuchVersion { version: 9, .. })
+        ));
+    }
+}
