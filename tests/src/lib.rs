@@ -7,6 +7,7 @@
 //! let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
 //! ```
 
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -181,6 +182,117 @@ impl Moto {
     pub fn log_path(&self) -> &Path {
         &self.log
     }
+
+    /// Calls an AWS Query-protocol API of `service` (e.g. `iam`) with form `params` (`Action`,
+    /// `Version`, ...) and returns the response body. For the few services the tests package has
+    /// no SDK client for. The `Authorization` header names the service: without it moto routes a
+    /// `POST /` to S3. The signature is not checked.
+    ///
+    /// # Errors
+    /// The connection failed, or moto answered with a non-2xx status (the message has the body).
+    pub fn query_api(&self, service: &str, params: &[(&str, &str)]) -> Result<String, String> {
+        let host = self.endpoint.trim_start_matches("http://");
+        let body = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let request = format!(
+            "POST / HTTP/1.1\r\n\
+             Host: {host}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=x\r\n\
+             Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
+             Content-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(host)
+            .map_err(|e| format!("cannot connect to moto at {host}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("cannot send the {service} request: {e}"))?;
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .map_err(|e| format!("cannot read the {service} response: {e}"))?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string());
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(format!("{service} answered HTTP {status}: {body}"))
+        }
+    }
+
+    /// Creates the IAM role [`LAMBDA_ROLE_ARN`] that moto requires before `CreateFunction`
+    /// (idempotent: an existing role is fine) and returns its ARN.
+    ///
+    /// # Panics
+    /// If moto does not create it.
+    pub fn create_lambda_role(&self) -> &'static str {
+        let created = self.query_api(
+            "iam",
+            &[
+                ("Action", "CreateRole"),
+                ("Version", "2010-05-08"),
+                ("RoleName", LAMBDA_ROLE_NAME),
+                (
+                    "AssumeRolePolicyDocument",
+                    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+                ),
+            ],
+        );
+        match created {
+            Ok(_) => LAMBDA_ROLE_ARN,
+            Err(e) if e.contains("EntityAlreadyExists") => LAMBDA_ROLE_ARN,
+            Err(e) => panic!("cannot create the IAM role for Lambda in moto: {e}"),
+        }
+    }
+}
+
+/// Name of the role [`Moto::create_lambda_role`] creates.
+pub const LAMBDA_ROLE_NAME: &str = "lambda-role";
+/// ARN of the role [`Moto::create_lambda_role`] creates (moto's default account).
+pub const LAMBDA_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/lambda-role";
+
+/// `application/x-www-form-urlencoded` encoding of one key or value.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b));
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A valid, empty zip archive whose comment is `tag`: different tags give different code (and
+/// `CodeSha256`), so `UpdateFunctionCode` + `PublishVersion` makes a new version each time.
+///
+/// # Panics
+/// If `tag` is longer than a zip comment may be (65535 bytes).
+#[must_use]
+pub fn empty_zip(tag: &str) -> Vec<u8> {
+    let comment_len = u16::try_from(tag.len()).expect("zip comment fits in 64 KiB");
+    // End of central directory record: signature, 16 bytes of zero counts/offsets, comment.
+    let mut zip = b"PK\x05\x06".to_vec();
+    zip.extend_from_slice(&[0; 16]);
+    zip.extend_from_slice(&comment_len.to_le_bytes());
+    zip.extend_from_slice(tag.as_bytes());
+    zip
 }
 
 impl Drop for Moto {
@@ -190,6 +302,123 @@ impl Drop for Moto {
         let _ = self.child.wait();
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// One message on-call received: the SNS envelope moto puts in a subscribed SQS queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// SNS `Subject`.
+    pub subject: String,
+    /// SNS `Message` (the body).
+    pub message: String,
+    /// SNS message attributes, name → string value.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// What on-call receives: an SQS queue subscribed to an SNS topic (protocol `sqs`, raw delivery
+/// off, so every message carries the SNS envelope with subject and attributes).
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl Inbox {
+    /// Creates a queue named `name` and subscribes it to `topic_arn`.
+    ///
+    /// # Panics
+    /// If moto refuses any of the calls.
+    pub async fn subscribe(sdk: &aws_config::SdkConfig, topic_arn: &str, name: &str) -> Inbox {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let sns = aws_sdk_sns::Client::new(sdk);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create SQS queue {name}: {e:?}"))
+            .queue_url()
+            .unwrap_or_else(|| panic!("SQS queue {name} has no URL"))
+            .to_string();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get SQS queue ARN of {name}: {e:?}"));
+        let queue_arn = attributes
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .unwrap_or_else(|| panic!("SQS queue {name} has no ARN"))
+            .clone();
+        sns.subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("subscribe {name} to {topic_arn}: {e:?}"));
+        Inbox { sqs, queue_url }
+    }
+
+    /// Every message in the queue now, oldest first, deleted from the queue. moto delivers SNS
+    /// to SQS within `Publish`, so nothing published before this call is missed.
+    ///
+    /// # Panics
+    /// If moto refuses a call or a message is not an SNS envelope.
+    pub async fn drain(&self) -> Vec<Delivered> {
+        let mut out = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("receive from SQS: {e:?}"));
+            let messages = received.messages();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                let body = m.body().unwrap_or_default();
+                let envelope: serde_json::Value = serde_json::from_str(body)
+                    .unwrap_or_else(|e| panic!("not an SNS envelope ({e}): {body}"));
+                let text = |key: &str| envelope[key].as_str().unwrap_or_default().to_string();
+                let attributes = envelope["MessageAttributes"]
+                    .as_object()
+                    .map(|attrs| {
+                        attrs
+                            .iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.clone(),
+                                    v["Value"].as_str().unwrap_or_default().to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Delivered {
+                    subject: text("Subject"),
+                    message: text("Message"),
+                    attributes,
+                });
+                if let Some(handle) = m.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("delete SQS message: {e:?}"));
+                }
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
 //! End-to-end tests against `moto_server` on loopback (see `lambda_canary_tests::Moto`).
 //! The only test binary of this package; each area is a module under `e2e/`.
 
+#[path = "e2e/agent.rs"]
+mod agent;
 #[path = "e2e/notes.rs"]
 mod notes;
