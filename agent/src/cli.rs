@@ -616,10 +616,32 @@ where
 /// # Errors
 /// When the AWS clients cannot be built; per-policy failures are logged and counted instead.
 pub async fn lambda_tick() -> Result<serde_json::Value, CliError> {
-    let agent = aws_agent(None).await?;
-    let report = match std::env::var("CANARY_POLICIES_DIR") {
-        Ok(dir) if !dir.is_empty() => policy::load_dir(Path::new(&dir)),
-        _ => embedded_policies(),
+    let topic = std::env::var("CANARY_TOPIC_ARN")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let dir = std::env::var("CANARY_POLICIES_DIR")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    lambda_tick_with(None, topic, dir.as_deref()).await
+}
+
+/// [`lambda_tick`] with its configuration given: the AWS configuration (default: the
+/// environment's), the topic that overrides the policies' (the stack's), and a policy directory
+/// instead of the compiled-in policies.
+///
+/// # Errors
+/// As [`lambda_tick`].
+pub async fn lambda_tick_with(
+    conf: Option<&aws_config::SdkConfig>,
+    topic: Option<String>,
+    dir: Option<&Path>,
+) -> Result<serde_json::Value, CliError> {
+    let mut agent = aws_agent(conf).await?;
+    agent.topic_override = topic;
+    let report = match dir {
+        Some(dir) => policy::load_dir(dir),
+        None => embedded_policies(),
     };
     report_problems(&report);
     let outs = agent.tick(&report.policies, now()).await;

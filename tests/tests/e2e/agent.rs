@@ -997,3 +997,100 @@ async fn a_rollback_stands_when_sns_is_down_and_the_page_is_resent_on_the_next_t
     assert_eq!(out.notified, None);
     assert_eq!(subjects(&w.inbox.drain().await), Vec::<&str>::new());
 }
+
+/// Puts one high-resolution EMF datapoint set of `version`, as the notes handlers publish them.
+async fn put_emf(w: &World, function: &str, version: u64, at: i64, requests: f64, errors: f64) {
+    let datum = |name: &str, value: f64, unit: StandardUnit| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .timestamp(DateTime::from_secs(at))
+            .value(value)
+            .unit(unit)
+            .storage_resolution(1)
+            .dimensions(
+                Dimension::builder()
+                    .name("FunctionName")
+                    .value(function)
+                    .build(),
+            )
+            .dimensions(
+                Dimension::builder()
+                    .name("Version")
+                    .value(version.to_string())
+                    .build(),
+            )
+            .build()
+    };
+    w.cloudwatch
+        .put_metric_data()
+        .namespace("NotesApi")
+        .metric_data(datum("Requests", requests, StandardUnit::Count))
+        .metric_data(datum("5xx", errors, StandardUnit::Count))
+        .metric_data(datum("Latency", 40.0, StandardUnit::Milliseconds))
+        .send()
+        .await
+        .expect("put EMF metric data");
+}
+
+/// The scheduled Lambda's job: one tick with the stack's topic, on real time and the handlers'
+/// 10-second EMF metrics, under the shipped notes-create policy (its latency statistic switched
+/// to Average: moto computes no percentiles).
+#[tokio::test]
+async fn the_scheduled_tick_protects_notes_create_with_the_shipped_policy() {
+    let w = World::new().await;
+    w.create_function(F).await;
+    let v2 = w.release(F).await;
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/notes-create.yaml"),
+    )
+    .expect("shipped policy");
+    assert!(shipped.contains("stat: p50"));
+    std::fs::write(
+        w.dir().join("notes-create.yaml"),
+        shipped.replace("stat: p50", "stat: Average"),
+    )
+    .expect("write policy");
+    let tick = || {
+        canary_agent::cli::lambda_tick_with(Some(&w.sdk), Some(w.topic_arn.clone()), Some(w.dir()))
+    };
+
+    let report = tick().await.expect("tick");
+    assert_eq!(
+        (report["policies"].as_u64(), report["errors"].as_u64()),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    let live = w.live(F).await;
+    assert_eq!(
+        live.weights,
+        weights(&[("2", 0.05)]),
+        "first shipped step is 5%"
+    );
+    let started = one_message(&w).await;
+    assert!(
+        started
+            .subject
+            .starts_with("Canary started: notes-create v2 at 5%"),
+        "{}",
+        started.subject
+    );
+
+    // The handlers report every request of v2 failing (and v1 healthy) in the next seconds.
+    let at = live.record.started;
+    put_emf(&w, F, v2, at, 6.0, 6.0).await;
+    put_emf(&w, F, 1, at, 114.0, 0.0).await;
+    let report = tick().await.expect("tick");
+    let live = w.live(F).await;
+    assert_eq!(
+        (live.stable.as_str(), live.weights.len()),
+        ("1", 0),
+        "{report}"
+    );
+    assert_eq!(live.record.rejected, Some(v2));
+    let page = one_message(&w).await;
+    assert!(
+        page.subject.starts_with("ROLLED BACK notes-create v2 → v1"),
+        "{}",
+        page.subject
+    );
+}
