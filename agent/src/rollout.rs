@@ -325,6 +325,14 @@ fn adopt(state: &AliasState, policy: &Policy, now: i64) -> AliasState {
             s.record.step = step;
         }
         None if s.record.canary.is_some() => {
+            // Someone removed the routing by hand (the console's "rollback"): unless they made the
+            // canary the stable version, respect it as a rollback and do not start it again.
+            if let Some(c) = s.record.canary.filter(|&c| c != s.stable) {
+                s.record.rejected = Some(c);
+                s.record.last = Some(format!(
+                    "v{c} was taken off the alias by hand; not restarted"
+                ));
+            }
             s.record.canary = None;
             s.record.step = 0;
         }
@@ -942,6 +950,29 @@ mod tests {
             (next.record.canary, next.record.step, next.record.since),
             (Some(2), 1, 50)
         );
+    }
+
+    #[test]
+    fn routing_removed_by_hand_is_a_rollback_the_agent_respects() {
+        let p = policy();
+        let mut s = canary_at(1, 2, 1, 0);
+        s.canary = None; // someone cleared the weights in the console
+        let d = run(&s, &p, None, 100);
+        assert!(matches!(d.action, Action::Hold(_)), "{:?}", d.action);
+        let next = d.next.expect("the record catches up");
+        assert_eq!((next.record.canary, next.record.rejected), (None, Some(2)));
+        assert!(
+            matches!(run(&next, &p, None, 160).action, Action::Hold(_)),
+            "v2 is not restarted"
+        );
+        // Promoted by hand instead: nothing is rejected.
+        let mut promoted = canary_at(1, 2, 1, 0);
+        promoted.canary = None;
+        promoted.stable = 2;
+        let next = run(&promoted, &p, None, 100)
+            .next
+            .expect("record catches up");
+        assert_eq!(next.record.rejected, None);
     }
 
     #[test]

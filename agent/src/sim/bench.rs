@@ -286,6 +286,18 @@ fn set(world: &Shared, stable: Version, canary: Option<Routing>) {
     w.history.push((now, 0, stable, canary));
 }
 
+/// Peers start the new build at 10%.
+fn begin(world: &Shared) {
+    set(
+        world,
+        1,
+        Some(Routing {
+            version: 2,
+            weight: 10.0,
+        }),
+    );
+}
+
 fn visible(world: &Shared, version: Version, now: i64) -> Vec<Sample> {
     let w = world.lock();
     w.functions[0]
@@ -305,14 +317,7 @@ struct CodeDeploy {
 impl Contender for CodeDeploy {
     fn tick(&mut self, world: &Shared, now: i64) -> End {
         let Some(start) = self.started else {
-            set(
-                world,
-                1,
-                Some(Routing {
-                    version: 2,
-                    weight: 10.0,
-                }),
-            );
+            begin(world);
             self.started = Some(now);
             return End::Running;
         };
@@ -354,14 +359,7 @@ impl Contender for Flagger {
     fn tick(&mut self, world: &Shared, now: i64) -> End {
         let weight = world.lock().functions[0].canary.map(|c| c.weight);
         let Some(weight) = weight else {
-            set(
-                world,
-                1,
-                Some(Routing {
-                    version: 2,
-                    weight: 10.0,
-                }),
-            );
+            begin(world);
             return End::Running;
         };
         let newest = visible(world, 2, now)
@@ -408,14 +406,7 @@ struct Kayenta {
 impl Contender for Kayenta {
     fn tick(&mut self, world: &Shared, now: i64) -> End {
         let Some(start) = self.started else {
-            set(
-                world,
-                1,
-                Some(Routing {
-                    version: 2,
-                    weight: 10.0,
-                }),
-            );
+            begin(world);
             self.started = Some(now);
             return End::Running;
         };
