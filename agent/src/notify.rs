@@ -52,12 +52,21 @@ fn truncate(s: &str, limit: usize) -> String {
     t
 }
 
-/// The short "5xx 100% vs 0.1%" comparison for subjects.
-fn headline(j: Option<&Judgement>) -> String {
+/// The short comparison behind a rollback for its subject: "5xx 100% vs 0.1%" when the reason is
+/// about errors, "p50 240 ms vs 80 ms" when it is about latency, empty otherwise.
+fn headline(policy: &Policy, j: Option<&Judgement>, why: &str) -> String {
     let Some(j) = j else { return String::new() };
-    match (j.canary.error_rate(), j.baseline.error_rate()) {
-        (Some(c), Some(b)) => format!("5xx {} vs {}", pct(c), pct(b)),
-        (Some(c), None) => format!("5xx {}", pct(c)),
+    if why.contains("5xx") {
+        return match (j.canary.error_rate(), j.baseline.error_rate()) {
+            (Some(c), Some(b)) => format!("5xx {} vs {}", pct(c), pct(b)),
+            (Some(c), None) => format!("5xx {}", pct(c)),
+            _ => String::new(),
+        };
+    }
+    let stat = policy.latency.stat.cloudwatch_name();
+    match (j.canary.latency_ms, j.baseline.latency_ms) {
+        (Some(c), Some(b)) if why.contains(stat) => format!("{stat} {c:.0} ms vs {b:.0} ms"),
+        (Some(c), None) if why.contains(stat) => format!("{stat} {c:.0} ms"),
         _ => String::new(),
     }
 }
@@ -90,7 +99,7 @@ pub fn announcement(
         ),
         Action::Rollback { to, rejected, why } => {
             let from = rejected.or(canary).map_or(String::new(), |r| format!("v{r} "));
-            let h = headline(judgement);
+            let h = headline(policy, judgement, why);
             let tail = if h.is_empty() || *trigger != Trigger::Agent {
                 truncate(why, 60)
             } else {
@@ -321,6 +330,28 @@ mod tests {
         assert!(n
             .attributes
             .contains(&("canary_version".into(), "7".into())));
+    }
+
+    #[test]
+    fn a_latency_rollback_says_latency_in_its_subject() {
+        let p = Policy::with_defaults("notes-get");
+        let mut j = judgement();
+        j.canary = Totals {
+            requests: 500.0,
+            errors: 0.0,
+            latency_ms: Some(240.0),
+        };
+        j.baseline.latency_ms = Some(80.0);
+        let action = Action::Rollback {
+            to: 6,
+            rejected: Some(7),
+            why: "canary p99 240 ms vs baseline 80 ms over 6 periods".into(),
+        };
+        let n = announcement(&p, &before(), &action, Some(&j), &Trigger::Agent).expect("announced");
+        assert_eq!(
+            n.subject,
+            "ROLLED BACK notes-get v7 → v6: p99 240 ms vs 80 ms"
+        );
     }
 
     #[test]
