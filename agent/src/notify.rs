@@ -286,7 +286,6 @@ mod tests {
             increase_evidence: 1e9,
             latency_evidence: 1.0,
             threshold: 300.0,
-            baseline_rate_bound: 0.005,
         }
     }
 

@@ -627,7 +627,6 @@ mod tests {
             increase_evidence: 1.0,
             latency_evidence: 1.0,
             threshold: 300.0,
-            baseline_rate_bound: 0.01,
         }
     }
 
