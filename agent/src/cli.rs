@@ -204,27 +204,10 @@ fn now() -> i64 {
 /// Policies compiled into the binary (for the scheduled Lambda).
 #[must_use]
 pub fn embedded_policies() -> DirReport {
-    let mut report = DirReport::default();
-    for (name, text) in EMBEDDED {
-        match policy::parse_policy(Path::new(name), text) {
-            Ok(p) => {
-                if report
-                    .policies
-                    .iter()
-                    .any(|q| q.function == p.function && q.alias == p.alias)
-                {
-                    report.problems.push(policy::PolicyProblem::whole_file(
-                        Path::new(name),
-                        format!("{}:{} has another policy", p.function, p.alias),
-                    ));
-                } else {
-                    report.policies.push(p);
-                }
-            }
-            Err(e) => report.problems.extend(e),
-        }
-    }
-    report
+    let files = EMBEDDED
+        .iter()
+        .map(|(name, text)| (PathBuf::from(name), Ok((*text).to_string())));
+    policy::load_texts(files, DirReport::default())
 }
 
 fn report_problems(report: &DirReport) {

@@ -242,8 +242,7 @@ impl fmt::Display for ProblemDisplay<'_> {
 }
 
 impl PolicyProblem {
-    /// A problem about a whole file (no line or field).
-    pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+    fn whole_file(file: &Path, message: impl Into<String>) -> Self {
         Self {
             file: file.to_path_buf(),
             line: None,
@@ -422,15 +421,30 @@ pub fn load_dir(dir: &Path) -> DirReport {
         ));
         return report;
     }
+    let texts = files.into_iter().map(|file| {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read file: {e}"));
+        (file, text)
+    });
+    load_texts(texts, report)
+}
+
+/// Parses policy files given as (path, contents or read error), in order, into `report`: the
+/// valid policies, and every problem, a second policy for the same `function` + `alias` (the
+/// later file) included. [`load_dir`] reads a directory into it; the agent's compiled-in
+/// policies go through it too.
+#[must_use]
+pub fn load_texts(
+    files: impl IntoIterator<Item = (PathBuf, Result<String, String>)>,
+    mut report: DirReport,
+) -> DirReport {
     let mut seen: HashMap<(String, String), PathBuf> = HashMap::new();
-    for file in files {
-        let text = match std::fs::read_to_string(&file) {
+    for (file, text) in files {
+        let text = match text {
             Ok(text) => text,
-            Err(e) => {
-                report.problems.push(PolicyProblem::whole_file(
-                    &file,
-                    format!("cannot read file: {e}"),
-                ));
+            Err(message) => {
+                report
+                    .problems
+                    .push(PolicyProblem::whole_file(&file, message));
                 continue;
             }
         };
