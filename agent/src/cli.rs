@@ -298,14 +298,10 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
             scenario,
             policy,
         } => {
-            let mut extra = Vec::new();
-            for p in &policy {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))?;
-                extra.push(
-                    policy::parse_policy(p, &text).map_err(|e| CliError::Usage(e.to_string()))?,
-                );
-            }
+            let mut extra = policy
+                .iter()
+                .map(|p| read_policy(p))
+                .collect::<Result<Vec<_>, _>>()?;
             if policy.is_empty() {
                 extra = embedded_policies()
                     .policies
@@ -468,13 +464,16 @@ fn policy_check(dir: &Path) -> Result<(), CliError> {
     }
 }
 
+/// Reads and validates one policy file named on the command line.
+fn read_policy(path: &Path) -> Result<Policy, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    policy::parse_policy(path, &text).map_err(|e| CliError::Usage(e.to_string()))
+}
+
 fn demo(path: Option<&Path>, rps: f64, seed: u64) -> Result<(), CliError> {
     let policy = match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))?;
-            policy::parse_policy(p, &text).map_err(|e| CliError::Usage(e.to_string()))?
-        }
+        Some(p) => read_policy(p)?,
         None => embedded_policies()
             .policies
             .into_iter()
@@ -484,11 +483,7 @@ fn demo(path: Option<&Path>, rps: f64, seed: u64) -> Result<(), CliError> {
     if !(rps > 0.0 && rps.is_finite()) {
         return Err(CliError::Usage("--rps must be positive".to_string()));
     }
-    let tick = if policy.metrics.period().as_secs() < 60 {
-        10
-    } else {
-        60
-    };
+    let tick = crate::sim::visibility_delay(&policy);
     for line in crate::sim::demo::run(&crate::sim::demo::DemoConfig {
         policy,
         rps,

@@ -244,16 +244,8 @@ pub fn judges(shipped: &[Policy]) -> Vec<Judge> {
         out.push(Judge::Ours {
             label: format!("lambda-canary, {}", p.source.display()),
             policy: Box::new(p.clone()),
-            tick: if p.metrics.period().as_secs() < 60 {
-                10
-            } else {
-                60
-            },
-            delay: if p.metrics.period().as_secs() < 60 {
-                10
-            } else {
-                60
-            },
+            tick: super::visibility_delay(p),
+            delay: super::visibility_delay(p),
         });
     }
     out

@@ -61,11 +61,7 @@ fn describe(out: &Outcome) -> String {
 #[must_use]
 pub fn run(config: &DemoConfig) -> Vec<String> {
     let policy = config.policy.clone();
-    let delay = if policy.metrics.period().as_secs() < 60 {
-        10
-    } else {
-        60
-    };
+    let delay = super::visibility_delay(&policy);
     let mut world = World::new(START - 600, Traffic::steady(config.rps), delay, config.seed);
     world.functions.push(SimFunction::new(
         policy.clone(),

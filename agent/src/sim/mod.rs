@@ -215,6 +215,17 @@ fn serve(f: &mut SimFunction, rng: &mut Rng, traffic: &Traffic, from: i64, to: i
     }
 }
 
+/// Seconds after a period ends before CloudWatch shows it: about a minute for standard Lambda
+/// metrics, about 10 s for high-resolution ones. The simulated agent ticks at the same pace.
+#[must_use]
+pub fn visibility_delay(policy: &Policy) -> i64 {
+    if policy.metrics.period().as_secs() < 60 {
+        10
+    } else {
+        60
+    }
+}
+
 /// A shared handle on the world; the in-memory ports hold clones of it.
 #[derive(Debug, Clone)]
 pub struct Shared(pub Arc<Mutex<World>>);
