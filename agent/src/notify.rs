@@ -37,12 +37,6 @@ pub fn console_link(policy: &Policy, region: &str) -> String {
     )
 }
 
-/// Shortens a subject to SNS's limit.
-#[must_use]
-pub fn truncate_subject(s: &str) -> String {
-    truncate(s, SUBJECT_LIMIT)
-}
-
 fn truncate(s: &str, limit: usize) -> String {
     if s.chars().count() <= limit {
         return s.to_string();
@@ -245,6 +239,24 @@ pub fn announcement(
         body: body.join("\n"),
         attributes,
     })
+}
+
+/// Re-sends an announcement a previous tick could not publish, from what the alias record kept.
+#[must_use]
+pub fn retry(policy: &Policy, state: &AliasState) -> Notification {
+    let last = state.record.last.clone().unwrap_or_default();
+    Notification {
+        subject: truncate(&format!("(retry) {}: {last}", policy.function), SUBJECT_LIMIT),
+        body: format!(
+            "An announcement about {}:{} could not be published when it happened. Last decision: {last}\n\nSee: canary status {}",
+            policy.function, policy.alias, policy.function
+        ),
+        attributes: vec![
+            ("event".to_string(), "retry".to_string()),
+            ("function".to_string(), policy.function.clone()),
+            ("stable_version".to_string(), state.stable.to_string()),
+        ],
+    }
 }
 
 #[cfg(test)]

@@ -372,7 +372,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         policy: &Policy,
         before: &AliasState,
         decision: &Decision,
-        mut written: AliasState,
+        written: AliasState,
         revision: String,
         trigger: &Trigger,
         out: &mut Outcome,
@@ -386,15 +386,29 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         ) else {
             return;
         };
-        let sent = self.send(policy, &message).await;
-        if sent.is_ok() && written.record.pending {
-            written.record.pending = false;
-            if let Err(e) = self.aliases.write(policy, &written, &revision).await {
-                // Harmless: the next tick re-sends (at-least-once).
+        out.notified = Some(
+            self.publish_and_clear(policy, &message, written, &revision)
+                .await,
+        );
+    }
+
+    /// Publishes `message`; once it is out, clears the record's pending mark with a conditional
+    /// write. A failure to clear is harmless: the next tick re-sends (at-least-once).
+    async fn publish_and_clear(
+        &self,
+        policy: &Policy,
+        message: &Notification,
+        mut state: AliasState,
+        revision: &str,
+    ) -> Result<(), String> {
+        let sent = self.send(policy, message).await;
+        if sent.is_ok() && state.record.pending {
+            state.record.pending = false;
+            if let Err(e) = self.aliases.write(policy, &state, revision).await {
                 tracing::warn!(function = %policy.function, error = %e, "could not clear the pending-announcement mark");
             }
         }
-        out.notified = Some(sent);
+        sent
     }
 
     async fn send(&self, policy: &Policy, message: &Notification) -> Result<(), String> {
@@ -413,28 +427,11 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
     }
 
     async fn resend(&self, policy: &Policy, snap: &Snapshot, out: &mut Outcome) {
-        let last = snap.state.record.last.clone().unwrap_or_default();
-        let message = Notification {
-            subject: crate::notify::truncate_subject(&format!("(retry) {}: {last}", policy.function)),
-            body: format!(
-                "An announcement about {}:{} could not be published when it happened. Last decision: {last}\n\nSee: canary status {}",
-                policy.function, policy.alias, policy.function
-            ),
-            attributes: vec![
-                ("event".to_string(), "retry".to_string()),
-                ("function".to_string(), policy.function.clone()),
-                ("stable_version".to_string(), snap.state.stable.to_string()),
-            ],
-        };
-        let sent = self.send(policy, &message).await;
-        if sent.is_ok() {
-            let mut cleared = snap.state.clone();
-            cleared.record.pending = false;
-            if let Err(e) = self.aliases.write(policy, &cleared, &snap.revision).await {
-                tracing::warn!(function = %policy.function, error = %e, "could not clear the pending-announcement mark");
-            }
-        }
-        out.notified = Some(sent);
+        let message = crate::notify::retry(policy, &snap.state);
+        out.notified = Some(
+            self.publish_and_clear(policy, &message, snap.state.clone(), &snap.revision)
+                .await,
+        );
     }
 }
 
