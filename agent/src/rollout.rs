@@ -384,12 +384,9 @@ fn automatic(
                 format!("the {} alias moved back to v{v}", policy.candidate_alias),
             );
         }
-        Some(v) if v != c && record.rejected != Some(v) => {
-            if record.paused {
-                // A replacement is a forward move; the old canary stays judged meanwhile.
-            } else {
-                return start(state, policy, v, now);
-            }
+        // A replacement is a forward move: while paused, the old canary stays judged instead.
+        Some(v) if v != c && record.rejected != Some(v) && !record.paused => {
+            return start(state, policy, v, now);
         }
         _ => {}
     }
