@@ -124,15 +124,19 @@ fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
     ))
 }
 
-/// The judge's input. The step's requests include the period the step began in (it served the
-/// step's weight for part of it), so a step is never a whole period plus the metric delay slower.
-fn observe(series: Series, state: &AliasState, policy: &Policy) -> Observations {
+/// Judges a canary's series. The step's requests include the period the step began in (it
+/// served the step's weight for part of it), so a step is never a whole period plus the metric
+/// delay slower.
+fn judge_series(policy: &Policy, state: &AliasState, series: Series) -> Judgement {
     let period = policy.metrics.period().as_secs().max(1) as i64;
-    Observations {
-        canary: series.canary,
-        baseline: series.baseline,
-        step_start: state.record.since.div_euclid(period) * period,
-    }
+    judge(
+        policy,
+        &Observations {
+            canary: series.canary,
+            baseline: series.baseline,
+            step_start: state.record.since.div_euclid(period) * period,
+        },
+    )
 }
 
 impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
@@ -174,10 +178,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         for ((i, _), answer) in queries.iter().zip(answers) {
             match (answer, &snaps[*i]) {
                 (Ok(series), Ok(snap)) => {
-                    judgements[*i] = Some(judge(
-                        &policies[*i],
-                        &observe(series, &snap.state, &policies[*i]),
-                    ));
+                    judgements[*i] = Some(judge_series(&policies[*i], &snap.state, series));
                 }
                 (Err(e), _) => errors[*i] = Some(e),
                 _ => {}
@@ -284,7 +285,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 .await
                 .pop()
                 .and_then(Result::ok)
-                .map(|series| judge(policy, &observe(series, &snap.state, policy))),
+                .map(|series| judge_series(policy, &snap.state, series)),
             None => None,
         };
         out.judgement = judgement;
