@@ -99,7 +99,8 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    /// A one-line, human summary: rates, latency, evidence.
+    /// A one-line, human summary: rates with counts, latency, and each test's evidence against
+    /// the evidence a rollback needs, with the confidence that sets it.
     #[must_use]
     pub fn summary(&self) -> String {
         let rate = |t: &Totals| match t.error_rate() {
@@ -110,12 +111,18 @@ impl Judgement {
             t.latency_ms
                 .map_or("-".to_string(), |l| format!("{l:.0} ms"))
         };
+        let confidence = 1.0 - 3.0 / self.threshold;
         format!(
-            "5xx canary {} vs baseline {}; latency canary {} vs baseline {}",
+            "5xx canary {} vs baseline {}; latency canary {} vs baseline {}; evidence: 5xx ceiling {:.1}, 5xx vs baseline {:.1}, latency {:.1} (rollback at {:.0}, confidence {})",
             rate(&self.canary),
             rate(&self.baseline),
             lat(&self.canary),
-            lat(&self.baseline)
+            lat(&self.baseline),
+            self.ceiling_evidence,
+            self.increase_evidence,
+            self.latency_evidence,
+            self.threshold,
+            pct(confidence)
         )
     }
 }
@@ -512,6 +519,31 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_at_one_percent_of_a_tenth_of_a_request_per_second_is_not_enough_data() {
+        // 0.1 req/s, 1% to the canary: about one canary request every 17 minutes.
+        let p = Policy::with_defaults("f");
+        let canary = vec![minute(600, 1.0, 0.0, Some(90.0))];
+        let baseline = (0..20)
+            .map(|i| minute(i * 60, 6.0, 0.0, Some(80.0)))
+            .collect();
+        let j = judge(&p, &obs(canary, baseline));
+        assert!(
+            matches!(&j.verdict, Verdict::NotEnoughData(m) if m.contains("1 of 100")),
+            "{j:?}"
+        );
+        assert_eq!(j.last_canary_traffic, Some(600));
+        // Even its one request failing is not proof of a bad build.
+        let j = judge(
+            &p,
+            &obs(
+                vec![minute(600, 1.0, 1.0, None)],
+                vec![minute(600, 6.0, 0.0, None)],
+            ),
+        );
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    #[test]
     fn healthy_needs_min_requests_at_the_step() {
         let mut p = Policy::with_defaults("f");
         p.min_requests = 100;
@@ -638,6 +670,11 @@ mod tests {
         };
         assert!(r[0].contains("100% (5 of 5)"), "{r:?}");
         assert!(j.summary().contains("100% (5/5)"), "{}", j.summary());
+        assert!(
+            j.summary().contains("(rollback at 300, confidence 99%)"),
+            "{}",
+            j.summary()
+        );
     }
 
     proptest! {
