@@ -5,7 +5,7 @@ use crate::judge::pct;
 use crate::policy::{self, DirReport, Policy};
 use crate::ports::{Aliases, Metrics, Notifier};
 use crate::rollout::{Override, Version};
-use crate::tick::{human_duration, Agent, CommandError, Outcome};
+use crate::tick::{human_duration, Agent, CommandError, Outcome, DEFAULT_TICK_BUDGET};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -539,6 +539,7 @@ async fn manual(
         Err(CommandError::NoSuchVersion { function, version }) => Err(CliError::Usage(format!(
             "{function} has no version {version}"
         ))),
+        Err(CommandError::LostRace(what)) => Err(CliError::Usage(what)),
         Err(e) => Err(CliError::Failed(format!("failed to {line}: {e}"))),
     }
 }
@@ -559,7 +560,9 @@ where
         // Policies are re-read every tick: an edit takes effect without a restart.
         let report = policy::load_dir(dir);
         report_problems(&report);
-        let outs = agent.tick(&report.policies, now()).await;
+        let outs = agent
+            .tick_within(&report.policies, now(), Some(DEFAULT_TICK_BUDGET))
+            .await;
         for o in &outs {
             println!(
                 "{}{}",
@@ -568,7 +571,7 @@ where
             );
         }
         if once {
-            let failed = outs.iter().filter(|o| o.error.is_some()).count();
+            let failed = outs.iter().filter(|o| o.failed()).count();
             if !report.problems.is_empty() {
                 return Err(CliError::Usage(format!(
                     "{} policy problem(s) in {}; the {} valid policies were processed",
@@ -579,7 +582,7 @@ where
             }
             if failed > 0 {
                 return Err(CliError::Failed(format!(
-                    "{failed} of {} policies failed this tick",
+                    "{failed} of {} policies failed this tick (an error, or a page SNS did not accept; owed pages are re-sent next tick)",
                     outs.len()
                 )));
             }
@@ -593,7 +596,7 @@ where
 ///
 /// # Errors
 /// When the AWS clients cannot be built; per-policy failures are logged and counted instead.
-pub async fn lambda_tick() -> Result<serde_json::Value, CliError> {
+pub async fn lambda_tick(budget: Duration) -> Result<serde_json::Value, CliError> {
     let topic = std::env::var("CANARY_TOPIC_ARN")
         .ok()
         .filter(|s| !s.is_empty());
@@ -601,7 +604,16 @@ pub async fn lambda_tick() -> Result<serde_json::Value, CliError> {
         .ok()
         .filter(|s| !s.is_empty())
         .map(PathBuf::from);
-    lambda_tick_with(None, topic, dir.as_deref()).await
+    lambda_tick_within(None, topic, dir.as_deref(), budget).await
+}
+
+/// The time a scheduled tick may take: what the invocation has left (Lambda's deadline, epoch
+/// milliseconds) minus a margin to report, at most [`DEFAULT_TICK_BUDGET`], at least 1 s.
+#[must_use]
+pub fn tick_budget(deadline_ms: u64, now_ms: u64) -> Duration {
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    left.saturating_sub(Duration::from_secs(5))
+        .clamp(Duration::from_secs(1), DEFAULT_TICK_BUDGET)
 }
 
 /// [`lambda_tick`] with its configuration given: the AWS configuration (default: the
@@ -615,6 +627,21 @@ pub async fn lambda_tick_with(
     topic: Option<String>,
     dir: Option<&Path>,
 ) -> Result<serde_json::Value, CliError> {
+    lambda_tick_within(conf, topic, dir, DEFAULT_TICK_BUDGET).await
+}
+
+/// [`lambda_tick_with`] within a time budget. The invocation fails (so Lambda's `Errors` metric
+/// and an alarm on it see it) when any policy failed or a page could not be sent; the error
+/// carries the same summary a successful invocation returns.
+///
+/// # Errors
+/// As [`lambda_tick`], and [`CliError::Failed`] with the summary when any policy failed.
+pub async fn lambda_tick_within(
+    conf: Option<&aws_config::SdkConfig>,
+    topic: Option<String>,
+    dir: Option<&Path>,
+    budget: Duration,
+) -> Result<serde_json::Value, CliError> {
     let mut agent = aws_agent(conf).await?;
     agent.topic_override = topic;
     let report = match dir {
@@ -622,13 +649,24 @@ pub async fn lambda_tick_with(
         None => embedded_policies(),
     };
     report_problems(&report);
-    let outs = agent.tick(&report.policies, now()).await;
-    Ok(serde_json::json!({
+    let outs = agent
+        .tick_within(&report.policies, now(), Some(budget))
+        .await;
+    let failed = outs.iter().filter(|o| o.failed()).count();
+    let summary = serde_json::json!({
         "policies": report.policies.len(),
         "invalid": report.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "decisions": outs.iter().map(Outcome::line).collect::<Vec<_>>(),
-        "errors": outs.iter().filter(|o| o.error.is_some()).count(),
-    }))
+        "errors": failed,
+    });
+    if failed > 0 || !report.problems.is_empty() {
+        return Err(CliError::Failed(format!(
+            "{failed} of {} policies failed and {} policy files are invalid: {summary}",
+            outs.len(),
+            report.problems.len()
+        )));
+    }
+    Ok(summary)
 }
 
 fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
@@ -644,7 +682,7 @@ fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
         "canary": state.and_then(|s| s.canary).map(|c| json!({
             "version": c.version,
             "weight": c.weight,
-            "step": record.map_or(0, |r| r.step) + 1,
+            "step": record.map_or(0, |r| r.step).saturating_add(1),
             "steps": policy.steps,
             "step_started_at": record.map(|r| r.since),
             "canary_started_at": record.map(|r| r.started),
@@ -660,6 +698,9 @@ fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
         "verdict": out.judgement.as_ref().map(|j| j.verdict.to_string()),
         "next_action": out.decision.as_ref().map(|d| d.action.to_string()),
         "last_decision": record.and_then(|r| r.last.clone()),
+        "owed_announcements": record.map(|r| r.owed.iter().map(|o| o.id(&policy.function, &policy.alias)).collect::<Vec<_>>()),
+        "unjudged_since": record.and_then(|r| r.unjudged_since),
+        "record_repaired": out.problems,
         "error": out.error,
     })
 }
@@ -683,9 +724,11 @@ fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
         println!("{}:{}", o.function, o.alias);
         if let Some(e) = &o.error {
             println!("  error: {e}");
-            continue;
         }
         let Some(s) = &o.before else { continue };
+        for problem in &o.problems {
+            println!("  record repaired on next tick: {problem}");
+        }
         let r = &s.record;
         match s.canary {
             Some(c) => println!(
@@ -693,9 +736,9 @@ fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
                 s.stable,
                 c.version,
                 c.weight,
-                r.step + 1,
+                r.step.saturating_add(1),
                 p.steps.len(),
-                human_duration(t - r.since),
+                human_duration(t.saturating_sub(r.since)),
                 if r.paused { "  PAUSED" } else { "" }
             ),
             None => println!(
@@ -727,7 +770,21 @@ fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
             println!("  next tick: {}", d.action);
         }
         if let Some(rej) = r.rejected {
-            println!("  rejected: v{rej} (not restarted until the candidate moves)");
+            println!(
+                "  rolled back: v{rej} (no version up to v{rej} is started automatically; a newer candidate is)"
+            );
+        }
+        if let Some(u) = r.unjudged_since {
+            println!(
+                "  UNPROTECTED: not judged for {}",
+                human_duration(t.saturating_sub(u))
+            );
+        }
+        if !r.owed.is_empty() {
+            println!(
+                "  owed announcements: {} (re-sent by the next tick)",
+                r.owed.len()
+            );
         }
         if let Some(last) = &r.last {
             println!("  last decision: {last}");

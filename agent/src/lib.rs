@@ -10,6 +10,8 @@ pub mod judge;
 pub mod notify;
 pub mod policy;
 pub mod ports;
+pub mod record;
 pub mod rollout;
 pub mod sim;
+pub mod text;
 pub mod tick;

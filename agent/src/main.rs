@@ -29,8 +29,12 @@ async fn main() -> ExitCode {
     if std::env::var("CANARY_LAMBDA").is_ok_and(|v| v == "1") {
         init_logs(true);
         let handler = lambda_runtime::service_fn(
-            |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async {
-                Box::pin(cli::lambda_tick())
+            |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                let budget = cli::tick_budget(event.context.deadline, now_ms);
+                Box::pin(cli::lambda_tick(budget))
                     .await
                     .map_err(|e| lambda_runtime::Error::from(e.to_string()))
             },

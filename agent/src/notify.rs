@@ -1,11 +1,19 @@
 //! What on-call reads: subject, body and attributes of every announcement. Pure.
+//!
+//! Every announcement is first an [`Owed`] entry in the alias record, written with the decision
+//! it announces. The tick that made the decision sends the full text ([`announcement`]); a later
+//! tick that finds it still owed re-sends it from the record alone ([`notice`] with
+//! `resend: true`). Both carry the same attributes, including the same `id`, plus `resend=true`
+//! on a re-send, so a subscription filter on `event` sees both and duplicates can be dropped.
 
-use crate::judge::{pct, Judgement};
+use crate::judge::{pct, Judgement, Totals};
 use crate::policy::Policy;
 use crate::ports::Notification;
-use crate::rollout::{Action, AliasState, EventKind};
+use crate::record::{EventKind, Owed};
+use crate::rollout::{Action, AliasState};
+use crate::text::{ascii_subject, human_duration, one_line};
 
-/// SNS's limit on a subject.
+/// SNS's limit on a subject: fewer than this many characters.
 pub const SUBJECT_LIMIT: usize = 100;
 
 /// Who caused an event.
@@ -18,8 +26,21 @@ pub enum Trigger {
         /// The command, e.g. `canary pause notes-create`.
         command: String,
     },
-    /// A re-send of an announcement whose first publish failed.
-    Retry,
+}
+
+/// Everything the tick that made a decision knows about it, beyond the owed entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The alias as it was before the decision.
+    pub before: &'a AliasState,
+    /// The decision's action.
+    pub action: &'a Action,
+    /// The judge's numbers, if the canary was judged.
+    pub judgement: Option<&'a Judgement>,
+    /// Who caused it.
+    pub trigger: &'a Trigger,
+    /// What failed, for an "unprotected" announcement.
+    pub problem: Option<&'a str>,
 }
 
 /// The region an SNS topic ARN names, if it is well formed.
@@ -35,15 +56,6 @@ pub fn console_link(policy: &Policy, region: &str) -> String {
         "https://{region}.console.aws.amazon.com/lambda/home?region={region}#/functions/{}/aliases/{}?tab=monitoring",
         policy.function, policy.alias
     )
-}
-
-fn truncate(s: &str, limit: usize) -> String {
-    if s.chars().count() <= limit {
-        return s.to_string();
-    }
-    let mut t: String = s.chars().take(limit - 1).collect();
-    t.push('…');
-    t
 }
 
 /// The short comparison behind a rollback for its subject: "5xx 100% vs 0.1%" when the reason is
@@ -65,135 +77,169 @@ fn headline(policy: &Policy, j: Option<&Judgement>, why: &str) -> String {
     }
 }
 
-/// Builds the announcement of `action`, taken on `before` under `policy`.
-#[must_use]
-pub fn announcement(
-    policy: &Policy,
-    before: &AliasState,
-    action: &Action,
-    judgement: Option<&Judgement>,
-    trigger: &Trigger,
-) -> Option<Notification> {
-    let kind = action.event()?;
+/// Subject and "what happened" of an event, from the owed entry alone (re-sends, and events
+/// that are not the decision's action).
+fn plain_words(policy: &Policy, o: &Owed) -> (String, String) {
+    let (f, a) = (&policy.function, &policy.alias);
+    let s = o.stable;
+    let v = o.version.map_or(String::new(), |v| format!("v{v}"));
+    match o.event {
+        EventKind::Started => (
+            format!("Canary started: {f} {v} (stable v{s})"),
+            format!("{f} {v} started receiving part of {a}'s traffic; v{s} serves the rest."),
+        ),
+        EventKind::Stepped => (
+            format!("Canary step: {f} {v} (stable v{s})"),
+            format!("{f} {v} moved to a larger share of {a}'s traffic."),
+        ),
+        EventKind::Promoted => (
+            format!("Promoted {f} {v} to 100%"),
+            format!("{f}:{a} sends all traffic to v{s}."),
+        ),
+        EventKind::RolledBack => (
+            format!("ROLLED BACK {f} {v} -> v{s}"),
+            format!(
+                "{f}:{a} was pointed back at v{s}; {v} will not be started again until the {} alias points at a newer version.",
+                policy.candidate_alias
+            ),
+        ),
+        EventKind::NoData => (
+            format!("Canary stuck: {f} {v} has had no traffic"),
+            format!("The canary of {f} is holding because {v} receives no requests (on_no_data: hold)."),
+        ),
+        EventKind::Paused => (
+            format!("Paused {f}: canary frozen"),
+            format!("Forward moves of {f}:{a} are frozen; rollback protection stays on."),
+        ),
+        EventKind::Resumed => (
+            format!("Resumed {f}: canary moves again"),
+            format!("Forward moves of {f}:{a} are allowed again."),
+        ),
+        EventKind::Unprotected => (
+            format!("CANARY UNPROTECTED: {f} {v} cannot be judged"),
+            format!(
+                "The agent cannot judge {f} {v} (its metrics cannot be read); it holds the canary's weight and cannot roll it back on evidence until it can."
+            ),
+        ),
+        EventKind::Protected => (
+            format!("Canary protected again: {f} {v} is judged again"),
+            format!("The agent reads {f} {v}'s metrics again; rollback protection is back."),
+        ),
+    }
+}
+
+/// Subject and "what happened" of the decision's own action, with its weights and numbers.
+fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String) {
     let f = &policy.function;
-    let stable = before.stable;
-    let canary = before.canary.map(|c| c.version);
-    let (subject, what) = match action {
+    let a = &policy.alias;
+    let stable = ctx.before.stable;
+    match ctx.action {
         Action::Start { version, weight } => (
             format!("Canary started: {f} v{version} at {weight}% (stable v{stable})"),
-            format!("{f} v{version} now receives {weight}% of {}'s traffic; v{stable} serves the rest.", policy.alias),
+            format!("{f} v{version} now receives {weight}% of {a}'s traffic; v{stable} serves the rest."),
         ),
         Action::Step { version, weight, .. } => (
             format!("Canary step: {f} v{version} to {weight}% (stable v{stable})"),
-            format!("{f} v{version} now receives {weight}% of {}'s traffic.", policy.alias),
+            format!("{f} v{version} now receives {weight}% of {a}'s traffic."),
         ),
         Action::Promote { version } => (
             format!("Promoted {f} v{version} to 100% (was v{stable})"),
-            format!("{f}:{} now sends all traffic to v{version}; v{stable} is retired.", policy.alias),
+            format!("{f}:{a} now sends all traffic to v{version}; v{stable} is retired."),
         ),
         Action::Rollback { to, rejected, why } => {
-            let from = rejected.or(canary).map_or(String::new(), |r| format!("v{r} "));
-            let h = headline(policy, judgement, why);
-            let tail = if h.is_empty() || *trigger != Trigger::Agent {
-                truncate(why, 60)
+            let from = o.version.map_or(String::new(), |r| format!("v{r} "));
+            let h = headline(policy, ctx.judgement, why);
+            let tail = if h.is_empty() || *ctx.trigger != Trigger::Agent {
+                one_line(why, 60)
             } else {
                 h
             };
             (
-                format!("ROLLED BACK {f} {from}→ v{to}: {tail}"),
+                format!("ROLLED BACK {f} {from}-> v{to}: {tail}"),
                 format!(
-                    "{f}:{} was pointed back at v{to}{}. Why: {why}",
-                    policy.alias,
-                    rejected.map_or(String::new(), |r| format!("; v{r} will not be started again until the {} alias points at a new version", policy.candidate_alias))
+                    "{f}:{a} was pointed back at v{to}{}. Why: {why}",
+                    rejected.map_or(String::new(), |r| format!("; v{r} will not be started again until the {} alias points at a newer version", policy.candidate_alias))
                 ),
             )
         }
         Action::NoData => (
             format!(
                 "Canary stuck: {f} v{} has had no traffic for {}",
-                canary.unwrap_or_default(),
-                crate::tick::human_duration(policy.no_data_timeout.as_secs() as i64)
+                o.version.unwrap_or_default(),
+                human_duration(i64::try_from(policy.no_data_timeout.as_secs()).unwrap_or(i64::MAX))
             ),
             format!(
                 "The canary of {f} is holding at {}% because its version receives no requests (on_no_data: hold). Nothing is at risk; it moves on when traffic returns.",
-                before.canary.map_or(0.0, |c| c.weight)
+                ctx.before.canary.map_or(0.0, |c| c.weight)
             ),
         ),
-        Action::Pause => (
-            format!("Paused {f}: canary frozen"),
-            format!("Forward moves of {f}:{} are frozen; rollback protection stays on.", policy.alias),
-        ),
-        Action::Resume => (
-            format!("Resumed {f}: canary moves again"),
-            format!("Forward moves of {f}:{} are allowed again.", policy.alias),
-        ),
-        Action::Hold(_) => return None,
-    };
-    let subject = match trigger {
-        Trigger::Retry => format!("(retry) {subject}"),
-        _ => subject,
-    };
-    let mut body = vec![format!("What happened: {what}")];
-    body.push(match trigger {
-        Trigger::Agent => "By: the canary agent.".to_string(),
-        Trigger::Manual { command } => format!("By: a person, with `{command}`."),
-        Trigger::Retry => {
-            "By: the canary agent (this announcement failed to send earlier).".to_string()
+        Action::Unprotected { version, since } => {
+            let (subject, what) = plain_words(policy, o);
+            let waited = human_duration(o.at.saturating_sub(*since));
+            (
+                format!("{subject} for {waited}"),
+                format!(
+                    "{what} Not judged since {since} (epoch seconds), {waited} ago. Last error: {}. v{version} stays at {}%.",
+                    ctx.problem.map_or("unknown".to_string(), |p| one_line(p, 300)),
+                    ctx.before.canary.map_or(0.0, |c| c.weight)
+                ),
+            )
         }
-    });
-    if let Some(j) = judgement {
-        let lat = |t: &crate::judge::Totals| {
-            t.latency_ms
-                .map_or("no data".to_string(), |l| format!("{l:.0} ms"))
-        };
-        let rate = |t: &crate::judge::Totals| {
-            t.error_rate().map_or("no requests".to_string(), |r| {
-                format!("{:.0} requests, 5xx {}", t.requests, pct(r))
-            })
-        };
-        body.push(String::new());
-        body.push("Numbers since the canary started:".to_string());
-        body.push(format!(
-            "  canary   v{}: {}, {} {}",
-            canary.unwrap_or_default(),
+        Action::Pause | Action::Resume | Action::Hold(_) => plain_words(policy, o),
+    }
+}
+
+/// The numbers behind a decision, for the body.
+fn numbers(policy: &Policy, version: Option<u64>, stable: u64, j: &Judgement) -> Vec<String> {
+    let stat = policy.latency.stat.cloudwatch_name();
+    let lat = |t: &Totals| {
+        t.latency_ms
+            .map_or("no data".to_string(), |l| format!("{l:.0} ms"))
+    };
+    let rate = |t: &Totals| {
+        t.error_rate().map_or("no requests".to_string(), |r| {
+            format!("{:.0} requests, 5xx {}", t.requests, pct(r))
+        })
+    };
+    vec![
+        String::new(),
+        "Numbers since the canary started:".to_string(),
+        format!(
+            "  canary   v{}: {}, {stat} {}",
+            version.unwrap_or_default(),
             rate(&j.canary),
-            policy.latency.stat.cloudwatch_name(),
             lat(&j.canary)
-        ));
-        body.push(format!(
-            "  baseline v{stable}: {}, {} {}",
-            rate(&j.baseline),
-            policy.latency.stat.cloudwatch_name(),
-            lat(&j.baseline)
-        ));
-        body.push(format!(
-            "  limits: 5xx ≤ {} and ≤ baseline + {}; {} ≤ {:.0} ms and ≤ {}× baseline (+{:.0} ms); confidence {}",
+        ),
+        format!("  baseline v{stable}: {}, {stat} {}", rate(&j.baseline), lat(&j.baseline)),
+        format!(
+            "  limits: 5xx ≤ {} and ≤ baseline + {}; {stat} ≤ {:.0} ms and ≤ {}× baseline (+{:.0} ms); confidence {}",
             pct(policy.errors.max_rate),
             pct(policy.errors.max_increase),
-            policy.latency.stat.cloudwatch_name(),
             policy.latency.max_ms,
             policy.latency.max_ratio,
             policy.latency.min_increase_ms,
             pct(policy.confidence)
-        ));
-    }
-    body.push(String::new());
-    body.push("To override:".to_string());
+        ),
+    ]
+}
+
+/// The commands on-call may want next.
+fn overrides(policy: &Policy, o: &Owed) -> Vec<String> {
+    let f = &policy.function;
     let mut cmds = vec![format!("canary status {f}")];
-    match kind {
+    match o.event {
         EventKind::RolledBack => {
-            if let Some(r) = canary.or(match action {
-                Action::Rollback { rejected, .. } => *rejected,
-                _ => None,
-            }) {
+            if let Some(r) = o.version {
                 cmds.push(format!(
                     "canary start {f} --version {r}    # try v{r} again"
                 ));
             }
         }
-        EventKind::Promoted => cmds.push(format!(
-            "canary rollback {f} --to {stable} --reason \"...\""
-        )),
+        EventKind::Promoted => {
+            cmds.push(format!(
+                "canary rollback {f} --to <previous version> --reason \"...\""
+            ));
+        }
         EventKind::Paused => cmds.push(format!("canary resume {f}")),
         _ => {
             cmds.push(format!("canary rollback {f} --reason \"...\""));
@@ -201,61 +247,104 @@ pub fn announcement(
             cmds.push(format!("canary pause {f}"));
         }
     }
-    body.extend(cmds.into_iter().map(|c| format!("  {c}")));
+    let mut lines = vec![String::new(), "To override:".to_string()];
+    lines.extend(cmds.into_iter().map(|c| format!("  {c}")));
     let region = policy
         .notify
         .as_ref()
         .and_then(|n| region_of(&n.topic_arn))
         .unwrap_or("us-east-1");
-    body.push(String::new());
-    body.push(format!("Metrics: {}", console_link(policy, region)));
-
-    let mut attributes = vec![
-        ("event".to_string(), kind.as_str().to_string()),
-        ("function".to_string(), f.clone()),
-        ("alias".to_string(), policy.alias.clone()),
-        ("stable_version".to_string(), stable.to_string()),
-        (
-            "trigger".to_string(),
-            match trigger {
-                Trigger::Agent | Trigger::Retry => "agent",
-                Trigger::Manual { .. } => "manual",
-            }
-            .to_string(),
-        ),
-    ];
-    let canary_attr = match action {
-        Action::Start { version, .. }
-        | Action::Step { version, .. }
-        | Action::Promote { version } => Some(*version),
-        Action::Rollback { rejected, .. } => rejected.or(canary),
-        _ => canary,
-    };
-    if let Some(c) = canary_attr {
-        attributes.push(("canary_version".to_string(), c.to_string()));
-    }
-    Some(Notification {
-        subject: truncate(&subject, SUBJECT_LIMIT),
-        body: body.join("\n"),
-        attributes,
-    })
+    lines.push(String::new());
+    lines.push(format!("Metrics: {}", console_link(policy, region)));
+    lines
 }
 
-/// Re-sends an announcement a previous tick could not publish, from what the alias record kept.
-#[must_use]
-pub fn retry(policy: &Policy, state: &AliasState) -> Notification {
-    let last = state.record.last.clone().unwrap_or_default();
-    Notification {
-        subject: truncate(&format!("(retry) {}: {last}", policy.function), SUBJECT_LIMIT),
-        body: format!(
-            "An announcement about {}:{} could not be published when it happened. Last decision: {last}\n\nSee: canary status {}",
-            policy.function, policy.alias, policy.function
+/// Message attributes for subscription filter policies: the same on the first send and on
+/// re-sends, which add `resend=true`.
+fn attributes(policy: &Policy, o: &Owed, resend: bool) -> Vec<(String, String)> {
+    let mut attributes = vec![
+        ("event".to_string(), o.event.as_str().to_string()),
+        ("function".to_string(), policy.function.clone()),
+        ("alias".to_string(), policy.alias.clone()),
+        ("stable_version".to_string(), o.stable.to_string()),
+        (
+            "trigger".to_string(),
+            if o.manual { "manual" } else { "agent" }.to_string(),
         ),
-        attributes: vec![
-            ("event".to_string(), "retry".to_string()),
-            ("function".to_string(), policy.function.clone()),
-            ("stable_version".to_string(), state.stable.to_string()),
-        ],
+        ("id".to_string(), o.id(&policy.function, &policy.alias)),
+    ];
+    if let Some(v) = o.version {
+        attributes.push(("canary_version".to_string(), v.to_string()));
+    }
+    if resend {
+        attributes.push(("resend".to_string(), "true".to_string()));
+    }
+    attributes
+}
+
+/// The full announcement of a decision's own event, by the tick that made it.
+#[must_use]
+pub fn announcement(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> Notification {
+    let (subject, what) = action_words(policy, o, ctx);
+    let mut body = vec![format!("What happened: {what}")];
+    body.push(match ctx.trigger {
+        Trigger::Agent => "By: the canary agent.".to_string(),
+        Trigger::Manual { command } => format!("By: a person, with `{}`.", one_line(command, 300)),
+    });
+    if let Some(j) = ctx.judgement {
+        let version = ctx.before.canary.map(|c| c.version).or(o.version);
+        body.extend(numbers(policy, version, ctx.before.stable, j));
+    }
+    body.extend(overrides(policy, o));
+    body.push(format!("Id: {}", o.id(&policy.function, &policy.alias)));
+    Notification {
+        subject: ascii_subject(&subject, SUBJECT_LIMIT),
+        body: body.join("\n"),
+        attributes: attributes(policy, o, false),
+    }
+}
+
+/// An announcement from its owed entry alone: an event that is not the decision's action (e.g.
+/// "protected again"), or a re-send (`resend`) of one a previous tick could not publish. `last`
+/// is the record's last decision, for context.
+#[must_use]
+pub fn notice(policy: &Policy, o: &Owed, last: Option<&str>, resend: bool) -> Notification {
+    let (subject, what) = plain_words(policy, o);
+    let mut body = vec![format!("What happened: {what}")];
+    body.push(format!(
+        "By: {}, at {} (epoch seconds).",
+        if o.manual {
+            "a person"
+        } else {
+            "the canary agent"
+        },
+        o.at
+    ));
+    if resend {
+        body.push(
+            "This announcement could not be published when it happened; this is the agent's re-send (same id)."
+                .to_string(),
+        );
+    }
+    if let Some(last) = last {
+        body.push(format!(
+            "Last decision on {}:{}: {}",
+            policy.function,
+            policy.alias,
+            one_line(last, 300)
+        ));
+    }
+    body.extend(overrides(policy, o));
+    body.push(format!("Id: {}", o.id(&policy.function, &policy.alias)));
+    let subject = if resend {
+        format!("(re-sent) {subject}")
+    } else {
+        subject
+    };
+    Notification {
+        subject: ascii_subject(&subject, SUBJECT_LIMIT),
+        body: body.join("\n"),
+        attributes: attributes(policy, o, resend),
     }
 }
 
@@ -301,6 +390,39 @@ mod tests {
         }
     }
 
+    fn owed(event: EventKind, manual: bool) -> Owed {
+        Owed {
+            event,
+            version: Some(7),
+            stable: 6,
+            at: 1_795_428_020,
+            manual,
+            lease: 0,
+        }
+    }
+
+    fn ctx<'a>(
+        before: &'a AliasState,
+        action: &'a Action,
+        j: Option<&'a Judgement>,
+        trigger: &'a Trigger,
+    ) -> Context<'a> {
+        Context {
+            before,
+            action,
+            judgement: j,
+            trigger,
+            problem: None,
+        }
+    }
+
+    fn attr<'a>(n: &'a Notification, name: &str) -> Option<&'a str> {
+        n.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     #[test]
     fn rollback_page_says_what_why_numbers_and_how_to_override() {
         let p = Policy::with_defaults("notes-create");
@@ -309,38 +431,61 @@ mod tests {
             rejected: Some(7),
             why: "canary 5xx 100% (12 of 12) is above the 1% ceiling".into(),
         };
-        let n = announcement(&p, &before(), &action, Some(&judgement()), &Trigger::Agent)
-            .expect("announced");
+        let (b, j) = (before(), judgement());
+        let o = owed(EventKind::RolledBack, false);
+        let n = announcement(&p, &o, &ctx(&b, &action, Some(&j), &Trigger::Agent));
         assert_eq!(
             n.subject,
-            "ROLLED BACK notes-create v7 → v6: 5xx 100% vs 0.10%"
+            "ROLLED BACK notes-create v7 -> v6: 5xx 100% vs 0.10%"
         );
-        assert!(
-            n.body.contains("v7 will not be started again"),
-            "{}",
-            n.body
+        for text in [
+            "v7 will not be started again",
+            "canary   v7: 12 requests, 5xx 100%",
+            "canary start notes-create --version 7",
+            "console.aws.amazon.com/lambda",
+            "Id: notes-create:live:rolled_back:7:1795428020",
+        ] {
+            assert!(n.body.contains(text), "{text}: {}", n.body);
+        }
+        assert_eq!(attr(&n, "event"), Some("rolled_back"));
+        assert_eq!(attr(&n, "canary_version"), Some("7"));
+        assert_eq!(attr(&n, "stable_version"), Some("6"));
+        assert_eq!(attr(&n, "resend"), None);
+    }
+
+    #[test]
+    fn a_resend_keeps_the_event_attributes_and_id_and_marks_itself() {
+        let p = Policy::with_defaults("notes-create");
+        let o = owed(EventKind::RolledBack, true);
+        let action = Action::Rollback {
+            to: 6,
+            rejected: Some(7),
+            why: "x".into(),
+        };
+        let (b, t) = (
+            before(),
+            Trigger::Manual {
+                command: "canary rollback notes-create".into(),
+            },
         );
-        assert!(
-            n.body.contains("canary   v7: 12 requests, 5xx 100%"),
-            "{}",
-            n.body
-        );
-        assert!(
-            n.body.contains("canary start notes-create --version 7"),
-            "{}",
-            n.body
-        );
-        assert!(
-            n.body.contains("console.aws.amazon.com/lambda"),
-            "{}",
-            n.body
-        );
-        assert!(n
-            .attributes
-            .contains(&("event".into(), "rolled_back".into())));
-        assert!(n
-            .attributes
-            .contains(&("canary_version".into(), "7".into())));
+        let first = announcement(&p, &o, &ctx(&b, &action, None, &t));
+        let again = notice(&p, &o, Some("rolled back v7 to v6: x"), true);
+        assert!(again
+            .subject
+            .starts_with("(re-sent) ROLLED BACK notes-create v7 -> v6"));
+        for name in [
+            "event",
+            "function",
+            "alias",
+            "stable_version",
+            "canary_version",
+            "trigger",
+            "id",
+        ] {
+            assert_eq!(attr(&first, name), attr(&again, name), "{name}");
+        }
+        assert_eq!(attr(&again, "trigger"), Some("manual"));
+        assert_eq!(attr(&again, "resend"), Some("true"));
     }
 
     #[test]
@@ -358,33 +503,48 @@ mod tests {
             rejected: Some(7),
             why: "canary p99 240 ms vs baseline 80 ms over 6 periods".into(),
         };
-        let n = announcement(&p, &before(), &action, Some(&j), &Trigger::Agent).expect("announced");
+        let b = before();
+        let n = announcement(
+            &p,
+            &owed(EventKind::RolledBack, false),
+            &ctx(&b, &action, Some(&j), &Trigger::Agent),
+        );
         assert_eq!(
             n.subject,
-            "ROLLED BACK notes-get v7 → v6: p99 240 ms vs 80 ms"
+            "ROLLED BACK notes-get v7 -> v6: p99 240 ms vs 80 ms"
         );
     }
 
     #[test]
-    fn subjects_fit_sns_limit_and_holds_are_silent() {
+    fn subjects_follow_sns_rules_whatever_the_reason() {
         let p = Policy::with_defaults(&"f".repeat(64));
         let action = Action::Rollback {
             to: 6,
             rejected: Some(7),
-            why: "x".repeat(300),
+            why: "line one\nline two\r\n\u{7}".to_string() + &"x".repeat(300),
         };
         let manual = Trigger::Manual {
             command: "canary rollback".into(),
         };
-        let n = announcement(&p, &before(), &action, None, &manual).expect("announced");
-        assert!(n.subject.chars().count() <= SUBJECT_LIMIT, "{}", n.subject);
-        assert!(announcement(
+        let b = before();
+        let n = announcement(
             &p,
-            &before(),
-            &Action::Hold("x".into()),
-            None,
-            &Trigger::Agent
-        )
-        .is_none());
+            &owed(EventKind::RolledBack, true),
+            &ctx(&b, &action, None, &manual),
+        );
+        assert!(n.subject.len() < SUBJECT_LIMIT, "{}", n.subject);
+        assert!(
+            n.subject.chars().all(|c| c.is_ascii() && !c.is_control()),
+            "{}",
+            n.subject
+        );
+        for event in [
+            EventKind::Unprotected,
+            EventKind::Protected,
+            EventKind::NoData,
+        ] {
+            let n = notice(&p, &owed(event, false), None, true);
+            assert!(n.subject.len() < SUBJECT_LIMIT, "{}", n.subject);
+        }
     }
 }

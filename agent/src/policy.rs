@@ -53,6 +53,8 @@ pub struct Policy {
     pub on_no_data: OnNoData,
     /// How long a step may see no canary traffic before `on_no_data` applies.
     pub no_data_timeout: Duration,
+    /// How long a running canary may go unjudged before on-call is told it is unprotected.
+    pub unprotected_after: Duration,
     /// Where the request, 5xx and latency numbers come from.
     pub metrics: MetricsSource,
     /// Where on-call is told.
@@ -203,6 +205,7 @@ impl Policy {
             confidence: 0.99,
             on_no_data: OnNoData::Hold,
             no_data_timeout: Duration::from_secs(15 * 60),
+            unprotected_after: Duration::from_secs(5 * 60),
             metrics: MetricsSource::Lambda,
             notify: None,
         }

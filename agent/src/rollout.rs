@@ -6,88 +6,14 @@
 
 use crate::judge::{Judgement, Verdict};
 use crate::policy::{OnNoData, Policy};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A published Lambda version number.
-pub type Version = u64;
+use crate::record::LEASE_SECS;
+pub use crate::record::{EventKind, Owed, Record, Version, DESCRIPTION_LIMIT, RECORD_PREFIX};
+use crate::text::{human_duration, one_line};
 
-/// Prefix that marks an alias description as the agent's record.
-pub const RECORD_PREFIX: &str = "canary:";
-/// Lambda's limit on an alias description.
-pub const DESCRIPTION_LIMIT: usize = 256;
-
-/// What the agent remembers between ticks, stored in the alias description.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// The canary version the step fields describe.
-    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
-    pub canary: Option<Version>,
-    /// Index into the policy's steps.
-    #[serde(rename = "s", default)]
-    pub step: usize,
-    /// When the current step started (epoch seconds).
-    #[serde(rename = "t", default)]
-    pub since: i64,
-    /// When the canary started (epoch seconds).
-    #[serde(rename = "b", default)]
-    pub started: i64,
-    /// Forward moves are frozen.
-    #[serde(rename = "p", default, skip_serializing_if = "std::ops::Not::not")]
-    pub paused: bool,
-    /// The last version rolled back (never restarted until the candidate moves on).
-    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
-    pub rejected: Option<Version>,
-    /// A "no canary traffic" alert was sent for this step.
-    #[serde(rename = "q", default, skip_serializing_if = "std::ops::Not::not")]
-    pub quiet_alerted: bool,
-    /// The last decision, as a short sentence.
-    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<String>,
-    /// A notification that has not been published yet (retried every tick until it is).
-    #[serde(rename = "n", default, skip_serializing_if = "std::ops::Not::not")]
-    pub pending: bool,
-}
-
-impl Record {
-    /// Reads the record from an alias description; a description that is not ours gives an empty
-    /// record (the first write replaces it).
-    #[must_use]
-    pub fn decode(description: &str) -> Self {
-        description
-            .strip_prefix(RECORD_PREFIX)
-            .and_then(|json| serde_json::from_str(json).ok())
-            .unwrap_or_default()
-    }
-
-    /// Writes the record as an alias description, shortening `last` to fit Lambda's limit.
-    #[must_use]
-    pub fn encode(&self) -> String {
-        let mut record = self.clone();
-        loop {
-            let text = format!(
-                "{RECORD_PREFIX}{}",
-                serde_json::to_string(&record).unwrap_or_default()
-            );
-            if text.len() <= DESCRIPTION_LIMIT {
-                return text;
-            }
-            match record.last.as_mut() {
-                Some(last) if last.chars().count() > 8 => {
-                    let keep = last.chars().count() - 8;
-                    *last = last.chars().take(keep).collect::<String>() + "…";
-                    // The ellipsis counts once: strip a previous one before the next round.
-                    if last.ends_with("……") {
-                        last.pop();
-                    }
-                }
-                _ => {
-                    record.last = None;
-                }
-            }
-        }
-    }
-}
+/// The longest `--reason` kept (characters); the rest is cut.
+pub const REASON_LIMIT: usize = 200;
 
 /// The canary half of an alias's routing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,41 +62,6 @@ pub enum Override {
     Resume,
 }
 
-/// What happened, for notifications and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    /// A canary started.
-    Started,
-    /// The canary moved to a larger step.
-    Stepped,
-    /// The canary became the stable version.
-    Promoted,
-    /// The alias went back to the stable (or a chosen) version.
-    RolledBack,
-    /// The canary has seen no traffic for a long time.
-    NoData,
-    /// Forward moves frozen.
-    Paused,
-    /// Forward moves unfrozen.
-    Resumed,
-}
-
-impl EventKind {
-    /// Stable lowercase name (SNS message attribute `event`, JSON output).
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Started => "started",
-            Self::Stepped => "stepped",
-            Self::Promoted => "promoted",
-            Self::RolledBack => "rolled_back",
-            Self::NoData => "no_data",
-            Self::Paused => "paused",
-            Self::Resumed => "resumed",
-        }
-    }
-}
-
 /// The action chosen for this tick.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -212,6 +103,13 @@ pub enum Action {
     Pause,
     /// Unfreeze forward moves.
     Resume,
+    /// Tell on-call the running canary has not been judged for `unprotected_after`.
+    Unprotected {
+        /// The canary version left unjudged.
+        version: Version,
+        /// Since when (epoch seconds).
+        since: i64,
+    },
 }
 
 impl Action {
@@ -227,6 +125,7 @@ impl Action {
             Self::NoData => EventKind::NoData,
             Self::Pause => EventKind::Paused,
             Self::Resume => EventKind::Resumed,
+            Self::Unprotected { .. } => EventKind::Unprotected,
         })
     }
 }
@@ -244,6 +143,9 @@ impl fmt::Display for Action {
             Self::NoData => write!(f, "no canary traffic"),
             Self::Pause => write!(f, "pause"),
             Self::Resume => write!(f, "resume"),
+            Self::Unprotected { version, since } => {
+                write!(f, "v{version} unprotected: not judged since {since}")
+            }
         }
     }
 }
@@ -253,8 +155,22 @@ impl fmt::Display for Action {
 pub struct Decision {
     /// What to do.
     pub action: Action,
-    /// The state to write with one conditional `UpdateAlias`; `None` when nothing changes.
+    /// The state to write with one conditional `UpdateAlias`; `None` when nothing changes. Its
+    /// record owes the announcement of `action` (and of any other event this decision caused).
     pub next: Option<AliasState>,
+    /// What was wrong with the record as read and was repaired, or announcements the full
+    /// record had to give up: for the error log.
+    pub problems: Vec<String>,
+}
+
+impl Decision {
+    fn new(action: Action, next: Option<AliasState>) -> Self {
+        Self {
+            action,
+            next,
+            problems: Vec::new(),
+        }
+    }
 }
 
 /// Why a person's command cannot be carried out.
@@ -286,27 +202,90 @@ pub fn decide(
     ovr: Option<&Override>,
     now: i64,
 ) -> Result<Decision, OverrideError> {
-    let adopted = adopt(state, policy, now);
+    let (adopted, problems) = adopt(state, policy, now);
     let mut d = match ovr {
         Some(o) => manual(&adopted, policy, o, now)?,
         None => automatic(&adopted, policy, judgement, now),
     };
-    if let Some(next) = d.next.as_mut() {
-        if matches!(d.action, Action::Step { .. }) {
+    d.problems = problems;
+    if matches!(d.action, Action::Step { .. }) {
+        if let Some(next) = d.next.as_mut() {
             next.record.since = now;
         }
-        next.record.pending = d.action.event().is_some();
-    } else if adopted != *state {
-        // Nothing to do, but the record must catch up with a canary someone set by hand.
+    }
+    if ovr.is_none() && judgement.is_some() && adopted.canary.is_some() {
+        back_under_protection(&adopted, &mut d, now);
+    }
+    if let Some(event) = d.action.event() {
+        let before = adopted.canary.map(|c| c.version);
+        let version = match d.action {
+            Action::Start { version, .. }
+            | Action::Step { version, .. }
+            | Action::Promote { version }
+            | Action::Unprotected { version, .. } => Some(version),
+            Action::Rollback { rejected, .. } => rejected.or(before),
+            _ => before,
+        };
+        let next = d.next.get_or_insert_with(|| adopted.clone());
+        let owed = Owed {
+            event,
+            version,
+            stable: next.stable,
+            at: now,
+            manual: ovr.is_some(),
+            lease: now.saturating_add(LEASE_SECS),
+        };
+        if let Some(lost) = next.record.owe(owed) {
+            d.problems.push(format!(
+                "gave up the owed {} announcement of {} (more than {} owed)",
+                lost.event.as_str(),
+                lost.at,
+                crate::record::OWED_LIMIT
+            ));
+        }
+    } else if d.next.is_none() && adopted != *state {
+        // Nothing to do, but the record must catch up (a canary set by hand, a repair).
         d.next = Some(adopted);
     }
     Ok(d)
 }
 
-/// Makes the record agree with the alias: a canary set by hand (or a record left by a crash
-/// before the write) is adopted at the nearest step at or below its weight.
-fn adopt(state: &AliasState, policy: &Policy, now: i64) -> AliasState {
+/// The canary is judged again: clear the "not judged since" marks and, if on-call was told it
+/// was unprotected, owe them a "protected again".
+fn back_under_protection(adopted: &AliasState, d: &mut Decision, now: i64) {
+    let r = &adopted.record;
+    if r.unjudged_since.is_none() && !r.unprotected_paged {
+        return;
+    }
+    let next = d.next.get_or_insert_with(|| adopted.clone());
+    next.record.unjudged_since = None;
+    next.record.unprotected_paged = false;
+    if r.unprotected_paged {
+        let owed = Owed {
+            event: EventKind::Protected,
+            version: adopted.canary.map(|c| c.version),
+            stable: adopted.stable,
+            at: now,
+            manual: false,
+            lease: now.saturating_add(LEASE_SECS),
+        };
+        if let Some(lost) = next.record.owe(owed) {
+            d.problems.push(format!(
+                "gave up the owed {} announcement of {}",
+                lost.event.as_str(),
+                lost.at
+            ));
+        }
+    }
+}
+
+/// Makes the record agree with the alias: values no agent writes are repaired (and reported), a
+/// canary set by hand (or a record left by a crash before the write) is adopted at the nearest
+/// step at or below its weight.
+fn adopt(state: &AliasState, policy: &Policy, now: i64) -> (AliasState, Vec<String>) {
     let mut s = state.clone();
+    let was_corrupt = s.record.corrupt.is_some();
+    let problems = s.record.sanitize(policy.steps.len(), now);
     match state.canary {
         Some(r)
             if s.record.canary != Some(r.version) || !is_step(policy, s.record.step, r.weight) =>
@@ -320,6 +299,8 @@ fn adopt(state: &AliasState, policy: &Policy, now: i64) -> AliasState {
                 s.record.since = now;
                 s.record.started = now;
                 s.record.quiet_alerted = false;
+                s.record.unjudged_since = None;
+                s.record.unprotected_paged = false;
             }
             s.record.canary = Some(r.version);
             s.record.step = step;
@@ -328,17 +309,28 @@ fn adopt(state: &AliasState, policy: &Policy, now: i64) -> AliasState {
             // Someone removed the routing by hand (the console's "rollback"): unless they made the
             // canary the stable version, respect it as a rollback and do not start it again.
             if let Some(c) = s.record.canary.filter(|&c| c != s.stable) {
-                s.record.rejected = Some(c);
+                s.record.rejected = s.record.rejected.max(Some(c));
                 s.record.last = Some(format!(
                     "v{c} was taken off the alias by hand; not restarted"
                 ));
             }
             s.record.canary = None;
             s.record.step = 0;
+            s.record.unjudged_since = None;
+            s.record.unprotected_paged = false;
+        }
+        None if was_corrupt => {
+            // What was rolled back is unknown: start nothing on our own until a new deploy.
+            if let Some(v) = s.candidate.filter(|&v| v != s.stable) {
+                s.record.rejected = s.record.rejected.max(Some(v));
+                s.record.last = Some(format!(
+                    "unreadable record replaced; v{v} not started automatically"
+                ));
+            }
         }
         _ => {}
     }
-    s
+    (s, problems)
 }
 
 fn is_step(policy: &Policy, step: usize, weight: f64) -> bool {
@@ -349,10 +341,42 @@ fn is_step(policy: &Policy, step: usize, weight: f64) -> bool {
 }
 
 fn hold(why: impl Into<String>) -> Decision {
-    Decision {
-        action: Action::Hold(why.into()),
-        next: None,
+    Decision::new(Action::Hold(why.into()), None)
+}
+
+/// A policy duration in seconds; durations are bounded when a policy is read, and saturate here
+/// so no arithmetic on them can overflow whatever they are.
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Whether the candidate `v` may be started without a person: only versions newer than every
+/// version rolled back on this alias.
+fn startable(record: &Record, v: Version) -> bool {
+    record.rejected.is_none_or(|r| v > r)
+}
+
+/// The running canary could not be judged this tick (its metrics could not be read): note since
+/// when, and tell on-call once it has lasted `unprotected_after`.
+fn unjudged(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Decision {
+    let record = &state.record;
+    let since = record.unjudged_since.unwrap_or(now);
+    let waited = now.saturating_sub(since);
+    let why = format!("could not judge v{version} for {}", human_duration(waited));
+    if record.unprotected_paged {
+        return hold(why);
     }
+    let mut next = state.clone();
+    next.record.unjudged_since = Some(since);
+    if waited >= secs(policy.unprotected_after) {
+        next.record.unprotected_paged = true;
+        next.record.last = Some(format!("v{version} unprotected: {why}"));
+        return Decision::new(Action::Unprotected { version, since }, Some(next));
+    }
+    Decision::new(
+        Action::Hold(why),
+        (record.unjudged_since.is_none()).then_some(next),
+    )
 }
 
 fn automatic(
@@ -366,9 +390,12 @@ fn automatic(
         return match state.candidate {
             None => hold(format!("no {} alias", policy.candidate_alias)),
             Some(v) if v == state.stable => hold(format!("v{v} is live; no new candidate")),
-            Some(v) if record.rejected == Some(v) => hold(format!(
-                "v{v} was rolled back; waiting for a new {} version",
-                policy.candidate_alias
+            Some(v) if !startable(record, v) => hold(format!(
+                "v{v} is not newer than v{}, which was rolled back; waiting for a newer {} \
+                 version (or `canary start {} --version {v}`)",
+                record.rejected.unwrap_or_default(),
+                policy.candidate_alias,
+                policy.function
             )),
             Some(_) if record.paused => hold("paused"),
             Some(v) => start(state, policy, v, now),
@@ -385,13 +412,13 @@ fn automatic(
             );
         }
         // A replacement is a forward move: while paused, the old canary stays judged instead.
-        Some(v) if v != c && record.rejected != Some(v) && !record.paused => {
+        Some(v) if v != c && startable(record, v) && !record.paused => {
             return start(state, policy, v, now);
         }
         _ => {}
     }
     let Some(j) = judgement else {
-        return hold("no metrics this tick");
+        return unjudged(state, policy, c, now);
     };
     if let Verdict::Regressed(reasons) = &j.verdict {
         return rollback(state, state.stable, Some(c), reasons.join("; "));
@@ -399,7 +426,7 @@ fn automatic(
     let quiet_since = j
         .last_canary_traffic
         .map_or(record.since, |t| t.max(record.since));
-    if now - quiet_since >= policy.no_data_timeout.as_secs() as i64
+    if now.saturating_sub(quiet_since) >= secs(policy.no_data_timeout)
         && j.last_canary_traffic.is_none_or(|t| t < record.since)
     {
         match policy.on_no_data {
@@ -410,7 +437,7 @@ fn automatic(
                     Some(c),
                     format!(
                         "no canary traffic for {} (on_no_data: rollback)",
-                        mins(now - quiet_since)
+                        mins(now.saturating_sub(quiet_since))
                     ),
                 );
             }
@@ -419,12 +446,9 @@ fn automatic(
                 next.record.quiet_alerted = true;
                 next.record.last = Some(format!(
                     "holding v{c}: no canary traffic for {}",
-                    mins(now - quiet_since)
+                    mins(now.saturating_sub(quiet_since))
                 ));
-                return Decision {
-                    action: Action::NoData,
-                    next: Some(next),
-                };
+                return Decision::new(Action::NoData, Some(next));
             }
             OnNoData::Hold => {}
         }
@@ -432,13 +456,13 @@ fn automatic(
     if record.paused {
         return hold(format!("paused at {}%", canary.weight));
     }
-    let waited = now - record.since;
-    let interval = policy.step_interval.as_secs() as i64;
+    let waited = now.saturating_sub(record.since);
+    let interval = secs(policy.step_interval);
     match &j.verdict {
         Verdict::NotEnoughData(why) => hold(why.clone()),
         Verdict::Healthy if waited < interval => hold(format!(
             "healthy; {} more at {}%",
-            mins(interval - waited),
+            mins(interval.saturating_sub(waited)),
             canary.weight
         )),
         Verdict::Healthy | Verdict::Regressed(_) => forward(state, policy, c, false),
@@ -446,15 +470,11 @@ fn automatic(
 }
 
 fn mins(secs: i64) -> String {
-    if secs >= 90 {
-        format!("{}m", (secs + 30) / 60)
-    } else {
-        format!("{secs}s")
-    }
+    human_duration(secs)
 }
 
 fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Decision {
-    let weight = policy.steps[0];
+    let weight = policy.steps.first().copied().unwrap_or(100.0);
     if weight >= 100.0 {
         return promote(state, version);
     }
@@ -467,18 +487,15 @@ fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Dec
         started: now,
         paused: state.record.paused,
         rejected: state.record.rejected,
-        quiet_alerted: false,
         last: Some(format!("started v{version} at {weight}%")),
-        pending: false,
+        owed: state.record.owed.clone(),
+        ..Record::default()
     };
-    Decision {
-        action: Action::Start { version, weight },
-        next: Some(next),
-    }
+    Decision::new(Action::Start { version, weight }, Some(next))
 }
 
 fn forward(state: &AliasState, policy: &Policy, c: Version, full: bool) -> Decision {
-    let step = state.record.step + 1;
+    let step = state.record.step.saturating_add(1);
     match policy.steps.get(step) {
         Some(&weight) if weight < 100.0 && !full => {
             let mut next = state.clone();
@@ -487,14 +504,14 @@ fn forward(state: &AliasState, policy: &Policy, c: Version, full: bool) -> Decis
             // `since` is set to the decision's clock by `decide`.
             next.record.quiet_alerted = false;
             next.record.last = Some(format!("v{c} to {weight}%"));
-            Decision {
-                action: Action::Step {
+            Decision::new(
+                Action::Step {
                     version: c,
                     step,
                     weight,
                 },
-                next: Some(next),
-            }
+                Some(next),
+            )
         }
         _ => promote(state, c),
     }
@@ -507,11 +524,10 @@ fn promote(state: &AliasState, version: Version) -> Decision {
     next.record.canary = None;
     next.record.step = 0;
     next.record.quiet_alerted = false;
+    next.record.unjudged_since = None;
+    next.record.unprotected_paged = false;
     next.record.last = Some(format!("promoted v{version} to 100%"));
-    Decision {
-        action: Action::Promote { version },
-        next: Some(next),
-    }
+    Decision::new(Action::Promote { version }, Some(next))
 }
 
 fn rollback(state: &AliasState, to: Version, rejected: Option<Version>, why: String) -> Decision {
@@ -521,17 +537,15 @@ fn rollback(state: &AliasState, to: Version, rejected: Option<Version>, why: Str
     next.record.canary = None;
     next.record.step = 0;
     next.record.quiet_alerted = false;
-    if rejected.is_some() {
-        next.record.rejected = rejected;
-    }
+    next.record.unjudged_since = None;
+    next.record.unprotected_paged = false;
+    // The newest rolled-back version is all the record needs: versions only grow.
+    next.record.rejected = next.record.rejected.max(rejected);
     next.record.last = Some(match rejected {
         Some(r) => format!("rolled back v{r} to v{to}: {why}"),
         None => format!("rolled back to v{to}: {why}"),
     });
-    Decision {
-        action: Action::Rollback { to, rejected, why },
-        next: Some(next),
-    }
+    Decision::new(Action::Rollback { to, rejected, why }, Some(next))
 }
 
 fn manual(
@@ -554,11 +568,10 @@ fn manual(
                     "v{v} is already the stable version of {name}"
                 )));
             }
+            // A person may start a rolled-back version; the record still remembers the newest
+            // rolled-back version, so the agent will not start older candidates on its own.
             let mut s = state.clone();
             s.record.paused = false;
-            if s.record.rejected == Some(v) {
-                s.record.rejected = None;
-            }
             start(&s, policy, v, now)
         }
         Override::Promote | Override::PromoteFull => {
@@ -582,7 +595,9 @@ fn manual(
                 .or((target != state.stable).then_some(state.stable))
                 .filter(|&r| r != target);
             let why = reason
-                .clone()
+                .as_deref()
+                .map(|r| one_line(r, REASON_LIMIT))
+                .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| "manual rollback".to_string());
             rollback(state, target, rejected, why)
         }
@@ -590,19 +605,13 @@ fn manual(
             let mut next = state.clone();
             next.record.paused = true;
             next.record.last = Some("paused by hand".to_string());
-            Decision {
-                action: Action::Pause,
-                next: Some(next),
-            }
+            Decision::new(Action::Pause, Some(next))
         }
         Override::Resume => {
             let mut next = state.clone();
             next.record.paused = false;
             next.record.last = Some("resumed by hand".to_string());
-            Decision {
-                action: Action::Resume,
-                next: Some(next),
-            }
+            Decision::new(Action::Resume, Some(next))
         }
     })
 }
@@ -666,7 +675,11 @@ mod tests {
         assert_eq!(next.stable, 1);
         assert_eq!(next.record.canary, Some(2));
         assert_eq!(next.record.since, 1000);
-        assert!(next.record.pending, "the start is announced");
+        assert_eq!(
+            next.record.owed.iter().map(|o| o.event).collect::<Vec<_>>(),
+            [EventKind::Started],
+            "the start is announced"
+        );
     }
 
     #[test]
@@ -895,7 +908,11 @@ mod tests {
         )
         .expect("start");
         assert!(matches!(d.action, Action::Start { version: 7, .. }));
-        assert_eq!(d.next.expect("writes").record.rejected, None);
+        assert_eq!(
+            d.next.expect("writes").record.rejected,
+            Some(7),
+            "still the newest rolled-back version"
+        );
     }
 
     #[test]
@@ -969,30 +986,6 @@ mod tests {
             .next
             .expect("record catches up");
         assert_eq!(next.record.rejected, None);
-    }
-
-    #[test]
-    fn record_roundtrips_and_fits_the_description_limit() {
-        let r = Record {
-            canary: Some(12),
-            step: 2,
-            since: 1_763_900_000,
-            started: 1_763_899_000,
-            paused: true,
-            rejected: Some(11),
-            quiet_alerted: true,
-            last: Some("rolled back v12 to v11: ".to_string() + &"canary 5xx 100% ".repeat(30)),
-            pending: true,
-        };
-        let text = r.encode();
-        assert!(text.len() <= DESCRIPTION_LIMIT, "{}", text.len());
-        let back = Record::decode(&text);
-        assert_eq!(back.canary, Some(12));
-        assert!(back
-            .last
-            .expect("kept a prefix")
-            .starts_with("rolled back v12"));
-        assert_eq!(Record::decode("Production alias"), Record::default());
     }
 
     #[derive(Debug, Clone)]

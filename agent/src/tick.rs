@@ -3,17 +3,34 @@
 //! The only module besides the adapters that does I/O, and only through [`crate::ports`]. Every
 //! write is one conditional update; a conflict is re-read and re-decided, never overwritten. The
 //! agent can stop between any two calls: the next tick reads the alias and carries on.
+//!
+//! Announcements are owed in the alias record from the write that makes the decision until SNS
+//! accepts them ([`crate::record::Owed`]): the writer sends them at once; a later tick re-sends
+//! one whose sender's lease ran out, after claiming it with a conditional write, so two agents
+//! never re-send the same announcement at the same time.
 
 use crate::judge::{judge, Judgement, Observations};
-use crate::notify::{announcement, Trigger};
+use crate::notify::{announcement, notice, Context, Trigger};
 use crate::policy::Policy;
 use crate::ports::{
     Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot,
 };
+use crate::record::{Owed, LEASE_SECS};
 use crate::rollout::{decide, Action, AliasState, Decision, Override, OverrideError};
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub use crate::text::human_duration;
 
 /// How many times a conflicting write is re-read and re-decided before giving up for this tick.
 const CONFLICT_ATTEMPTS: usize = 3;
+/// How many policies are read, judged and written at once (Lambda's control plane allows about
+/// 15 requests a second per account; each policy makes two to four).
+const CONCURRENCY: usize = 8;
+/// A tick's time budget when none is given: below the scheduled Lambda's 50 s timeout.
+pub const DEFAULT_TICK_BUDGET: Duration = Duration::from_secs(40);
 
 /// The agent: ports plus settings.
 #[derive(Debug, Clone)]
@@ -43,10 +60,13 @@ pub struct Outcome {
     pub judgement: Option<Judgement>,
     /// The decision (applied unless `dry_run` or `error`).
     pub decision: Option<Decision>,
-    /// Whether the announcement was published: `None` if there was nothing to announce.
+    /// Whether the owed announcements were published: `None` if there was nothing to send,
+    /// else the first failure (the announcement stays owed and is re-sent next tick).
     pub notified: Option<Result<(), String>>,
     /// What went wrong, if anything did.
     pub error: Option<String>,
+    /// What was wrong with the alias record and was repaired.
+    pub problems: Vec<String>,
 }
 
 impl Outcome {
@@ -59,14 +79,23 @@ impl Outcome {
             decision: None,
             notified: None,
             error: None,
+            problems: Vec::new(),
         }
+    }
+
+    /// Whether this policy failed in a way on-call or the scheduler should hear about: an
+    /// error, or an announcement that could not be published.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || matches!(self.notified, Some(Err(_)))
     }
 
     /// One line for logs and the terminal.
     #[must_use]
     pub fn line(&self) -> String {
         let what = match (&self.error, &self.decision) {
-            (Some(e), _) => format!("error: {e}"),
+            (Some(e), Some(d)) => format!("{} (error: {e})", d.action),
+            (Some(e), None) => format!("error: {e}"),
             (None, Some(d)) => d.action.to_string(),
             (None, None) => "nothing decided".to_string(),
         };
@@ -75,10 +104,18 @@ impl Outcome {
             .as_ref()
             .map_or(String::new(), |j| format!(" [{}]", j.summary()));
         let page = match &self.notified {
-            Some(Err(e)) => format!(" (page failed, retried next tick: {e})"),
+            Some(Err(e)) => format!(" (page failed, re-sent next tick: {e})"),
             _ => String::new(),
         };
-        format!("{}:{} {what}{numbers}{page}", self.function, self.alias)
+        let repaired = if self.problems.is_empty() {
+            String::new()
+        } else {
+            format!(" (record repaired: {})", self.problems.join("; "))
+        };
+        format!(
+            "{}:{} {what}{numbers}{page}{repaired}",
+            self.function, self.alias
+        )
     }
 }
 
@@ -96,28 +133,25 @@ pub enum CommandError {
         /// The missing version.
         version: u64,
     },
+    /// Someone (the agent or another person) changed the alias while the command ran; nothing
+    /// was written. The text says what changed.
+    #[error("{0}")]
+    LostRace(String),
     /// AWS failed.
     #[error(transparent)]
     Port(#[from] PortError),
 }
 
-/// Formats seconds as `45s`, `12m`, `2h5m`.
-#[must_use]
-pub fn human_duration(secs: i64) -> String {
-    match secs {
-        s if s < 90 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", (s + 30) / 60),
-        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
     let s = &snap.state;
     let c = s.canary?;
-    let from = if s.record.canary == Some(c.version) && s.record.started > 0 {
-        s.record.started
+    let started = s.record.started;
+    let from = if s.record.canary == Some(c.version)
+        && (crate::record::EARLIEST..=now).contains(&started)
+    {
+        started
     } else {
-        now - 300
+        now.saturating_sub(300)
     };
     Some(MetricsQuery::for_policy(
         policy, s.stable, c.version, from, now,
@@ -127,16 +161,53 @@ fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
 /// Judges a canary's series. The step's requests include the period the step began in (it
 /// served the step's weight for part of it), so a step is never a whole period plus the metric
 /// delay slower.
-fn judge_series(policy: &Policy, state: &AliasState, series: Series) -> Judgement {
-    let period = policy.metrics.period().as_secs().max(1) as i64;
+fn judge_series(policy: &Policy, state: &AliasState, series: Series, now: i64) -> Judgement {
+    let period = i64::try_from(policy.metrics.period().as_secs())
+        .unwrap_or(60)
+        .max(1);
+    // A corrupted record is repaired by the decision; judge with the repaired step start.
+    let mut record = state.record.clone();
+    record.sanitize(policy.steps.len(), now);
     judge(
         policy,
         &Observations {
             canary: series.canary,
             baseline: series.baseline,
-            step_start: state.record.since.div_euclid(period) * period,
+            step_start: record.since.div_euclid(period).saturating_mul(period),
         },
     )
+}
+
+/// The alias in words, for "what changed" messages.
+fn describe(s: &AliasState) -> String {
+    let canary = s.canary.map_or("no canary".to_string(), |c| {
+        format!("v{} at {}%", c.version, c.weight)
+    });
+    format!(
+        "stable v{}, {canary}{}",
+        s.stable,
+        if s.record.paused { ", paused" } else { "" }
+    )
+}
+
+/// Whether two reads differ in what a person acts on (not just the agent's bookkeeping).
+fn same_substance(a: &AliasState, b: &AliasState) -> bool {
+    a.stable == b.stable && a.canary == b.canary && a.record.paused == b.record.paused
+}
+
+/// Awaits `fut`, giving up at `deadline` (if any); `None` when it gave up.
+async fn until<F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
+    match deadline {
+        None => Some(fut.await),
+        Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
+    }
+}
+
+/// One policy's view from the survey.
+struct Seen {
+    snap: Result<Snapshot, PortError>,
+    judgement: Option<Judgement>,
+    metrics_error: Option<String>,
 }
 
 impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
@@ -146,16 +217,21 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             .or_else(|| policy.notify.as_ref().map(|n| n.topic_arn.clone()))
     }
 
-    /// Reads every alias, fetches every running canary's metrics in one batch, and judges them.
-    async fn survey(
-        &self,
-        policies: &[Policy],
-        now: i64,
-    ) -> Vec<(Result<Snapshot, PortError>, Option<Judgement>)> {
-        let mut snaps = Vec::with_capacity(policies.len());
-        for p in policies {
-            snaps.push(self.aliases.read(p).await);
-        }
+    /// Reads every alias (a few at a time), fetches every running canary's metrics in one batch,
+    /// and judges them.
+    async fn survey(&self, policies: &[Policy], now: i64, deadline: Option<Instant>) -> Vec<Seen> {
+        let permits = tokio::sync::Semaphore::new(CONCURRENCY);
+        let reads = policies.iter().map(|p| async {
+            let _permit = permits.acquire().await;
+            until(deadline, self.aliases.read(p))
+                .await
+                .unwrap_or_else(|| {
+                    Err(PortError::Failed(
+                        "reading the alias did not finish before the tick's deadline".to_string(),
+                    ))
+                })
+        });
+        let snaps = futures_util::future::join_all(reads).await;
         let queries: Vec<(usize, MetricsQuery)> = policies
             .iter()
             .zip(&snaps)
@@ -171,74 +247,117 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         let answers = if qs.is_empty() {
             Vec::new()
         } else {
-            self.metrics.fetch(&qs).await
+            until(deadline, self.metrics.fetch(&qs))
+                .await
+                .unwrap_or_else(|| {
+                    vec![
+                        Err(PortError::Failed(
+                            "the metrics query did not finish before the tick's deadline"
+                                .to_string()
+                        ));
+                        qs.len()
+                    ]
+                })
         };
-        let mut judgements: Vec<Option<Judgement>> = vec![None; policies.len()];
-        let mut errors: Vec<Option<PortError>> = vec![None; policies.len()];
+        let mut seen: Vec<Seen> = snaps
+            .into_iter()
+            .map(|snap| Seen {
+                snap,
+                judgement: None,
+                metrics_error: None,
+            })
+            .collect();
         for ((i, _), answer) in queries.iter().zip(answers) {
-            match (answer, &snaps[*i]) {
+            let s = &mut seen[*i];
+            match (answer, &s.snap) {
                 (Ok(series), Ok(snap)) => {
-                    judgements[*i] = Some(judge_series(&policies[*i], &snap.state, series));
+                    s.judgement = Some(judge_series(&policies[*i], &snap.state, series, now));
                 }
-                (Err(e), _) => errors[*i] = Some(e),
+                (Err(e), _) => s.metrics_error = Some(format!("metrics: {e}")),
                 _ => {}
             }
         }
-        snaps
-            .into_iter()
-            .zip(judgements)
-            .zip(errors)
-            .map(|((s, j), e)| match (s, e) {
-                (Ok(_), Some(e)) => (Err(PortError::Failed(format!("metrics: {e}"))), None),
-                (s, _) => (s, j),
-            })
-            .collect()
+        seen
     }
 
-    /// One pass over every policy. Failures of one policy never stop the others.
+    /// One pass over every policy with no deadline of its own (the simulator's ports never
+    /// wait; the AWS adapters bound every call with the SDK's timeouts).
     pub async fn tick(&self, policies: &[Policy], now: i64) -> Vec<Outcome> {
-        let survey = self.survey(policies, now).await;
-        let mut outcomes = Vec::with_capacity(policies.len());
-        for (policy, (snap, judgement)) in policies.iter().zip(survey) {
-            let mut out = Outcome::new(policy);
-            match snap {
-                Err(e) => out.error = Some(e.to_string()),
-                Ok(snap) => {
-                    out.judgement = judgement;
-                    self.apply(policy, snap, None, now, Trigger::Agent, &mut out)
+        self.tick_within(policies, now, None).await
+    }
+
+    /// One pass over every policy. Failures of one policy never stop the others; policies are
+    /// handled a few at a time, and whatever has not finished by `budget` (when given; it needs a
+    /// tokio runtime) is reported as failed and carried on by the next tick.
+    pub async fn tick_within(
+        &self,
+        policies: &[Policy],
+        now: i64,
+        budget: Option<Duration>,
+    ) -> Vec<Outcome> {
+        let deadline = budget.map(|b| Instant::now() + b);
+        let survey = self.survey(policies, now, deadline).await;
+        let permits = tokio::sync::Semaphore::new(CONCURRENCY);
+        let work = policies.iter().zip(survey).map(|(policy, seen)| {
+            let permits = &permits;
+            async move {
+                let _permit = permits.acquire().await;
+                let mut out = Outcome::new(policy);
+                match seen.snap {
+                    Err(e) => out.error = Some(e.to_string()),
+                    Ok(snap) => {
+                        out.judgement = seen.judgement;
+                        out.error.clone_from(&seen.metrics_error);
+                        let applied = until(
+                            deadline,
+                            self.apply(
+                                policy,
+                                snap,
+                                None,
+                                now,
+                                &Trigger::Agent,
+                                seen.metrics_error.as_deref(),
+                                &mut out,
+                            ),
+                        )
                         .await;
+                        match applied {
+                            None => {
+                                out.error = Some(
+                                    "did not finish before the tick's deadline; the next tick carries on"
+                                        .to_string(),
+                                );
+                            }
+                            Some(Err(e)) => out.error = Some(e.to_string()),
+                            Some(Ok(())) => {}
+                        }
+                    }
                 }
+                log(&out, self.dry_run);
+                out
             }
-            tracing::info!(
-                function = %out.function,
-                alias = %out.alias,
-                action = %out.decision.as_ref().map_or("none".to_string(), |d| d.action.to_string()),
-                verdict = %out.judgement.as_ref().map_or("-".to_string(), |j| j.verdict.to_string()),
-                numbers = %out.judgement.as_ref().map_or(String::new(), Judgement::summary),
-                error = out.error.as_deref().unwrap_or(""),
-                dry_run = self.dry_run,
-                "decision"
-            );
-            outcomes.push(out);
-        }
-        outcomes
+        });
+        futures_util::future::join_all(work).await
     }
 
     /// Judges without deciding or writing: what `canary status` shows.
     pub async fn status(&self, policies: &[Policy], now: i64) -> Vec<Outcome> {
-        let survey = self.survey(policies, now).await;
+        let survey = self.survey(policies, now, None).await;
         policies
             .iter()
             .zip(survey)
-            .map(|(policy, (snap, judgement))| {
+            .map(|(policy, seen)| {
                 let mut out = Outcome::new(policy);
-                match snap {
+                match seen.snap {
                     Err(e) => out.error = Some(e.to_string()),
                     Ok(snap) => {
                         out.decision =
-                            decide(&snap.state, policy, judgement.as_ref(), None, now).ok();
-                        out.before = Some(snap.state);
-                        out.judgement = judgement;
+                            decide(&snap.state, policy, seen.judgement.as_ref(), None, now).ok();
+                        let mut state = snap.state;
+                        out.problems = state.record.sanitize(policy.steps.len(), now);
+                        out.before = Some(state);
+                        out.judgement = seen.judgement;
+                        out.error = seen.metrics_error;
                     }
                 }
                 out
@@ -249,7 +368,8 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
     /// Carries out a person's command at once and announces it.
     ///
     /// # Errors
-    /// The command does not apply, the version does not exist, or AWS failed.
+    /// The command does not apply, the version does not exist, someone changed the alias while
+    /// it ran ([`CommandError::LostRace`]: nothing written), or AWS failed.
     pub async fn command(
         &self,
         policy: &Policy,
@@ -278,138 +398,223 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         let trigger = Trigger::Manual {
             command: command_line.to_string(),
         };
-        let judgement = match window(policy, &snap, now) {
+        out.judgement = match window(policy, &snap, now) {
             Some(q) => self
                 .metrics
                 .fetch(&[q])
                 .await
                 .pop()
                 .and_then(Result::ok)
-                .map(|series| judge_series(policy, &snap.state, series)),
+                .map(|series| judge_series(policy, &snap.state, series, now)),
             None => None,
         };
-        out.judgement = judgement;
-        self.apply(policy, snap, Some(ovr), now, trigger, &mut out)
-            .await;
-        match out.error.take() {
-            Some(e) => Err(CommandError::Port(PortError::Failed(e))),
-            None => Ok(out),
-        }
+        self.apply(policy, snap, Some(ovr), now, &trigger, None, &mut out)
+            .await?;
+        Ok(out)
     }
 
+    /// Decides and writes one alias, then sends what it owes.
+    #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
         policy: &Policy,
         mut snap: Snapshot,
         ovr: Option<&Override>,
         now: i64,
-        trigger: Trigger,
+        trigger: &Trigger,
+        problem: Option<&str>,
         out: &mut Outcome,
-    ) {
+    ) -> Result<(), CommandError> {
         out.before = Some(snap.state.clone());
         for attempt in 1..=CONFLICT_ATTEMPTS {
-            let decision = match decide(&snap.state, policy, out.judgement.as_ref(), ovr, now) {
-                Ok(d) => d,
-                Err(e) => {
-                    out.error = Some(e.to_string());
-                    return;
-                }
-            };
+            let decision = decide(&snap.state, policy, out.judgement.as_ref(), ovr, now)?;
+            out.problems.clone_from(&decision.problems);
             out.decision = Some(decision.clone());
             if self.dry_run {
-                return;
+                return Ok(());
             }
-            let Some(next) = decision.next.clone() else {
-                // Nothing to change; re-send an announcement a previous tick could not publish.
-                if snap.state.record.pending {
-                    self.resend(policy, &snap, out).await;
-                }
-                return;
+            let (next, new_ids, claimed) = self.plan(policy, &snap.state, &decision, now);
+            let Some(next) = next else {
+                return Ok(());
             };
             match self.aliases.write(policy, &next, &snap.revision).await {
                 Ok(revision) => {
-                    self.announce(
-                        policy,
-                        &snap.state,
-                        &decision,
-                        next,
-                        revision,
-                        &trigger,
-                        out,
-                    )
-                    .await;
-                    return;
+                    let ctx = Context {
+                        before: &snap.state,
+                        action: &decision.action,
+                        judgement: out.judgement.as_ref(),
+                        trigger,
+                        problem,
+                    };
+                    out.notified = self
+                        .send_owed(policy, next, revision, &ctx, &new_ids, &claimed)
+                        .await;
+                    return Ok(());
                 }
                 Err(PortError::Conflict) if attempt < CONFLICT_ATTEMPTS => {
                     tracing::warn!(function = %policy.function, attempt, "alias changed under us; re-reading");
-                    match self.aliases.read(policy).await {
-                        Ok(s) => {
-                            // The judgement is about the versions read first; drop it if they moved.
-                            let same = |a: &AliasState| (a.stable, a.canary.map(|c| c.version));
-                            if same(&s.state) != same(&snap.state) {
-                                out.judgement = None;
-                            }
-                            out.before = Some(s.state.clone());
-                            snap = s;
-                        }
-                        Err(e) => {
-                            out.error = Some(e.to_string());
-                            return;
-                        }
+                    let fresh = self.aliases.read(policy).await?;
+                    if ovr.is_some() && !same_substance(&fresh.state, &snap.state) {
+                        return Err(CommandError::LostRace(format!(
+                            "{}:{} changed while the command ran (was {}, now {}{}); nothing was written: check `canary status {}` and run the command again if it still applies",
+                            policy.function,
+                            policy.alias,
+                            describe(&snap.state),
+                            describe(&fresh.state),
+                            fresh.state.record.last.as_deref().map_or(String::new(), |l| format!("; last decision: {l}")),
+                            policy.function
+                        )));
                     }
+                    // The judgement is about the versions read first; drop it if they moved.
+                    let versions = |a: &AliasState| (a.stable, a.canary.map(|c| c.version));
+                    if versions(&fresh.state) != versions(&snap.state) {
+                        out.judgement = None;
+                    }
+                    out.before = Some(fresh.state.clone());
+                    snap = fresh;
+                }
+                Err(PortError::Conflict) if ovr.is_some() => {
+                    return Err(CommandError::LostRace(format!(
+                        "{}:{} kept changing while the command ran; nothing was written: run it again",
+                        policy.function, policy.alias
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PortError::Conflict.into())
+    }
+
+    /// What to write: the decision's state, with every owed announcement no process is sending
+    /// claimed for this tick. Returns the state (if anything changes), the ids this decision
+    /// added, and the ids claimed for a re-send.
+    fn plan(
+        &self,
+        policy: &Policy,
+        read: &AliasState,
+        decision: &Decision,
+        now: i64,
+    ) -> (Option<AliasState>, HashSet<String>, HashSet<String>) {
+        let id = |o: &Owed| o.id(&policy.function, &policy.alias);
+        let old: HashSet<String> = read.record.owed.iter().map(id).collect();
+        let mut next = decision.next.clone();
+        let base = next.as_ref().unwrap_or(read);
+        let new_ids: HashSet<String> = base
+            .record
+            .owed
+            .iter()
+            .map(id)
+            .filter(|i| !old.contains(i))
+            .collect();
+        let claimed: HashSet<String> = base
+            .record
+            .owed
+            .iter()
+            .filter(|o| o.due(now))
+            .map(id)
+            .filter(|i| !new_ids.contains(i))
+            .collect();
+        if !claimed.is_empty() {
+            let state = next.get_or_insert_with(|| read.clone());
+            for o in &mut state.record.owed {
+                if claimed.contains(&id(o)) {
+                    o.lease = now.saturating_add(LEASE_SECS);
+                }
+            }
+        }
+        (next, new_ids, claimed)
+    }
+
+    /// Publishes this tick's announcements (`new_ids` in full, `claimed` as re-sends), then
+    /// removes the published ones from the record and releases the failed ones for the next
+    /// tick, with a conditional write. A failure to clear only means a later duplicate (same id).
+    async fn send_owed(
+        &self,
+        policy: &Policy,
+        written: AliasState,
+        revision: String,
+        ctx: &Context<'_>,
+        new_ids: &HashSet<String>,
+        claimed: &HashSet<String>,
+    ) -> Option<Result<(), String>> {
+        let id = |o: &Owed| o.id(&policy.function, &policy.alias);
+        let mine: Vec<Owed> = written
+            .record
+            .owed
+            .iter()
+            .filter(|o| new_ids.contains(&id(o)) || claimed.contains(&id(o)))
+            .copied()
+            .collect();
+        if mine.is_empty() {
+            return None;
+        }
+        let mut sent = HashSet::new();
+        let mut failed = HashSet::new();
+        let mut first_error = None;
+        for o in &mine {
+            let message = if claimed.contains(&id(o)) {
+                notice(policy, o, written.record.last.as_deref(), true)
+            } else if Some(o.event) == ctx.action.event() {
+                announcement(policy, o, ctx)
+            } else {
+                notice(policy, o, written.record.last.as_deref(), false)
+            };
+            match self.send(policy, &message).await {
+                Ok(()) => {
+                    sent.insert(id(o));
                 }
                 Err(e) => {
-                    out.error = Some(e.to_string());
+                    failed.insert(id(o));
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.settle(policy, written, revision, &sent, &failed).await;
+        Some(first_error.map_or(Ok(()), Err))
+    }
+
+    /// Removes `sent` from the record's owed list and makes `failed` due again, re-reading on a
+    /// conflict (the entries are found by id in whatever the record holds now).
+    async fn settle(
+        &self,
+        policy: &Policy,
+        mut state: AliasState,
+        mut revision: String,
+        sent: &HashSet<String>,
+        failed: &HashSet<String>,
+    ) {
+        let id = |o: &Owed| o.id(&policy.function, &policy.alias);
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let before = state.record.owed.len();
+            state.record.owed.retain(|o| !sent.contains(&id(o)));
+            let mut changed = state.record.owed.len() != before;
+            for o in &mut state.record.owed {
+                if failed.contains(&id(o)) && o.lease != 0 {
+                    o.lease = 0;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return;
+            }
+            match self.aliases.write(policy, &state, &revision).await {
+                Ok(_) => return,
+                Err(PortError::Conflict) => match self.aliases.read(policy).await {
+                    Ok(fresh) => {
+                        state = fresh.state;
+                        revision = fresh.revision;
+                    }
+                    Err(e) => {
+                        tracing::warn!(function = %policy.function, error = %e, "could not clear sent announcements; a later tick may send them again (same id)");
+                        return;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(function = %policy.function, error = %e, "could not clear sent announcements; a later tick may send them again (same id)");
                     return;
                 }
             }
         }
-        out.error = Some(PortError::Conflict.to_string());
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn announce(
-        &self,
-        policy: &Policy,
-        before: &AliasState,
-        decision: &Decision,
-        written: AliasState,
-        revision: String,
-        trigger: &Trigger,
-        out: &mut Outcome,
-    ) {
-        let Some(message) = announcement(
-            policy,
-            before,
-            &decision.action,
-            out.judgement.as_ref(),
-            trigger,
-        ) else {
-            return;
-        };
-        out.notified = Some(
-            self.publish_and_clear(policy, &message, written, &revision)
-                .await,
-        );
-    }
-
-    /// Publishes `message`; once it is out, clears the record's pending mark with a conditional
-    /// write. A failure to clear is harmless: the next tick re-sends (at-least-once).
-    async fn publish_and_clear(
-        &self,
-        policy: &Policy,
-        message: &Notification,
-        mut state: AliasState,
-        revision: &str,
-    ) -> Result<(), String> {
-        let sent = self.send(policy, message).await;
-        if sent.is_ok() && state.record.pending {
-            state.record.pending = false;
-            if let Err(e) = self.aliases.write(policy, &state, revision).await {
-                tracing::warn!(function = %policy.function, error = %e, "could not clear the pending-announcement mark");
-            }
-        }
-        sent
     }
 
     async fn send(&self, policy: &Policy, message: &Notification) -> Result<(), String> {
@@ -422,17 +627,38 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             .await
             .map_err(|e| e.to_string());
         if let Err(e) = &r {
-            tracing::error!(function = %policy.function, topic = %topic, error = %e, subject = %message.subject, "publish failed; will retry next tick");
+            tracing::error!(function = %policy.function, topic = %topic, error = %e, subject = %message.subject, "publish failed; will re-send next tick");
         }
         r
     }
+}
 
-    async fn resend(&self, policy: &Policy, snap: &Snapshot, out: &mut Outcome) {
-        let message = crate::notify::retry(policy, &snap.state);
-        out.notified = Some(
-            self.publish_and_clear(policy, &message, snap.state.clone(), &snap.revision)
-                .await,
-        );
+/// Logs one outcome: failures and repairs at ERROR (an alarm on the agent's log group sees
+/// them), decisions at INFO.
+fn log(out: &Outcome, dry_run: bool) {
+    let action = out
+        .decision
+        .as_ref()
+        .map_or("none".to_string(), |d| d.action.to_string());
+    let verdict = out
+        .judgement
+        .as_ref()
+        .map_or("-".to_string(), |j| j.verdict.to_string());
+    let numbers = out
+        .judgement
+        .as_ref()
+        .map_or(String::new(), Judgement::summary);
+    for p in &out.problems {
+        tracing::error!(function = %out.function, alias = %out.alias, problem = %p, "alias record repaired");
+    }
+    if out.failed() {
+        let error = out.error.clone().or_else(|| match &out.notified {
+            Some(Err(e)) => Some(format!("publish failed: {e}")),
+            _ => None,
+        });
+        tracing::error!(function = %out.function, alias = %out.alias, %action, %verdict, %numbers, error = error.as_deref().unwrap_or(""), dry_run, "policy failed");
+    } else {
+        tracing::info!(function = %out.function, alias = %out.alias, %action, %verdict, %numbers, dry_run, "decision");
     }
 }
 
@@ -533,7 +759,7 @@ mod tests {
             let guard = w.lock();
             let f = &guard.functions[0];
             assert_eq!((f.stable, f.canary), (1, None), "the rollback stands");
-            assert!(f.alias_state().record.pending, "the page is owed");
+            assert_eq!(f.alias_state().record.owed.len(), 1, "the page is owed");
         }
         *a.notifier.down.lock().expect("lock") = false;
         block_on(a.tick(&policies, now + 60));
@@ -543,11 +769,20 @@ mod tests {
             sent[0]
                 .1
                 .subject
-                .starts_with("(retry) f: rolled back v2 to v1"),
+                .starts_with("(re-sent) ROLLED BACK f v2 -> v1"),
             "{}",
             sent[0].1.subject
         );
-        assert!(!w.lock().functions[0].alias_state().record.pending);
+        let attrs = &sent[0].1.attributes;
+        assert!(
+            attrs.contains(&("event".into(), "rolled_back".into())),
+            "{attrs:?}"
+        );
+        assert!(
+            attrs.contains(&("resend".into(), "true".into())),
+            "{attrs:?}"
+        );
+        assert!(w.lock().functions[0].alias_state().record.owed.is_empty());
         block_on(a.tick(&policies, now + 120));
         assert!(a.notifier.take().is_empty(), "sent once");
     }
@@ -650,5 +885,315 @@ mod tests {
             err,
             Err(CommandError::NoSuchVersion { version: 9, .. })
         ));
+    }
+
+    fn actions(outs: &[Outcome]) -> Vec<Action> {
+        outs.iter()
+            .filter_map(|o| o.decision.as_ref().map(|d| d.action.clone()))
+            .collect()
+    }
+
+    fn attr<'a>(n: &'a Notification, name: &str) -> Option<&'a str> {
+        n.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Ticks every minute until `stop` says so (at most `limit` ticks); returns the time.
+    fn tick_until(
+        a: &crate::sim::SimAgent,
+        w: &Shared,
+        policies: &[Policy],
+        mut now: i64,
+        limit: usize,
+        stop: impl Fn(&[Outcome]) -> bool,
+    ) -> (i64, Vec<Outcome>) {
+        for _ in 0..limit {
+            now += 60;
+            w.lock().advance(now);
+            let outs = block_on(a.tick(policies, now));
+            if stop(&outs) {
+                return (now, outs);
+            }
+        }
+        panic!("condition not reached in {limit} ticks");
+    }
+
+    #[test]
+    fn a_rollback_page_survives_a_new_deploy_while_sns_was_down() {
+        // Issue 8, defect 2: SNS fails during the rollback tick, a new deploy follows, and the
+        // next tick's announcement must not swallow the owed rollback page.
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(bad());
+        let a = agent(&w);
+        block_on(a.tick(&policies, T0));
+        a.notifier.take();
+        *a.notifier.down.lock().expect("lock") = true;
+        let (now, _) = tick_until(&a, &w, &policies, T0, 5, |o| rolled_back(&o[0]));
+        w.lock().functions[0].deploy(Build::healthy());
+        *a.notifier.down.lock().expect("lock") = false;
+        w.lock().advance(now + 60);
+        let outs = block_on(a.tick(&policies, now + 60));
+        assert!(matches!(
+            actions(&outs)[..],
+            [Action::Start { version: 3, .. }]
+        ));
+        let sent = a.notifier.take();
+        let events: Vec<_> = sent
+            .iter()
+            .map(|(_, n)| {
+                (
+                    attr(n, "event"),
+                    attr(n, "canary_version"),
+                    attr(n, "resend"),
+                )
+            })
+            .collect();
+        assert!(
+            events.contains(&(Some("rolled_back"), Some("2"), Some("true"))),
+            "{events:?}"
+        );
+        assert!(
+            events.contains(&(Some("started"), Some("3"), None)),
+            "{events:?}"
+        );
+        assert!(w.lock().functions[0].alias_state().record.owed.is_empty());
+    }
+
+    #[test]
+    fn an_announcement_another_process_is_sending_is_not_resent_until_its_lease_ends() {
+        // Issue 8, defect 9: a concurrent tick saw the owed mark before the sender cleared it.
+        let (w, policies) = world(&["f"]);
+        let owed = crate::record::Owed {
+            event: crate::record::EventKind::RolledBack,
+            version: Some(2),
+            stable: 1,
+            at: T0,
+            manual: false,
+            lease: T0 + LEASE_SECS,
+        };
+        {
+            let mut g = w.lock();
+            let f = &mut g.functions[0];
+            let mut r = f.alias_state().record;
+            r.owe(owed);
+            r.rejected = Some(2);
+            f.description = r.encode();
+        }
+        let a = agent(&w);
+        for now in [T0 + 30, T0 + 90] {
+            block_on(a.tick(&policies, now));
+            assert!(
+                a.notifier.take().is_empty(),
+                "another process owns it at {now}"
+            );
+        }
+        block_on(a.tick(&policies, T0 + LEASE_SECS));
+        let sent = a.notifier.take();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            attr(&sent[0].1, "id"),
+            Some("f:live:rolled_back:2:1795428020")
+        );
+        block_on(a.tick(&policies, T0 + LEASE_SECS + 60));
+        assert!(a.notifier.take().is_empty(), "sent once");
+    }
+
+    /// Metrics that fail while `down` is set.
+    #[derive(Clone)]
+    struct FlakyMetrics {
+        inner: crate::sim::SimMetrics,
+        down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Metrics for FlakyMetrics {
+        async fn fetch(&self, queries: &[MetricsQuery]) -> Vec<Result<Series, PortError>> {
+            if self.down.load(Ordering::SeqCst) {
+                return vec![
+                    Err(PortError::Failed(
+                        "CloudWatch GetMetricData failed: AccessDenied".into()
+                    ));
+                    queries.len()
+                ];
+            }
+            self.inner.fetch(queries).await
+        }
+    }
+
+    #[test]
+    fn a_canary_that_cannot_be_judged_pages_once_and_again_when_judged() {
+        // Issue 8, defect 10: metrics that cannot be read held the canary forever, silently.
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(Build::healthy());
+        let base = agent(&w);
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let a = Agent {
+            aliases: base.aliases.clone(),
+            metrics: FlakyMetrics {
+                inner: base.metrics.clone(),
+                down: down.clone(),
+            },
+            notifier: base.notifier.clone(),
+            dry_run: false,
+            topic_override: None,
+        };
+        block_on(a.tick(&policies, T0));
+        a.notifier.take();
+        down.store(true, Ordering::SeqCst);
+        let mut pages = Vec::new();
+        let mut now = T0;
+        for _ in 0..12 {
+            now += 60;
+            w.lock().advance(now);
+            let outs = block_on(a.tick(&policies, now));
+            assert!(outs[0].failed(), "an unjudged canary is a failed policy");
+            pages.extend(a.notifier.take());
+        }
+        let events: Vec<_> = pages.iter().map(|(_, n)| attr(n, "event")).collect();
+        assert_eq!(events, [Some("unprotected")], "paged once");
+        assert!(
+            pages[0].1.subject.starts_with("CANARY UNPROTECTED: f v2"),
+            "{}",
+            pages[0].1.subject
+        );
+        assert!(
+            pages[0].1.body.contains("AccessDenied"),
+            "{}",
+            pages[0].1.body
+        );
+        assert!(
+            w.lock().functions[0].canary.is_some(),
+            "held, not rolled back"
+        );
+        down.store(false, Ordering::SeqCst);
+        now += 60;
+        w.lock().advance(now);
+        let outs = block_on(a.tick(&policies, now));
+        assert!(!outs[0].failed(), "{:?}", outs[0]);
+        let back: Vec<_> = a
+            .notifier
+            .take()
+            .iter()
+            .map(|(_, n)| attr(n, "event").map(str::to_string))
+            .collect();
+        assert!(back.contains(&Some("protected".to_string())), "{back:?}");
+        let r = w.lock().functions[0].alias_state().record;
+        assert_eq!((r.unjudged_since, r.unprotected_paged), (None, false));
+    }
+
+    #[test]
+    fn a_rolled_back_build_stays_off_after_a_manual_rollback_further_back() {
+        // Issue 8, defect 1: live v2, candidate v3 rolled back, then `rollback --to 1`.
+        let (w, policies) = world(&["f"]);
+        let a = agent(&w);
+        w.lock().functions[0].deploy(Build::healthy());
+        block_on(a.command(
+            &policies[0],
+            &Override::Start { version: Some(2) },
+            "canary start f --version 2",
+            T0,
+        ))
+        .expect("start");
+        block_on(a.command(
+            &policies[0],
+            &Override::PromoteFull,
+            "canary promote f --full",
+            T0 + 1,
+        ))
+        .expect("promote");
+        w.lock().functions[0].deploy(bad());
+        let (now, _) = tick_until(&a, &w, &policies, T0, 6, |o| rolled_back(&o[0]));
+        block_on(a.command(
+            &policies[0],
+            &Override::Rollback {
+                to: Some(1),
+                reason: Some("customer\nreport".into()),
+            },
+            "canary rollback f --to 1",
+            now + 1,
+        ))
+        .expect("rollback --to 1");
+        let mut t = now;
+        for _ in 0..5 {
+            t += 60;
+            w.lock().advance(t);
+            let outs = block_on(a.tick(&policies, t));
+            assert!(
+                !matches!(actions(&outs)[..], [Action::Start { .. }]),
+                "v3 restarted: {:?}",
+                outs[0]
+            );
+        }
+        let f = &w.lock().functions[0];
+        assert_eq!((f.stable, f.canary), (1, None));
+    }
+
+    #[test]
+    fn a_manual_command_that_loses_a_race_says_what_changed_and_writes_nothing() {
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(Build::healthy());
+        let base = agent(&w);
+        block_on(base.tick(&policies, T0));
+        let a = Agent {
+            aliases: Racing {
+                inner: base.aliases.clone(),
+                conflicts: AtomicU32::new(1),
+                world: w.clone(),
+            },
+            metrics: base.metrics.clone(),
+            notifier: base.notifier.clone(),
+            dry_run: false,
+            topic_override: None,
+        };
+        let err = block_on(a.command(&policies[0], &Override::Promote, "canary promote f", T0 + 5))
+            .expect_err("lost the race");
+        let CommandError::LostRace(what) = err else {
+            panic!("{err:?}")
+        };
+        assert!(what.contains("now stable v1, v2 at 10%, paused"), "{what}");
+        let f = &w.lock().functions[0];
+        assert_eq!(
+            f.canary.map(|c| c.weight),
+            Some(10.0),
+            "the promote was not applied"
+        );
+    }
+
+    #[test]
+    fn corrupted_records_are_repaired_never_a_panic_or_a_wedged_alias() {
+        // Issue 8, defect 6: t = i64::MIN, s = u64::MAX, t = i64::MAX.
+        for record in [
+            r#"canary:{"c":2,"s":0,"t":-9223372036854775808,"b":-9223372036854775808}"#,
+            r#"canary:{"c":2,"s":18446744073709551615,"t":1795428020,"b":1795428020}"#,
+            r#"canary:{"c":2,"s":0,"t":9223372036854775807,"b":1795428020}"#,
+            r#"canary:{"c":2,"#,
+        ] {
+            let (w, policies) = world(&["f"]);
+            {
+                let mut g = w.lock();
+                let f = &mut g.functions[0];
+                f.deploy(Build::healthy());
+                f.canary = Some(crate::rollout::Routing {
+                    version: 2,
+                    weight: 10.0,
+                });
+                f.description = record.to_string();
+            }
+            let a = agent(&w);
+            let status = block_on(a.status(&policies, T0));
+            assert!(!status[0].problems.is_empty(), "{record}: {:?}", status[0]);
+            let outs = block_on(a.tick(&policies, T0));
+            assert!(!outs[0].problems.is_empty(), "{record}");
+            assert!(
+                outs[0].line().contains("record repaired"),
+                "{}",
+                outs[0].line()
+            );
+            // Not wedged: the healthy canary goes all the way.
+            let (_, _) = tick_until(&a, &w, &policies, T0, 30, |o| {
+                matches!(actions(o)[..], [Action::Promote { version: 2 }])
+            });
+        }
     }
 }

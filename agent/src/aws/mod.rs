@@ -9,7 +9,9 @@
 //! Every SDK call keeps the SDK's default retry configuration (standard mode, 3 attempts), so a
 //! throttled or flaky call is retried a bounded number of times and then reported as a
 //! [`PortError`] that reads like a tool's message ("throttled by Lambda after retries", "could not
-//! reach CloudWatch at http://127.0.0.1:5000: ...", "no AWS credentials: ...").
+//! reach CloudWatch at http://127.0.0.1:5000: ...", "no AWS credentials: ..."). Every call is
+//! also bounded in time ([`timeouts`]): an endpoint that accepts the connection and never
+//! answers costs at most [`OPERATION_TIMEOUT`], never a hang.
 
 mod aliases;
 mod metrics;
@@ -22,7 +24,33 @@ pub use metrics::CloudWatchMetrics;
 pub use notifier::SnsNotifier;
 
 use crate::ports::PortError;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use std::time::Duration;
+
+/// Time to open a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time to wait for the first byte of an answer.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for one attempt of a call.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a call with all its retries: below a tick's budget, so one slow call never takes a
+/// whole tick.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The timeouts every agent client uses; values the loaded configuration sets win.
+#[must_use]
+pub fn timeouts(configured: Option<&TimeoutConfig>) -> TimeoutConfig {
+    let ours = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT);
+    match configured {
+        Some(c) => c.to_builder().take_unset_from(ours).build(),
+        None => ours.build(),
+    }
+}
 use aws_sdk_lambda::error::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -57,9 +85,14 @@ impl AwsPorts {
         Ok(Self::from_conf(&conf))
     }
 
-    /// Builds the three adapters from a loaded configuration (region, credentials, endpoint).
+    /// Builds the three adapters from a loaded configuration (region, credentials, endpoint),
+    /// with [`timeouts`] on every call.
     #[must_use]
     pub fn from_conf(conf: &SdkConfig) -> Self {
+        let conf = &conf
+            .to_builder()
+            .timeout_config(timeouts(conf.timeout_config()))
+            .build();
         Self {
             aliases: LambdaAliases::new(aws_sdk_lambda::Client::new(conf))
                 .with_endpoint(endpoint_label(conf, "lambda")),

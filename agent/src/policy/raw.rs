@@ -86,6 +86,14 @@ pub(crate) struct RawPolicy {
     )]
     pub no_data_timeout: Leaf,
 
+    /// How long a running canary may go unjudged (its metrics cannot be read) before on-call is
+    /// told it is unprotected (e.g. `5m`); they are told again when judging resumes.
+    #[schemars(
+        with = "Option<String>",
+        extend("default" = "5m", "pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
+    )]
+    pub unprotected_after: Leaf,
+
     /// Where the request, 5xx and latency numbers come from.
     #[schemars(with = "Option<RawMetrics>")]
     pub metrics: Option<Spanned<RawMetrics>>,

@@ -524,6 +524,11 @@ pub(crate) fn build(
         "no_data_timeout",
         defaults.no_data_timeout,
     );
+    let unprotected_after = c.duration(
+        &raw.unprotected_after,
+        "unprotected_after",
+        defaults.unprotected_after,
+    );
     let metrics = c.metrics(raw.metrics.as_ref().map(|s| &s.value));
     if let Some(v) = &raw.step_interval {
         let period = metrics.period();
@@ -558,6 +563,7 @@ pub(crate) fn build(
         confidence,
         on_no_data,
         no_data_timeout,
+        unprotected_after,
         metrics,
         notify,
     };

@@ -177,7 +177,7 @@ mod tests {
             seed: 1,
         });
         let text = lines.join("\n");
-        assert!(text.contains("ROLLED BACK notes-create v2 → v1"), "{text}");
+        assert!(text.contains("ROLLED BACK notes-create v2 -> v1"), "{text}");
         assert!(text.contains("promote v3 to 100%"), "{text}");
         assert!(text.contains("Done: live is on v3"), "{text}");
         let rollback = lines
