@@ -390,13 +390,18 @@ fn automatic(
         return match state.candidate {
             None => hold(format!("no {} alias", policy.candidate_alias)),
             Some(v) if v == state.stable => hold(format!("v{v} is live; no new candidate")),
-            Some(v) if !startable(record, v) => hold(format!(
-                "v{v} is not newer than v{}, which was rolled back; waiting for a newer {} \
-                 version (or `canary start {} --version {v}`)",
-                record.rejected.unwrap_or_default(),
-                policy.candidate_alias,
-                policy.function
-            )),
+            Some(v) if !startable(record, v) => {
+                let r = record.rejected.unwrap_or_default();
+                let what = if v == r {
+                    format!("v{v} was rolled back")
+                } else {
+                    format!("v{v} is older than v{r}, which was rolled back")
+                };
+                hold(format!(
+                    "{what}; waiting for a newer {} version (or `canary start {} --version {v}`)",
+                    policy.candidate_alias, policy.function
+                ))
+            }
             Some(_) if record.paused => hold("paused"),
             Some(v) => start(state, policy, v, now),
         };

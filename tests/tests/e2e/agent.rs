@@ -371,7 +371,7 @@ async fn a_failing_build_is_rolled_back_and_paged_then_a_fixed_build_walks_every
     assert_eq!(live.weights, weights(&[("2", 0.1)]));
     assert_eq!(live.record.canary, Some(2));
     assert_eq!((live.record.step, live.record.since), (0, t0 + 5));
-    assert!(!live.record.pending, "the start was announced");
+    assert!(live.record.owed.is_empty(), "the start was announced");
     let started = one_message(&w).await;
     assert_eq!(
         started.subject,
@@ -402,10 +402,11 @@ async fn a_failing_build_is_rolled_back_and_paged_then_a_fixed_build_walks_every
     assert!(live.weights.is_empty(), "no routing: {:?}", live.weights);
     assert_eq!(live.record.rejected, Some(2));
     assert_eq!(live.record.canary, None);
-    assert!(!live.record.pending);
+    assert!(live.record.owed.is_empty(), "{:?}", live.record.owed);
     let page = one_message(&w).await;
     assert!(
-        page.subject.starts_with("ROLLED BACK notes-create v2 → v1"),
+        page.subject
+            .starts_with("ROLLED BACK notes-create v2 -> v1"),
         "{}",
         page.subject
     );
@@ -607,7 +608,7 @@ async fn manual_overrides_through_the_cli_apply_at_once_and_later_ticks_respect_
     let page = one_message(&w).await;
     assert_eq!(
         page.subject,
-        format!("ROLLED BACK notes-create v3 → v2: {reason}")
+        format!("ROLLED BACK notes-create v3 -> v2: {reason}")
     );
     assert!(page.message.contains(reason), "{}", page.message);
     assert_eq!(attr(&page, "event"), "rolled_back");
@@ -657,7 +658,11 @@ async fn manual_overrides_through_the_cli_apply_at_once_and_later_ticks_respect_
     let live = w.live(F).await;
     assert_eq!(live.stable, "2");
     assert_eq!(live.weights, weights(&[("3", 0.1)]));
-    assert_eq!(live.record.rejected, None);
+    assert_eq!(
+        live.record.rejected,
+        Some(3),
+        "the newest rolled-back version is still remembered"
+    );
     assert_eq!(
         one_message(&w).await.subject,
         "Canary started: notes-create v3 at 10% (stable v2)"
@@ -694,7 +699,8 @@ async fn a_paused_canary_still_rolls_back_on_a_regression() {
     assert!(live.weights.is_empty(), "{:?}", live.weights);
     let page = one_message(&w).await;
     assert!(
-        page.subject.starts_with("ROLLED BACK notes-create v2 → v1"),
+        page.subject
+            .starts_with("ROLLED BACK notes-create v2 -> v1"),
         "{}",
         page.subject
     );
@@ -869,7 +875,7 @@ async fn a_canary_without_traffic_holds_or_rolls_back_as_its_policy_says() {
     assert!(
         rollback[0]
             .subject
-            .starts_with("ROLLED BACK notes-delete v2 → v1"),
+            .starts_with("ROLLED BACK notes-delete v2 -> v1"),
         "{}",
         rollback[0].subject
     );
@@ -973,7 +979,7 @@ async fn a_rollback_stands_when_sns_is_down_and_the_page_is_resent_on_the_next_t
     let live = w.live(F).await;
     assert_eq!(live.stable, "1", "the rollback stands");
     assert!(live.weights.is_empty(), "{:?}", live.weights);
-    assert!(live.record.pending, "the page is owed");
+    assert_eq!(live.record.owed.len(), 1, "the page is owed");
     assert_eq!(subjects(&w.inbox.drain().await), Vec::<&str>::new());
 
     // A tick with the topic back: the page is re-sent, once.
@@ -987,12 +993,19 @@ async fn a_rollback_stands_when_sns_is_down_and_the_page_is_resent_on_the_next_t
     assert!(
         retry
             .subject
-            .starts_with("(retry) notes-create: rolled back v2 to v1"),
+            .starts_with("(re-sent) ROLLED BACK notes-create v2 -> v1"),
         "{}",
         retry.subject
     );
-    assert_eq!(attr(&retry, "event"), "retry");
-    assert!(!w.live(F).await.record.pending);
+    // A subscription filtering on `event` still sees the re-send, with its own attributes.
+    assert_eq!(attr(&retry, "event"), "rolled_back");
+    assert_eq!(attr(&retry, "canary_version"), "2");
+    assert_eq!(attr(&retry, "resend"), "true");
+    assert_eq!(
+        attr(&retry, "id"),
+        format!("{F}:live:rolled_back:2:{}", t0 + 90)
+    );
+    assert!(w.live(F).await.record.owed.is_empty());
     let out = tick(&agent, &policy, t0 + 210).await;
     assert_eq!(out.notified, None);
     assert_eq!(subjects(&w.inbox.drain().await), Vec::<&str>::new());
@@ -1089,8 +1102,58 @@ async fn the_scheduled_tick_protects_notes_create_with_the_shipped_policy() {
     assert_eq!(live.record.rejected, Some(v2));
     let page = one_message(&w).await;
     assert!(
-        page.subject.starts_with("ROLLED BACK notes-create v2 → v1"),
+        page.subject
+            .starts_with("ROLLED BACK notes-create v2 -> v1"),
         "{}",
         page.subject
     );
+}
+
+/// Issue 8, defect 4: an endpoint that accepts the connection and never answers made `status`
+/// and `run --once` hang for more than ten minutes. Every call is now bounded by the SDK
+/// timeouts the agent sets, and both commands fail with a message instead.
+#[tokio::test]
+async fn status_and_run_once_give_up_on_an_endpoint_that_never_answers() {
+    // Accepts connections and keeps them open without ever answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "testing", "testing", None, None, "silent",
+        ))
+        .endpoint_url(&endpoint)
+        .load()
+        .await;
+    let dir = TempDir::new();
+    std::fs::write(
+        dir.0.join("notes-create.yaml"),
+        "function: notes-create\nsteps: [10, 100]\n",
+    )
+    .expect("write policy");
+    let d = dir.0.to_str().expect("utf-8").to_string();
+    for args in [
+        vec!["canary", "status", "--policies", &d],
+        vec!["canary", "run", "--once", "--policies", &d],
+    ] {
+        let cli = Cli::try_parse_from(&args).expect("parse");
+        // Generous guard: the agent's own bound is the SDK's 25 s operation timeout.
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            run_with(cli, Some(sdk.clone())),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} hung"));
+        let err = result.expect_err("nothing answered");
+        assert_eq!(err.exit_code(), 1, "{args:?}: {err}");
+    }
+    silent.abort();
 }
