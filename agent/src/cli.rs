@@ -876,4 +876,46 @@ mod tests {
         assert!(demo(None, 10.0, 3).is_ok());
         assert_eq!(demo(None, 0.0, 3).expect_err("bad rps").exit_code(), 2);
     }
+
+    #[test]
+    fn run_once_exits_1_when_a_page_could_not_be_sent_and_0_once_it_is() {
+        // Issue 8, defect 9: `run --once` exited 0 when every SNS publish failed.
+        use crate::sim::traffic::{Build, Traffic};
+        use crate::sim::{agent, Shared, SimFunction, World};
+        let dir = temp_dir("pages");
+        std::fs::write(
+            dir.join("f.yaml"),
+            "function: f\nnotify:\n  topic_arn: arn:aws:sns:us-east-1:123456789012:alerts\n",
+        )
+        .expect("write policy");
+        let policy = policy::load_dir(&dir).policies.remove(0);
+        let start = now();
+        let mut w = World::new(start - 300, Traffic::steady(10.0), 60, 7);
+        w.functions
+            .push(SimFunction::new(policy, Build::healthy(), start - 300));
+        w.functions[0].deploy(Build::healthy());
+        let w = Shared::new(w);
+        let a = agent(&w);
+        *a.notifier.down.lock().expect("lock") = true;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let interval = Duration::from_secs(60);
+        let err = rt
+            .block_on(run_loop(&a, &dir, true, interval))
+            .expect_err("the start was not announced");
+        assert_eq!(err.exit_code(), 1, "{err}");
+        assert!(err.to_string().contains("1 of 1 policies failed"), "{err}");
+        assert!(w.lock().functions[0].canary.is_some(), "the start stands");
+        *a.notifier.down.lock().expect("lock") = false;
+        rt.block_on(run_loop(&a, &dir, true, interval))
+            .expect("the owed page is sent");
+        let sent = a.notifier.take();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0]
+            .1
+            .subject
+            .starts_with("(re-sent) Canary started: f v2"));
+    }
 }

@@ -1157,3 +1157,24 @@ async fn status_and_run_once_give_up_on_an_endpoint_that_never_answers() {
     }
     silent.abort();
 }
+
+/// Issue 8, defect 10: the scheduled invocation reported success (`{"errors": 5}`) when policies
+/// failed. It now fails, so Lambda's `Errors` metric (and an alarm on it) counts it.
+#[tokio::test]
+async fn the_scheduled_tick_fails_the_invocation_when_a_policy_fails() {
+    let w = World::new().await;
+    w.create_function(F).await;
+    w.policy(F, "[10, 100]", "");
+    std::fs::write(
+        w.dir().join("missing.yaml"),
+        "function: no-such-function\nsteps: [10, 100]\n",
+    )
+    .expect("write policy");
+    let err =
+        canary_agent::cli::lambda_tick_with(Some(&w.sdk), Some(w.topic_arn.clone()), Some(w.dir()))
+            .await
+            .expect_err("one policy failed");
+    let text = err.to_string();
+    assert!(text.contains("1 of 2 policies failed"), "{text}");
+    assert!(text.contains("no function no-such-function"), "{text}");
+}
