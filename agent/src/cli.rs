@@ -1,16 +1,20 @@
 //! The `canary` command line: argument types (clap derive; doc comments are the help) and the
 //! commands behind them. `main.rs` only parses, calls [`run`] and maps the result to an exit code.
 
-use crate::judge::pct;
 use crate::policy::{self, DirReport, Policy};
-use crate::ports::{Aliases, Metrics, Notifier};
 use crate::rollout::{Override, Version};
-use crate::tick::{human_duration, Agent, CommandError, Outcome, DEFAULT_TICK_BUDGET};
+use crate::tick::{Agent, CommandError};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
+
+mod run;
+mod status;
+use run::run_loop;
+pub use run::{lambda_tick, lambda_tick_with, lambda_tick_within, tick_budget};
+use status::print_status;
 
 /// Protects every production promotion of an AWS Lambda alias: starts a canary of the new
 /// version, judges it against the stable one, moves traffic forward or rolls it straight back.
@@ -354,44 +358,46 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
             }
             Ok(())
         }
+        Command::Start { .. }
+        | Command::Promote { .. }
+        | Command::Rollback { .. }
+        | Command::Pause { .. }
+        | Command::Resume { .. } => {
+            let (function, dir, ovr, line) = override_of(cli.command)?;
+            manual(conf, &dir, &function, ovr, line).await
+        }
+    }
+}
+
+/// A manual command as (function, policy directory, override, the command line for on-call).
+fn override_of(command: Command) -> Result<(String, PathBuf, Override, String), CliError> {
+    Ok(match command {
         Command::Start {
             function,
             version,
             policies,
         } => {
-            manual(
-                conf,
-                &policies.dir,
-                &function,
-                Override::Start { version },
-                format!(
-                    "canary start {function}{}",
-                    version.map_or(String::new(), |v| format!(" --version {v}"))
-                ),
-            )
-            .await
+            let line = format!(
+                "canary start {function}{}",
+                version.map_or(String::new(), |v| format!(" --version {v}"))
+            );
+            (function, policies.dir, Override::Start { version }, line)
         }
         Command::Promote {
             function,
             full,
             policies,
         } => {
+            let line = format!(
+                "canary promote {function}{}",
+                if full { " --full" } else { "" }
+            );
             let o = if full {
                 Override::PromoteFull
             } else {
                 Override::Promote
             };
-            manual(
-                conf,
-                &policies.dir,
-                &function,
-                o,
-                format!(
-                    "canary promote {function}{}",
-                    if full { " --full" } else { "" }
-                ),
-            )
-            .await
+            (function, policies.dir, o, line)
         }
         Command::Rollback {
             function,
@@ -406,36 +412,23 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
                     .as_ref()
                     .map_or(String::new(), |r| format!(" --reason {r:?}"))
             );
-            manual(
-                conf,
-                &policies.dir,
-                &function,
+            (
+                function,
+                policies.dir,
                 Override::Rollback { to, reason },
                 line,
             )
-            .await
         }
         Command::Pause { function, policies } => {
-            manual(
-                conf,
-                &policies.dir,
-                &function,
-                Override::Pause,
-                format!("canary pause {function}"),
-            )
-            .await
+            let line = format!("canary pause {function}");
+            (function, policies.dir, Override::Pause, line)
         }
         Command::Resume { function, policies } => {
-            manual(
-                conf,
-                &policies.dir,
-                &function,
-                Override::Resume,
-                format!("canary resume {function}"),
-            )
-            .await
+            let line = format!("canary resume {function}");
+            (function, policies.dir, Override::Resume, line)
         }
-    }
+        _ => return Err(CliError::Usage("not a manual command".to_string())),
+    })
 }
 
 fn policy_check(dir: &Path) -> Result<(), CliError> {
@@ -541,254 +534,6 @@ async fn manual(
         ))),
         Err(CommandError::LostRace(what)) => Err(CliError::Usage(what)),
         Err(e) => Err(CliError::Failed(format!("failed to {line}: {e}"))),
-    }
-}
-
-/// The agent loop (and `--once`).
-async fn run_loop<A, M, N>(
-    agent: &Agent<A, M, N>,
-    dir: &Path,
-    once: bool,
-    interval: Duration,
-) -> Result<(), CliError>
-where
-    A: Aliases + Sync,
-    M: Metrics + Sync,
-    N: Notifier + Sync,
-{
-    loop {
-        // Policies are re-read every tick: an edit takes effect without a restart.
-        let report = policy::load_dir(dir);
-        report_problems(&report);
-        let outs = agent
-            .tick_within(&report.policies, now(), Some(DEFAULT_TICK_BUDGET))
-            .await;
-        for o in &outs {
-            println!(
-                "{}{}",
-                if agent.dry_run { "[dry-run] " } else { "" },
-                o.line()
-            );
-        }
-        if once {
-            let failed = outs.iter().filter(|o| o.failed()).count();
-            if !report.problems.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "{} policy problem(s) in {}; the {} valid policies were processed",
-                    report.problems.len(),
-                    dir.display(),
-                    report.policies.len()
-                )));
-            }
-            if failed > 0 {
-                return Err(CliError::Failed(format!(
-                    "{failed} of {} policies failed this tick (an error, or a page SNS did not accept; owed pages are re-sent next tick)",
-                    outs.len()
-                )));
-            }
-            return Ok(());
-        }
-        tokio::time::sleep(interval).await;
-    }
-}
-
-/// One tick over the compiled-in policies (the scheduled Lambda's job).
-///
-/// # Errors
-/// When the AWS clients cannot be built; per-policy failures are logged and counted instead.
-pub async fn lambda_tick(budget: Duration) -> Result<serde_json::Value, CliError> {
-    let topic = std::env::var("CANARY_TOPIC_ARN")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let dir = std::env::var("CANARY_POLICIES_DIR")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from);
-    lambda_tick_within(None, topic, dir.as_deref(), budget).await
-}
-
-/// The time a scheduled tick may take: what the invocation has left (Lambda's deadline, epoch
-/// milliseconds) minus a margin to report, at most [`DEFAULT_TICK_BUDGET`], at least 1 s.
-#[must_use]
-pub fn tick_budget(deadline_ms: u64, now_ms: u64) -> Duration {
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    left.saturating_sub(Duration::from_secs(5))
-        .clamp(Duration::from_secs(1), DEFAULT_TICK_BUDGET)
-}
-
-/// [`lambda_tick`] with its configuration given: the AWS configuration (default: the
-/// environment's), the topic that overrides the policies' (the stack's), and a policy directory
-/// instead of the compiled-in policies.
-///
-/// # Errors
-/// As [`lambda_tick`].
-pub async fn lambda_tick_with(
-    conf: Option<&aws_config::SdkConfig>,
-    topic: Option<String>,
-    dir: Option<&Path>,
-) -> Result<serde_json::Value, CliError> {
-    lambda_tick_within(conf, topic, dir, DEFAULT_TICK_BUDGET).await
-}
-
-/// [`lambda_tick_with`] within a time budget. The invocation fails (so Lambda's `Errors` metric
-/// and an alarm on it see it) when any policy failed or a page could not be sent; the error
-/// carries the same summary a successful invocation returns.
-///
-/// # Errors
-/// As [`lambda_tick`], and [`CliError::Failed`] with the summary when any policy failed.
-pub async fn lambda_tick_within(
-    conf: Option<&aws_config::SdkConfig>,
-    topic: Option<String>,
-    dir: Option<&Path>,
-    budget: Duration,
-) -> Result<serde_json::Value, CliError> {
-    let mut agent = aws_agent(conf).await?;
-    agent.topic_override = topic;
-    let report = match dir {
-        Some(dir) => policy::load_dir(dir),
-        None => embedded_policies(),
-    };
-    report_problems(&report);
-    let outs = agent
-        .tick_within(&report.policies, now(), Some(budget))
-        .await;
-    let failed = outs.iter().filter(|o| o.failed()).count();
-    let summary = serde_json::json!({
-        "policies": report.policies.len(),
-        "invalid": report.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "decisions": outs.iter().map(Outcome::line).collect::<Vec<_>>(),
-        "errors": failed,
-    });
-    if failed > 0 || !report.problems.is_empty() {
-        return Err(CliError::Failed(format!(
-            "{failed} of {} policies failed and {} policy files are invalid: {summary}",
-            outs.len(),
-            report.problems.len()
-        )));
-    }
-    Ok(summary)
-}
-
-fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
-    use serde_json::json;
-    let totals = |t: &crate::judge::Totals| json!({"requests": t.requests, "errors": t.errors, "error_rate": t.error_rate(), "latency_ms": t.latency_ms});
-    let state = out.before.as_ref();
-    let record = state.map(|s| &s.record);
-    json!({
-        "function": out.function,
-        "alias": out.alias,
-        "stable_version": state.map(|s| s.stable),
-        "candidate_version": state.and_then(|s| s.candidate),
-        "canary": state.and_then(|s| s.canary).map(|c| json!({
-            "version": c.version,
-            "weight": c.weight,
-            "step": record.map_or(0, |r| r.step).saturating_add(1),
-            "steps": policy.steps,
-            "step_started_at": record.map(|r| r.since),
-            "canary_started_at": record.map(|r| r.started),
-        })),
-        "paused": record.is_some_and(|r| r.paused),
-        "rejected_version": record.and_then(|r| r.rejected),
-        "metrics": out.judgement.as_ref().map(|j| json!({
-            "canary": totals(&j.canary),
-            "baseline": totals(&j.baseline),
-            "latency_stat": policy.latency.stat.cloudwatch_name(),
-            "canary_requests_at_step": j.canary_requests_at_step,
-        })),
-        "verdict": out.judgement.as_ref().map(|j| j.verdict.to_string()),
-        "next_action": out.decision.as_ref().map(|d| d.action.to_string()),
-        "last_decision": record.and_then(|r| r.last.clone()),
-        "owed_announcements": record.map(|r| r.owed.iter().map(|o| o.id(&policy.function, &policy.alias)).collect::<Vec<_>>()),
-        "unjudged_since": record.and_then(|r| r.unjudged_since),
-        "record_repaired": out.problems,
-        "error": out.error,
-    })
-}
-
-fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
-    if output == Output::Json {
-        let items: Vec<_> = policies
-            .iter()
-            .zip(outs)
-            .map(|(p, o)| status_json(p, o))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "aliases": items }))
-                .unwrap_or_default()
-        );
-        return;
-    }
-    let t = now();
-    for (p, o) in policies.iter().zip(outs) {
-        println!("{}:{}", o.function, o.alias);
-        if let Some(e) = &o.error {
-            println!("  error: {e}");
-        }
-        let Some(s) = &o.before else { continue };
-        for problem in &o.problems {
-            println!("  record repaired on next tick: {problem}");
-        }
-        let r = &s.record;
-        match s.canary {
-            Some(c) => println!(
-                "  stable v{}  canary v{} at {}% (step {}/{}, {} at step){}",
-                s.stable,
-                c.version,
-                c.weight,
-                r.step.saturating_add(1),
-                p.steps.len(),
-                human_duration(t.saturating_sub(r.since)),
-                if r.paused { "  PAUSED" } else { "" }
-            ),
-            None => println!(
-                "  stable v{} at 100%, no canary{}{}",
-                s.stable,
-                s.candidate
-                    .map_or(String::new(), |c| format!("; candidate v{c}")),
-                if r.paused { "  PAUSED" } else { "" }
-            ),
-        }
-        if let Some(j) = &o.judgement {
-            let row = |name: &str, v: u64, t: &crate::judge::Totals| {
-                format!(
-                    "  {name:<8} v{v:<4} {:>8.0} req  5xx {:>7}  {} {}",
-                    t.requests,
-                    t.error_rate().map_or("-".to_string(), pct),
-                    p.latency.stat.cloudwatch_name(),
-                    t.latency_ms
-                        .map_or("-".to_string(), |l| format!("{l:.0} ms"))
-                )
-            };
-            if let Some(c) = s.canary {
-                println!("{}", row("canary", c.version, &j.canary));
-            }
-            println!("{}", row("baseline", s.stable, &j.baseline));
-            println!("  verdict: {}", j.verdict);
-        }
-        if let Some(d) = &o.decision {
-            println!("  next tick: {}", d.action);
-        }
-        if let Some(rej) = r.rejected {
-            println!(
-                "  rolled back: v{rej} (no version up to v{rej} is started automatically; a newer candidate is)"
-            );
-        }
-        if let Some(u) = r.unjudged_since {
-            println!(
-                "  UNPROTECTED: not judged for {}",
-                human_duration(t.saturating_sub(u))
-            );
-        }
-        if !r.owed.is_empty() {
-            println!(
-                "  owed announcements: {} (re-sent by the next tick)",
-                r.owed.len()
-            );
-        }
-        if let Some(last) = &r.last {
-            println!("  last decision: {last}");
-        }
     }
 }
 

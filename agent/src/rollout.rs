@@ -10,10 +10,10 @@ use std::fmt;
 
 use crate::record::LEASE_SECS;
 pub use crate::record::{EventKind, Owed, Record, Version, DESCRIPTION_LIMIT, RECORD_PREFIX};
-use crate::text::{human_duration, one_line};
+pub use manual::{Override, OverrideError, REASON_LIMIT};
 
-/// The longest `--reason` kept (characters); the rest is cut.
-pub const REASON_LIMIT: usize = 200;
+mod manual;
+use crate::text::human_duration;
 
 /// The canary half of an alias's routing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,31 +35,6 @@ pub struct AliasState {
     pub candidate: Option<Version>,
     /// The agent's record.
     pub record: Record,
-}
-
-/// A person's command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Override {
-    /// Begin a canary of `version` (default: the candidate's version).
-    Start {
-        /// The version to canary.
-        version: Option<Version>,
-    },
-    /// Move to the next step now.
-    Promote,
-    /// Go straight to 100%.
-    PromoteFull,
-    /// Point the alias back at the stable version, or at `to`.
-    Rollback {
-        /// Target version (default: the stable version).
-        to: Option<Version>,
-        /// Why, in the person's words.
-        reason: Option<String>,
-    },
-    /// Freeze forward moves.
-    Pause,
-    /// Unfreeze forward moves.
-    Resume,
 }
 
 /// The action chosen for this tick.
@@ -173,20 +148,6 @@ impl Decision {
     }
 }
 
-/// Why a person's command cannot be carried out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OverrideError {
-    /// There is no canary to act on.
-    #[error("no canary in progress on {0}")]
-    NoCanary(String),
-    /// There is no version to start.
-    #[error("nothing to start: {0}")]
-    NothingToStart(String),
-    /// The alias is already where the command would put it.
-    #[error("nothing to roll back: {0}")]
-    NothingToRollBack(String),
-}
-
 /// Decides the next action for one alias.
 ///
 /// `judgement` is the judge's view of the running canary (ignored when there is none). A person's
@@ -204,7 +165,7 @@ pub fn decide(
 ) -> Result<Decision, OverrideError> {
     let (adopted, problems) = adopt(state, policy, now);
     let mut d = match ovr {
-        Some(o) => manual(&adopted, policy, o, now)?,
+        Some(o) => manual::manual(&adopted, policy, o, now)?,
         None => automatic(&adopted, policy, judgement, now),
     };
     d.problems = problems;
@@ -551,74 +512,6 @@ fn rollback(state: &AliasState, to: Version, rejected: Option<Version>, why: Str
         None => format!("rolled back to v{to}: {why}"),
     });
     Decision::new(Action::Rollback { to, rejected, why }, Some(next))
-}
-
-fn manual(
-    state: &AliasState,
-    policy: &Policy,
-    ovr: &Override,
-    now: i64,
-) -> Result<Decision, OverrideError> {
-    let name = format!("{}:{}", policy.function, policy.alias);
-    Ok(match ovr {
-        Override::Start { version } => {
-            let v = version.or(state.candidate).ok_or_else(|| {
-                OverrideError::NothingToStart(format!(
-                    "no {} alias; pass --version",
-                    policy.candidate_alias
-                ))
-            })?;
-            if v == state.stable {
-                return Err(OverrideError::NothingToStart(format!(
-                    "v{v} is already the stable version of {name}"
-                )));
-            }
-            // A person may start a rolled-back version; the record still remembers the newest
-            // rolled-back version, so the agent will not start older candidates on its own.
-            let mut s = state.clone();
-            s.record.paused = false;
-            start(&s, policy, v, now)
-        }
-        Override::Promote | Override::PromoteFull => {
-            let full = *ovr == Override::PromoteFull;
-            match (state.canary, state.candidate) {
-                (Some(c), _) => forward(state, policy, c.version, full),
-                (None, Some(v)) if full && v != state.stable => promote(state, v),
-                _ => return Err(OverrideError::NoCanary(name)),
-            }
-        }
-        Override::Rollback { to, reason } => {
-            let target = to.unwrap_or(state.stable);
-            if state.canary.is_none() && target == state.stable {
-                return Err(OverrideError::NothingToRollBack(format!(
-                    "{name} is on v{target} with no canary"
-                )));
-            }
-            let rejected = state
-                .canary
-                .map(|c| c.version)
-                .or((target != state.stable).then_some(state.stable))
-                .filter(|&r| r != target);
-            let why = reason
-                .as_deref()
-                .map(|r| one_line(r, REASON_LIMIT))
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| "manual rollback".to_string());
-            rollback(state, target, rejected, why)
-        }
-        Override::Pause => {
-            let mut next = state.clone();
-            next.record.paused = true;
-            next.record.last = Some("paused by hand".to_string());
-            Decision::new(Action::Pause, Some(next))
-        }
-        Override::Resume => {
-            let mut next = state.clone();
-            next.record.paused = false;
-            next.record.last = Some("resumed by hand".to_string());
-            Decision::new(Action::Resume, Some(next))
-        }
-    })
 }
 
 #[cfg(test)]

@@ -10,19 +10,17 @@
 //! never re-send the same announcement at the same time.
 
 use crate::judge::{judge, Judgement, Observations};
-use crate::notify::{announcement, notice, Context, Trigger};
+use crate::notify::{Context, Trigger};
 use crate::policy::Policy;
-use crate::ports::{
-    Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot,
-};
-use crate::record::{Owed, LEASE_SECS};
+use crate::ports::{Aliases, Metrics, MetricsQuery, Notifier, PortError, Series, Snapshot};
 use crate::rollout::{decide, Action, AliasState, Decision, Override, OverrideError};
-use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::text::human_duration;
+
+mod pages;
 
 /// How many times a conflicting write is re-read and re-decided before giving up for this tick.
 const CONFLICT_ATTEMPTS: usize = 3;
@@ -211,12 +209,6 @@ struct Seen {
 }
 
 impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
-    fn topic(&self, policy: &Policy) -> Option<String> {
-        self.topic_override
-            .clone()
-            .or_else(|| policy.notify.as_ref().map(|n| n.topic_arn.clone()))
-    }
-
     /// Reads every alias (a few at a time), fetches every running canary's metrics in one batch,
     /// and judges them.
     async fn survey(&self, policies: &[Policy], now: i64, deadline: Option<Instant>) -> Vec<Seen> {
@@ -484,153 +476,6 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         }
         Err(PortError::Conflict.into())
     }
-
-    /// What to write: the decision's state, with every owed announcement no process is sending
-    /// claimed for this tick. Returns the state (if anything changes), the ids this decision
-    /// added, and the ids claimed for a re-send.
-    fn plan(
-        &self,
-        policy: &Policy,
-        read: &AliasState,
-        decision: &Decision,
-        now: i64,
-    ) -> (Option<AliasState>, HashSet<String>, HashSet<String>) {
-        let id = |o: &Owed| o.id(&policy.function, &policy.alias);
-        let old: HashSet<String> = read.record.owed.iter().map(id).collect();
-        let mut next = decision.next.clone();
-        let base = next.as_ref().unwrap_or(read);
-        let new_ids: HashSet<String> = base
-            .record
-            .owed
-            .iter()
-            .map(id)
-            .filter(|i| !old.contains(i))
-            .collect();
-        let claimed: HashSet<String> = base
-            .record
-            .owed
-            .iter()
-            .filter(|o| o.due(now))
-            .map(id)
-            .filter(|i| !new_ids.contains(i))
-            .collect();
-        if !claimed.is_empty() {
-            let state = next.get_or_insert_with(|| read.clone());
-            for o in &mut state.record.owed {
-                if claimed.contains(&id(o)) {
-                    o.lease = now.saturating_add(LEASE_SECS);
-                }
-            }
-        }
-        (next, new_ids, claimed)
-    }
-
-    /// Publishes this tick's announcements (`new_ids` in full, `claimed` as re-sends), then
-    /// removes the published ones from the record and releases the failed ones for the next
-    /// tick, with a conditional write. A failure to clear only means a later duplicate (same id).
-    async fn send_owed(
-        &self,
-        policy: &Policy,
-        written: AliasState,
-        revision: String,
-        ctx: &Context<'_>,
-        new_ids: &HashSet<String>,
-        claimed: &HashSet<String>,
-    ) -> Option<Result<(), String>> {
-        let id = |o: &Owed| o.id(&policy.function, &policy.alias);
-        let mine: Vec<Owed> = written
-            .record
-            .owed
-            .iter()
-            .filter(|o| new_ids.contains(&id(o)) || claimed.contains(&id(o)))
-            .copied()
-            .collect();
-        if mine.is_empty() {
-            return None;
-        }
-        let mut sent = HashSet::new();
-        let mut failed = HashSet::new();
-        let mut first_error = None;
-        for o in &mine {
-            let message = if claimed.contains(&id(o)) {
-                notice(policy, o, written.record.last.as_deref(), true)
-            } else if Some(o.event) == ctx.action.event() {
-                announcement(policy, o, ctx)
-            } else {
-                notice(policy, o, written.record.last.as_deref(), false)
-            };
-            match self.send(policy, &message).await {
-                Ok(()) => {
-                    sent.insert(id(o));
-                }
-                Err(e) => {
-                    failed.insert(id(o));
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        self.settle(policy, written, revision, &sent, &failed).await;
-        Some(first_error.map_or(Ok(()), Err))
-    }
-
-    /// Removes `sent` from the record's owed list and makes `failed` due again, re-reading on a
-    /// conflict (the entries are found by id in whatever the record holds now).
-    async fn settle(
-        &self,
-        policy: &Policy,
-        mut state: AliasState,
-        mut revision: String,
-        sent: &HashSet<String>,
-        failed: &HashSet<String>,
-    ) {
-        let id = |o: &Owed| o.id(&policy.function, &policy.alias);
-        for _ in 0..CONFLICT_ATTEMPTS {
-            let before = state.record.owed.len();
-            state.record.owed.retain(|o| !sent.contains(&id(o)));
-            let mut changed = state.record.owed.len() != before;
-            for o in &mut state.record.owed {
-                if failed.contains(&id(o)) && o.lease != 0 {
-                    o.lease = 0;
-                    changed = true;
-                }
-            }
-            if !changed {
-                return;
-            }
-            match self.aliases.write(policy, &state, &revision).await {
-                Ok(_) => return,
-                Err(PortError::Conflict) => match self.aliases.read(policy).await {
-                    Ok(fresh) => {
-                        state = fresh.state;
-                        revision = fresh.revision;
-                    }
-                    Err(e) => {
-                        tracing::warn!(function = %policy.function, error = %e, "could not clear sent announcements; a later tick may send them again (same id)");
-                        return;
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(function = %policy.function, error = %e, "could not clear sent announcements; a later tick may send them again (same id)");
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn send(&self, policy: &Policy, message: &Notification) -> Result<(), String> {
-        let Some(topic) = self.topic(policy) else {
-            return Ok(());
-        };
-        let r = self
-            .notifier
-            .publish(&topic, message)
-            .await
-            .map_err(|e| e.to_string());
-        if let Err(e) = &r {
-            tracing::error!(function = %policy.function, topic = %topic, error = %e, subject = %message.subject, "publish failed; will re-send next tick");
-        }
-        r
-    }
 }
 
 /// Logs one outcome: failures and repairs at ERROR (an alarm on the agent's log group sees
@@ -674,6 +519,8 @@ pub fn rolled_back(out: &Outcome) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::Notification;
+    use crate::record::LEASE_SECS;
     use crate::sim::traffic::{Build, Traffic};
     use crate::sim::{agent, block_on, Shared, SimAliases, SimFunction, World};
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -1195,5 +1042,69 @@ mod tests {
                 matches!(actions(o)[..], [Action::Promote { version: 2 }])
             });
         }
+    }
+
+    /// Reads of `slow` never finish; every other function answers at once.
+    struct OneSlow(SimAliases);
+
+    impl Aliases for OneSlow {
+        async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
+            if policy.function == "slow" {
+                std::future::pending::<()>().await;
+            }
+            self.0.read(policy).await
+        }
+        async fn write(
+            &self,
+            policy: &Policy,
+            next: &AliasState,
+            revision: &str,
+        ) -> Result<String, PortError> {
+            self.0.write(policy, next, revision).await
+        }
+        async fn version_exists(&self, policy: &Policy, version: u64) -> Result<bool, PortError> {
+            self.0.version_exists(policy, version).await
+        }
+    }
+
+    #[test]
+    fn one_policy_that_never_answers_does_not_hold_up_the_others_past_the_deadline() {
+        let (w, policies) = world(&["a", "slow", "b"]);
+        for f in &mut w.lock().functions {
+            f.deploy(Build::healthy());
+        }
+        let base = agent(&w);
+        let a = Agent {
+            aliases: OneSlow(base.aliases.clone()),
+            metrics: base.metrics.clone(),
+            notifier: base.notifier.clone(),
+            dry_run: false,
+            topic_override: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let outs =
+            rt.block_on(a.tick_within(&policies, T0, Some(std::time::Duration::from_millis(200))));
+        let started: Vec<bool> = outs
+            .iter()
+            .map(|o| {
+                matches!(
+                    o.decision.as_ref().map(|d| &d.action),
+                    Some(Action::Start { .. })
+                )
+            })
+            .collect();
+        assert_eq!(started, [true, false, true], "{outs:?}");
+        assert!(
+            outs[1]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("deadline")),
+            "{:?}",
+            outs[1]
+        );
+        assert_eq!(a.notifier.take().len(), 2, "the others were announced");
     }
 }

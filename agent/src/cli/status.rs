@@ -1,0 +1,129 @@
+//! What `canary status` prints: a table a person reads, or stable JSON for scripts.
+
+use super::{now, Output};
+use crate::judge::pct;
+use crate::policy::Policy;
+use crate::tick::{human_duration, Outcome};
+
+fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
+    use serde_json::json;
+    let totals = |t: &crate::judge::Totals| json!({"requests": t.requests, "errors": t.errors, "error_rate": t.error_rate(), "latency_ms": t.latency_ms});
+    let state = out.before.as_ref();
+    let record = state.map(|s| &s.record);
+    json!({
+        "function": out.function,
+        "alias": out.alias,
+        "stable_version": state.map(|s| s.stable),
+        "candidate_version": state.and_then(|s| s.candidate),
+        "canary": state.and_then(|s| s.canary).map(|c| json!({
+            "version": c.version,
+            "weight": c.weight,
+            "step": record.map_or(0, |r| r.step).saturating_add(1),
+            "steps": policy.steps,
+            "step_started_at": record.map(|r| r.since),
+            "canary_started_at": record.map(|r| r.started),
+        })),
+        "paused": record.is_some_and(|r| r.paused),
+        "rejected_version": record.and_then(|r| r.rejected),
+        "metrics": out.judgement.as_ref().map(|j| json!({
+            "canary": totals(&j.canary),
+            "baseline": totals(&j.baseline),
+            "latency_stat": policy.latency.stat.cloudwatch_name(),
+            "canary_requests_at_step": j.canary_requests_at_step,
+        })),
+        "verdict": out.judgement.as_ref().map(|j| j.verdict.to_string()),
+        "next_action": out.decision.as_ref().map(|d| d.action.to_string()),
+        "last_decision": record.and_then(|r| r.last.clone()),
+        "owed_announcements": record.map(|r| r.owed.iter().map(|o| o.id(&policy.function, &policy.alias)).collect::<Vec<_>>()),
+        "unjudged_since": record.and_then(|r| r.unjudged_since),
+        "record_repaired": out.problems,
+        "error": out.error,
+    })
+}
+
+pub(super) fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
+    if output == Output::Json {
+        let items: Vec<_> = policies
+            .iter()
+            .zip(outs)
+            .map(|(p, o)| status_json(p, o))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "aliases": items }))
+                .unwrap_or_default()
+        );
+        return;
+    }
+    let t = now();
+    for (p, o) in policies.iter().zip(outs) {
+        println!("{}:{}", o.function, o.alias);
+        if let Some(e) = &o.error {
+            println!("  error: {e}");
+        }
+        let Some(s) = &o.before else { continue };
+        for problem in &o.problems {
+            println!("  record repaired on next tick: {problem}");
+        }
+        let r = &s.record;
+        match s.canary {
+            Some(c) => println!(
+                "  stable v{}  canary v{} at {}% (step {}/{}, {} at step){}",
+                s.stable,
+                c.version,
+                c.weight,
+                r.step.saturating_add(1),
+                p.steps.len(),
+                human_duration(t.saturating_sub(r.since)),
+                if r.paused { "  PAUSED" } else { "" }
+            ),
+            None => println!(
+                "  stable v{} at 100%, no canary{}{}",
+                s.stable,
+                s.candidate
+                    .map_or(String::new(), |c| format!("; candidate v{c}")),
+                if r.paused { "  PAUSED" } else { "" }
+            ),
+        }
+        if let Some(j) = &o.judgement {
+            let row = |name: &str, v: u64, t: &crate::judge::Totals| {
+                format!(
+                    "  {name:<8} v{v:<4} {:>8.0} req  5xx {:>7}  {} {}",
+                    t.requests,
+                    t.error_rate().map_or("-".to_string(), pct),
+                    p.latency.stat.cloudwatch_name(),
+                    t.latency_ms
+                        .map_or("-".to_string(), |l| format!("{l:.0} ms"))
+                )
+            };
+            if let Some(c) = s.canary {
+                println!("{}", row("canary", c.version, &j.canary));
+            }
+            println!("{}", row("baseline", s.stable, &j.baseline));
+            println!("  verdict: {}", j.verdict);
+        }
+        if let Some(d) = &o.decision {
+            println!("  next tick: {}", d.action);
+        }
+        if let Some(rej) = r.rejected {
+            println!(
+                "  rolled back: v{rej} (no version up to v{rej} is started automatically; a newer candidate is)"
+            );
+        }
+        if let Some(u) = r.unjudged_since {
+            println!(
+                "  UNPROTECTED: not judged for {}",
+                human_duration(t.saturating_sub(u))
+            );
+        }
+        if !r.owed.is_empty() {
+            println!(
+                "  owed announcements: {} (re-sent by the next tick)",
+                r.owed.len()
+            );
+        }
+        if let Some(last) = &r.last {
+            println!("  last decision: {last}");
+        }
+    }
+}
