@@ -112,7 +112,7 @@ pub fn announcement(
             format!(
                 "Canary stuck: {f} v{} has had no traffic for {}",
                 canary.unwrap_or_default(),
-                crate::tick::human_duration(policy.no_data_timeout.as_secs() as i64)
+                crate::tick::human_duration(policy.no_data_timeout_secs())
             ),
             format!(
                 "The canary of {f} is holding at {}% because its version receives no requests (on_no_data: hold). Nothing is at risk; it moves on when traffic returns.",

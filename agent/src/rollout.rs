@@ -399,7 +399,7 @@ fn automatic(
     let quiet_since = j
         .last_canary_traffic
         .map_or(record.since, |t| t.max(record.since));
-    if now - quiet_since >= policy.no_data_timeout.as_secs() as i64
+    if now - quiet_since >= policy.no_data_timeout_secs()
         && j.last_canary_traffic.is_none_or(|t| t < record.since)
     {
         match policy.on_no_data {
@@ -433,7 +433,7 @@ fn automatic(
         return hold(format!("paused at {}%", canary.weight));
     }
     let waited = now - record.since;
-    let interval = policy.step_interval.as_secs() as i64;
+    let interval = policy.step_interval_secs();
     match &j.verdict {
         Verdict::NotEnoughData(why) => hold(why.clone()),
         Verdict::Healthy if waited < interval => hold(format!(

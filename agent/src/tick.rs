@@ -128,7 +128,7 @@ fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
 /// served the step's weight for part of it), so a step is never a whole period plus the metric
 /// delay slower.
 fn judge_series(policy: &Policy, state: &AliasState, series: Series) -> Judgement {
-    let period = policy.metrics.period().as_secs().max(1) as i64;
+    let period = policy.metrics.period_secs();
     judge(
         policy,
         &Observations {
