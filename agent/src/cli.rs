@@ -577,6 +577,17 @@ mod tests {
         assert_eq!(policy_check(&empty).expect_err("no files").exit_code(), 2);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn policy_check_exits_2_on_a_dangling_policy_link() {
+        let dir = temp_dir("dangling");
+        std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
+        std::os::unix::fs::symlink(dir.join("moved.yaml"), dir.join("bad.yaml")).expect("link");
+        let err = policy_check(&dir).expect_err("dangling link");
+        assert_eq!(err.exit_code(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn unknown_functions_are_usage_errors_that_list_the_known_ones() {
         let err = find_policy(&shipped(), "notes-nope").expect_err("unknown");

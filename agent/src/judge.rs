@@ -427,7 +427,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         .map(|s| s.start)
         .max()
         .unwrap_or(obs.step_start);
-    let patience = SUSPICION_MAX_INTERVALS * policy.step_interval.as_secs() as i64;
+    let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
     let suspicion = [
         ("5xx ceiling", ceiling_evidence),
         (

@@ -166,7 +166,7 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
             format!(
                 "Canary stuck: {f} v{} has had no traffic for {}",
                 o.version.unwrap_or_default(),
-                human_duration(i64::try_from(policy.no_data_timeout.as_secs()).unwrap_or(i64::MAX))
+                human_duration(policy.no_data_timeout_secs())
             ),
             format!(
                 "The canary of {f} is holding at {}% because its version receives no requests (on_no_data: hold). Nothing is at risk; it moves on when traffic returns.",

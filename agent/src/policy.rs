@@ -26,6 +26,32 @@ use std::time::Duration;
 
 pub use duration::{format_duration, parse_duration, DurationError};
 
+/// The longest duration any policy key accepts (`step_interval`, `no_data_timeout`,
+/// `metrics.period`): 7 days (`168h`); longer values are policy errors. A step that must wait a
+/// week is already a paused rollout, and the bound keeps every duration far inside the agent's
+/// `i64` epoch-second arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(MAX_DURATION_SECS.unsigned_abs());
+
+/// [`MAX_DURATION`] in seconds.
+const MAX_DURATION_SECS: i64 = 7 * 24 * 60 * 60;
+
+/// The largest `min_requests` a policy accepts (one billion canary requests at one step).
+pub const MAX_MIN_REQUESTS: u64 = 1_000_000_000;
+
+/// The largest `latency.max_ms` and `latency.min_increase_ms` a policy accepts: 900 000 ms, the
+/// longest a Lambda invocation can run (15 minutes).
+pub const MAX_LATENCY_MS: f64 = 900_000.0;
+
+/// The largest `latency.max_ratio` a policy accepts.
+pub const MAX_LATENCY_RATIO: f64 = 1_000.0;
+
+/// Whole seconds of `duration` as `i64`, clamped to [`MAX_DURATION`]: never negative and never
+/// large enough to overflow the agent's epoch-second arithmetic, even for a [`Policy`] built in
+/// code rather than parsed.
+fn bounded_secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).map_or(MAX_DURATION_SECS, |secs| secs.min(MAX_DURATION_SECS))
+}
+
 /// A validated canary policy for one function alias.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -165,6 +191,13 @@ impl MetricsSource {
             Self::Emf { period, .. } => *period,
         }
     }
+
+    /// [`Self::period`] in whole seconds, at least 1 and at most [`MAX_DURATION`]: safe to divide
+    /// and multiply epoch seconds by.
+    #[must_use]
+    pub fn period_secs(&self) -> i64 {
+        bounded_secs(self.period()).max(1)
+    }
 }
 
 /// Where notifications go.
@@ -179,6 +212,19 @@ impl Policy {
     #[must_use]
     pub fn alpha(&self) -> f64 {
         1.0 - self.confidence
+    }
+
+    /// `step_interval` in whole seconds, clamped to [`MAX_DURATION`] (never negative). Use this,
+    /// not a cast, wherever the interval meets epoch seconds.
+    #[must_use]
+    pub fn step_interval_secs(&self) -> i64 {
+        bounded_secs(self.step_interval)
+    }
+
+    /// `no_data_timeout` in whole seconds, clamped to [`MAX_DURATION`] (never negative).
+    #[must_use]
+    pub fn no_data_timeout_secs(&self) -> i64 {
+        bounded_secs(self.no_data_timeout)
     }
 
     /// A policy with the documented defaults for `function`, for tests and the simulator.
@@ -386,10 +432,11 @@ impl DirReport {
     }
 }
 
-/// Loads every `*.yaml` / `*.yml` file of `dir` (sorted by file name; `schema.json` and other
+/// Loads every `*.yaml` / `*.yml` entry of `dir` (sorted by file name; `schema.json` and other
 /// files are ignored). A missing or unreadable directory, a directory without policy files, an
-/// unreadable file, and a second policy for the same `function` + `alias` (the later file) are
-/// problems too.
+/// unreadable entry, a `*.yaml` entry that is not a readable file (a dangling symbolic link, a
+/// directory), and a second policy for the same `function` + `alias` (the later file) are
+/// problems too: a policy file that silently disappears leaves its function unprotected.
 #[must_use]
 pub fn load_dir(dir: &Path) -> DirReport {
     let mut report = DirReport::default();
@@ -403,16 +450,24 @@ pub fn load_dir(dir: &Path) -> DirReport {
             return report;
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.is_file()
-                && path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                let is_policy = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
                     e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml")
-                })
-        })
-        .collect();
+                });
+                if is_policy {
+                    files.push(path);
+                }
+            }
+            Err(e) => report.problems.push(PolicyProblem::whole_file(
+                dir,
+                format!("cannot list policy directory: {e}"),
+            )),
+        }
+    }
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     if files.is_empty() {
         report.problems.push(PolicyProblem::whole_file(
@@ -425,10 +480,38 @@ pub fn load_dir(dir: &Path) -> DirReport {
         return report;
     }
     let texts = files.into_iter().map(|file| {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read file: {e}"));
+        let text = read_policy_file(&file);
         (file, text)
     });
     load_texts(texts, report)
+}
+
+/// The contents of one policy file, or why it cannot be read. Symbolic links are followed; a
+/// dangling one, a directory and any other non-regular file are problems (never silently
+/// skipped).
+fn read_policy_file(file: &Path) -> Result<String, String> {
+    match std::fs::metadata(file) {
+        Err(e) => {
+            let link = std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink());
+            if link {
+                let target = std::fs::read_link(file)
+                    .map_or_else(|_| "?".to_string(), |t| t.display().to_string());
+                Err(format!(
+                    "is a symbolic link to {target}, which cannot be read ({e}); fix or remove \
+                     the link"
+                ))
+            } else {
+                Err(format!("cannot read file: {e}"))
+            }
+        }
+        Ok(meta) if meta.is_dir() => Err(
+            "is a directory, not a policy file (rename it or move it out of the policies directory)"
+                .to_string(),
+        ),
+        // A FIFO or device would block the tick or never end; only regular files are policies.
+        Ok(meta) if !meta.is_file() => Err("is not a regular file".to_string()),
+        Ok(_) => std::fs::read_to_string(file).map_err(|e| format!("cannot read file: {e}")),
+    }
 }
 
 /// Parses policy files given as (path, contents or read error), in order, into `report`: the

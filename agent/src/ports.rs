@@ -87,7 +87,7 @@ impl MetricsQuery {
         from: i64,
         to: i64,
     ) -> Self {
-        let period = policy.metrics.period().as_secs().max(1) as i64;
+        let period = policy.metrics.period_secs();
         Self {
             function: policy.function.clone(),
             alias: policy.alias.clone(),

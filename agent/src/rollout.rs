@@ -392,7 +392,7 @@ fn automatic(
     let quiet_since = j
         .last_canary_traffic
         .map_or(record.since, |t| t.max(record.since));
-    if now.saturating_sub(quiet_since) >= secs(policy.no_data_timeout)
+    if now.saturating_sub(quiet_since) >= policy.no_data_timeout_secs()
         && j.last_canary_traffic.is_none_or(|t| t < record.since)
     {
         match policy.on_no_data {
@@ -423,7 +423,7 @@ fn automatic(
         return hold(format!("paused at {}%", canary.weight));
     }
     let waited = now.saturating_sub(record.since);
-    let interval = secs(policy.step_interval);
+    let interval = policy.step_interval_secs();
     match &j.verdict {
         Verdict::NotEnoughData(why) => hold(why.clone()),
         Verdict::Healthy if waited < interval => hold(format!(

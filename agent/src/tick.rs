@@ -160,9 +160,7 @@ fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
 /// served the step's weight for part of it), so a step is never a whole period plus the metric
 /// delay slower.
 fn judge_series(policy: &Policy, state: &AliasState, series: Series, now: i64) -> Judgement {
-    let period = i64::try_from(policy.metrics.period().as_secs())
-        .unwrap_or(60)
-        .max(1);
+    let period = policy.metrics.period_secs();
     // A corrupted record is repaired by the decision; judge with the repaired step start.
     let mut record = state.record.clone();
     record.sanitize(policy.steps.len(), now);

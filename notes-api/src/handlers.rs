@@ -420,6 +420,57 @@ mod tests {
         lambda_http::request::from_str(&event.to_string()).expect("valid event")
     }
 
+    /// An app whose DynamoDB endpoint is a closed loopback port: any store call fails (500), so
+    /// a 400 proves the request was refused before reaching storage.
+    fn offline_app() -> App {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let settings = Settings::from_lookup(env(&[("NOTES_TABLE", "notes")])).expect("valid");
+        App::new(aws_sdk_dynamodb::Client::from_conf(conf), settings)
+    }
+
+    fn update_request(body: &str) -> Request {
+        let id = "3f2b8c1e-9d4a-4b7e-8f00-1a2b3c4d5e6f";
+        let event = serde_json::json!({
+            "resource": "/notes/{id}", "path": format!("/notes/{id}"), "httpMethod": "PUT",
+            "headers": {}, "multiValueHeaders": {}, "queryStringParameters": null,
+            "multiValueQueryStringParameters": null, "pathParameters": {"id": id},
+            "stageVariables": null, "body": body, "isBase64Encoded": false,
+            "requestContext": {
+                "accountId": "123456789012", "resourceId": "r", "stage": "prod",
+                "requestId": "req-2", "httpMethod": "PUT", "resourcePath": "/notes/{id}",
+                "path": format!("/prod/notes/{id}"),
+                "identity": {"cognitoIdentityId": "us-east-1:abc"}, "apiId": "a"
+            }
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("valid event")
+    }
+
+    #[tokio::test]
+    async fn update_with_the_largest_expected_version_is_a_400_naming_the_field() {
+        let app = offline_app();
+        for version in ["18446744073709551615", "18446744073709551616", "-1"] {
+            let body = format!(r#"{{"content":"x","expectedVersion":{version}}}"#);
+            let resp = app
+                .handle(Operation::Update, update_request(&body))
+                .await
+                .expect("an HTTP answer");
+            assert_eq!(resp.status().as_u16(), 400, "{version}");
+            let json: serde_json::Value =
+                serde_json::from_slice(resp.body().as_ref()).expect("JSON body");
+            let message = json["error"].as_str().expect("error message");
+            assert!(
+                message.contains("`expectedVersion`"),
+                "{version}: {message}"
+            );
+        }
+    }
+
     #[test]
     fn identity_comes_only_from_request_context() {
         let r = request(serde_json::json!({"cognitoIdentityId": "us-east-1:abc"}));

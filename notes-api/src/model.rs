@@ -13,6 +13,9 @@ pub const MAX_ATTACHMENT_CHARS: usize = 1_024;
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Maximum page size of `GET /notes` (`?limit=`).
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// Largest `expectedVersion` an update accepts: the version the update writes (one more) must
+/// still fit in a `u64`.
+pub const MAX_EXPECTED_VERSION: u64 = u64::MAX - 1;
 
 /// A stored note, as returned by the API (JSON, camelCase keys).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +71,9 @@ struct UpdateBody {
     content: String,
     #[serde(default)]
     attachment: Option<String>,
+    /// Read as any JSON value so that every wrong value gets a message naming the field.
     #[serde(default)]
-    expected_version: Option<u64>,
+    expected_version: Option<serde_json::Value>,
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -134,16 +138,42 @@ pub fn parse_create(body: &[u8]) -> Result<NoteDraft, ApiError> {
 /// `{"content": string, "attachment"?: string|null, "expectedVersion"?: integer}`.
 ///
 /// # Errors
-/// As [`parse_create`]; also a non-integer or zero `expectedVersion`.
+/// As [`parse_create`]; also an `expectedVersion` that is not a whole number from 1 to
+/// [`MAX_EXPECTED_VERSION`] (the message names the field).
 pub fn parse_update(body: &[u8]) -> Result<NoteChange, ApiError> {
     let raw: UpdateBody = parse_json(body)?;
-    if raw.expected_version == Some(0) {
-        return Err(bad("`expectedVersion` must be at least 1"));
-    }
+    let expected_version = match raw.expected_version {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => Some(parse_expected_version(&value)?),
+    };
     Ok(NoteChange {
         draft: validate_draft(raw.content, raw.attachment)?,
-        expected_version: raw.expected_version,
+        expected_version,
     })
+}
+
+/// `expectedVersion` as a version an update can be conditioned on: 1..=[`MAX_EXPECTED_VERSION`].
+fn parse_expected_version(value: &serde_json::Value) -> Result<u64, ApiError> {
+    let serde_json::Value::Number(n) = value else {
+        return Err(bad(format!(
+            "invalid type for `expectedVersion`: expected a whole number from 1 to \
+             {MAX_EXPECTED_VERSION}, got {value}"
+        )));
+    };
+    match (n.as_u64(), n.as_f64()) {
+        (Some(0), _) => Err(bad("`expectedVersion` must be at least 1, got 0")),
+        (Some(v), _) if v <= MAX_EXPECTED_VERSION => Ok(v),
+        (Some(_), _) => Err(bad(format!(
+            "`expectedVersion` must be at most {MAX_EXPECTED_VERSION}, got {n}"
+        ))),
+        // Beyond u64 (JSON reads it as a float): too large, however it is written.
+        (None, Some(f)) if f.fract() == 0.0 && f > 0.0 => Err(bad(format!(
+            "`expectedVersion` must be at most {MAX_EXPECTED_VERSION}, got {n}"
+        ))),
+        _ => Err(bad(format!(
+            "`expectedVersion` must be a whole number from 1 to {MAX_EXPECTED_VERSION}, got {n}"
+        ))),
+    }
 }
 
 /// Parses a note id from the path into its canonical form (lowercase, hyphenated UUID).
@@ -269,6 +299,38 @@ mod tests {
             err(parse_update(br#"{"content":"x","expectedVersion":"3"}"#)).contains("invalid type")
         );
         assert!(err(parse_update(br#"{"content":"x","version":3}"#)).contains("unknown field"));
+        let c = parse_update(br#"{"content":"x","expectedVersion":null}"#).expect("valid");
+        assert_eq!(c.expected_version, None);
+    }
+
+    #[test]
+    fn update_rejects_expected_versions_that_cannot_be_incremented() {
+        let at_most = format!("`expectedVersion` must be at most {MAX_EXPECTED_VERSION}");
+        for body in [
+            r#"{"content":"x","expectedVersion":18446744073709551615}"#,
+            r#"{"content":"x","expectedVersion":18446744073709551616}"#,
+            r#"{"content":"x","expectedVersion":1e300}"#,
+        ] {
+            let message = err(parse_update(body.as_bytes()));
+            assert!(message.starts_with(&at_most), "{body}: {message}");
+        }
+        for body in [
+            r#"{"content":"x","expectedVersion":-1}"#,
+            r#"{"content":"x","expectedVersion":1.5}"#,
+        ] {
+            let message = err(parse_update(body.as_bytes()));
+            assert!(
+                message.contains("`expectedVersion` must be a whole number"),
+                "{body}: {message}"
+            );
+        }
+        let message = err(parse_update(br#"{"content":"x","expectedVersion":[1]}"#));
+        assert!(message.contains("`expectedVersion`"), "{message}");
+        let c = parse_update(
+            format!(r#"{{"content":"x","expectedVersion":{MAX_EXPECTED_VERSION}}}"#).as_bytes(),
+        )
+        .expect("valid");
+        assert_eq!(c.expected_version, Some(MAX_EXPECTED_VERSION));
     }
 
     #[test]

@@ -218,7 +218,8 @@ impl NotesStore {
     /// Replaces the note's content and attachment if it exists and is at version `expected`.
     ///
     /// # Errors
-    /// [`StoreError`] if DynamoDB fails; a failed condition is not an error but
+    /// [`StoreError`] if DynamoDB fails, or [`StoreError::Malformed`] if `expected` is
+    /// `u64::MAX` (no next version); a failed condition is not an error but
     /// [`UpdateResult::Missing`] or [`UpdateResult::Conflict`].
     pub async fn update(
         &self,
@@ -228,6 +229,11 @@ impl NotesStore {
         expected: u64,
         now_ms: i64,
     ) -> Result<UpdateResult, StoreError> {
+        let Some(next) = expected.checked_add(1) else {
+            return Err(StoreError::Malformed(format!(
+                "version {expected} is the largest a note can have; it cannot be updated"
+            )));
+        };
         let (set_attachment, remove) = match &draft.attachment {
             Some(_) => (", #attachment = :a", ""),
             None => ("", " REMOVE #attachment"),
@@ -250,7 +256,7 @@ impl NotesStore {
             .expression_attribute_values(":c", s(&draft.content))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":expected", n(expected))
-            .expression_attribute_values(":next", n(expected + 1))
+            .expression_attribute_values(":next", n(next))
             .return_values(ReturnValue::AllNew);
         if let Some(a) = &draft.attachment {
             req = req.expression_attribute_values(":a", s(a));

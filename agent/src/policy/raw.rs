@@ -16,7 +16,7 @@ pub(crate) type Leaf = Option<Spanned<String>>;
 /// A lambda-canary policy: how one Lambda alias is protected while a new version is rolled out.
 ///
 /// One file per protected alias in the policies directory. Unknown keys are errors. Durations are
-/// written like `90s`, `2m`, `1h`, `1m30s`.
+/// written like `90s`, `2m`, `1h`, `1m30s`, and are at most `168h` (7 days).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "lambda-canary policy")]
@@ -47,16 +47,19 @@ pub(crate) struct RawPolicy {
     )]
     pub steps: Option<Spanned<Vec<Spanned<String>>>>,
 
-    /// Minimum time at a step before moving on (e.g. `2m`). Must be positive and at least the
-    /// metrics period.
+    /// Minimum time at a step before moving on (e.g. `2m`). Must be positive, at least the
+    /// metrics period and at most `168h` (7 days).
     #[schemars(
         with = "Option<String>",
         extend("default" = "2m", "pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
     )]
     pub step_interval: Leaf,
 
-    /// Canary requests needed at a step before moving on; at least 1.
-    #[schemars(with = "Option<u64>", extend("default" = 100, "minimum" = 1))]
+    /// Canary requests needed at a step before moving on; 1 to 1000000000.
+    #[schemars(
+        with = "Option<u64>",
+        extend("default" = 100, "minimum" = 1, "maximum" = 1_000_000_000)
+    )]
     pub min_requests: Leaf,
 
     /// 5xx rules.
@@ -79,7 +82,8 @@ pub(crate) struct RawPolicy {
     #[schemars(with = "Option<OnNoDataSchema>", extend("default" = "hold"))]
     pub on_no_data: Leaf,
 
-    /// How long a step may see no canary traffic before `on_no_data` applies (e.g. `15m`).
+    /// How long a step may see no canary traffic before `on_no_data` applies (e.g. `15m`); at most
+    /// `168h` (7 days).
     #[schemars(
         with = "Option<String>",
         extend("default" = "15m", "pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
@@ -133,20 +137,27 @@ pub(crate) struct RawLatency {
     #[schemars(with = "Option<LatencyStatSchema>", extend("default" = "p99"))]
     pub stat: Leaf,
 
-    /// Ceiling on the canary's statistic in milliseconds; greater than 0.
+    /// Ceiling on the canary's statistic in milliseconds; greater than 0, at most 900000 (15
+    /// minutes, the longest a Lambda invocation runs).
     #[schemars(
         with = "Option<f64>",
-        extend("default" = 1500, "exclusiveMinimum" = 0)
+        extend("default" = 1500, "exclusiveMinimum" = 0, "maximum" = 900_000)
     )]
     pub max_ms: Leaf,
 
-    /// The canary's statistic may be at most this multiple of the baseline's; at least 1.
-    #[schemars(with = "Option<f64>", extend("default" = 1.3, "minimum" = 1))]
+    /// The canary's statistic may be at most this multiple of the baseline's; 1 to 1000.
+    #[schemars(
+        with = "Option<f64>",
+        extend("default" = 1.3, "minimum" = 1, "maximum" = 1000)
+    )]
     pub max_ratio: Leaf,
 
     /// A relative regression (`max_ratio`) counts only if the canary is also at least this many
-    /// milliseconds slower; at least 0. Keeps a 4 ms -> 6 ms change from rolling back.
-    #[schemars(with = "Option<f64>", extend("default" = 25, "minimum" = 0))]
+    /// milliseconds slower; 0 to 900000. Keeps a 4 ms -> 6 ms change from rolling back.
+    #[schemars(
+        with = "Option<f64>",
+        extend("default" = 25, "minimum" = 0, "maximum" = 900_000)
+    )]
     pub min_increase_ms: Leaf,
 }
 

@@ -336,6 +336,153 @@ fn policy_duration_rules() {
 }
 
 #[test]
+fn policy_durations_are_bounded_to_seven_days() {
+    for (key, value) in [
+        ("step_interval", "9223372036854775807s"),
+        ("step_interval", "18446744073709551615s"),
+        ("step_interval", "168h1s"),
+        ("no_data_timeout", "9223372036854775807s"),
+        ("no_data_timeout", "169h"),
+    ] {
+        let text = format!("function: f\n{key}: {value}\n");
+        one_problem(
+            &text,
+            2,
+            key,
+            &format!("must be at most 168h (7 days), got {value}"),
+        );
+        assert_eq!(
+            problems(&text)[0].to_string(),
+            format!("p.yaml:2: {key}: must be at most 168h (7 days), got {value}")
+        );
+    }
+    // Too large for any duration at all: still one problem with file, line and field.
+    one_problem(
+        "function: f\nstep_interval: 18446744073709551616s\n",
+        2,
+        "step_interval",
+        "number too large",
+    );
+    one_problem(
+        "function: f\nmetrics: {source: emf, period: 9223372036854775807s}\n",
+        2,
+        "metrics.period",
+        "at most 168h",
+    );
+    let longest = parse("function: f\nstep_interval: 168h\nno_data_timeout: 167h59m60s\n").unwrap();
+    assert_eq!(longest.step_interval, MAX_DURATION);
+    assert_eq!(longest.no_data_timeout, MAX_DURATION);
+    assert_eq!(MAX_DURATION, Duration::from_secs(7 * 24 * 3600));
+}
+
+#[test]
+fn policy_numbers_are_bounded() {
+    one_problem(
+        "function: f\nmin_requests: 1000000001\n",
+        2,
+        "min_requests",
+        "at most 1000000000, got 1000000001",
+    );
+    one_problem(
+        "function: f\nmin_requests: 18446744073709551616\n",
+        2,
+        "min_requests",
+        "at most 1000000000",
+    );
+    one_problem(
+        "function: f\nlatency:\n  max_ms: 900001\n",
+        3,
+        "latency.max_ms",
+        "at most 900000 (15 minutes",
+    );
+    one_problem(
+        "function: f\nlatency:\n  max_ratio: 1e300\n",
+        3,
+        "latency.max_ratio",
+        "at most 1000, got 1e300",
+    );
+    one_problem(
+        "function: f\nlatency:\n  min_increase_ms: 1e9\n",
+        3,
+        "latency.min_increase_ms",
+        "at most 900000",
+    );
+    let at_bounds = parse(
+        "function: f\nmin_requests: 1000000000\nlatency: {max_ms: 900000, max_ratio: 1000, \
+         min_increase_ms: 900000}\n",
+    )
+    .unwrap();
+    assert_eq!(at_bounds.min_requests, MAX_MIN_REQUESTS);
+    assert_eq!(
+        (
+            at_bounds.latency.max_ms,
+            at_bounds.latency.max_ratio,
+            at_bounds.latency.min_increase_ms
+        ),
+        (MAX_LATENCY_MS, MAX_LATENCY_RATIO, MAX_LATENCY_MS)
+    );
+}
+
+/// A policy built in code (not parsed) with durations no file may hold: everything downstream
+/// still sees them as at most [`MAX_DURATION`], never negative, never overflowing.
+#[test]
+fn policy_oversized_durations_stay_bounded_downstream() {
+    use crate::judge::{judge, Observations, Verdict};
+    use crate::rollout::{decide, Action, AliasState, Record, Routing};
+
+    let week = i64::try_from(MAX_DURATION.as_secs()).unwrap();
+    for secs in [
+        u64::MAX,
+        i64::MAX.unsigned_abs(),
+        MAX_DURATION.as_secs() + 1,
+    ] {
+        let mut p = Policy::with_defaults("f");
+        p.step_interval = Duration::from_secs(secs);
+        p.no_data_timeout = Duration::from_secs(secs);
+        p.metrics = MetricsSource::Emf {
+            namespace: "N".into(),
+            period: Duration::from_secs(secs),
+        };
+        assert_eq!(p.step_interval_secs(), week);
+        assert_eq!(p.no_data_timeout_secs(), week);
+        assert_eq!(p.metrics.period_secs(), week);
+
+        // The judge multiplies the interval (this overflowed for i64::MAX seconds).
+        let mut j = judge(&p, &Observations::default());
+        // A healthy canary one minute into its step must wait, not step at once (u64::MAX
+        // seconds was cast to -1 s).
+        j.verdict = Verdict::Healthy;
+        j.last_canary_traffic = Some(1_000_000);
+        let state = AliasState {
+            stable: 1,
+            canary: Some(Routing {
+                version: 2,
+                weight: p.steps[0],
+            }),
+            candidate: Some(2),
+            record: Record {
+                canary: Some(2),
+                since: 1_000_000 - 60,
+                started: 1_000_000 - 60,
+                ..Record::default()
+            },
+        };
+        let d = decide(&state, &p, Some(&j), None, 1_000_000).unwrap();
+        assert!(
+            matches!(d.action, Action::Hold(_)),
+            "{secs}: {:?}",
+            d.action
+        );
+    }
+    let mut zero = Policy::with_defaults("f");
+    zero.metrics = MetricsSource::Emf {
+        namespace: "N".into(),
+        period: Duration::ZERO,
+    };
+    assert_eq!(zero.metrics.period_secs(), 1);
+}
+
+#[test]
 fn policy_number_rules() {
     one_problem(
         "function: f\nmin_requests: 0\n",
@@ -541,6 +688,208 @@ fn policy_duration_parser_examples() {
     assert_eq!(format_duration(Duration::ZERO), "0s");
 }
 
+/// Text that looks like a duration: digit runs (up to 25 digits, beyond u64) with h/m/s and a few
+/// near misses.
+fn durationish() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "([0-9]{1,25}h)?([0-9]{1,25}m)?([0-9]{1,25}s)?",
+        "[0-9]{0,25}[hmsd ]{0,3}[0-9]{0,5}[hms]?",
+        Just("18446744073709551615s".to_string()),
+        Just("9223372036854775807s".to_string()),
+        Just("5124095576030431h".to_string()),
+        Just("307445734561825860m".to_string()),
+    ]
+}
+
+/// A value for a policy key: durations, integers, floats, YAML specials, known words, lists, maps
+/// and arbitrary text (which may well break the YAML; that must be an error, not a panic).
+fn valueish() -> impl Strategy<Value = String> {
+    prop_oneof![
+        durationish(),
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|n| n.to_string()),
+        (0.0f64..2.0).prop_map(|n| n.to_string()),
+        prop::sample::select(vec![
+            ".inf",
+            "-.inf",
+            ".nan",
+            "1e400",
+            "-0",
+            "0",
+            "1",
+            "100",
+            "~",
+            "null",
+            "''",
+            "{}",
+            "[]",
+            "hold",
+            "rollback",
+            "p99",
+            "p99.9",
+            "Average",
+            "emf",
+            "lambda",
+            "live",
+            "candidate",
+            "notes-get",
+            "NotesApi",
+            "AWS/Lambda",
+            "60s",
+            "10s",
+            "0.99",
+            "1.3",
+            "arn:aws:sns:us-east-1:123456789012:canary-alerts",
+        ])
+        .prop_map(str::to_string),
+        prop::collection::vec(
+            prop_oneof![
+                (0.0f64..=100.0).prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| n.to_string()),
+                Just("100".to_string()),
+            ],
+            0..6
+        )
+        .prop_map(|items| format!("[{}]", items.join(", "))),
+        "\\PC{0,20}",
+    ]
+}
+
+/// `key: value` (or nothing): mostly a value from `typical`, rarely any [`valueish`] one.
+fn entry(
+    key: &'static str,
+    typical: impl Strategy<Value = String> + 'static,
+) -> BoxedStrategy<String> {
+    prop::option::weighted(0.5, prop_oneof![24 => typical, 1 => valueish()])
+        .prop_map(move |v| v.map_or_else(String::new, |v| format!("{key}: {v}\n")))
+        .boxed()
+}
+
+/// `parent:` with some of its sub-keys indented under it (or nothing).
+fn block(parent: &'static str, children: Vec<BoxedStrategy<String>>) -> BoxedStrategy<String> {
+    prop::option::weighted(0.5, children)
+        .prop_map(move |c| c.map_or_else(String::new, |c| format!("{parent}:\n{}", c.concat())))
+        .boxed()
+}
+
+/// Mostly one of `valid`, sometimes one of `invalid`.
+fn pick(valid: &[&'static str], invalid: &[&'static str]) -> BoxedStrategy<String> {
+    let valid = prop::sample::select(valid.to_vec()).prop_map(str::to_string);
+    if invalid.is_empty() {
+        return valid.boxed();
+    }
+    let invalid = prop::sample::select(invalid.to_vec()).prop_map(str::to_string);
+    prop_oneof![12 => valid, 1 => invalid].boxed()
+}
+
+/// A number: mostly in `valid`, sometimes in the wider `any` (which may be out of bounds).
+fn number(
+    valid: std::ops::RangeInclusive<f64>,
+    any: std::ops::Range<f64>,
+) -> BoxedStrategy<String> {
+    prop_oneof![
+        6 => valid.clone().prop_map(|n| n.to_string()),
+        6 => valid.prop_map(|n| n.round().to_string()),
+        1 => any.prop_map(|n| n.to_string()),
+    ]
+    .boxed()
+}
+
+/// Durations mostly within the bound (and at least a minute, the default metrics period), some
+/// at the bound, past it, zero or absurd.
+fn policy_duration() -> BoxedStrategy<String> {
+    prop_oneof![
+        12 => (60u64..=MAX_DURATION.as_secs()).prop_map(|s| format_duration(Duration::from_secs(s))),
+        1 => prop::sample::select(vec!["168h", "167h59m60s", "168h1s", "169h", "0s", "10s"])
+            .prop_map(str::to_string),
+        1 => durationish(),
+    ]
+    .boxed()
+}
+
+/// A policy document built from the known keys (each at most once, in the usual order) with values
+/// that are mostly valid, sometimes just past a bound, rarely anything at all.
+fn policyish() -> impl Strategy<Value = String> {
+    let steps = prop_oneof![
+        12 => prop::collection::btree_set(1u32..100, 0..5).prop_map(|set| {
+            let items: Vec<String> =
+                set.iter().map(u32::to_string).chain(["100".into()]).collect();
+            format!("[{}]", items.join(", "))
+        }),
+        1 => prop::collection::vec((-10.0f64..120.0).prop_map(|n| n.to_string()), 0..6)
+            .prop_map(|items| format!("[{}]", items.join(", "))),
+    ];
+    let ms = || number(0.001..=900_000.0, -10.0..2_000_000.0);
+    let top = vec![
+        prop_oneof![12 => Just("function: notes-get\n".to_string()), 1 => entry("function", pick(&["f"], &["arn:aws:lambda:f", "", "a b"]))].boxed(),
+        entry("alias", pick(&["live", "prod"], &["123", "a b"])),
+        entry("candidate_alias", pick(&["candidate", "next"], &["live"])),
+        entry("steps", steps),
+        entry("step_interval", policy_duration()),
+        entry(
+            "min_requests",
+            prop_oneof![
+                12 => (1u64..=MAX_MIN_REQUESTS).prop_map(|n| n.to_string()),
+                1 => any::<u64>().prop_map(|n| n.to_string()),
+            ],
+        ),
+        block(
+            "errors",
+            vec![
+                entry("  max_rate", number(0.0..=1.0, -0.5..1.5)),
+                entry("  max_increase", number(0.0..=1.0, -0.5..1.5)),
+            ],
+        ),
+        block(
+            "latency",
+            vec![
+                entry(
+                    "  stat",
+                    pick(&["p50", "p90", "p95", "p99", "p99.9", "Average", "Maximum"], &["p98"]),
+                ),
+                entry("  max_ms", ms()),
+                entry("  max_ratio", number(1.0..=1_000.0, 0.0..1e6)),
+                entry("  min_increase_ms", ms()),
+            ],
+        ),
+        entry(
+            "confidence",
+            prop_oneof![
+                12 => (0.501f64..0.999).prop_map(|n| n.to_string()),
+                1 => (0.0f64..2.0).prop_map(|n| n.to_string()),
+            ],
+        ),
+        entry("on_no_data", pick(&["hold", "rollback"], &["page"])),
+        entry("no_data_timeout", policy_duration()),
+        block(
+            "metrics",
+            vec![
+                entry("  source", pick(&["emf"], &["lambda", "xray"])),
+                entry("  namespace", pick(&["NotesApi"], &["AWS/Lambda", "''"])),
+                entry(
+                    "  period",
+                    prop_oneof![
+                        12 => pick(&["1s", "5s", "10s", "20s", "30s", "60s", "1m"], &[]),
+                        1 => policy_duration(),
+                    ],
+                ),
+            ],
+        ),
+        block(
+            "notify",
+            vec![entry(
+                "  topic_arn",
+                pick(
+                    &["arn:aws:sns:us-east-1:123456789012:canary-alerts"],
+                    &["arn:aws:sns:us-east-1:1234:canary-alerts"],
+                ),
+            )],
+        ),
+    ];
+    top.prop_map(|entries| entries.concat())
+}
+
 proptest! {
     #[test]
     fn policy_duration_format_parse_roundtrip(secs in 0u64..10_000_000_000) {
@@ -551,6 +900,47 @@ proptest! {
     #[test]
     fn policy_parse_never_panics(text in "\\PC{0,200}") {
         let _ = parse(&text);
+    }
+
+    #[test]
+    fn policy_duration_parser_never_panics(text in prop_oneof!["\\PC{0,40}", durationish()]) {
+        if let Ok(d) = parse_duration(&text) {
+            // Whatever parses formats back to the same duration.
+            prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
+    /// Documents built from the known keys with random values: the parser never panics, every
+    /// problem names the file, and a policy that validates is within every documented bound.
+    #[test]
+    fn policy_yamlish_documents_never_panic_and_validate_within_bounds(text in policyish()) {
+        match parse(&text) {
+            Err(errors) => {
+                prop_assert!(!errors.problems().is_empty());
+                for problem in errors.problems() {
+                    prop_assert_eq!(&problem.file, Path::new("p.yaml"));
+                }
+            }
+            Ok(p) => {
+                for d in [p.step_interval, p.no_data_timeout, p.metrics.period()] {
+                    prop_assert!(d > Duration::ZERO && d <= MAX_DURATION, "{:?}", d);
+                }
+                let week = i64::try_from(MAX_DURATION.as_secs()).unwrap();
+                for secs in [p.step_interval_secs(), p.no_data_timeout_secs(), p.metrics.period_secs()] {
+                    prop_assert!((1..=week).contains(&secs), "{}", secs);
+                }
+                prop_assert!((1..=MAX_MIN_REQUESTS).contains(&p.min_requests));
+                prop_assert!(!p.steps.is_empty());
+                prop_assert!(p.steps.windows(2).all(|w| w[0] < w[1]));
+                prop_assert!(p.steps.iter().all(|&w| w > 0.0 && w <= 100.0));
+                prop_assert!((0.0..=1.0).contains(&p.errors.max_rate));
+                prop_assert!((0.0..=1.0).contains(&p.errors.max_increase));
+                prop_assert!(p.latency.max_ms > 0.0 && p.latency.max_ms <= MAX_LATENCY_MS);
+                prop_assert!((1.0..=MAX_LATENCY_RATIO).contains(&p.latency.max_ratio));
+                prop_assert!((0.0..=MAX_LATENCY_MS).contains(&p.latency.min_increase_ms));
+                prop_assert!(p.confidence > 0.5 && p.confidence < 1.0);
+            }
+        }
     }
 }
 
@@ -625,6 +1015,55 @@ fn policy_load_dir_missing_and_empty() {
     assert!(report.problems[0]
         .message
         .contains("cannot read policy directory"));
+}
+
+#[cfg(unix)]
+#[test]
+fn policy_load_dir_names_dangling_links_and_non_files() {
+    let dir = temp_dir("links");
+    std::fs::write(dir.join("a.yaml"), "function: notes-get\n").unwrap();
+    std::fs::write(dir.join("real.txt"), "function: notes-list\n").unwrap();
+    // A link to a file that is a policy by its link name is followed.
+    std::os::unix::fs::symlink(dir.join("real.txt"), dir.join("b.yaml")).unwrap();
+    std::os::unix::fs::symlink(dir.join("gone.yaml"), dir.join("c.yaml")).unwrap();
+    std::fs::create_dir(dir.join("d.yml")).unwrap();
+    // A dangling link without the policy extension is not a policy file.
+    std::os::unix::fs::symlink(dir.join("gone.txt"), dir.join("e.txt")).unwrap();
+    let report = load_dir(&dir);
+    let functions: Vec<_> = report
+        .policies
+        .iter()
+        .map(|p| p.function.as_str())
+        .collect();
+    assert_eq!(functions, ["notes-get", "notes-list"]);
+    assert_eq!(report.problems.len(), 2, "{:#?}", report.problems);
+    let dangling = &report.problems[0];
+    assert_eq!(dangling.file, dir.join("c.yaml"));
+    assert!(
+        dangling.message.starts_with(&format!(
+            "is a symbolic link to {}, which cannot be read",
+            dir.join("gone.yaml").display()
+        )),
+        "{dangling}"
+    );
+    assert!(dangling
+        .to_string()
+        .starts_with(&dir.join("c.yaml").display().to_string()));
+    let directory = &report.problems[1];
+    assert_eq!(directory.file, dir.join("d.yml"));
+    assert!(
+        directory.message.starts_with("is a directory"),
+        "{directory}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // Only a dangling link: that is the problem, not "no policy files".
+    let dir = temp_dir("only-link");
+    std::os::unix::fs::symlink(dir.join("gone.yaml"), dir.join("x.yaml")).unwrap();
+    let report = load_dir(&dir);
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    assert!(report.problems[0].message.contains("symbolic link"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn policies_dir() -> PathBuf {

@@ -1,5 +1,6 @@
 //! Raw policy -> validated [`Policy`], collecting every problem of the file.
 
+use std::num::IntErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
@@ -9,10 +10,17 @@ use super::duration::{format_duration, parse_duration};
 use super::raw::{Leaf, RawErrors, RawLatency, RawMetrics, RawNotify, RawPolicy};
 use super::{
     ErrorRule, LatencyRule, LatencyStat, MetricsSource, Notify, OnNoData, Policy, PolicyProblem,
+    MAX_DURATION, MAX_LATENCY_MS, MAX_LATENCY_RATIO, MAX_MIN_REQUESTS,
 };
 
 /// CloudWatch periods (seconds) valid for high-resolution metrics below one minute, plus 60.
 pub(crate) const EMF_PERIODS: [u64; 6] = [1, 5, 10, 20, 30, 60];
+
+/// Upper bound of the latency limits in milliseconds, with its reason.
+const LATENCY_CAP: (f64, &str) = (
+    MAX_LATENCY_MS,
+    " (15 minutes, the longest a Lambda invocation runs)",
+);
 
 /// Default CloudWatch namespace of the notes handlers' EMF metrics.
 pub(crate) const DEFAULT_NAMESPACE: &str = "NotesApi";
@@ -72,11 +80,49 @@ impl Checker<'_> {
         }
     }
 
-    /// A positive duration, or the default (after recording a problem) when absent/invalid.
+    /// [`Self::number`] with an upper bound `cap` (value, and why it is the bound): a finite number
+    /// above it is a problem too.
+    fn capped_number(
+        &mut self,
+        leaf: &Leaf,
+        field: &str,
+        default: f64,
+        ok: impl Fn(f64) -> bool,
+        expected: &str,
+        (cap, why): (f64, &str),
+    ) -> f64 {
+        let n = self.number(leaf, field, default, ok, expected);
+        match leaf {
+            Some(v) if n > cap => {
+                self.problem(
+                    Some(v.referenced),
+                    field,
+                    format!("must be at most {cap}{why}, got {}", v.value),
+                );
+                default
+            }
+            _ => n,
+        }
+    }
+
+    /// A duration in (0, [`MAX_DURATION`]], or the default (after recording a problem) when
+    /// absent/invalid.
     fn duration(&mut self, leaf: &Leaf, field: &str, default: Duration) -> Duration {
         let Some(v) = leaf else { return default };
         match parse_duration(&v.value) {
-            Ok(d) if d > Duration::ZERO => d,
+            Ok(d) if d > Duration::ZERO && d <= MAX_DURATION => d,
+            Ok(d) if d > Duration::ZERO => {
+                self.problem(
+                    Some(v.referenced),
+                    field,
+                    format!(
+                        "must be at most {} (7 days), got {}",
+                        format_duration(MAX_DURATION),
+                        v.value
+                    ),
+                );
+                default
+            }
             Ok(_) => {
                 self.problem(
                     Some(v.referenced),
@@ -260,26 +306,29 @@ impl Checker<'_> {
         };
         LatencyRule {
             stat,
-            max_ms: self.number(
+            max_ms: self.capped_number(
                 &raw.max_ms,
                 "latency.max_ms",
                 default.max_ms,
                 |n| n > 0.0,
                 "greater than 0",
+                LATENCY_CAP,
             ),
-            max_ratio: self.number(
+            max_ratio: self.capped_number(
                 &raw.max_ratio,
                 "latency.max_ratio",
                 default.max_ratio,
                 |n| n >= 1.0,
                 "at least 1",
+                (MAX_LATENCY_RATIO, ""),
             ),
-            min_increase_ms: self.number(
+            min_increase_ms: self.capped_number(
                 &raw.min_increase_ms,
                 "latency.min_increase_ms",
                 default.min_increase_ms,
                 |n| n >= 0.0,
                 "at least 0",
+                LATENCY_CAP,
             ),
         }
     }
@@ -486,7 +535,20 @@ pub(crate) fn build(
     let min_requests = match &raw.min_requests {
         None => defaults.min_requests,
         Some(v) => match v.value.parse::<u64>() {
-            Ok(n) if n >= 1 => n,
+            Ok(n) if (1..=MAX_MIN_REQUESTS).contains(&n) => n,
+            parsed
+                if parsed.as_ref().is_ok_and(|n| *n > MAX_MIN_REQUESTS)
+                    || parsed
+                        .as_ref()
+                        .is_err_and(|e| *e.kind() == IntErrorKind::PosOverflow) =>
+            {
+                c.problem(
+                    Some(v.referenced),
+                    "min_requests",
+                    format!("must be at most {MAX_MIN_REQUESTS}, got {}", v.value),
+                );
+                defaults.min_requests
+            }
             _ => {
                 c.problem(
                     Some(v.referenced),
@@ -532,7 +594,8 @@ pub(crate) fn build(
     let metrics = c.metrics(raw.metrics.as_ref().map(|s| &s.value));
     if let Some(v) = &raw.step_interval {
         let period = metrics.period();
-        if parse_duration(&v.value).is_ok_and(|d| d > Duration::ZERO) && step_interval < period {
+        let valid = parse_duration(&v.value).is_ok_and(|d| d > Duration::ZERO && d <= MAX_DURATION);
+        if valid && step_interval < period {
             c.problem(
                 Some(v.referenced),
                 "step_interval",

@@ -177,7 +177,7 @@ impl Judge {
 
     fn period(&self) -> i64 {
         match self {
-            Self::Ours { policy, .. } => policy.metrics.period().as_secs() as i64,
+            Self::Ours { policy, .. } => policy.metrics.period_secs(),
             _ => 60,
         }
     }

@@ -57,7 +57,7 @@ impl SimFunction {
     /// A function live on version 1 (`build`), no candidate yet.
     #[must_use]
     pub fn new(policy: Policy, build: Build, now: i64) -> Self {
-        let period = policy.metrics.period().as_secs() as i64;
+        let period = policy.metrics.period_secs();
         Self {
             policy,
             builds: BTreeMap::from([(1, build)]),
@@ -95,7 +95,7 @@ impl SimFunction {
     }
 
     fn period(&self) -> i64 {
-        self.policy.metrics.period().as_secs().max(1) as i64
+        self.policy.metrics.period_secs()
     }
 }
 
