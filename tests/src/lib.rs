@@ -6,6 +6,13 @@
 //! let sdk = moto.sdk_config().await;
 //! let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
 //! ```
+//!
+//! [`proxy`] puts a loopback proxy in front of moto that enforces Lambda's `RevisionId` and SNS's
+//! subject rules and injects faults; [`campaign`] drives the canary agent through it in rounds of
+//! races and faults and checks what must hold.
+
+pub mod campaign;
+pub mod proxy;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -177,6 +184,37 @@ impl Moto {
             .await
     }
 
+    /// Like [`Moto::sdk_config`], for clients that go through `endpoint` (e.g. a
+    /// [`proxy::Proxy`] in front of this server), name themselves `app_name` in their user agent,
+    /// and retry as `retry` says.
+    ///
+    /// # Panics
+    /// If `app_name` is not a valid SDK application name.
+    pub async fn sdk_config_via(
+        &self,
+        endpoint: &str,
+        app_name: Option<&str>,
+        retry: aws_config::retry::RetryConfig,
+    ) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "moto-test",
+            ))
+            .endpoint_url(endpoint)
+            .retry_config(retry);
+        if let Some(name) = app_name {
+            let app = aws_config::AppName::new(name.to_string())
+                .unwrap_or_else(|e| panic!("invalid SDK app name {name:?}: {e}"));
+            loader = loader.app_name(app);
+        }
+        loader.load().await
+    }
+
     /// Path of this server's log file (under `target/`; removed on drop unless the test panics).
     #[must_use]
     pub fn log_path(&self) -> &Path {
@@ -331,6 +369,20 @@ impl Inbox {
     /// # Panics
     /// If moto refuses any of the calls.
     pub async fn subscribe(sdk: &aws_config::SdkConfig, topic_arn: &str, name: &str) -> Inbox {
+        Self::subscribe_filtered(sdk, topic_arn, name, None).await
+    }
+
+    /// Like [`Inbox::subscribe`], with an SNS subscription filter policy on the message
+    /// attributes (e.g. `{"event": ["rolled_back"]}`, how on-call keeps only rollbacks).
+    ///
+    /// # Panics
+    /// If moto refuses any of the calls (including a malformed filter policy).
+    pub async fn subscribe_filtered(
+        sdk: &aws_config::SdkConfig,
+        topic_arn: &str,
+        name: &str,
+        filter_policy: Option<&str>,
+    ) -> Inbox {
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let sns = aws_sdk_sns::Client::new(sdk);
         let queue_url = sqs
@@ -354,10 +406,15 @@ impl Inbox {
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
             .unwrap_or_else(|| panic!("SQS queue {name} has no ARN"))
             .clone();
-        sns.subscribe()
+        let mut subscribe = sns
+            .subscribe()
             .topic_arn(topic_arn)
             .protocol("sqs")
-            .endpoint(queue_arn)
+            .endpoint(queue_arn);
+        if let Some(policy) = filter_policy {
+            subscribe = subscribe.attributes("FilterPolicy", policy);
+        }
+        subscribe
             .send()
             .await
             .unwrap_or_else(|e| panic!("subscribe {name} to {topic_arn}: {e:?}"));

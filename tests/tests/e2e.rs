@@ -3,5 +3,9 @@
 
 #[path = "e2e/agent.rs"]
 mod agent;
+#[path = "e2e/campaign.rs"]
+mod campaign;
 #[path = "e2e/notes.rs"]
 mod notes;
+#[path = "e2e/proxy.rs"]
+mod proxy;

@@ -1,0 +1,1273 @@
+//! A race and fault campaign: the canary agent, in-process, against moto through a [`Proxy`]
+//! that enforces `RevisionId` and SNS's subject rules and injects faults.
+//!
+//! Every round deploys a new candidate version (healthy or failing, by a seeded draw), then runs a
+//! few steps in which two agents tick at once while a person runs a command (`rollback [--to]`,
+//! `pause`, `resume`, `promote [--full]`, `start --version`) with faults on, then a settle phase
+//! of clean ticks by one agent with faults off. What is checked:
+//!
+//! - **half-applied alias**: after every step the `live` alias's routing and the agent record in
+//!   its description agree (the record's canary is the routed version at the routed step's
+//!   weight; no routing, no canary in the record);
+//! - **restarted rollback**: replaying the proxy's `UpdateAlias` log, a version that was rolled
+//!   back (by the agent or a person) is never started again by an agent, only by a person's
+//!   `start --version`, until a newer candidate is deployed;
+//! - **pages lost**: every rollback in the log has, by the end of the round's settle phase, an
+//!   SNS message with attributes `event` = `rolled_back`, `function` and `canary_version` = the
+//!   rolled-back version, both in an unfiltered queue and in a queue subscribed with the filter
+//!   policy `{"event": ["rolled_back"]}`;
+//! - **panics and hangs**: every tick and command runs in its own task under a time limit.
+//!
+//! ```ignore
+//! let report = lambda_canary_tests::campaign::run(&CampaignConfig::new(20, 1)).await;
+//! println!("{}", report.markdown());
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::SdkConfig;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{FunctionCode, Runtime};
+use canary_agent::aws::{AwsPorts, CloudWatchMetrics, LambdaAliases, SnsNotifier};
+use canary_agent::policy::{parse_policy, Policy};
+use canary_agent::ports::PortError;
+use canary_agent::rollout::{Override, Record};
+use canary_agent::tick::{Agent, CommandError, Outcome};
+
+use crate::proxy::{
+    AliasWrite, FaultKind, FaultRates, Proxy, ProxyConfig, RejectedSubject, Stats, SubjectRule,
+};
+use crate::{empty_zip, Delivered, Inbox, Moto};
+
+/// The function the campaign protects.
+pub const FUNCTION: &str = "notes-create";
+/// The filter policy on-call uses to keep only rollbacks.
+pub const ROLLBACK_FILTER: &str = r#"{"event": ["rolled_back"]}"#;
+/// Application name of the first agent's SDK clients (`app/NAME` in the user agent).
+pub const AGENT_A: &str = "campaign-agent-a";
+/// Application name of the second agent's SDK clients.
+pub const AGENT_B: &str = "campaign-agent-b";
+/// Application name of the person's SDK clients.
+pub const PERSON: &str = "campaign-person";
+
+/// The agent on the real SDK adapters.
+pub type AwsAgent = Agent<LambdaAliases, CloudWatchMetrics, SnsNotifier>;
+
+/// How a campaign runs.
+#[derive(Debug, Clone)]
+pub struct CampaignConfig {
+    /// Number of rounds (one deploy each).
+    pub rounds: usize,
+    /// Seed of every random choice (faults, builds, commands).
+    pub seed: u64,
+    /// Fault probabilities, the same for Lambda, CloudWatch and SNS.
+    pub faults: FaultRates,
+    /// Shortest and longest injected delay.
+    pub delay: (Duration, Duration),
+    /// SNS subject rule the proxy enforces.
+    pub subject_rule: SubjectRule,
+    /// Probability that a deployed build fails every request.
+    pub bad_share: f64,
+    /// Probability that a person runs a command in a faulted step.
+    pub command_share: f64,
+    /// Faulted steps per round (two agent ticks and maybe a command each).
+    pub fault_steps: usize,
+    /// Clean ticks per round, faults off.
+    pub settle_ticks: usize,
+    /// A tick or command that takes longer than this is a hang (and is aborted).
+    pub hang_after: Duration,
+    /// First retry backoff of the agents' and the person's SDK clients (the SDK's default is
+    /// 1 s; the number of attempts stays the default 3).
+    pub retry_backoff: Duration,
+    /// Print a progress line to stderr every this many rounds (0: never).
+    pub progress_every: usize,
+}
+
+impl CampaignConfig {
+    /// `rounds` rounds with [`FaultRates::TYPICAL`], delays of 2–10 s and the ASCII subject rule.
+    #[must_use]
+    pub fn new(rounds: usize, seed: u64) -> Self {
+        Self {
+            rounds,
+            seed,
+            faults: FaultRates::TYPICAL,
+            delay: (Duration::from_secs(2), Duration::from_secs(10)),
+            subject_rule: SubjectRule::Ascii,
+            bad_share: 0.5,
+            command_share: 0.6,
+            fault_steps: 3,
+            settle_ticks: 3,
+            hang_after: Duration::from_secs(180),
+            retry_backoff: Duration::from_millis(50),
+            progress_every: 0,
+        }
+    }
+}
+
+/// An invariant the campaign checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ViolationKind {
+    /// The alias's routing and the record in its description disagree.
+    HalfApplied,
+    /// An agent started a version that was rolled back, with no newer candidate since and no
+    /// person's `start --version` in between.
+    RestartedRollback,
+}
+
+impl ViolationKind {
+    /// Name for tables.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HalfApplied => "half-applied alias",
+            Self::RestartedRollback => "rolled-back version restarted by an agent",
+        }
+    }
+}
+
+/// What a campaign measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Rounds run.
+    pub rounds: usize,
+    /// Builds deployed that fail every request.
+    pub bad_builds: u64,
+    /// Agent ticks run.
+    pub ticks: u64,
+    /// Ticks whose outcome carried an error (e.g. AWS failed after retries, lost races).
+    pub tick_errors: u64,
+    /// Ticks of the settle phase (faults off) whose outcome carried an error.
+    pub settle_errors: u64,
+    /// Announcements whose publish failed, as the ticks and commands reported them.
+    pub publish_failures: u64,
+    /// Commands a person ran, by result (`ok`, `rejected`, `lost race`, `failed`, ...).
+    pub commands: BTreeMap<String, u64>,
+    /// The proxy's counters at the end.
+    pub proxy: Stats,
+    /// Rollbacks seen in the `UpdateAlias` log.
+    pub rollbacks: u64,
+    /// Canary starts by an agent seen in the log.
+    pub agent_starts: u64,
+    /// Canary starts by a person seen in the log.
+    pub person_starts: u64,
+    /// Alias checks made (after every step).
+    pub alias_checks: u64,
+    /// Invariant violations by kind.
+    pub violations: BTreeMap<ViolationKind, u64>,
+    /// Messages received by the unfiltered queue.
+    pub pages: u64,
+    /// Messages received by the filtered (`event` = `rolled_back`) queue.
+    pub pages_filtered: u64,
+    /// Rollbacks with no `rolled_back` page (with the right `canary_version`) in the unfiltered
+    /// queue by the end of their round.
+    pub pages_lost: u64,
+    /// The same, for the filtered queue.
+    pub pages_lost_filtered: u64,
+    /// Lost pages (unfiltered) whose rollback did reach the queue, but only as a re-send with
+    /// `event` = `retry` (which carries no `canary_version` and misses the filter).
+    pub lost_as_retry: u64,
+    /// Messages (either queue) whose `event` is `retry` or that carry `resend` = `true`.
+    pub resent_pages: u64,
+    /// Messages (per queue) whose `id` attribute was seen before in that queue.
+    pub duplicates: u64,
+    /// Messages without an `id` attribute (duplicates among them cannot be recognised).
+    pub pages_without_id: u64,
+    /// Ticks and commands that panicked.
+    pub panics: u64,
+    /// Ticks and commands that did not finish within [`CampaignConfig::hang_after`].
+    pub hangs: u64,
+    /// Subjects the proxy refused (first 20).
+    pub rejected_subjects: Vec<RejectedSubject>,
+    /// Descriptions of the first violations, lost pages, panics and hangs (up to 30).
+    pub examples: Vec<String>,
+    /// Wall-clock time of the campaign.
+    pub elapsed: Duration,
+}
+
+/// How many examples a report keeps.
+const EXAMPLES: usize = 30;
+
+impl Report {
+    /// Violations of every kind.
+    #[must_use]
+    pub fn violations_total(&self) -> u64 {
+        self.violations.values().sum()
+    }
+
+    /// Violations of `kind`.
+    #[must_use]
+    pub fn violations_of(&self, kind: ViolationKind) -> u64 {
+        self.violations.get(&kind).copied().unwrap_or(0)
+    }
+
+    fn example(&mut self, text: String) {
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(text);
+        }
+    }
+
+    fn violation(&mut self, kind: ViolationKind, text: String) {
+        *self.violations.entry(kind).or_default() += 1;
+        self.example(format!("{}: {text}", kind.name()));
+    }
+
+    /// The figures as a Markdown table, then the examples.
+    #[must_use]
+    pub fn markdown(&self) -> String {
+        let mut rows: Vec<(String, String)> = vec![
+            ("rounds".into(), self.rounds.to_string()),
+            (
+                "failing builds deployed".into(),
+                self.bad_builds.to_string(),
+            ),
+            ("agent ticks".into(), self.ticks.to_string()),
+            (
+                "person commands".into(),
+                self.commands.values().sum::<u64>().to_string(),
+            ),
+            (
+                "  by result".into(),
+                self.commands
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "requests through the proxy".into(),
+                self.proxy.requests.to_string(),
+            ),
+            (
+                "UpdateAlias requests checked".into(),
+                self.proxy.update_alias.to_string(),
+            ),
+            (
+                "alias writes (applied)".into(),
+                self.proxy.alias_writes.to_string(),
+            ),
+            (
+                "412 PreconditionFailed".into(),
+                self.proxy.precondition_failed.to_string(),
+            ),
+            (
+                "faults injected".into(),
+                self.proxy.total_faults().to_string(),
+            ),
+        ];
+        for kind in FaultKind::ALL {
+            rows.push((
+                format!("  {}", kind.name()),
+                self.proxy.faults_of(kind).to_string(),
+            ));
+        }
+        rows.extend([
+            (
+                "subjects refused (400)".into(),
+                self.proxy.subject_rejected.to_string(),
+            ),
+            ("ticks with an error".into(), self.tick_errors.to_string()),
+            (
+                "  of them in the settle phase".into(),
+                self.settle_errors.to_string(),
+            ),
+            (
+                "publish failures reported".into(),
+                self.publish_failures.to_string(),
+            ),
+            (
+                "starts (agent / person)".into(),
+                format!("{} / {}", self.agent_starts, self.person_starts),
+            ),
+            ("rollbacks".into(), self.rollbacks.to_string()),
+            ("alias checks".into(), self.alias_checks.to_string()),
+            ("**violations**".into(), self.violations_total().to_string()),
+        ]);
+        for kind in [ViolationKind::HalfApplied, ViolationKind::RestartedRollback] {
+            rows.push((
+                format!("  {}", kind.name()),
+                self.violations_of(kind).to_string(),
+            ));
+        }
+        rows.extend([
+            (
+                "pages received (unfiltered / filtered)".into(),
+                format!("{} / {}", self.pages, self.pages_filtered),
+            ),
+            (
+                "**pages lost** (unfiltered)".into(),
+                self.pages_lost.to_string(),
+            ),
+            (
+                "**pages lost** (filtered on `event`)".into(),
+                self.pages_lost_filtered.to_string(),
+            ),
+            (
+                "  lost, but re-sent as `event=retry`".into(),
+                self.lost_as_retry.to_string(),
+            ),
+            ("re-sent pages".into(), self.resent_pages.to_string()),
+            ("duplicates (same `id`)".into(), self.duplicates.to_string()),
+            (
+                "pages without an `id`".into(),
+                self.pages_without_id.to_string(),
+            ),
+            ("**panics**".into(), self.panics.to_string()),
+            ("**hangs**".into(), self.hangs.to_string()),
+            (
+                "wall-clock time".into(),
+                format!("{:.0} s", self.elapsed.as_secs_f64()),
+            ),
+        ]);
+        let mut out = String::from("| figure | value |\n|---|---|\n");
+        for (k, v) in rows {
+            out.push_str(&format!("| {k} | {v} |\n"));
+        }
+        if !self.rejected_subjects.is_empty() {
+            out.push_str("\nSubjects refused (first ones):\n");
+            for r in &self.rejected_subjects {
+                out.push_str(&format!("- `{:?}`: {}\n", r.subject, r.why));
+            }
+        }
+        if !self.examples.is_empty() {
+            out.push_str("\nFirst findings:\n");
+            for e in &self.examples {
+                out.push_str(&format!("- {e}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// SplitMix64, for the campaign's own choices.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.next() % (hi - lo + 1)
+        }
+    }
+}
+
+/// One minute of `AWS/Lambda` numbers of one version.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Minute {
+    /// Invocations (Sum).
+    pub invocations: f64,
+    /// Errors (Sum).
+    pub errors: f64,
+    /// Duration (Average), milliseconds.
+    pub duration_ms: f64,
+}
+
+/// A healthy build's minute.
+pub const HEALTHY: Minute = Minute {
+    invocations: 100.0,
+    errors: 0.0,
+    duration_ms: 100.0,
+};
+/// A build whose every request fails.
+pub const FAILING: Minute = Minute {
+    invocations: 100.0,
+    errors: 100.0,
+    duration_ms: 100.0,
+};
+
+/// An alias as moto has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasView {
+    /// `FunctionVersion`.
+    pub stable: u64,
+    /// Routed extra versions and their weights (fractions).
+    pub weights: BTreeMap<String, f64>,
+    /// The description (the agent's record).
+    pub description: String,
+}
+
+impl AliasView {
+    /// The routed versions with a weight above zero.
+    #[must_use]
+    pub fn routed(&self) -> Vec<(u64, f64)> {
+        routed(&self.weights)
+    }
+}
+
+fn routed(weights: &BTreeMap<String, f64>) -> Vec<(u64, f64)> {
+    weights
+        .iter()
+        .filter(|(_, w)| **w > 0.0)
+        .map(|(v, w)| (v.parse().unwrap_or(0), *w))
+        .collect()
+}
+
+/// moto with a Lambda role, an SNS topic and direct (unproxied) clients: the world the tests
+/// deploy into and observe.
+#[derive(Debug)]
+pub struct Lab {
+    /// Direct SDK configuration (no proxy, no faults).
+    pub sdk: SdkConfig,
+    /// Direct Lambda client.
+    pub lambda: aws_sdk_lambda::Client,
+    /// Direct CloudWatch client.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// ARN of the on-call topic.
+    pub topic_arn: String,
+    role: &'static str,
+    /// The server (last, so it stops after the clients are gone).
+    pub moto: Moto,
+}
+
+impl Lab {
+    /// Starts moto and creates the Lambda role and the topic `canary-alerts`.
+    ///
+    /// # Panics
+    /// If moto cannot be started or refuses a call.
+    pub async fn start() -> Lab {
+        let moto = Moto::start();
+        let sdk = moto.sdk_config().await;
+        let role = moto.create_lambda_role();
+        let topic_arn = aws_sdk_sns::Client::new(&sdk)
+            .create_topic()
+            .name("canary-alerts")
+            .send()
+            .await
+            .expect("create SNS topic")
+            .topic_arn()
+            .expect("topic ARN")
+            .to_string();
+        Lab {
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            sdk,
+            topic_arn,
+            role,
+            moto,
+        }
+    }
+
+    /// Creates `function` with version 1 and the aliases `live` and `candidate` on it.
+    ///
+    /// # Panics
+    /// If moto refuses a call.
+    pub async fn create_function(&self, function: &str) {
+        self.lambda
+            .create_function()
+            .function_name(function)
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(self.role)
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(empty_zip(&format!("{function} build 1"))))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create function");
+        let v1 = self.publish(function).await;
+        assert_eq!(v1, 1, "the first published version is 1");
+        for alias in ["live", "candidate"] {
+            self.lambda
+                .create_alias()
+                .function_name(function)
+                .name(alias)
+                .function_version("1")
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create alias {alias}: {e:?}"));
+        }
+    }
+
+    async fn publish(&self, function: &str) -> u64 {
+        self.lambda
+            .publish_version()
+            .function_name(function)
+            .send()
+            .await
+            .expect("publish version")
+            .version()
+            .expect("version number")
+            .parse()
+            .expect("numeric version")
+    }
+
+    /// What `sam deploy` does: new code, a new version, `candidate` pointed at it.
+    ///
+    /// # Panics
+    /// If moto refuses a call.
+    pub async fn release(&self, function: &str) -> u64 {
+        self.lambda
+            .update_function_code()
+            .function_name(function)
+            .zip_file(Blob::new(empty_zip(&uuid::Uuid::new_v4().to_string())))
+            .send()
+            .await
+            .expect("update function code");
+        let version = self.publish(function).await;
+        self.lambda
+            .update_alias()
+            .function_name(function)
+            .name("candidate")
+            .function_version(version.to_string())
+            .send()
+            .await
+            .expect("point candidate at the new version");
+        version
+    }
+
+    /// Reads an alias directly from moto.
+    ///
+    /// # Panics
+    /// If moto refuses the call or the alias points at a non-numeric version.
+    pub async fn alias(&self, function: &str, alias: &str) -> AliasView {
+        let out = self
+            .lambda
+            .get_alias()
+            .function_name(function)
+            .name(alias)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get alias {function}:{alias}: {e:?}"));
+        AliasView {
+            stable: out
+                .function_version()
+                .unwrap_or_default()
+                .parse()
+                .expect("numeric alias version"),
+            weights: out
+                .routing_config()
+                .and_then(|r| r.additional_version_weights())
+                .map(|w| w.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .unwrap_or_default(),
+            description: out.description().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Writes `AWS/Lambda` metrics of `versions` (each with its minute) for the minutes starting
+    /// at `from`, `from + 60`, ... (`minutes` of them), in one call, with the dimensions in the
+    /// order Lambda and the agent's query use.
+    ///
+    /// # Panics
+    /// If moto refuses the call.
+    pub async fn put_minutes(
+        &self,
+        function: &str,
+        versions: &[(u64, Minute)],
+        from: i64,
+        minutes: i64,
+    ) {
+        let mut request = self.cloudwatch.put_metric_data().namespace("AWS/Lambda");
+        for &(version, m) in versions {
+            for k in 0..minutes {
+                let at = from + 60 * k;
+                for (name, value, unit) in [
+                    ("Invocations", m.invocations, StandardUnit::Count),
+                    ("Errors", m.errors, StandardUnit::Count),
+                    ("Duration", m.duration_ms, StandardUnit::Milliseconds),
+                ] {
+                    let mut d = MetricDatum::builder()
+                        .metric_name(name)
+                        .timestamp(DateTime::from_secs(at))
+                        .value(value)
+                        .unit(unit);
+                    for (n, v) in [
+                        ("FunctionName", function.to_string()),
+                        ("Resource", format!("{function}:live")),
+                        ("ExecutedVersion", version.to_string()),
+                    ] {
+                        d = d.dimensions(Dimension::builder().name(n).value(v).build());
+                    }
+                    request = request.metric_data(d.build());
+                }
+            }
+        }
+        request.send().await.expect("put metric data");
+    }
+}
+
+/// The campaign's policy: steps 10/50/100 every 2 minutes, 10 requests, `Average` latency (moto
+/// computes no percentiles), AWS/Lambda metrics, notifying `topic`.
+///
+/// # Panics
+/// If the policy does not parse (a bug in this text).
+#[must_use]
+pub fn policy(function: &str, topic: &str) -> Policy {
+    let text = format!(
+        "function: {function}
+steps: [10, 50, 100]
+step_interval: 2m
+min_requests: 10
+errors:
+  max_rate: 0.05
+  max_increase: 0.05
+latency:
+  stat: Average
+  max_ms: 1000
+  max_ratio: 2
+confidence: 0.99
+metrics:
+  source: lambda
+notify:
+  topic_arn: {topic}
+"
+    );
+    parse_policy(Path::new("campaign/notes-create.yaml"), &text)
+        .unwrap_or_else(|e| panic!("invalid campaign policy: {e}"))
+}
+
+/// An agent on clients built from `sdk`.
+#[must_use]
+pub fn agent(sdk: &SdkConfig) -> AwsAgent {
+    let ports = AwsPorts::from_conf(sdk);
+    Agent {
+        aliases: ports.aliases,
+        metrics: ports.metrics,
+        notifier: ports.notifier,
+        dry_run: false,
+        topic_override: None,
+    }
+}
+
+/// Real time, rounded down to the minute (epoch seconds).
+fn this_minute() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    now - now % 60
+}
+
+/// How a task run under [`guarded`] ended.
+enum Guarded<T> {
+    Done(T),
+    Panicked(String),
+    Hung,
+}
+
+/// Runs `fut` in its own task; a panic or a run past `deadline` is reported, not propagated.
+async fn guarded<T: Send + 'static>(
+    handle: tokio::task::JoinHandle<T>,
+    deadline: tokio::time::Instant,
+) -> Guarded<T> {
+    let abort = handle.abort_handle();
+    match tokio::time::timeout_at(deadline, handle).await {
+        Ok(Ok(v)) => Guarded::Done(v),
+        Ok(Err(e)) if e.is_panic() => {
+            let payload = e.into_panic();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic".to_string());
+            Guarded::Panicked(text)
+        }
+        Ok(Err(_)) => Guarded::Panicked("task cancelled".to_string()),
+        Err(_) => {
+            abort.abort();
+            Guarded::Hung
+        }
+    }
+}
+
+fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(fut)
+}
+
+/// A person's command, with the command line they typed.
+#[derive(Debug, Clone)]
+struct Command {
+    ovr: Override,
+    line: String,
+}
+
+/// What the replay of the `UpdateAlias` log knows.
+#[derive(Debug, Default)]
+struct Replay {
+    /// The alias before the next write: stable and routed version.
+    stable: u64,
+    routed: Option<u64>,
+    /// Rolled-back versions an agent must not start (cleared by a person's start of that
+    /// version or a newer deploy), with where they were rolled back.
+    blocked: BTreeMap<u64, u64>,
+    /// Versions rolled back in this round.
+    round_rollbacks: BTreeSet<u64>,
+    /// Every version rolled back so far (for the person's `start --version`).
+    ever_rolled_back: BTreeSet<u64>,
+    /// Log position to read from.
+    cursor: usize,
+}
+
+/// The running campaign.
+struct Campaign<'a> {
+    config: &'a CampaignConfig,
+    lab: Lab,
+    proxy: Proxy,
+    policy: Policy,
+    agents: [AwsAgent; 2],
+    person: AwsAgent,
+    inbox: Inbox,
+    filtered: Inbox,
+    rng: Rng,
+    /// Whether version `v` fails (index `v`).
+    bad: Vec<bool>,
+    replay: Replay,
+    seen_ids: [HashSet<String>; 2],
+    report: Report,
+}
+
+/// Runs a campaign and returns its figures.
+///
+/// # Panics
+/// If moto cannot be started, the proxy cannot bind, or moto refuses a setup call (not the calls
+/// under test: their failures are counted).
+pub async fn run(config: &CampaignConfig) -> Report {
+    let started = Instant::now();
+    let lab = Lab::start().await;
+    let proxy = Proxy::start(
+        ProxyConfig {
+            delay: config.delay,
+            subject_rule: config.subject_rule,
+            faults_on: false,
+            ..ProxyConfig::new(&lab.moto.endpoint, config.seed)
+        }
+        .with_faults(config.faults),
+    )
+    .await
+    .expect("start the proxy");
+    let retry = RetryConfig::standard().with_initial_backoff(config.retry_backoff);
+    let via = |app: &'static str| {
+        lab.moto
+            .sdk_config_via(proxy.endpoint(), Some(app), retry.clone())
+    };
+    let agents = [agent(&via(AGENT_A).await), agent(&via(AGENT_B).await)];
+    let person = agent(&via(PERSON).await);
+    let inbox = Inbox::subscribe(&lab.sdk, &lab.topic_arn, "on-call").await;
+    let filtered = Inbox::subscribe_filtered(
+        &lab.sdk,
+        &lab.topic_arn,
+        "on-call-rollbacks",
+        Some(ROLLBACK_FILTER),
+    )
+    .await;
+    lab.create_function(FUNCTION).await;
+    let policy = policy(FUNCTION, &lab.topic_arn);
+    let mut campaign = Campaign {
+        config,
+        policy,
+        agents,
+        person,
+        inbox,
+        filtered,
+        rng: Rng(config.seed ^ 0x00ca_4a2e_5eed),
+        bad: vec![false, false],
+        replay: Replay {
+            stable: 1,
+            ..Replay::default()
+        },
+        seen_ids: [HashSet::new(), HashSet::new()],
+        report: Report::default(),
+        lab,
+        proxy,
+    };
+    let round_secs = campaign.round_secs();
+    let rounds = i64::try_from(config.rounds).unwrap_or(i64::MAX / round_secs / 2);
+    let t0 = this_minute() - rounds * round_secs - 3600;
+    for round in 0..config.rounds {
+        campaign.round(round, t0 + round as i64 * round_secs).await;
+        if config.progress_every > 0 && (round + 1) % config.progress_every == 0 {
+            let r = &campaign.report;
+            eprintln!(
+                "round {}/{}: {} writes, {} violations, {} pages lost ({} filtered), {} panics, {} hangs, {:.0} s",
+                round + 1,
+                config.rounds,
+                campaign.proxy.stats().alias_writes,
+                r.violations_total(),
+                r.pages_lost,
+                r.pages_lost_filtered,
+                r.panics,
+                r.hangs,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let mut report = campaign.report;
+    report.rounds = config.rounds;
+    report.proxy = campaign.proxy.stats();
+    report.rejected_subjects = campaign
+        .proxy
+        .rejected_subjects()
+        .into_iter()
+        .take(20)
+        .collect();
+    report.elapsed = started.elapsed();
+    report
+}
+
+impl Campaign<'_> {
+    fn round_secs(&self) -> i64 {
+        let steps = self.config.fault_steps + self.config.settle_ticks;
+        60 * (i64::try_from(steps).unwrap_or(60) + 2)
+    }
+
+    async fn round(&mut self, round: usize, t: i64) {
+        // Deploy: a new candidate, healthy or failing; metrics for it and the versions that may
+        // serve beside it this round.
+        let bad = self.rng.chance(self.config.bad_share);
+        let v = self.lab.release(FUNCTION).await;
+        if self.bad.len() <= v as usize {
+            self.bad.resize(v as usize + 1, false);
+        }
+        self.bad[v as usize] = bad;
+        self.report.bad_builds += u64::from(bad);
+        // A newer candidate lifts the protection of every older rolled-back version.
+        self.replay.blocked.clear();
+        self.replay.round_rollbacks.clear();
+        let live = self.lab.alias(FUNCTION, "live").await;
+        let mut versions: BTreeSet<u64> = (v.saturating_sub(3).max(1)..=v).collect();
+        versions.insert(live.stable);
+        versions.extend(live.routed().iter().map(|(c, _)| *c));
+        let series: Vec<(u64, Minute)> = versions
+            .iter()
+            .map(|&x| {
+                let failing = self.bad.get(x as usize).copied().unwrap_or(false);
+                (x, if failing { FAILING } else { HEALTHY })
+            })
+            .collect();
+        let steps = i64::try_from(self.config.fault_steps + self.config.settle_ticks).unwrap_or(60);
+        self.lab
+            .put_minutes(FUNCTION, &series, t - 60, steps + 2)
+            .await;
+
+        // Faulted steps: two agents at once and maybe a person.
+        self.proxy.set_faults(true);
+        for step in 0..self.config.fault_steps {
+            let now = t + 30 + 60 * step as i64;
+            self.faulted_step(round, now, v).await;
+            self.check_alias(round, &format!("fault step {step}")).await;
+        }
+        // Settle: faults off, one agent, clean ticks.
+        self.proxy.set_faults(false);
+        for k in 0..self.config.settle_ticks {
+            let now = t + 30 + 60 * (self.config.fault_steps + k) as i64;
+            let deadline = tokio::time::Instant::now() + self.config.hang_after;
+            let a = self.agents[0].clone();
+            let p = self.policy.clone();
+            let handle = spawn(async move { a.tick(std::slice::from_ref(&p), now).await });
+            let result = guarded(handle, deadline).await;
+            self.tick_result(round, "settle tick", result, true);
+            self.check_alias(round, &format!("settle tick {k}")).await;
+        }
+        self.replay_log(round);
+        self.check_pages(round).await;
+    }
+
+    async fn faulted_step(&mut self, round: usize, now: i64, candidate: u64) {
+        let deadline = tokio::time::Instant::now() + self.config.hang_after;
+        let ticks: Vec<_> = self
+            .agents
+            .iter()
+            .map(|a| {
+                let a = a.clone();
+                let p = self.policy.clone();
+                spawn(async move { a.tick(std::slice::from_ref(&p), now).await })
+            })
+            .collect();
+        let command = if self.rng.chance(self.config.command_share) {
+            let live = self.lab.alias(FUNCTION, "live").await;
+            let c = self.choose_command(&live, candidate);
+            let pause = Duration::from_millis(self.rng.between(0, 40));
+            let person = self.person.clone();
+            let p = self.policy.clone();
+            let cmd = c.clone();
+            Some((
+                c,
+                spawn(async move {
+                    tokio::time::sleep(pause).await;
+                    person.command(&p, &cmd.ovr, &cmd.line, now).await
+                }),
+            ))
+        } else {
+            None
+        };
+        for handle in ticks {
+            let result = guarded(handle, deadline).await;
+            self.tick_result(round, "faulted tick", result, false);
+        }
+        if let Some((c, handle)) = command {
+            let result = guarded(handle, deadline).await;
+            self.command_result(round, &c, result);
+        }
+    }
+
+    fn choose_command(&mut self, live: &AliasView, candidate: u64) -> Command {
+        let f = FUNCTION;
+        // A known-good version a person rolls back to: one of the three below the stable one.
+        let stable = live.stable;
+        let older = |rng: &mut Rng| {
+            rng.between(
+                stable.saturating_sub(3).max(1),
+                stable.saturating_sub(1).max(1),
+            )
+        };
+        let reason = |rng: &mut Rng| match rng.between(0, 5) {
+            0 => "latency spike\nsee INC-1234".to_string(),
+            1 => format!("rolling back: {}", "customers report failures ".repeat(5)),
+            _ => "errors in the dashboard".to_string(),
+        };
+        let roll = self.rng.unit();
+        let has_canary = !live.routed().is_empty();
+        if roll < 0.25 {
+            let why = reason(&mut self.rng);
+            Command {
+                line: format!("canary rollback {f} --reason {why:?}"),
+                ovr: Override::Rollback {
+                    to: None,
+                    reason: Some(why),
+                },
+            }
+        } else if roll < 0.45 {
+            let to = if has_canary && self.rng.chance(0.5) {
+                live.stable
+            } else {
+                older(&mut self.rng)
+            };
+            Command {
+                line: format!("canary rollback {f} --to {to}"),
+                ovr: Override::Rollback {
+                    to: Some(to),
+                    reason: None,
+                },
+            }
+        } else if roll < 0.60 {
+            Command {
+                line: format!("canary pause {f}"),
+                ovr: Override::Pause,
+            }
+        } else if roll < 0.70 {
+            Command {
+                line: format!("canary resume {f}"),
+                ovr: Override::Resume,
+            }
+        } else if roll < 0.80 {
+            Command {
+                line: format!("canary promote {f}"),
+                ovr: Override::Promote,
+            }
+        } else if roll < 0.85 {
+            Command {
+                line: format!("canary promote {f} --full"),
+                ovr: Override::PromoteFull,
+            }
+        } else {
+            let rolled: Vec<u64> = self
+                .replay
+                .ever_rolled_back
+                .iter()
+                .copied()
+                .filter(|&x| x + 3 >= candidate)
+                .collect();
+            let version = if !rolled.is_empty() && self.rng.chance(0.6) {
+                rolled[self.rng.between(0, rolled.len() as u64 - 1) as usize]
+            } else {
+                self.rng
+                    .between(candidate.saturating_sub(3).max(1), candidate)
+            };
+            Command {
+                line: format!("canary start {f} --version {version}"),
+                ovr: Override::Start {
+                    version: Some(version),
+                },
+            }
+        }
+    }
+
+    fn tick_result(
+        &mut self,
+        round: usize,
+        what: &str,
+        result: Guarded<Vec<Outcome>>,
+        settle: bool,
+    ) {
+        self.report.ticks += 1;
+        match result {
+            Guarded::Done(outcomes) => {
+                for out in outcomes {
+                    if out.error.is_some() {
+                        self.report.tick_errors += 1;
+                        self.report.settle_errors += u64::from(settle);
+                    }
+                    if matches!(out.notified, Some(Err(_))) {
+                        self.report.publish_failures += 1;
+                    }
+                }
+            }
+            Guarded::Panicked(why) => {
+                self.report.panics += 1;
+                self.report
+                    .example(format!("round {round}: {what} panicked: {why}"));
+            }
+            Guarded::Hung => {
+                self.report.hangs += 1;
+                self.report.example(format!(
+                    "round {round}: {what} did not finish within {:?}",
+                    self.config.hang_after
+                ));
+            }
+        }
+    }
+
+    fn command_result(
+        &mut self,
+        round: usize,
+        command: &Command,
+        result: Guarded<Result<Outcome, CommandError>>,
+    ) {
+        let key = match result {
+            Guarded::Done(Ok(out)) => {
+                if matches!(out.notified, Some(Err(_))) {
+                    self.report.publish_failures += 1;
+                }
+                "ok"
+            }
+            Guarded::Done(Err(CommandError::Rejected(_))) => "does not apply",
+            Guarded::Done(Err(CommandError::NoSuchVersion { .. })) => "no such version",
+            Guarded::Done(Err(CommandError::Port(PortError::Conflict))) => "lost race",
+            Guarded::Done(Err(CommandError::Port(e))) => {
+                if e.to_string().contains("changed since it was read") {
+                    "lost race"
+                } else {
+                    self.report
+                        .example(format!("round {round}: `{}` failed: {e}", command.line));
+                    "failed"
+                }
+            }
+            Guarded::Panicked(why) => {
+                self.report.panics += 1;
+                self.report
+                    .example(format!("round {round}: `{}` panicked: {why}", command.line));
+                "panicked"
+            }
+            Guarded::Hung => {
+                self.report.hangs += 1;
+                self.report.example(format!(
+                    "round {round}: `{}` did not finish within {:?}",
+                    command.line, self.config.hang_after
+                ));
+                "hung"
+            }
+        };
+        *self.report.commands.entry(key.to_string()).or_default() += 1;
+    }
+
+    /// The alias's routing and its record agree.
+    async fn check_alias(&mut self, round: usize, when: &str) {
+        self.report.alias_checks += 1;
+        let live = self.lab.alias(FUNCTION, "live").await;
+        let record = Record::decode(&live.description);
+        let routed = live.routed();
+        let problem = match routed.as_slice() {
+            [] => record
+                .canary
+                .map(|c| format!("no routing, but the record has canary v{c}")),
+            [(v, w)] => {
+                let step_weight = self.policy.steps.get(record.step).copied();
+                if record.canary != Some(*v) {
+                    Some(format!(
+                        "v{v} routed at {}%, but the record's canary is {:?}",
+                        w * 100.0,
+                        record.canary
+                    ))
+                } else if step_weight.is_none_or(|s| (s - w * 100.0).abs() > 1e-6) {
+                    Some(format!(
+                        "v{v} routed at {}%, but the record is at step {} ({step_weight:?}%)",
+                        w * 100.0,
+                        record.step
+                    ))
+                } else {
+                    None
+                }
+            }
+            many => Some(format!("{} versions routed: {many:?}", many.len())),
+        };
+        if let Some(p) = problem {
+            self.report.violation(
+                ViolationKind::HalfApplied,
+                format!(
+                    "round {round}, after {when}: {p} (description {:?})",
+                    live.description
+                ),
+            );
+        }
+    }
+
+    /// Replays the `UpdateAlias` writes of this round: starts, rollbacks, restarted rollbacks.
+    ///
+    /// A write is a rollback of `c` when `c` was the routed canary and the write leaves no
+    /// routing and a stable version other than `c`, or, with no canary before, when it points the
+    /// alias at an older version than the stable `c` (`rollback --to` an older version). A write
+    /// that routes a version that was not routed before is a start, by a person when the
+    /// caller's application name is [`PERSON`], else by an agent.
+    fn replay_log(&mut self, round: usize) {
+        let writes = self.proxy.alias_writes_since(self.replay.cursor);
+        self.replay.cursor += writes.len();
+        for w in writes
+            .iter()
+            .filter(|w| w.function == FUNCTION && w.alias == "live")
+        {
+            let stable: u64 = w.function_version.parse().unwrap_or(0);
+            let routed_now = routed(&w.weights);
+            let next_routed = routed_now.first().map(|(c, _)| *c);
+            let r = &mut self.replay;
+            // Rollbacks: the canary taken off without becoming stable, or (with no canary) the
+            // stable version replaced by an older one.
+            let rolled_back = match r.routed {
+                Some(c) if next_routed.is_none() && stable != c => Some(c),
+                None if next_routed.is_none() && stable < r.stable => Some(r.stable),
+                _ => None,
+            };
+            if let Some(c) = rolled_back {
+                r.blocked.insert(c, w.seq);
+                r.round_rollbacks.insert(c);
+                r.ever_rolled_back.insert(c);
+                self.report.rollbacks += 1;
+            }
+            // Starts: a version routed that was not before.
+            if let Some(c) = next_routed.filter(|&c| r.routed != Some(c)) {
+                let by_person = w.caller.as_deref() == Some(PERSON);
+                if by_person {
+                    self.report.person_starts += 1;
+                    r.blocked.remove(&c);
+                } else {
+                    self.report.agent_starts += 1;
+                    if let Some(&at) = r.blocked.get(&c) {
+                        let history: Vec<String> = writes
+                            .iter()
+                            .filter(|h| (at..=w.seq).contains(&h.seq))
+                            .map(describe)
+                            .collect();
+                        self.report.violation(
+                            ViolationKind::RestartedRollback,
+                            format!(
+                                "round {round}: v{c} rolled back by write #{at} and started again \
+                                 by write #{}; writes: {}",
+                                w.seq,
+                                history.join("; ")
+                            ),
+                        );
+                    }
+                }
+            }
+            let r = &mut self.replay;
+            r.stable = stable;
+            r.routed = next_routed;
+        }
+    }
+
+    /// Every rollback of the round has its page in both queues; counts pages and duplicates.
+    async fn check_pages(&mut self, round: usize) {
+        let all = self.inbox.drain().await;
+        let filtered = self.filtered.drain().await;
+        self.report.pages += all.len() as u64;
+        self.report.pages_filtered += filtered.len() as u64;
+        let mut paged: [BTreeSet<u64>; 2] = [BTreeSet::new(), BTreeSet::new()];
+        for (i, messages) in [&all, &filtered].into_iter().enumerate() {
+            for m in messages {
+                let attr = |name: &str| m.attributes.get(name).map(String::as_str);
+                if attr("event") == Some("retry") || attr("resend") == Some("true") {
+                    self.report.resent_pages += 1;
+                }
+                match attr("id") {
+                    Some(id) => {
+                        if !self.seen_ids[i].insert(id.to_string()) {
+                            self.report.duplicates += 1;
+                        }
+                    }
+                    None => self.report.pages_without_id += 1,
+                }
+                if let Some(c) = rollback_page(m) {
+                    paged[i].insert(c);
+                }
+            }
+        }
+        let rollbacks: Vec<u64> = self.replay.round_rollbacks.iter().copied().collect();
+        for c in rollbacks {
+            if !paged[0].contains(&c) {
+                self.report.pages_lost += 1;
+                let needle = format!("rolled back v{c} ");
+                if all.iter().any(|m| {
+                    m.attributes.get("event").map(String::as_str) == Some("retry")
+                        && m.subject.contains(&needle)
+                }) {
+                    self.report.lost_as_retry += 1;
+                }
+                let seen: Vec<String> = all.iter().map(|m| m.subject.clone()).collect();
+                self.report.example(format!(
+                    "round {round}: rollback of v{c} never paged (unfiltered queue got {seen:?})"
+                ));
+            }
+            if !paged[1].contains(&c) {
+                self.report.pages_lost_filtered += 1;
+            }
+        }
+    }
+}
+
+/// One write in a line: who, the alias after it, and the record's main fields.
+fn describe(w: &AliasWrite) -> String {
+    let record = Record::decode(&w.description);
+    let routing: String = routed(&w.weights)
+        .iter()
+        .map(|(v, weight)| format!(" + v{v}@{}%", weight * 100.0))
+        .collect();
+    format!(
+        "#{} {}: v{}{routing} (record: canary {:?}, rejected {:?}, paused {}, {:?}){}",
+        w.seq,
+        w.caller.as_deref().unwrap_or("?"),
+        w.function_version,
+        record.canary,
+        record.rejected,
+        record.paused,
+        record.last.unwrap_or_default(),
+        w.answer_fault
+            .map_or(String::new(), |f| format!(" [answer: {}]", f.name()))
+    )
+}
+
+/// The rolled-back version a message announces, if it is a rollback page of [`FUNCTION`].
+fn rollback_page(m: &Delivered) -> Option<u64> {
+    let attr = |name: &str| m.attributes.get(name).map(String::as_str);
+    if attr("event") != Some("rolled_back") || attr("function") != Some(FUNCTION) {
+        return None;
+    }
+    attr("canary_version")?.parse().ok()
+}

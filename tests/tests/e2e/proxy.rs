@@ -1,0 +1,393 @@
+//! The fault proxy (`lambda_canary_tests::proxy`) in front of moto: what moto does with
+//! `RevisionId`, and what the proxy enforces and injects, through the real SDK clients.
+
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+use lambda_canary_tests::campaign::Lab;
+use lambda_canary_tests::proxy::{
+    check_subject, FaultKind, FaultRates, Proxy, ProxyConfig, Service, SubjectRule,
+};
+
+const F: &str = "notes-create";
+
+/// A lab with `F` (version 1, aliases `live` and `candidate`) and version 2 published.
+async fn lab() -> Lab {
+    let lab = Lab::start().await;
+    lab.create_function(F).await;
+    assert_eq!(lab.release(F).await, 2);
+    lab
+}
+
+async fn proxy(lab: &Lab, config: impl FnOnce(ProxyConfig) -> ProxyConfig) -> Proxy {
+    Proxy::start(config(ProxyConfig::new(&lab.moto.endpoint, 7)))
+        .await
+        .expect("start the proxy")
+}
+
+/// SDK configuration through the proxy, with no retries (each fault reaches the caller).
+async fn via(lab: &Lab, proxy: &Proxy, app: &str) -> aws_config::SdkConfig {
+    lab.moto
+        .sdk_config_via(proxy.endpoint(), Some(app), RetryConfig::disabled())
+        .await
+}
+
+async fn revision(lambda: &aws_sdk_lambda::Client) -> String {
+    lambda
+        .get_alias()
+        .function_name(F)
+        .name("live")
+        .send()
+        .await
+        .expect("get alias")
+        .revision_id()
+        .expect("a RevisionId")
+        .to_string()
+}
+
+fn update(
+    lambda: &aws_sdk_lambda::Client,
+    description: &str,
+) -> aws_sdk_lambda::operation::update_alias::builders::UpdateAliasFluentBuilder {
+    lambda
+        .update_alias()
+        .function_name(F)
+        .name("live")
+        .function_version("1")
+        .description(description)
+}
+
+#[tokio::test]
+async fn moto_keeps_an_alias_revision_id_for_life_and_ignores_it_on_update_alias() {
+    let lab = lab().await;
+    let before = revision(&lab.lambda).await;
+    let updated = update(&lab.lambda, "one")
+        .revision_id("not-the-revision")
+        .send()
+        .await
+        .expect("moto does not check RevisionId");
+    assert_eq!(updated.revision_id(), Some(before.as_str()));
+    assert_eq!(revision(&lab.lambda).await, before, "moto never changes it");
+    assert_eq!(lab.alias(F, "live").await.description, "one");
+}
+
+#[tokio::test]
+async fn the_proxy_answers_a_stale_update_alias_with_precondition_failed_and_changes_nothing() {
+    let lab = lab().await;
+    let proxy = proxy(&lab, |c| c).await;
+    let lambda = aws_sdk_lambda::Client::new(&via(&lab, &proxy, "tester").await);
+
+    let r1 = revision(&lambda).await;
+    assert_ne!(r1, revision(&lab.lambda).await, "the proxy's own revision");
+    assert_eq!(revision(&lambda).await, r1, "stable while nothing changes");
+    let written = update(&lambda, "first")
+        .revision_id(&r1)
+        .send()
+        .await
+        .expect("a write with the current revision");
+    let r2 = written.revision_id().expect("new revision").to_string();
+    assert_ne!(r2, r1, "every write moves the revision");
+    assert_eq!(revision(&lambda).await, r2);
+
+    // A second writer that read r1 loses.
+    let err = update(&lambda, "stale")
+        .revision_id(&r1)
+        .send()
+        .await
+        .expect_err("a stale revision");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_precondition_failed_exception()),
+        "{err:?}"
+    );
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(412));
+    assert_eq!(lab.alias(F, "live").await.description, "first");
+
+    // A write around the proxy (straight to moto) also moves the revision.
+    update(&lab.lambda, "around the proxy")
+        .send()
+        .await
+        .expect("direct write");
+    let err = update(&lambda, "stale again")
+        .revision_id(&r2)
+        .send()
+        .await
+        .expect_err("stale after a write the proxy did not see");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_precondition_failed_exception()),
+        "{err:?}"
+    );
+    let r3 = revision(&lambda).await;
+    assert_ne!(r3, r2);
+    // Without a RevisionId, a write is unconditional (as in Lambda).
+    update(&lambda, "unconditional")
+        .send()
+        .await
+        .expect("no RevisionId");
+    assert_ne!(revision(&lambda).await, r3);
+
+    let stats = proxy.stats();
+    assert_eq!(stats.update_alias, 4);
+    assert_eq!(stats.alias_writes, 2);
+    assert_eq!(stats.precondition_failed, 2);
+    let log = proxy.alias_writes();
+    let descriptions: Vec<&str> = log.iter().map(|w| w.description.as_str()).collect();
+    assert_eq!(descriptions, ["first", "unconditional"]);
+    assert_eq!(log[0].caller.as_deref(), Some("tester"));
+    assert_eq!(
+        (log[0].function.as_str(), log[0].alias.as_str()),
+        (F, "live")
+    );
+    assert_eq!(log[0].revision, r2);
+}
+
+#[tokio::test]
+async fn the_proxy_logs_routing_and_version_of_every_applied_alias_write() {
+    let lab = lab().await;
+    let proxy = proxy(&lab, |c| c).await;
+    let lambda = aws_sdk_lambda::Client::new(&via(&lab, &proxy, "tester").await);
+    let r = revision(&lambda).await;
+    let weights = std::collections::HashMap::from([("2".to_string(), 0.1)]);
+    update(&lambda, "canary")
+        .revision_id(r)
+        .routing_config(
+            aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+                .set_additional_version_weights(Some(weights))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("write");
+    let log = proxy.alias_writes_since(0);
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].function_version, "1");
+    assert_eq!(log[0].weights.get("2"), Some(&0.1));
+    assert_eq!(log[0].answer_fault, None);
+    assert!(proxy.alias_writes_since(1).is_empty());
+}
+
+#[test]
+fn subject_rules_follow_sns() {
+    let ok = [
+        "Canary started: f v2 at 10% (stable v1)",
+        "(retry) x",
+        "9 lives",
+        &"a".repeat(99),
+    ];
+    for s in ok {
+        assert_eq!(check_subject(s, SubjectRule::Ascii), Ok(()), "{s:?}");
+        assert_eq!(check_subject(s, SubjectRule::Utf8), Ok(()), "{s:?}");
+    }
+    let bad_everywhere = ["", "two\nlines", "tab\there", &"a".repeat(100)];
+    for s in bad_everywhere {
+        assert!(check_subject(s, SubjectRule::Ascii).is_err(), "{s:?}");
+        assert!(check_subject(s, SubjectRule::Utf8).is_err(), "{s:?}");
+    }
+    for s in ["ROLLED BACK f v3 → v2", " leading space", "ends with …"] {
+        assert!(check_subject(s, SubjectRule::Ascii).is_err(), "{s:?}");
+    }
+    assert_eq!(
+        check_subject("ROLLED BACK f v3 → v2", SubjectRule::Utf8),
+        Ok(())
+    );
+    assert!(check_subject(&"é".repeat(100), SubjectRule::Utf8).is_err());
+}
+
+#[tokio::test]
+async fn the_proxy_refuses_publish_subjects_that_sns_refuses() {
+    let lab = lab().await;
+    let proxy = proxy(&lab, |c| c).await;
+    let sns = aws_sdk_sns::Client::new(&via(&lab, &proxy, "tester").await);
+    let publish = |subject: String| {
+        sns.publish()
+            .topic_arn(&lab.topic_arn)
+            .subject(subject)
+            .message("body")
+            .send()
+    };
+    publish("Canary started: notes-create v2 at 10%".into())
+        .await
+        .expect("a fine subject");
+    for subject in [
+        "line\nbreak".to_string(),
+        "x".repeat(100),
+        "ROLLED BACK notes-create v2 → v1".to_string(),
+    ] {
+        let err = publish(subject.clone()).await.expect_err(&subject);
+        assert_eq!(err.code(), Some("InvalidParameter"), "{subject:?}: {err:?}");
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    }
+    let stats = proxy.stats();
+    assert_eq!(stats.subject_rejected, 3);
+    assert_eq!(stats.by_service.get(&Service::Sns), Some(&4));
+    assert_eq!(proxy.rejected_subjects().len(), 3);
+    assert!(proxy.rejected_subjects()[2]
+        .why
+        .contains("not printable ASCII"));
+
+    // Under the UTF-8 rule the arrow passes.
+    let utf8 = Proxy::start(ProxyConfig {
+        subject_rule: SubjectRule::Utf8,
+        ..ProxyConfig::new(&lab.moto.endpoint, 7)
+    })
+    .await
+    .expect("start the proxy");
+    aws_sdk_sns::Client::new(&via(&lab, &utf8, "tester").await)
+        .publish()
+        .topic_arn(&lab.topic_arn)
+        .subject("ROLLED BACK notes-create v2 → v1")
+        .message("body")
+        .send()
+        .await
+        .expect("UTF-8 subject");
+}
+
+/// A proxy that injects only `kind`, always, on every service.
+async fn always(lab: &Lab, kind: FaultKind) -> Proxy {
+    proxy(lab, |c| {
+        ProxyConfig {
+            delay: (Duration::from_millis(300), Duration::from_millis(300)),
+            ..c
+        }
+        .with_faults(FaultRates::only(kind, 1.0))
+    })
+    .await
+}
+
+fn status<E>(err: &SdkError<E, aws_sdk_lambda::config::http::HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+#[tokio::test]
+async fn the_proxy_answers_injected_errors_in_each_service_s_own_shape() {
+    let lab = lab().await;
+    for (kind, lambda_code, lambda_status, query_code, query_status) in [
+        (
+            FaultKind::Http500,
+            "ServiceException",
+            500,
+            "InternalError",
+            500,
+        ),
+        (
+            FaultKind::Http503,
+            "ServiceException",
+            503,
+            "ServiceUnavailable",
+            503,
+        ),
+        (
+            FaultKind::Throttle,
+            "TooManyRequestsException",
+            429,
+            "Throttling",
+            400,
+        ),
+    ] {
+        let proxy = always(&lab, kind).await;
+        let sdk = via(&lab, &proxy, "tester").await;
+        let err = aws_sdk_lambda::Client::new(&sdk)
+            .get_alias()
+            .function_name(F)
+            .name("live")
+            .send()
+            .await
+            .expect_err("faulted");
+        assert_eq!(err.code(), Some(lambda_code), "{kind:?}: {err:?}");
+        assert_eq!(status(&err), Some(lambda_status), "{kind:?}");
+        let err = aws_sdk_sns::Client::new(&sdk)
+            .publish()
+            .topic_arn(&lab.topic_arn)
+            .message("m")
+            .send()
+            .await
+            .expect_err("faulted");
+        assert_eq!(err.code(), Some(query_code), "{kind:?}: {err:?}");
+        assert_eq!(
+            err.raw_response().map(|r| r.status().as_u16()),
+            Some(query_status)
+        );
+        let err = aws_sdk_cloudwatch::Client::new(&sdk)
+            .list_metrics()
+            .send()
+            .await
+            .expect_err("faulted");
+        let cw_code = if kind == FaultKind::Http500 {
+            "InternalServiceFault"
+        } else {
+            query_code
+        };
+        assert_eq!(err.code(), Some(cw_code), "{kind:?}: {err:?}");
+        let stats = proxy.stats();
+        assert_eq!(stats.faults_of(kind), 3, "{stats:?}");
+        assert_eq!(stats.total_faults(), 3);
+        for service in [Service::Lambda, Service::Sns, Service::Monitoring] {
+            assert_eq!(stats.faults.get(&(service, kind)), Some(&1), "{service:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reset_before_forwarding_changes_nothing_and_one_after_forwarding_applies_unheard() {
+    let lab = lab().await;
+
+    let proxy = always(&lab, FaultKind::ResetBefore).await;
+    let lambda = aws_sdk_lambda::Client::new(&via(&lab, &proxy, "tester").await);
+    let err = update(&lambda, "never").send().await.expect_err("reset");
+    assert!(matches!(err, SdkError::DispatchFailure(_)), "{err:?}");
+    assert_eq!(lab.alias(F, "live").await.description, "");
+    assert!(proxy.alias_writes().is_empty());
+
+    let proxy = always(&lab, FaultKind::ResetAfter).await;
+    let lambda = aws_sdk_lambda::Client::new(&via(&lab, &proxy, "tester").await);
+    let err = update(&lambda, "applied").send().await.expect_err("reset");
+    assert!(matches!(err, SdkError::DispatchFailure(_)), "{err:?}");
+    assert_eq!(lab.alias(F, "live").await.description, "applied");
+    let log = proxy.alias_writes();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].answer_fault, Some(FaultKind::ResetAfter));
+    assert_eq!(proxy.stats().faults_of(FaultKind::ResetAfter), 1);
+}
+
+#[tokio::test]
+async fn a_truncated_answer_fails_the_call_after_moto_applied_it() {
+    let lab = lab().await;
+    let proxy = always(&lab, FaultKind::Truncate).await;
+    let lambda = aws_sdk_lambda::Client::new(&via(&lab, &proxy, "tester").await);
+    let err = update(&lambda, "applied")
+        .send()
+        .await
+        .expect_err("truncated");
+    assert!(
+        !matches!(err, SdkError::ServiceError(_)),
+        "a broken answer, not a service error: {err:?}"
+    );
+    assert_eq!(lab.alias(F, "live").await.description, "applied");
+    assert_eq!(
+        proxy.alias_writes()[0].answer_fault,
+        Some(FaultKind::Truncate)
+    );
+}
+
+#[tokio::test]
+async fn a_delayed_answer_arrives_late_and_faults_can_be_switched_off() {
+    let lab = lab().await;
+    let proxy = always(&lab, FaultKind::Delay).await;
+    let lambda = aws_sdk_lambda::Client::new(&via(&lab, &proxy, "tester").await);
+    let started = Instant::now();
+    revision(&lambda).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(proxy.stats().faults_of(FaultKind::Delay), 1);
+
+    proxy.set_faults(false);
+    assert!(!proxy.faults_on());
+    revision(&lambda).await;
+    assert_eq!(proxy.stats().total_faults(), 1, "no fault while off");
+    assert_eq!(proxy.stats().requests, 2);
+}
