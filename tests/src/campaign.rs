@@ -1061,7 +1061,9 @@ impl Campaign<'_> {
             }
             Guarded::Done(Err(CommandError::Rejected(_))) => "does not apply",
             Guarded::Done(Err(CommandError::NoSuchVersion { .. })) => "no such version",
-            Guarded::Done(Err(CommandError::Port(PortError::Conflict))) => "lost race",
+            Guarded::Done(Err(
+                CommandError::Port(PortError::Conflict) | CommandError::LostRace(_),
+            )) => "lost race",
             Guarded::Done(Err(CommandError::Port(e))) => {
                 if e.to_string().contains("changed since it was read") {
                     "lost race"
