@@ -667,12 +667,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_conflicting_write_is_reread_and_redecided_never_overwritten() {
-        let (w, policies) = world(&["f"]);
-        w.lock().functions[0].deploy(Build::healthy());
-        let base = agent(&w);
-        let a = Agent {
+    /// `base` whose first alias write loses a race to a person pausing the alias.
+    fn racing(
+        base: &crate::sim::SimAgent,
+        w: &Shared,
+    ) -> Agent<Racing, crate::sim::SimMetrics, crate::sim::SimNotifier> {
+        Agent {
             aliases: Racing {
                 inner: base.aliases.clone(),
                 conflicts: AtomicU32::new(1),
@@ -682,7 +682,15 @@ mod tests {
             notifier: base.notifier.clone(),
             dry_run: false,
             topic_override: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_conflicting_write_is_reread_and_redecided_never_overwritten() {
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(Build::healthy());
+        let base = agent(&w);
+        let a = racing(&base, &w);
         let outs = block_on(a.tick(&policies, T0));
         // The person's pause was read back and respected: no canary was started over it.
         assert!(
@@ -980,17 +988,7 @@ mod tests {
         w.lock().functions[0].deploy(Build::healthy());
         let base = agent(&w);
         block_on(base.tick(&policies, T0));
-        let a = Agent {
-            aliases: Racing {
-                inner: base.aliases.clone(),
-                conflicts: AtomicU32::new(1),
-                world: w.clone(),
-            },
-            metrics: base.metrics.clone(),
-            notifier: base.notifier.clone(),
-            dry_run: false,
-            topic_override: None,
-        };
+        let a = racing(&base, &w);
         let err = block_on(a.command(&policies[0], &Override::Promote, "canary promote f", T0 + 5))
             .expect_err("lost the race");
         let CommandError::LostRace(what) = err else {

@@ -170,18 +170,12 @@ impl Moto {
     /// `endpoint_url` = [`Moto::endpoint`]. The programmatic endpoint takes precedence over any
     /// `AWS_ENDPOINT_URL*` variable or profile setting, so clients built from it never reach AWS.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "moto-test",
-            ))
-            .endpoint_url(&self.endpoint)
-            .load()
-            .await
+        self.sdk_config_via(
+            &self.endpoint,
+            None,
+            aws_config::retry::RetryConfig::standard(),
+        )
+        .await
     }
 
     /// Like [`Moto::sdk_config`], for clients that go through `endpoint` (e.g. a
