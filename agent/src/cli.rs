@@ -10,6 +10,7 @@ use std::time::Duration;
 
 include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
 
+mod bench;
 mod run;
 mod status;
 use run::run_loop;
@@ -26,7 +27,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Output format of `canary status`.
+/// Output format of `canary status` and `canary bench`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// A table a person reads.
@@ -140,20 +141,7 @@ pub enum Command {
         seed: u64,
     },
     /// Run the judge benchmark (ours and the peers on the same simulated traffic).
-    Bench {
-        /// Seeded canaries per scenario and judge.
-        #[arg(long, default_value_t = 1000)]
-        runs: usize,
-        /// Base seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Only scenarios whose name contains this.
-        #[arg(long)]
-        scenario: Option<String>,
-        /// Also benchmark this policy file (repeatable; default: the built-in notes-create policy).
-        #[arg(long)]
-        policy: Vec<PathBuf>,
-    },
+    Bench(bench::BenchArgs),
 }
 
 /// `canary policy ...`.
@@ -296,29 +284,7 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
             Ok(())
         }
         Command::Demo { policy, rps, seed } => demo(policy.as_deref(), rps, seed),
-        Command::Bench {
-            runs,
-            seed,
-            scenario,
-            policy,
-        } => {
-            let mut extra = policy
-                .iter()
-                .map(|p| read_policy(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            if policy.is_empty() {
-                extra = embedded_policies()
-                    .policies
-                    .into_iter()
-                    .filter(|p| p.function == "notes-create")
-                    .collect();
-            }
-            print!(
-                "{}",
-                crate::sim::bench::report(runs, seed, &extra, scenario.as_deref())
-            );
-            Ok(())
-        }
+        Command::Bench(args) => bench::bench(&args),
         Command::Run {
             policies,
             once,
@@ -458,7 +424,7 @@ fn policy_check(dir: &Path) -> Result<(), CliError> {
 }
 
 /// Reads and validates one policy file named on the command line.
-fn read_policy(path: &Path) -> Result<Policy, CliError> {
+pub(crate) fn read_policy(path: &Path) -> Result<Policy, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     policy::parse_policy(path, &text).map_err(|e| CliError::Usage(e.to_string()))

@@ -17,7 +17,7 @@ mod duration;
 mod raw;
 #[cfg(test)]
 mod tests;
-mod validate;
+pub(crate) mod validate;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -353,7 +353,14 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<Policy, PolicyErrors> {
 fn parse_with_line(path: &Path, text: &str) -> Result<(Policy, Option<u32>), PolicyErrors> {
     let raw: Option<raw::RawPolicy> = match serde_saphyr::from_str(text) {
         Ok(raw) => raw,
-        Err(err) => return Err(PolicyErrors(vec![yaml_problem(path, text, &err)])),
+        Err(err) => {
+            return Err(PolicyErrors(vec![yaml_problem(
+                path,
+                text,
+                &err,
+                "a policy file must be a mapping of keys (function: ..., steps: ...)",
+            )]))
+        }
     };
     let Some(raw) = raw else {
         return Err(PolicyErrors(vec![PolicyProblem::whole_file(
@@ -368,8 +375,13 @@ fn parse_with_line(path: &Path, text: &str) -> Result<(Policy, Option<u32>), Pol
 }
 
 /// Turns a serde-saphyr error into a problem with line, column, best-effort field path and a
-/// plain message.
-fn yaml_problem(path: &Path, text: &str, err: &serde_saphyr::Error) -> PolicyProblem {
+/// plain message; `top_level` is the message when the document is not a mapping.
+pub(crate) fn yaml_problem(
+    path: &Path,
+    text: &str,
+    err: &serde_saphyr::Error,
+    top_level: &str,
+) -> PolicyProblem {
     use serde_saphyr::MessageFormatter as _;
 
     let err = err.without_snippet();
@@ -393,10 +405,7 @@ fn yaml_problem(path: &Path, text: &str, err: &serde_saphyr::Error) -> PolicyPro
                 .into_owned();
             match text.as_str() {
                 "expected sequence start" => "must be a list, e.g. [10, 50, 100]".to_string(),
-                "expected mapping start" if field.is_empty() => {
-                    "a policy file must be a mapping of keys (function: ..., steps: ...)"
-                        .to_string()
-                }
+                "expected mapping start" if field.is_empty() => top_level.to_string(),
                 "expected mapping start" => "must be a mapping of keys".to_string(),
                 "expected string scalar" => {
                     "must be a single value, not a list or mapping".to_string()

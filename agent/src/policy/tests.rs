@@ -953,6 +953,13 @@ fn policy_yaml_path_heuristic() {
     assert_eq!(yaml_path_at(text, 6, 3), "steps");
     assert_eq!(yaml_path_at(text, 10, 9), "latency.stat");
     assert_eq!(yaml_path_at(text, 99, 1), "");
+    let list = "scenarios:\n  - name: a\n    stable:\n      errors: 1\n  - name: b\n    x: 1\n    candidate:\n      eror: 2\n";
+    assert_eq!(yaml_path_at(list, 2, 5), "scenarios[0].name");
+    assert_eq!(yaml_path_at(list, 4, 7), "scenarios[0].stable.errors");
+    assert_eq!(yaml_path_at(list, 6, 5), "scenarios[1].x");
+    assert_eq!(yaml_path_at(list, 8, 7), "scenarios[1].candidate.eror");
+    let flush = "scenarios:\n- name: a\n- name: b\n  build: c\n";
+    assert_eq!(yaml_path_at(flush, 4, 3), "scenarios[1].build");
 }
 
 /// A fresh directory under the system temp dir.

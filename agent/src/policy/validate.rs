@@ -31,14 +31,34 @@ pub(crate) fn line_col(location: Location) -> (Option<u32>, Option<u32>) {
     (known(location.line()), known(location.column()))
 }
 
-/// Collects problems for one file.
-struct Checker<'a> {
+/// Collects problems for one file (policy and scenario files alike).
+pub(crate) struct Checker<'a> {
     file: &'a Path,
     problems: Vec<PolicyProblem>,
 }
 
-impl Checker<'_> {
-    fn problem(&mut self, at: Option<Location>, field: &str, message: impl Into<String>) {
+impl<'a> Checker<'a> {
+    /// A checker for `file` with no problems yet.
+    pub(crate) fn new(file: &'a Path) -> Self {
+        Self {
+            file,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The problems found, sorted by position (problems without a line first).
+    pub(crate) fn into_problems(mut self) -> Vec<PolicyProblem> {
+        self.problems.sort_by_key(|p| (p.line, p.column));
+        self.problems
+    }
+
+    /// Records a problem at `at` (its line and column, when known) in `field`.
+    pub(crate) fn problem(
+        &mut self,
+        at: Option<Location>,
+        field: &str,
+        message: impl Into<String>,
+    ) {
         let (line, column) = at.map_or((None, None), line_col);
         self.problems.push(PolicyProblem {
             file: self.file.to_path_buf(),
@@ -50,7 +70,7 @@ impl Checker<'_> {
     }
 
     /// A number `ok` accepts, or the default (after recording a problem) when absent/invalid.
-    fn number(
+    pub(crate) fn number(
         &mut self,
         leaf: &Leaf,
         field: &str,
@@ -506,10 +526,7 @@ pub(crate) fn build(
     file: &Path,
     raw: RawPolicy,
 ) -> Result<(Policy, Option<u32>), Vec<PolicyProblem>> {
-    let mut c = Checker {
-        file,
-        problems: Vec::new(),
-    };
+    let mut c = Checker::new(file);
     let function = c.function(&raw.function);
     let defaults = Policy::with_defaults(&function);
     let alias = c.alias(&raw.alias, "alias", &defaults.alias);
@@ -633,8 +650,9 @@ pub(crate) fn build(
     Ok((policy, function_line))
 }
 
-/// Best-effort dotted key path (`errors.max_rate`) of the block-style YAML node at `line`/`column`
-/// (1-based), for deserialization errors that carry a location but no path.
+/// Best-effort dotted key path (`errors.max_rate`, `scenarios[2].candidate.errors`) of the
+/// block-style YAML node at `line`/`column` (1-based), for deserialization errors that carry a
+/// location but no path. Inside a list of mappings the item's index is counted.
 pub(crate) fn yaml_path_at(text: &str, line: u32, column: u32) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let Some(current) = usize::try_from(line)
@@ -651,9 +669,11 @@ pub(crate) fn yaml_path_at(text: &str, line: u32, column: u32) -> String {
     let (indent, is_item, key) = line_shape(here);
     let mut limit = indent;
     let mut item = is_item;
+    // Inside a mapping that is a list item: (the item's dash column, items counted so far).
+    let mut in_item = (is_item && key.is_some()).then_some((indent, 1));
     if let Some((start, key)) = key {
         if u32::try_from(start).is_ok_and(|s| s < column) {
-            keys.push(key);
+            keys.push(key.to_string());
         }
     }
     for &text_line in above.iter().rev() {
@@ -661,10 +681,26 @@ pub(crate) fn yaml_path_at(text: &str, line: u32, column: u32) -> String {
             break;
         }
         let (indent, is_item, key) = line_shape(text_line);
-        let Some((_, key)) = key else { continue };
+        if let Some((dash, count)) = &mut in_item {
+            if is_item && indent == *dash {
+                *count += 1;
+                continue;
+            }
+        }
+        let Some((start, key)) = key else { continue };
+        if is_item && !item && start == limit {
+            // `- key: ...` whose mapping holds the node: the node is in this list item.
+            in_item = Some((indent, 1));
+            limit = indent;
+            item = true;
+            continue;
+        }
         // A parent has less indentation; a sequence's entries may sit at its key's indentation.
         if indent < limit || (item && !is_item && indent == limit) {
-            keys.push(key);
+            match in_item.take() {
+                Some((_, count)) => keys.push(format!("{key}[{}]", count - 1)),
+                None => keys.push(key.to_string()),
+            }
             limit = indent;
             item = is_item;
         }

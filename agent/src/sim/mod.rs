@@ -6,6 +6,9 @@
 
 pub mod bench;
 pub mod demo;
+pub mod latency;
+pub mod rng;
+pub mod scenario;
 pub mod traffic;
 
 use crate::judge::Sample;
@@ -14,9 +17,10 @@ use crate::ports::{
     Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot,
 };
 use crate::rollout::{AliasState, Record, Routing, Version};
+use latency::Mixture;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use traffic::{Build, PeriodConditions, Rng, Traffic};
+use traffic::{Build, MinuteConditions, Rng, Span, Traffic, VersionState};
 
 /// One simulated function with its production alias.
 #[derive(Debug, Clone)]
@@ -41,20 +45,22 @@ pub struct SimFunction {
     pub failed: BTreeMap<Version, u64>,
     /// Requests served, per version.
     pub served: BTreeMap<Version, u64>,
+    /// What the traffic model remembers per version (share, warm-up, drift, owed 5xx).
+    pub versions: BTreeMap<Version, VersionState>,
     partial: BTreeMap<Version, Partial>,
     period_start: i64,
-    conditions: Option<PeriodConditions>,
 }
 
+/// One version's unfinished period.
 #[derive(Debug, Clone, Default)]
 struct Partial {
-    requests: f64,
-    errors: f64,
-    latency_weighted: f64,
+    requests: u64,
+    errors: u64,
+    latency: Mixture,
 }
 
 impl SimFunction {
-    /// A function live on version 1 (`build`), no candidate yet.
+    /// A function live on version 1 (`build`, warm, serving all traffic), no candidate yet.
     #[must_use]
     pub fn new(policy: Policy, build: Build, now: i64) -> Self {
         let period = policy.metrics.period_secs();
@@ -69,9 +75,9 @@ impl SimFunction {
             samples: Vec::new(),
             failed: BTreeMap::new(),
             served: BTreeMap::new(),
+            versions: BTreeMap::from([(1, VersionState::serving(1.0))]),
             partial: BTreeMap::new(),
             period_start: now.div_euclid(period) * period,
-            conditions: None,
         }
     }
 
@@ -97,6 +103,78 @@ impl SimFunction {
     fn period(&self) -> i64 {
         self.policy.metrics.period_secs()
     }
+
+    /// Each version's share of the traffic under the alias's routing now.
+    fn shares(&self) -> Vec<(Version, f64)> {
+        let canary_share = self.canary.map_or(0.0, |c| c.weight / 100.0);
+        let mut shares = vec![(self.stable, 1.0 - canary_share)];
+        if let Some(c) = self.canary {
+            shares.push((c.version, canary_share));
+        }
+        shares
+    }
+
+    /// Notes the routing in force from `now` (a grown share starts a warm-up).
+    fn route(&mut self, now: i64) {
+        let shares = self.shares();
+        for (v, state) in &mut self.versions {
+            if !shares.iter().any(|(sv, _)| sv == v) {
+                state.share = 0.0;
+            }
+        }
+        for (v, share) in shares {
+            if let Some(build) = self.builds.get(&v) {
+                self.versions.entry(v).or_default().route(share, now, build);
+            }
+        }
+    }
+
+    /// The next time after `now` at which this function's model changes by itself.
+    fn next_change(&self, origin: i64, now: i64) -> i64 {
+        let period_end = self.period_start + self.period();
+        self.versions
+            .iter()
+            .filter_map(|(v, s)| s.next_change(self.builds.get(v)?, origin, now))
+            .fold(period_end, i64::min)
+    }
+
+    /// Serves `span` with the routing noted last.
+    fn serve(&mut self, rng: &mut Rng, span: &Span<'_>) {
+        for (v, state) in &mut self.versions {
+            let Some(build) = self.builds.get(v) else {
+                continue;
+            };
+            if state.share <= 0.0 {
+                continue;
+            }
+            let p = self.partial.entry(*v).or_default();
+            let served = traffic::serve(rng, span, build, state, &mut p.latency);
+            p.requests += served.requests;
+            p.errors += served.errors;
+            *self.failed.entry(*v).or_default() += served.errors;
+            *self.served.entry(*v).or_default() += served.requests;
+        }
+    }
+
+    /// Closes the period ending at `end`: its datapoints become visible at `visible`.
+    fn close_period(&mut self, rng: &mut Rng, end: i64, visible: i64) {
+        let stat = self.policy.latency.stat;
+        for (v, p) in std::mem::take(&mut self.partial) {
+            if p.requests > 0 {
+                self.samples.push((
+                    v,
+                    Sample {
+                        start: self.period_start,
+                        requests: p.requests as f64,
+                        errors: p.errors as f64,
+                        latency_ms: p.latency.statistic(rng, stat),
+                    },
+                    visible,
+                ));
+            }
+        }
+        self.period_start = end;
+    }
 }
 
 /// The simulated world: functions, traffic, a virtual clock.
@@ -118,6 +196,8 @@ pub struct World {
     pub history: Vec<(i64, usize, Version, Option<Routing>)>,
     /// Metrics calls made (the agent batches one per tick).
     pub metric_calls: u64,
+    /// The current minute (its start) and its shared conditions.
+    minute: Option<(i64, MinuteConditions)>,
 }
 
 impl World {
@@ -133,85 +213,63 @@ impl World {
             functions: Vec::new(),
             history: Vec::new(),
             metric_calls: 0,
+            minute: None,
         }
     }
 
     /// Moves the clock to `to`, serving traffic with each alias's routing as it is now.
+    ///
+    /// Time moves in spans that end at the next period end, minute, scheduled event, warm-up end
+    /// or drift re-draw, so conditions are constant within a span.
     pub fn advance(&mut self, to: i64) {
-        while self.now < to {
-            // Advance to the earliest period end among functions, or `to`.
-            let next = self
-                .functions
+        let Self {
+            now,
+            traffic,
+            rng,
+            functions,
+            minute,
+            delay,
+            delay_jitter,
+            ..
+        } = self;
+        while *now < to {
+            let minute_start = now.div_euclid(60) * 60;
+            let conditions = match *minute {
+                Some((m, c)) if m == minute_start => c,
+                _ => {
+                    let c = traffic.minute_conditions(rng);
+                    *minute = Some((minute_start, c));
+                    c
+                }
+            };
+            for f in functions.iter_mut() {
+                f.route(*now);
+            }
+            let next = functions
                 .iter()
-                .map(|f| f.period_start + f.period())
-                .min()
-                .unwrap_or(to)
-                .min(to);
-            let (now, traffic) = (self.now, self.traffic);
-            for f in &mut self.functions {
-                serve(f, &mut self.rng, &traffic, now, next);
+                .map(|f| f.next_change(traffic.origin, *now))
+                .chain(traffic.next_event(*now))
+                .fold((minute_start + 60).min(to), i64::min);
+            let span = Span {
+                traffic,
+                conditions,
+                from: *now,
+                to: next,
+            };
+            for f in functions.iter_mut() {
+                f.serve(rng, &span);
                 let end = f.period_start + f.period();
                 if end <= next {
-                    let jitter = if self.delay_jitter > 0 {
-                        (self.rng.uniform() * (self.delay_jitter + 1) as f64) as i64
+                    let jitter = if *delay_jitter > 0 {
+                        (rng.uniform() * (*delay_jitter + 1) as f64) as i64
                     } else {
                         0
                     };
-                    let visible = end + self.delay + jitter;
-                    for (v, p) in std::mem::take(&mut f.partial) {
-                        if p.requests > 0.0 {
-                            f.samples.push((
-                                v,
-                                Sample {
-                                    start: f.period_start,
-                                    requests: p.requests,
-                                    errors: p.errors,
-                                    latency_ms: Some(p.latency_weighted / p.requests),
-                                },
-                                visible,
-                            ));
-                        }
-                    }
-                    f.period_start = end;
-                    f.conditions = None;
+                    f.close_period(rng, end, end + *delay + jitter);
                 }
             }
-            self.now = next;
+            *now = next;
         }
-    }
-}
-
-fn serve(f: &mut SimFunction, rng: &mut Rng, traffic: &Traffic, from: i64, to: i64) {
-    if to <= from {
-        return;
-    }
-    let cond = *f.conditions.get_or_insert_with(|| traffic.conditions(rng));
-    let canary_share = f.canary.map_or(0.0, |c| c.weight / 100.0);
-    let mut shares = vec![(f.stable, 1.0 - canary_share)];
-    if let Some(c) = f.canary {
-        shares.push((c.version, canary_share));
-    }
-    let stat = f.policy.latency.stat;
-    for (v, share) in shares {
-        let Some(build) = f.builds.get(&v).copied() else {
-            continue;
-        };
-        let (s, errors) = traffic::period(
-            rng,
-            traffic,
-            &cond,
-            &build,
-            share,
-            f.period_start,
-            (to - from) as f64,
-            stat,
-        );
-        let p = f.partial.entry(v).or_default();
-        p.requests += s.requests;
-        p.errors += s.errors;
-        p.latency_weighted += s.latency_ms.unwrap_or(0.0) * s.requests;
-        *f.failed.entry(v).or_default() += errors;
-        *f.served.entry(v).or_default() += s.requests as u64;
     }
 }
 
@@ -390,14 +448,20 @@ pub fn agent(world: &Shared) -> SimAgent {
 /// Runs a future to completion on the current thread.
 ///
 /// The in-memory ports never wait, so the future is ready after a poll or a few; anything that
-/// does wait would spin here, which is why this is only for the simulator.
+/// does wait would spin here, which is why this is only for the simulator. The future runs outside
+/// tokio's cooperative budget: inside a runtime (the `canary` binary) the budget is only refilled
+/// when the task yields to the scheduler, which this loop never does, so the agent's semaphores
+/// would otherwise stay pending for ever after a few hundred ticks.
 pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
+    let mut fut = std::pin::pin!(tokio::task::coop::unconstrained(fut));
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     loop {
-        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+        if let std::task::Poll::Ready(v) = std::future::Future::poll(fut.as_mut(), &mut cx) {
             return v;
         }
         std::thread::yield_now();
     }
 }
+
+#[cfg(test)]
+mod tests;

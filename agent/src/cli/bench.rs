@@ -1,0 +1,95 @@
+//! `canary bench`: the built-in judge benchmark, or the scenarios of a file (SCENARIOS.md).
+
+use super::{embedded_policies, read_policy, CliError, Output};
+use crate::policy::Policy;
+use crate::sim::bench::{self, report};
+use crate::sim::scenario;
+use std::path::PathBuf;
+
+/// Arguments of `canary bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Scenario file (SCENARIOS.md); without it, the built-in scenarios.
+    #[arg(long, value_name = "FILE")]
+    pub scenarios: Option<PathBuf>,
+    /// Seeded runs per scenario and judge.
+    #[arg(long, default_value_t = 1000)]
+    pub runs: usize,
+    /// Base seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Benchmark this policy file too (repeatable; default: the built-in notes-create policy).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Vec<PathBuf>,
+    /// Output format: a Markdown report, or one JSON array (one object per scenario and judge).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// Runs the benchmark and prints it.
+///
+/// # Errors
+///
+/// [`CliError::Usage`] for `--runs 0`, an invalid policy or scenario file, or two policies with
+/// the same file name (their judge ids would collide).
+pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
+    if args.runs == 0 {
+        return Err(CliError::Usage("--runs must be at least 1".to_string()));
+    }
+    let policies = policies(&args.policy)?;
+    let keep = |name: &str| args.scenario.as_deref().is_none_or(|f| name.contains(f));
+    let (scenarios, judges, label): (_, _, fn(&bench::Judge) -> String) = match &args.scenarios {
+        None if args.output == Output::Text => {
+            let text =
+                report::builtin_text(args.runs, args.seed, &policies, args.scenario.as_deref());
+            print!("{text}");
+            return Ok(());
+        }
+        None => (
+            bench::builtin::scenarios(),
+            bench::builtin::judges(&policies),
+            bench::Judge::label,
+        ),
+        Some(file) => {
+            let scenarios = scenario::load(file).map_err(|e| CliError::Usage(e.to_string()))?;
+            let judges = bench::scenario_judges(&policies);
+            let ids: Vec<String> = judges.iter().map(bench::Judge::id).collect();
+            if let Some(dup) = ids
+                .iter()
+                .enumerate()
+                .find(|(i, id)| ids[..*i].contains(id))
+            {
+                return Err(CliError::Usage(format!(
+                    "two --policy files would both be judge {:?}; give them different file names",
+                    dup.1
+                )));
+            }
+            (scenarios, judges, bench::Judge::id)
+        }
+    };
+    let scenarios: Vec<_> = scenarios.into_iter().filter(|s| keep(&s.name)).collect();
+    let rows = bench::run_all(&scenarios, &judges, args.runs, args.seed, label);
+    match args.output {
+        Output::Json => println!("{}", report::json(&rows)),
+        Output::Text => print!(
+            "{}",
+            report::scenario_text(&rows, &scenarios, args.runs, args.seed)
+        ),
+    }
+    Ok(())
+}
+
+/// The `--policy` files, or the shipped notes-create policy when none is given.
+fn policies(files: &[PathBuf]) -> Result<Vec<Policy>, CliError> {
+    if files.is_empty() {
+        return Ok(embedded_policies()
+            .policies
+            .into_iter()
+            .filter(|p| p.function == "notes-create")
+            .collect());
+    }
+    files.iter().map(|p| read_policy(p)).collect()
+}

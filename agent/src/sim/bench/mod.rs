@@ -1,0 +1,363 @@
+//! The judge benchmark: our agent and three peers, re-implemented from their documented rules, on
+//! the same simulated traffic, over many seeded canaries per scenario.
+//!
+//! Scenarios come built in ([`builtin::scenarios`]) or from a scenario file
+//! ([`crate::sim::scenario`]); [`report`] renders the rows as text or JSON.
+
+pub mod builtin;
+mod peers;
+pub mod report;
+
+use super::traffic::{Build, Traffic};
+use super::{agent, Shared, SimFunction, World};
+use crate::policy::Policy;
+pub use peers::mann_whitney_high;
+
+/// Where every run starts, the deploy (ticks land 20 s after the minute).
+const START: i64 = 1_795_428_020;
+
+/// A benchmark scenario: the stable build, the new build and the traffic they meet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Name, unique within its set.
+    pub name: String,
+    /// Whether the new build is bad (rolling it back is right).
+    pub bad: bool,
+    /// Length of one run after the deploy, in minutes.
+    pub minutes: i64,
+    /// The traffic; its schedule counts from the deploy (the bench sets `origin`).
+    pub traffic: Traffic,
+    /// The version live points at.
+    pub stable: Build,
+    /// The new version.
+    pub candidate: Build,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    RolledBack,
+    Promoted,
+    Running,
+}
+
+/// A judge under test: ours (the real agent) or a peer.
+trait Contender {
+    fn tick(&mut self, world: &Shared, now: i64) -> End;
+}
+
+/// One contender's configuration.
+#[derive(Debug, Clone)]
+pub enum Judge {
+    /// The real agent with this policy, ticking every `tick` seconds.
+    Ours {
+        /// Row label (the judge id with scenario files).
+        label: String,
+        /// The policy.
+        policy: Box<Policy>,
+        /// Seconds between ticks.
+        tick: i64,
+        /// Seconds after a period ends before it is visible.
+        delay: i64,
+    },
+    /// AWS CodeDeploy `Canary10Percent5Minutes` with an Errors alarm on the alias.
+    CodeDeploy,
+    /// Flagger: success rate ≥ 99% per 1-minute check, threshold 5, stepWeight 10, maxWeight 50.
+    Flagger,
+    /// Kayenta NetflixACAJudge: Mann-Whitney at 98% on per-minute series, pass 75 / marginal 50.
+    Kayenta,
+}
+
+impl Judge {
+    /// Row label of the built-in table.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self {
+            Self::Ours { label, .. } => label.clone(),
+            Self::CodeDeploy => "CodeDeploy Canary10Percent5Minutes".to_string(),
+            Self::Flagger => "Flagger (1m checks, threshold 5, step 10, max 50)".to_string(),
+            Self::Kayenta => "Kayenta (Mann-Whitney 98%, 5m intervals x3)".to_string(),
+        }
+    }
+
+    /// Judge id of scenario-file output (SCENARIOS.md): the label of ours, the peer's short name.
+    #[must_use]
+    pub fn id(&self) -> String {
+        match self {
+            Self::Ours { label, .. } => label.clone(),
+            Self::CodeDeploy => "codedeploy".to_string(),
+            Self::Flagger => "flagger".to_string(),
+            Self::Kayenta => "kayenta".to_string(),
+        }
+    }
+
+    /// Our agent with `policy`, ticking as often as its metrics become visible.
+    #[must_use]
+    pub fn ours(label: String, policy: Policy) -> Self {
+        let delay = super::visibility_delay(&policy);
+        Self::Ours {
+            label,
+            policy: Box::new(policy),
+            tick: delay,
+            delay,
+        }
+    }
+
+    fn tick_secs(&self) -> i64 {
+        match self {
+            Self::Ours { tick, .. } => *tick,
+            _ => 60,
+        }
+    }
+
+    fn delay(&self) -> i64 {
+        match self {
+            Self::Ours { delay, .. } => *delay,
+            _ => 60,
+        }
+    }
+
+    fn first_weight(&self) -> f64 {
+        match self {
+            Self::Ours { policy, .. } => policy.steps.first().copied().unwrap_or(100.0),
+            _ => 10.0,
+        }
+    }
+
+    fn period(&self) -> i64 {
+        match self {
+            Self::Ours { policy, .. } => policy.metrics.period_secs(),
+            _ => 60,
+        }
+    }
+
+    fn contender(&self, world: &Shared, policy: &Policy) -> Box<dyn Contender> {
+        match self {
+            Self::Ours { .. } => Box::new(peers::Ours {
+                agent: agent(world),
+                policies: vec![policy.clone()],
+            }),
+            Self::CodeDeploy => Box::new(peers::CodeDeploy { started: None }),
+            Self::Flagger => Box::new(peers::Flagger {
+                failed: 0,
+                last_checked: i64::MIN,
+            }),
+            Self::Kayenta => Box::new(peers::Kayenta { started: None }),
+        }
+    }
+}
+
+/// The default policy the agent ships with, on 60-second Lambda metrics.
+#[must_use]
+pub fn default_policy() -> Policy {
+    Policy::with_defaults("bench")
+}
+
+/// The judges of a scenario-file run (SCENARIOS.md): ours under the documented defaults
+/// (`lambda-canary:defaults`), ours under each policy (`lambda-canary:<file name>`), then
+/// `codedeploy`, `flagger` and `kayenta`.
+#[must_use]
+pub fn scenario_judges(policies: &[Policy]) -> Vec<Judge> {
+    let mut out = vec![Judge::ours(
+        "lambda-canary:defaults".to_string(),
+        default_policy(),
+    )];
+    for p in policies {
+        let name = p.source.file_name().map_or_else(
+            || p.source.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        out.push(Judge::ours(format!("lambda-canary:{name}"), p.clone()));
+    }
+    out.extend([Judge::CodeDeploy, Judge::Flagger, Judge::Kayenta]);
+    out
+}
+
+/// One run's result.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    end: End,
+    minutes: f64,
+    failed: u64,
+    served: u64,
+    floor: f64,
+}
+
+fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
+    let mut policy = match judge {
+        Judge::Ours { policy, .. } => (**policy).clone(),
+        _ => default_policy(),
+    };
+    policy.function = "bench".to_string();
+    policy.notify = None;
+    let mut traffic = scenario.traffic.clone();
+    traffic.origin = START;
+    let mut world = World::new(START - 300, traffic, judge.delay(), seed);
+    world.functions.push(SimFunction::new(
+        policy.clone(),
+        scenario.stable,
+        START - 300,
+    ));
+    world.advance(START);
+    world.functions[0].deploy(scenario.candidate);
+    let shared = Shared::new(world);
+    let mut contender = judge.contender(&shared, &policy);
+    let step = judge.tick_secs();
+    let horizon = START + scenario.minutes * 60;
+    let mut now = START;
+    let mut end = End::Running;
+    let mut began = None;
+    while now < horizon {
+        end = contender.tick(&shared, now);
+        if began.is_none() && shared.lock().functions[0].canary.is_some() {
+            began = Some(now);
+        }
+        if end != End::Running {
+            break;
+        }
+        now += step;
+        shared.lock().advance(now);
+    }
+    let w = shared.lock();
+    let f = &w.functions[0];
+    let began = began.unwrap_or(START);
+    // The floor: canary traffic times the wait until its first datapoint can be seen.
+    let period = judge.period().max(1);
+    let first_visible = (began.div_euclid(period) + 1) * period + judge.delay();
+    let rps = scenario.traffic.rps;
+    let floor = rps * judge.first_weight() / 100.0 * (first_visible - began) as f64;
+    // A promoted build serves all traffic for the rest of the run.
+    let after_promotion = if end == End::Promoted {
+        w.traffic
+            .expected_failures(&scenario.candidate, now, horizon)
+    } else {
+        0.0
+    };
+    let error_rate = scenario.candidate.error_rate;
+    Run {
+        end,
+        minutes: (now - began) as f64 / 60.0,
+        failed: f.failed.get(&2).copied().unwrap_or(0) + after_promotion.round() as u64,
+        served: f.served.get(&2).copied().unwrap_or(0),
+        floor: floor * error_rate.max(if scenario.bad { 0.0 } else { 1.0 }),
+    }
+}
+
+fn quantile(mut xs: Vec<f64>, q: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(f64::total_cmp);
+    let i = ((xs.len() as f64 - 1.0) * q).round() as usize;
+    xs[i]
+}
+
+/// One row of the results: one scenario under one judge.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: String,
+    /// Judge label (built-in table) or id (scenario files).
+    pub judge: String,
+    /// Whether the scenario's build is bad.
+    pub bad: bool,
+    /// Runs.
+    pub runs: usize,
+    /// Share of runs rolled back.
+    pub rolled_back: f64,
+    /// Share of runs promoted.
+    pub promoted: f64,
+    /// Share of runs with neither outcome at the end.
+    pub unfinished: f64,
+    /// Median and p95 of 5xx the new build answered to users in the run, over all runs.
+    pub failed_all: (f64, f64),
+    /// Median and p95 minutes to the decision, over runs that decided (`None` if none did).
+    pub decided_minutes: Option<(f64, f64)>,
+    /// Built-in table: median and p95 of 5xx served by the canary (all runs of bad builds;
+    /// promoted runs of healthy ones).
+    pub failed: (f64, f64),
+    /// Built-in table: median requests the new build served before the decision (same runs).
+    pub exposed: f64,
+    /// Built-in table: median and p95 minutes to rollback (bad builds) or to 100% (healthy).
+    pub minutes: (f64, f64),
+    /// Median floor (failed requests unavoidable before the first datapoint is visible).
+    pub floor: f64,
+}
+
+/// Runs `runs` seeded canaries of `scenario` under `judge`.
+#[must_use]
+pub fn measure(judge: &Judge, scenario: &Scenario, runs: usize, seed: u64, label: String) -> Row {
+    let results: Vec<Run> = (0..runs)
+        .map(|i| {
+            one(
+                judge,
+                scenario,
+                seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+            )
+        })
+        .collect();
+    let share =
+        |end: End| results.iter().filter(|r| r.end == end).count() as f64 / runs.max(1) as f64;
+    let pick = |keep: &dyn Fn(&Run) -> bool, value: &dyn Fn(&Run) -> f64| -> Vec<f64> {
+        results.iter().filter(|r| keep(r)).map(value).collect()
+    };
+    let relevant = |r: &Run| scenario.bad || r.end == End::Promoted;
+    let timed = |r: &Run| {
+        if scenario.bad {
+            r.end == End::RolledBack
+        } else {
+            r.end == End::Promoted
+        }
+    };
+    let failed = |r: &Run| r.failed as f64;
+    let all_failed = pick(&|_| true, &failed);
+    let decided = pick(&|r| r.end != End::Running, &|r| r.minutes);
+    Row {
+        scenario: scenario.name.clone(),
+        judge: label,
+        bad: scenario.bad,
+        runs,
+        rolled_back: share(End::RolledBack),
+        promoted: share(End::Promoted),
+        unfinished: share(End::Running),
+        failed_all: (
+            quantile(all_failed.clone(), 0.5),
+            quantile(all_failed, 0.95),
+        ),
+        decided_minutes: (!decided.is_empty())
+            .then(|| (quantile(decided.clone(), 0.5), quantile(decided, 0.95))),
+        failed: (
+            quantile(pick(&relevant, &failed), 0.5),
+            quantile(pick(&relevant, &failed), 0.95),
+        ),
+        exposed: quantile(pick(&relevant, &|r| r.served as f64), 0.5),
+        minutes: (
+            quantile(pick(&timed, &|r| r.minutes), 0.5),
+            quantile(pick(&timed, &|r| r.minutes), 0.95),
+        ),
+        floor: quantile(pick(&|_| true, &|r| r.floor), 0.5),
+    }
+}
+
+/// Every scenario under every judge, scenario by scenario, judges in order.
+#[must_use]
+pub fn run_all(
+    scenarios: &[Scenario],
+    judges: &[Judge],
+    runs: usize,
+    seed: u64,
+    label: impl Fn(&Judge) -> String,
+) -> Vec<Row> {
+    scenarios
+        .iter()
+        .flat_map(|s| {
+            judges
+                .iter()
+                .map(|j| measure(j, s, runs, seed, label(j)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

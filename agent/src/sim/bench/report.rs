@@ -1,0 +1,141 @@
+//! Rendering benchmark rows: the built-in Markdown table, the scenario-file table, and the JSON
+//! array of SCENARIOS.md.
+
+use super::{builtin, run_all, Judge, Row, Scenario};
+use crate::policy::Policy;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Runs the built-in benchmark and renders it as Markdown.
+#[must_use]
+pub fn builtin_text(runs: usize, seed: u64, shipped: &[Policy], filter: Option<&str>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{runs} seeded canaries per scenario and judge (seed {seed}); baseline build 0.1% 5xx, 80 ms median latency; 10 req/s unless noted.\n\
+         Bad builds: `rolled back` is the detection rate; `failed` the 5xx users got from the new build in the first hour after the deploy (median / p95; a bad build that was promoted keeps failing at 100% of traffic); `exposed` the new build's requests before the decision; `minutes` to rollback; `floor` the failed requests no judge can avoid: the first step's traffic until the first datapoint is visible.\n\
+         Healthy builds: `rolled back` is the false-rollback rate, `minutes` to 100%.\n\
+         `unfinished`: runs with neither outcome after the hour.\n"
+    );
+    let judges = builtin::judges(shipped);
+    for scenario in builtin::scenarios() {
+        if filter.is_some_and(|f| !scenario.name.contains(f)) {
+            continue;
+        }
+        let _ = writeln!(out, "### {}\n", scenario.name);
+        let _ = writeln!(out, "| judge | rolled back | promoted | unfinished | failed (median / p95) | exposed (median) | minutes (median / p95) | floor |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let rows = run_all(
+            std::slice::from_ref(&scenario),
+            &judges,
+            runs,
+            seed,
+            Judge::label,
+        );
+        for r in rows {
+            let floor = if scenario.bad && scenario.candidate.error_rate > 0.01 {
+                format!("{:.0}", r.floor)
+            } else {
+                "-".to_string()
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.0} / {:.0} | {:.0} | {:.1} / {:.1} | {floor} |",
+                r.judge,
+                percent(r.rolled_back),
+                percent(r.promoted),
+                percent(r.unfinished),
+                r.failed.0,
+                r.failed.1,
+                r.exposed,
+                r.minutes.0,
+                r.minutes.1,
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.1}%", 100.0 * share)
+}
+
+/// Scenario-file rows as a Markdown report: one table per scenario.
+#[must_use]
+pub fn scenario_text(rows: &[Row], scenarios: &[Scenario], runs: usize, seed: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{runs} seeded runs per scenario and judge (seed {seed}).\n\
+         `rolled back`, `promoted`, `unfinished`: shares of runs (a healthy build rolled back is a false rollback; a bad build promoted is a miss; unfinished runs had neither outcome when the run ended).\n\
+         `failed`: 5xx the new build answered to users in the run (median / p95; a promoted build serves all traffic for the rest of the run). `minutes`: to the decision, over runs that decided.\n"
+    );
+    for s in scenarios {
+        let build = if s.bad { "bad" } else { "healthy" };
+        let _ = writeln!(
+            out,
+            "### {} ({build}, {} req/s, {} min)\n",
+            s.name, s.traffic.rps, s.minutes
+        );
+        let _ = writeln!(out, "| judge | rolled back | promoted | unfinished | failed (median / p95) | minutes (median / p95) |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        for r in rows.iter().filter(|r| r.scenario == s.name) {
+            let minutes = r
+                .decided_minutes
+                .map_or("-".to_string(), |(m, p)| format!("{m:.1} / {p:.1}"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.0} / {:.0} | {minutes} |",
+                r.judge,
+                percent(r.rolled_back),
+                percent(r.promoted),
+                percent(r.unfinished),
+                r.failed_all.0,
+                r.failed_all.1,
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One object of `canary bench --output json`, fields as SCENARIOS.md names them.
+#[derive(Debug, Serialize)]
+struct JsonRow<'a> {
+    scenario: &'a str,
+    build: &'a str,
+    judge: &'a str,
+    runs: usize,
+    rolled_back: f64,
+    promoted: f64,
+    unfinished: f64,
+    failed_median: f64,
+    failed_p95: f64,
+    minutes_median: Option<f64>,
+    minutes_p95: Option<f64>,
+}
+
+/// The rows as the JSON array of SCENARIOS.md, pretty-printed with the fields in its order: one
+/// object per scenario and judge; rates as fractions, `failed_*` over all runs, `minutes_*` over
+/// runs that decided (null if none did).
+#[must_use]
+pub fn json(rows: &[Row]) -> String {
+    let objects: Vec<JsonRow<'_>> = rows
+        .iter()
+        .map(|r| JsonRow {
+            scenario: &r.scenario,
+            build: if r.bad { "bad" } else { "healthy" },
+            judge: &r.judge,
+            runs: r.runs,
+            rolled_back: r.rolled_back,
+            promoted: r.promoted,
+            unfinished: r.unfinished,
+            failed_median: r.failed_all.0,
+            failed_p95: r.failed_all.1,
+            minutes_median: r.decided_minutes.map(|m| m.0),
+            minutes_p95: r.decided_minutes.map(|m| m.1),
+        })
+        .collect();
+    serde_json::to_string_pretty(&objects).unwrap_or_else(|_| "[]".to_string())
+}

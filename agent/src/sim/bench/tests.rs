@@ -1,0 +1,124 @@
+//! Benchmark tests: the contenders on built-in and scenario-file scenarios, and the JSON rows.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::policy::Policy;
+
+#[test]
+fn mann_whitney_sees_a_clear_shift_and_not_noise() {
+    let a: Vec<f64> = (0..10).map(|i| 100.0 + f64::from(i)).collect();
+    let b: Vec<f64> = (0..10).map(|i| 50.0 + f64::from(i)).collect();
+    assert!(mann_whitney_high(&a, &b, 0.98));
+    assert!(!mann_whitney_high(&b, &a, 0.98));
+    assert!(!mann_whitney_high(&[0.0; 5], &[0.0; 5], 0.98));
+}
+
+#[test]
+fn ours_rolls_back_a_failing_build_near_the_floor_and_promotes_a_healthy_one() {
+    let judges = builtin::judges(&[]);
+    let s = builtin::scenarios();
+    let label = judges[0].label();
+    let bad = measure(&judges[0], &s[0], 20, 1, label.clone());
+    assert_eq!(bad.rolled_back, 1.0);
+    assert!(bad.failed.0 <= 1.2 * bad.floor, "{bad:?}");
+    let good = measure(&judges[0], &s[5], 20, 1, label);
+    assert_eq!(good.rolled_back, 0.0, "{good:?}");
+    assert!(good.minutes.0 < 10.0, "{good:?}");
+}
+
+#[test]
+fn runs_inside_a_tokio_runtime_do_not_stall_on_its_budget() {
+    // The `canary` binary benchmarks inside a runtime; an hour of ticks must still finish.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let judges = builtin::judges(&[]);
+    let s = &builtin::scenarios()[7];
+    let row = rt.block_on(async { measure(&judges[0], s, 2, 1, judges[0].label()) });
+    assert_eq!(row.runs, 2);
+}
+
+#[test]
+fn scenario_judges_have_the_documented_ids() {
+    let mut shipped = Policy::with_defaults("notes-create");
+    shipped.source = std::path::PathBuf::from("policies/notes-create.yaml");
+    let ids: Vec<String> = scenario_judges(&[shipped]).iter().map(Judge::id).collect();
+    assert_eq!(
+        ids,
+        [
+            "lambda-canary:defaults",
+            "lambda-canary:notes-create.yaml",
+            "codedeploy",
+            "flagger",
+            "kayenta"
+        ]
+    );
+}
+
+const FIELDS: [&str; 11] = [
+    "scenario",
+    "build",
+    "judge",
+    "runs",
+    "rolled_back",
+    "promoted",
+    "unfinished",
+    "failed_median",
+    "failed_p95",
+    "minutes_median",
+    "minutes_p95",
+];
+
+#[test]
+fn json_rows_carry_the_documented_fields_and_run_count() {
+    let yaml = "scenarios:\n  - name: broken\n    build: bad\n    traffic: {rate: 10}\n    candidate: {errors: 1}\n  - name: quiet\n    build: healthy\n    minutes: 1\n    traffic: {rate: 0.05}\n";
+    let scenarios =
+        crate::sim::scenario::parse_scenarios(std::path::Path::new("s.yaml"), yaml).unwrap();
+    let judges = scenario_judges(&[]);
+    let rows = run_all(&scenarios, &judges, 3, 1, Judge::id);
+    let text = report::json(&rows);
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let objects = value.as_array().unwrap();
+    assert_eq!(objects.len(), 2 * judges.len());
+    let mut expected = FIELDS.to_vec();
+    expected.sort_unstable();
+    for o in objects {
+        let mut keys: Vec<&str> = o.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(o["runs"], 3);
+        let shares = ["rolled_back", "promoted", "unfinished"].map(|k| o[k].as_f64().unwrap());
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+    // The fields appear in the documented order.
+    let positions: Vec<usize> = FIELDS
+        .iter()
+        .map(|f| text.find(&format!("\"{f}\"")).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|p| p[0] < p[1]), "{positions:?}");
+    let broken = &objects[0];
+    assert_eq!(broken["scenario"], "broken");
+    assert_eq!(broken["build"], "bad");
+    assert_eq!(broken["judge"], "lambda-canary:defaults");
+    assert_eq!(broken["rolled_back"], 1.0);
+    // Nobody decides within one minute at 0.05 req/s: every run unfinished, minutes null.
+    for o in &objects[judges.len()..] {
+        assert_eq!(o["build"], "healthy");
+        assert_eq!(o["unfinished"], 1.0, "{o}");
+        assert!(o["minutes_median"].is_null() && o["minutes_p95"].is_null());
+    }
+}
+
+#[test]
+fn text_rows_show_unfinished_runs() {
+    let mut s = builtin::scenarios()[7].clone();
+    s.minutes = 1;
+    let judges = scenario_judges(&[]);
+    let rows = run_all(std::slice::from_ref(&s), &judges[..1], 2, 1, Judge::id);
+    let text = report::scenario_text(&rows, &[s], 2, 1);
+    assert!(text.contains("| unfinished |"), "{text}");
+    assert!(
+        text.contains("| lambda-canary:defaults | 0.0% | 0.0% | 100.0% |"),
+        "{text}"
+    );
+}
