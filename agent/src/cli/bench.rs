@@ -27,6 +27,11 @@ pub struct BenchArgs {
     /// Output format: a Markdown report, or one JSON array (one object per scenario and judge).
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+    /// With --scenarios and --output json: add the equal-footing rows (every judge on 60 s
+    /// AWS/Lambda metrics with a 10% first step, ids suffixed `@equal-footing`) and ours with only
+    /// its own first step (`@equal-footing+own-first-step`). The text report always has them.
+    #[arg(long)]
+    pub equal_footing: bool,
 }
 
 /// Runs the benchmark and prints it.
@@ -71,9 +76,39 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         }
     };
     let scenarios: Vec<_> = scenarios.into_iter().filter(|s| keep(&s.name)).collect();
-    let rows = bench::run_all(&scenarios, &judges, args.runs, args.seed, label);
+    let mut rows = bench::run_all(&scenarios, &judges, args.runs, args.seed, label);
+    let from_file = args.scenarios.is_some();
+    let extra = from_file && (args.output == Output::Text || args.equal_footing);
+    let (equal, features) = if extra {
+        let run = |js: &[bench::Judge]| {
+            bench::run_all(&scenarios, js, args.runs, args.seed, bench::Judge::id)
+        };
+        (
+            run(&bench::equal_footing_judges(&policies)),
+            run(&bench::feature_judges(&policies)),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     match args.output {
-        Output::Json => println!("{}", report::json(&rows)),
+        Output::Json => {
+            rows.extend(equal);
+            rows.extend(features);
+            println!("{}", report::json(&rows));
+        }
+        Output::Text if from_file => {
+            let lowering = bench::floor_lowering_ids(&judges);
+            let parts = report::Parts {
+                documented: &rows,
+                equal: &equal,
+                features: &features,
+                lowering: &lowering,
+            };
+            print!(
+                "{}",
+                report::scenario_report(&parts, &scenarios, args.runs, args.seed)
+            );
+        }
         Output::Text => print!(
             "{}",
             report::scenario_text(&rows, &scenarios, args.runs, args.seed)

@@ -1,7 +1,7 @@
 //! The built-in benchmark: the scenarios and judges `canary bench` runs without `--scenarios`
 //! (the table of BENCHMARKS.md).
 
-use super::{default_policy, Judge, Scenario};
+use super::{default_policy, Footing, Judge, Peer, Scenario};
 use crate::policy::{MetricsSource, Policy};
 use crate::sim::traffic::{Build, Traffic};
 use std::time::Duration;
@@ -75,9 +75,9 @@ pub fn judges(shipped: &[Policy]) -> Vec<Judge> {
             "lambda-canary (defaults: 10/25/50/100, 2m, 60 s Lambda metrics)".to_string(),
             base,
         ),
-        Judge::CodeDeploy,
-        Judge::Flagger,
-        Judge::Kayenta,
+        Judge::Peer(Peer::CodeDeploy, Footing::Documented),
+        Judge::Peer(Peer::Flagger, Footing::Documented),
+        Judge::Peer(Peer::Kayenta, Footing::Documented),
         Judge::ours(
             "lambda-canary + 2% probe step, 1m interval".to_string(),
             probe,

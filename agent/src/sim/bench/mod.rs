@@ -5,13 +5,13 @@
 //! ([`crate::sim::scenario`]); [`report`] renders the rows as text or JSON.
 
 pub mod builtin;
-mod peers;
+pub mod peers;
 pub mod report;
 
 use super::traffic::{Build, Traffic};
 use super::{agent, Shared, SimFunction, World};
-use crate::policy::Policy;
-pub use peers::mann_whitney_high;
+use crate::policy::{LatencyStat, MetricsSource, Policy};
+pub use peers::{Footing, Peer};
 
 /// Where every run starts, the deploy (ticks land 20 s after the minute).
 const START: i64 = 1_795_428_020;
@@ -60,13 +60,12 @@ pub enum Judge {
         /// Seconds after a period ends before it is visible.
         delay: i64,
     },
-    /// AWS CodeDeploy `Canary10Percent5Minutes` with an Errors alarm on the alias.
-    CodeDeploy,
-    /// Flagger: success rate ≥ 99% per 1-minute check, threshold 5, stepWeight 10, maxWeight 50.
-    Flagger,
-    /// Kayenta NetflixACAJudge: Mann-Whitney at 98% on per-minute series, pass 75 / marginal 50.
-    Kayenta,
+    /// A peer, re-implemented from its documentation and source ([`peers`]).
+    Peer(Peer, Footing),
 }
+
+/// Suffix of equal-footing judge ids and labels.
+pub const EQUAL_FOOTING: &str = "@equal-footing";
 
 impl Judge {
     /// Row label of the built-in table.
@@ -74,20 +73,18 @@ impl Judge {
     pub fn label(&self) -> String {
         match self {
             Self::Ours { label, .. } => label.clone(),
-            Self::CodeDeploy => "CodeDeploy Canary10Percent5Minutes".to_string(),
-            Self::Flagger => "Flagger (1m checks, threshold 5, step 10, max 50)".to_string(),
-            Self::Kayenta => "Kayenta (Mann-Whitney 98%, 5m intervals x3)".to_string(),
+            Self::Peer(peer, footing) => peer.label(*footing),
         }
     }
 
-    /// Judge id of scenario-file output (SCENARIOS.md): the label of ours, the peer's short name.
+    /// Judge id of scenario-file output (SCENARIOS.md): the label of ours, the peer's short name
+    /// (with [`EQUAL_FOOTING`] appended on equal footing).
     #[must_use]
     pub fn id(&self) -> String {
         match self {
             Self::Ours { label, .. } => label.clone(),
-            Self::CodeDeploy => "codedeploy".to_string(),
-            Self::Flagger => "flagger".to_string(),
-            Self::Kayenta => "kayenta".to_string(),
+            Self::Peer(peer, Footing::Documented) => peer.id().to_string(),
+            Self::Peer(peer, Footing::Equal) => format!("{}{EQUAL_FOOTING}", peer.id()),
         }
     }
 
@@ -106,43 +103,38 @@ impl Judge {
     fn tick_secs(&self) -> i64 {
         match self {
             Self::Ours { tick, .. } => *tick,
-            _ => 60,
+            Self::Peer(..) => 60,
         }
     }
 
     fn delay(&self) -> i64 {
         match self {
             Self::Ours { delay, .. } => *delay,
-            _ => 60,
+            Self::Peer(..) => 60,
         }
     }
 
     fn first_weight(&self) -> f64 {
         match self {
             Self::Ours { policy, .. } => policy.steps.first().copied().unwrap_or(100.0),
-            _ => 10.0,
+            Self::Peer(peer, footing) => peer.first_weight(*footing),
         }
     }
 
     fn period(&self) -> i64 {
         match self {
             Self::Ours { policy, .. } => policy.metrics.period_secs(),
-            _ => 60,
+            Self::Peer(..) => 60,
         }
     }
 
-    fn contender(&self, world: &Shared, policy: &Policy) -> Box<dyn Contender> {
+    fn contender(&self, world: &Shared, policy: &Policy, seed: u64) -> Box<dyn Contender> {
         match self {
             Self::Ours { .. } => Box::new(peers::Ours {
                 agent: agent(world),
                 policies: vec![policy.clone()],
             }),
-            Self::CodeDeploy => Box::new(peers::CodeDeploy { started: None }),
-            Self::Flagger => Box::new(peers::Flagger {
-                failed: 0,
-                last_checked: i64::MIN,
-            }),
-            Self::Kayenta => Box::new(peers::Kayenta { started: None }),
+            Self::Peer(peer, footing) => peer.contender(*footing, seed),
         }
     }
 }
@@ -169,8 +161,82 @@ pub fn scenario_judges(policies: &[Policy]) -> Vec<Judge> {
         );
         out.push(Judge::ours(format!("lambda-canary:{name}"), p.clone()));
     }
-    out.extend([Judge::CodeDeploy, Judge::Flagger, Judge::Kayenta]);
+    out.extend(Peer::ALL.map(|p| Judge::Peer(p, Footing::Documented)));
     out
+}
+
+/// `policy` on equal footing with the peers: 60 s AWS/Lambda metrics (so 60 s ticks) and a 10%
+/// first step (steps at or below 10% give way to it; later steps stay).
+#[must_use]
+pub fn equal_footing(policy: &Policy) -> Policy {
+    let mut p = with_first_step(policy, 10.0);
+    p.metrics = MetricsSource::Lambda;
+    p
+}
+
+/// `policy` with its steps starting at `first` (steps at or below it give way to it).
+fn with_first_step(policy: &Policy, first: f64) -> Policy {
+    let mut p = policy.clone();
+    p.steps = std::iter::once(first)
+        .chain(policy.steps.iter().copied().filter(|&s| s > first))
+        .collect();
+    p
+}
+
+/// The judges of the equal-footing table: every judge of [`scenario_judges`] on 60 s AWS/Lambda
+/// metrics with a 10% first step, ids suffixed [`EQUAL_FOOTING`].
+#[must_use]
+pub fn equal_footing_judges(policies: &[Policy]) -> Vec<Judge> {
+    scenario_judges(policies)
+        .into_iter()
+        .map(|j| match j {
+            Judge::Ours { label, policy, .. } => {
+                Judge::ours(format!("{label}{EQUAL_FOOTING}"), equal_footing(&policy))
+            }
+            Judge::Peer(peer, _) => Judge::Peer(peer, Footing::Equal),
+        })
+        .collect()
+}
+
+/// Suffix of the judge ids that add our policy's own first step to equal footing.
+pub const OWN_FIRST_STEP: &str = "@equal-footing+own-first-step";
+
+/// For each of ours whose policy lowers the floor (a first step under 10%, or metrics other than
+/// 60 s AWS/Lambda): the policy on 60 s AWS/Lambda metrics with its own steps (id suffixed
+/// [`OWN_FIRST_STEP`]). With the equal-footing row and the row as configured, it shows what the
+/// first step and the metrics source each add.
+#[must_use]
+pub fn feature_judges(policies: &[Policy]) -> Vec<Judge> {
+    scenario_judges(policies)
+        .into_iter()
+        .filter_map(|j| match j {
+            Judge::Ours { label, policy, .. } if lowers_floor(&policy) => {
+                let mut own = (*policy).clone();
+                own.metrics = MetricsSource::Lambda;
+                Some(Judge::ours(format!("{label}{OWN_FIRST_STEP}"), own))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ids of ours among `judges` whose policy lowers the floor ([`lowers_floor`]).
+#[must_use]
+pub fn floor_lowering_ids(judges: &[Judge]) -> Vec<String> {
+    judges
+        .iter()
+        .filter_map(|j| match j {
+            Judge::Ours { label, policy, .. } if lowers_floor(policy) => Some(label.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `policy` differs from [`equal_footing`] (its first step or its metrics source).
+#[must_use]
+pub fn lowers_floor(policy: &Policy) -> bool {
+    let equal = equal_footing(policy);
+    equal.steps != policy.steps || equal.metrics != policy.metrics
 }
 
 /// One run's result.
@@ -186,7 +252,14 @@ struct Run {
 fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     let mut policy = match judge {
         Judge::Ours { policy, .. } => (**policy).clone(),
-        _ => default_policy(),
+        // The peers read per-minute p99 latency (Flagger's request-duration, Kayenta's metric).
+        Judge::Peer(..) => Policy {
+            latency: crate::policy::LatencyRule {
+                stat: LatencyStat::P99,
+                ..default_policy().latency
+            },
+            ..default_policy()
+        },
     };
     policy.function = "bench".to_string();
     policy.notify = None;
@@ -201,7 +274,7 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     world.advance(START);
     world.functions[0].deploy(scenario.candidate);
     let shared = Shared::new(world);
-    let mut contender = judge.contender(&shared, &policy);
+    let mut contender = judge.contender(&shared, &policy, seed);
     let step = judge.tick_secs();
     let horizon = START + scenario.minutes * 60;
     let mut now = START;

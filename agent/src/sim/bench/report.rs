@@ -71,6 +71,83 @@ pub fn scenario_text(rows: &[Row], scenarios: &[Scenario], runs: usize, seed: u6
          `rolled back`, `promoted`, `unfinished`: shares of runs (a healthy build rolled back is a false rollback; a bad build promoted is a miss; unfinished runs had neither outcome when the run ended).\n\
          `failed`: 5xx the new build answered to users in the run (median / p95; a promoted build serves all traffic for the rest of the run). `minutes`: to the decision, over runs that decided.\n"
     );
+    tables(&mut out, rows, scenarios);
+    out
+}
+
+/// The rows of a scenario-file report, by table.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    /// Every judge as documented (the SCENARIOS.md judges).
+    pub documented: &'a [Row],
+    /// Every judge on equal footing ([`super::equal_footing_judges`]).
+    pub equal: &'a [Row],
+    /// Ours with only its own first step ([`super::feature_judges`]).
+    pub features: &'a [Row],
+    /// Ids of ours whose policy lowers the floor ([`super::floor_lowering_ids`]).
+    pub lowering: &'a [String],
+}
+
+/// The scenario-file report: the documented table, the equal-footing table, and (when a policy
+/// lowers the floor) what its first step and metrics source add.
+#[must_use]
+pub fn scenario_report(
+    parts: &Parts<'_>,
+    scenarios: &[Scenario],
+    runs: usize,
+    seed: u64,
+) -> String {
+    let mut out = scenario_text(parts.documented, scenarios, runs, seed);
+    out.push_str(&equal_footing_text(parts.equal, scenarios));
+    if !parts.lowering.is_empty() {
+        let all = [parts.documented, parts.equal, parts.features].concat();
+        out.push_str(&features_text(&all, scenarios, parts.lowering));
+    }
+    out
+}
+
+/// The equal-footing section: every judge on 60 s AWS/Lambda metrics, ticking every minute, with
+/// a 10% first step; one table per scenario.
+#[must_use]
+pub fn equal_footing_text(rows: &[Row], scenarios: &[Scenario]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## Equal footing\n\n\
+         Every judge on the same metrics source, resolution and first step: 60 s AWS/Lambda metrics (each period visible 60 s after it ends), a tick every minute, 10% of traffic first. \
+         Ours keeps its policy otherwise (steps above 10% stay); Flagger runs `stepWeights: [10, 15, ..., 50]`; CodeDeploy and Kayenta already run this way. Columns as above.\n"
+    );
+    tables(&mut out, rows, scenarios);
+    out
+}
+
+/// The floor-lowering section: for each of our policies that lowers the floor, the policy on
+/// equal footing, with only its own first step, and as configured (its own metrics too); one
+/// table per scenario. `rows` holds all three kinds; others are ignored.
+#[must_use]
+pub fn features_text(rows: &[Row], scenarios: &[Scenario], policies: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## What our floor-lowering features add\n\n\
+         Per policy: `{eq}` (60 s AWS/Lambda, 10% first step), `{own}` (60 s AWS/Lambda, the policy's own first step), and the policy as configured (its own first step and metrics source, e.g. 10 s EMF with 10 s ticks). \
+         The difference between consecutive rows is what the first step, then the metrics source, adds.\n",
+        eq = super::EQUAL_FOOTING,
+        own = super::OWN_FIRST_STEP,
+    );
+    let mut ordered: Vec<Row> = Vec::new();
+    for id in policies {
+        for suffix in [super::EQUAL_FOOTING, super::OWN_FIRST_STEP, ""] {
+            let want = format!("{id}{suffix}");
+            ordered.extend(rows.iter().filter(|r| r.judge == want).cloned());
+        }
+    }
+    tables(&mut out, &ordered, scenarios);
+    out
+}
+
+/// One Markdown table per scenario of the rows for it, in row order.
+fn tables(out: &mut String, rows: &[Row], scenarios: &[Scenario]) {
     for s in scenarios {
         let build = if s.bad { "bad" } else { "healthy" };
         let _ = writeln!(
@@ -97,7 +174,6 @@ pub fn scenario_text(rows: &[Row], scenarios: &[Scenario], runs: usize, seed: u6
         }
         out.push('\n');
     }
-    out
 }
 
 /// One object of `canary bench --output json`, fields as SCENARIOS.md names them.

@@ -5,15 +5,6 @@ use super::*;
 use crate::policy::Policy;
 
 #[test]
-fn mann_whitney_sees_a_clear_shift_and_not_noise() {
-    let a: Vec<f64> = (0..10).map(|i| 100.0 + f64::from(i)).collect();
-    let b: Vec<f64> = (0..10).map(|i| 50.0 + f64::from(i)).collect();
-    assert!(mann_whitney_high(&a, &b, 0.98));
-    assert!(!mann_whitney_high(&b, &a, 0.98));
-    assert!(!mann_whitney_high(&[0.0; 5], &[0.0; 5], 0.98));
-}
-
-#[test]
 fn ours_rolls_back_a_failing_build_near_the_floor_and_promotes_a_healthy_one() {
     let judges = builtin::judges(&[]);
     let s = builtin::scenarios();
@@ -121,4 +112,47 @@ fn text_rows_show_unfinished_runs() {
         text.contains("| lambda-canary:defaults | 0.0% | 0.0% | 100.0% |"),
         "{text}"
     );
+}
+
+#[test]
+fn equal_footing_puts_every_judge_on_60_s_lambda_metrics_and_a_10_percent_first_step() {
+    let mut shipped = Policy::with_defaults("notes-create");
+    shipped.source = std::path::PathBuf::from("policies/notes-create.yaml");
+    shipped.steps = vec![5.0, 25.0, 50.0, 100.0];
+    shipped.metrics = crate::policy::MetricsSource::Emf {
+        namespace: "NotesApi".to_string(),
+        period: std::time::Duration::from_secs(10),
+    };
+    let equal = equal_footing(&shipped);
+    assert_eq!(equal.steps, [10.0, 25.0, 50.0, 100.0]);
+    assert_eq!(equal.metrics, crate::policy::MetricsSource::Lambda);
+    assert!(lowers_floor(&shipped) && !lowers_floor(&default_policy()));
+    let judges = equal_footing_judges(std::slice::from_ref(&shipped));
+    let ids: Vec<String> = judges.iter().map(Judge::id).collect();
+    assert_eq!(
+        ids,
+        [
+            "lambda-canary:defaults@equal-footing",
+            "lambda-canary:notes-create.yaml@equal-footing",
+            "codedeploy@equal-footing",
+            "flagger@equal-footing",
+            "kayenta@equal-footing"
+        ]
+    );
+    assert!(judges
+        .iter()
+        .all(|j| j.first_weight() == 10.0 && j.period() == 60));
+    assert!(judges
+        .iter()
+        .all(|j| j.tick_secs() == 60 && j.delay() == 60));
+    // What the floor-lowering features add: only the shipped policy has any; its own first step
+    // on the same 60 s metrics.
+    let features = feature_judges(&[shipped]);
+    assert_eq!(features.len(), 1);
+    assert_eq!(
+        features[0].id(),
+        "lambda-canary:notes-create.yaml@equal-footing+own-first-step"
+    );
+    assert_eq!(features[0].first_weight(), 5.0);
+    assert_eq!(features[0].period(), 60);
 }
