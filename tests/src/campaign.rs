@@ -32,8 +32,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use canary_agent::aws::{AwsPorts, CloudWatchMetrics, LambdaAliases, SnsNotifier};
 use canary_agent::policy::{parse_policy, Policy};
 use canary_agent::ports::PortError;
@@ -43,7 +41,7 @@ use canary_agent::tick::{Agent, CommandError, Outcome};
 use crate::proxy::{
     AliasWrite, FaultKind, FaultRates, Proxy, ProxyConfig, RejectedSubject, Stats, SubjectRule,
 };
-use crate::{empty_zip, Delivered, Inbox, Moto};
+use crate::{Delivered, Inbox, Moto};
 
 /// The function the campaign protects.
 pub const FUNCTION: &str = "notes-create";
@@ -476,45 +474,7 @@ impl Lab {
     /// # Panics
     /// If moto refuses a call.
     pub async fn create_function(&self, function: &str) {
-        self.lambda
-            .create_function()
-            .function_name(function)
-            .runtime(Runtime::Providedal2023)
-            .handler("bootstrap")
-            .role(self.role)
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(empty_zip(&format!("{function} build 1"))))
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("create function");
-        let v1 = self.publish(function).await;
-        assert_eq!(v1, 1, "the first published version is 1");
-        for alias in ["live", "candidate"] {
-            self.lambda
-                .create_alias()
-                .function_name(function)
-                .name(alias)
-                .function_version("1")
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("create alias {alias}: {e:?}"));
-        }
-    }
-
-    async fn publish(&self, function: &str) -> u64 {
-        self.lambda
-            .publish_version()
-            .function_name(function)
-            .send()
-            .await
-            .expect("publish version")
-            .version()
-            .expect("version number")
-            .parse()
-            .expect("numeric version")
+        crate::lambda_lab::create_function(&self.lambda, self.role, function).await;
     }
 
     /// What `sam deploy` does: new code, a new version, `candidate` pointed at it.
@@ -522,23 +482,7 @@ impl Lab {
     /// # Panics
     /// If moto refuses a call.
     pub async fn release(&self, function: &str) -> u64 {
-        self.lambda
-            .update_function_code()
-            .function_name(function)
-            .zip_file(Blob::new(empty_zip(&uuid::Uuid::new_v4().to_string())))
-            .send()
-            .await
-            .expect("update function code");
-        let version = self.publish(function).await;
-        self.lambda
-            .update_alias()
-            .function_name(function)
-            .name("candidate")
-            .function_version(version.to_string())
-            .send()
-            .await
-            .expect("point candidate at the new version");
-        version
+        crate::lambda_lab::release(&self.lambda, function).await
     }
 
     /// Reads an alias directly from moto.

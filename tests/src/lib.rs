@@ -473,3 +473,85 @@ impl Inbox {
         }
     }
 }
+
+/// Lambda set-up shared by the agent's end-to-end tests and the campaign: functions with a
+/// `live` and a `candidate` alias, and releases the way `sam deploy` makes them.
+pub mod lambda_lab {
+    use crate::empty_zip;
+    use aws_sdk_lambda::primitives::Blob;
+    use aws_sdk_lambda::types::{FunctionCode, Runtime};
+
+    /// Creates `function` (assuming `role`) with version 1, and points `live` and `candidate`
+    /// at it (nothing new to roll out).
+    ///
+    /// # Panics
+    /// If moto refuses a call.
+    pub async fn create_function(lambda: &aws_sdk_lambda::Client, role: &str, function: &str) {
+        lambda
+            .create_function()
+            .function_name(function)
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(role)
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(empty_zip(&format!("{function} build 1"))))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create function");
+        assert_eq!(publish(lambda, function).await, 1, "the first version is 1");
+        for alias in ["live", "candidate"] {
+            lambda
+                .create_alias()
+                .function_name(function)
+                .name(alias)
+                .function_version("1")
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create alias {alias}: {e:?}"));
+        }
+    }
+
+    /// Publishes a version of `function`; returns its number.
+    ///
+    /// # Panics
+    /// If moto refuses the call or answers a non-numeric version.
+    pub async fn publish(lambda: &aws_sdk_lambda::Client, function: &str) -> u64 {
+        lambda
+            .publish_version()
+            .function_name(function)
+            .send()
+            .await
+            .expect("publish version")
+            .version()
+            .expect("version number")
+            .parse()
+            .expect("numeric version")
+    }
+
+    /// What `sam deploy` does: new code, a new version, `candidate` pointed at it.
+    ///
+    /// # Panics
+    /// If moto refuses a call.
+    pub async fn release(lambda: &aws_sdk_lambda::Client, function: &str) -> u64 {
+        lambda
+            .update_function_code()
+            .function_name(function)
+            .zip_file(Blob::new(empty_zip(&uuid::Uuid::new_v4().to_string())))
+            .send()
+            .await
+            .expect("update function code");
+        let version = publish(lambda, function).await;
+        lambda
+            .update_alias()
+            .function_name(function)
+            .name("candidate")
+            .function_version(version.to_string())
+            .send()
+            .await
+            .expect("point candidate at the new version");
+        version
+    }
+}

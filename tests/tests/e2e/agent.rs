@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use canary_agent::aws::{AwsPorts, CloudWatchMetrics, LambdaAliases, SnsNotifier};
 use canary_agent::cli::{run_with, Cli, CliError};
 use canary_agent::judge::Verdict;
@@ -21,7 +19,7 @@ use canary_agent::policy::{parse_policy, Notify, Policy};
 use canary_agent::rollout::{Action, Record, Routing};
 use canary_agent::tick::{Agent, Outcome};
 use clap::Parser;
-use lambda_canary_tests::{empty_zip, Delivered, Inbox, Moto};
+use lambda_canary_tests::{Delivered, Inbox, Moto};
 
 /// The function of the classic story.
 const F: &str = "notes-create";
@@ -196,66 +194,12 @@ impl World {
     /// Creates `function` with version 1 and points `live` and `candidate` at it (nothing new
     /// to roll out).
     async fn create_function(&self, function: &str) {
-        self.lambda
-            .create_function()
-            .function_name(function)
-            .runtime(Runtime::Providedal2023)
-            .handler("bootstrap")
-            .role(self.role)
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(empty_zip(&format!("{function} build 1"))))
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("create function");
-        let v1 = self.publish(function).await;
-        assert_eq!(v1, 1);
-        for alias in ["live", "candidate"] {
-            self.lambda
-                .create_alias()
-                .function_name(function)
-                .name(alias)
-                .function_version("1")
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("create alias {alias}: {e:?}"));
-        }
-    }
-
-    async fn publish(&self, function: &str) -> u64 {
-        self.lambda
-            .publish_version()
-            .function_name(function)
-            .send()
-            .await
-            .expect("publish version")
-            .version()
-            .expect("version number")
-            .parse()
-            .expect("numeric version")
+        lambda_canary_tests::lambda_lab::create_function(&self.lambda, self.role, function).await;
     }
 
     /// What `sam deploy` does: new code, a new version, `candidate` pointed at it.
     async fn release(&self, function: &str) -> u64 {
-        self.lambda
-            .update_function_code()
-            .function_name(function)
-            .zip_file(Blob::new(empty_zip(&uuid::Uuid::new_v4().to_string())))
-            .send()
-            .await
-            .expect("update function code");
-        let version = self.publish(function).await;
-        self.lambda
-            .update_alias()
-            .function_name(function)
-            .name("candidate")
-            .function_version(version.to_string())
-            .send()
-            .await
-            .expect("point candidate at the new version");
-        version
+        lambda_canary_tests::lambda_lab::release(&self.lambda, function).await
     }
 
     async fn live(&self, function: &str) -> Live {
