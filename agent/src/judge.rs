@@ -987,4 +987,59 @@ mod error_event_tests {
         let j = judge(&p, &obs(steady, base(4)));
         assert!(j.increase_evidence >= j.threshold, "{j:?}");
     }
+
+    /// Runs where the error-event test ever reaches `threshold` on identical versions whose errors
+    /// come in clusters (geometric sizes with mean `mean_cluster`), each cluster landing on the
+    /// canary with its share of the traffic: the test's own null, with bursty inputs.
+    fn bursty_null_rejections(runs: u32, mean_cluster: f64, threshold: f64) -> u32 {
+        let mut rng = crate::sim::rng::Rng::new(7);
+        let (nc, nb, rate) = (100.0, 900.0, 0.002);
+        let clusters_per_period = (nc + nb) * rate / mean_cluster;
+        let mut rejected = 0;
+        for _ in 0..runs {
+            let (mut c, mut b) = (Vec::new(), Vec::new());
+            for m in 0..30 {
+                let (mut xc, mut xb) = (0.0_f64, 0.0_f64);
+                for _ in 0..rng.poisson(clusters_per_period) {
+                    // Geometric cluster size with the given mean.
+                    let mut size = 1.0;
+                    while rng.uniform() > 1.0 / mean_cluster {
+                        size += 1.0;
+                    }
+                    if rng.uniform() < nc / (nc + nb) {
+                        xc += size;
+                    } else {
+                        xb += size;
+                    }
+                }
+                c.push(minute(m * 60, nc, xc.min(nc), None));
+                b.push(minute(m * 60, nb, xb.min(nb), None));
+                let phi = dispersion(&b);
+                let pairs: Vec<_> = c
+                    .iter()
+                    .zip(&b)
+                    .map(|(c, b)| (c.requests, c.errors / phi, b.requests, b.errors / phi))
+                    .collect();
+                if error_event_evidence(&pairs) >= threshold {
+                    rejected += 1;
+                    break;
+                }
+            }
+        }
+        rejected
+    }
+
+    #[test]
+    fn the_error_event_test_keeps_its_share_of_alpha_when_errors_come_in_bursts() {
+        // α = 0.05 split three ways: this test's share is 1/60, at any of 30 looks.
+        let runs = 600;
+        let share = 0.05 / 3.0;
+        for mean_cluster in [1.0, 5.0] {
+            let r = bursty_null_rejections(runs, mean_cluster, 3.0 / 0.05);
+            assert!(
+                f64::from(r) / f64::from(runs) <= share,
+                "clusters of {mean_cluster}: {r} of {runs} false rejections"
+            );
+        }
+    }
 }
