@@ -342,23 +342,10 @@ impl Report {
     }
 }
 
-/// SplitMix64, for the campaign's own choices.
-#[derive(Debug, Clone)]
-struct Rng(u64);
+/// The campaign's own random choices.
+type Rng = crate::SplitMix64;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
@@ -562,25 +549,7 @@ impl Lab {
 /// If the policy does not parse (a bug in this text).
 #[must_use]
 pub fn policy(function: &str, topic: &str) -> Policy {
-    let text = format!(
-        "function: {function}
-steps: [10, 50, 100]
-step_interval: 2m
-min_requests: 10
-errors:
-  max_rate: 0.05
-  max_increase: 0.05
-latency:
-  stat: Average
-  max_ms: 1000
-  max_ratio: 2
-confidence: 0.99
-metrics:
-  source: lambda
-notify:
-  topic_arn: {topic}
-"
-    );
+    let text = crate::lambda_lab::policy_yaml(function, "[10, 50, 100]", topic, "");
     parse_policy(Path::new("campaign/notes-create.yaml"), &text)
         .unwrap_or_else(|e| panic!("invalid campaign policy: {e}"))
 }
@@ -732,7 +701,7 @@ pub async fn run(config: &CampaignConfig) -> Report {
         person,
         inbox,
         filtered,
-        rng: Rng(config.seed ^ 0x00ca_4a2e_5eed),
+        rng: crate::SplitMix64(config.seed ^ 0x00ca_4a2e_5eed),
         bad: vec![false, false],
         replay: Replay {
             stable: 1,

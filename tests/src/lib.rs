@@ -474,6 +474,26 @@ impl Inbox {
     }
 }
 
+/// SplitMix64: small and seedable, for the fault proxy's and the campaign's random choices.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(pub(crate) u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// Lambda set-up shared by the agent's end-to-end tests and the campaign: functions with a
 /// `live` and a `candidate` alias, and releases the way `sam deploy` makes them.
 pub mod lambda_lab {
@@ -529,6 +549,32 @@ pub mod lambda_lab {
             .expect("version number")
             .parse()
             .expect("numeric version")
+    }
+
+    /// The policy of the agent's end-to-end tests and the campaign: small steps and evidence
+    /// floor, `Average` latency (moto computes no percentiles), AWS/Lambda metrics. `extra` adds
+    /// keys (e.g. `on_no_data`).
+    #[must_use]
+    pub fn policy_yaml(function: &str, steps: &str, topic: &str, extra: &str) -> String {
+        format!(
+            "function: {function}
+steps: {steps}
+step_interval: 2m
+min_requests: 10
+errors:
+  max_rate: 0.05
+  max_increase: 0.05
+latency:
+  stat: Average
+  max_ms: 1000
+  max_ratio: 2
+confidence: 0.99
+metrics:
+  source: lambda
+notify:
+  topic_arn: {topic}
+{extra}"
+        )
     }
 
     /// What `sam deploy` does: new code, a new version, `candidate` pointed at it.

@@ -44,30 +44,6 @@ fn an_hour_ago() -> i64 {
     this_minute() - 3600
 }
 
-/// The policy of these tests: small steps and evidence floor, `Average` latency (moto computes
-/// no percentiles), AWS/Lambda metrics. `extra` adds keys (e.g. `on_no_data`).
-fn policy_yaml(function: &str, steps: &str, topic: &str, extra: &str) -> String {
-    format!(
-        "function: {function}
-steps: {steps}
-step_interval: 2m
-min_requests: 10
-errors:
-  max_rate: 0.05
-  max_increase: 0.05
-latency:
-  stat: Average
-  max_ms: 1000
-  max_ratio: 2
-confidence: 0.99
-metrics:
-  source: lambda
-notify:
-  topic_arn: {topic}
-{extra}"
-    )
-}
-
 /// One minute of `AWS/Lambda` numbers of one version.
 #[derive(Debug, Clone, Copy)]
 struct Minute {
@@ -170,7 +146,8 @@ impl World {
 
     /// A policy notifying this world's topic, parsed, and written to the policy directory.
     fn policy(&self, function: &str, steps: &str, extra: &str) -> Policy {
-        let text = policy_yaml(function, steps, &self.topic_arn, extra);
+        let text =
+            lambda_canary_tests::lambda_lab::policy_yaml(function, steps, &self.topic_arn, extra);
         let path = self.policies.0.join(format!("{function}.yaml"));
         std::fs::write(&path, &text).expect("write policy");
         parse_policy(&path, &text).unwrap_or_else(|e| panic!("invalid test policy: {e}"))
