@@ -227,6 +227,12 @@ impl Policy {
         bounded_secs(self.no_data_timeout)
     }
 
+    /// `unprotected_after` in whole seconds, clamped to [`MAX_DURATION`] (never negative).
+    #[must_use]
+    pub fn unprotected_after_secs(&self) -> i64 {
+        bounded_secs(self.unprotected_after)
+    }
+
     /// A policy with the documented defaults for `function`, for tests and the simulator.
     #[must_use]
     pub fn with_defaults(function: &str) -> Self {

@@ -305,12 +305,6 @@ fn hold(why: impl Into<String>) -> Decision {
     Decision::new(Action::Hold(why.into()), None)
 }
 
-/// A policy duration in seconds; durations are bounded when a policy is read, and saturate here
-/// so no arithmetic on them can overflow whatever they are.
-fn secs(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
-
 /// Whether the candidate `v` may be started without a person: only versions newer than every
 /// version rolled back on this alias.
 fn startable(record: &Record, v: Version) -> bool {
@@ -329,7 +323,7 @@ fn unjudged(state: &AliasState, policy: &Policy, version: Version, now: i64) -> 
     }
     let mut next = state.clone();
     next.record.unjudged_since = Some(since);
-    if waited >= secs(policy.unprotected_after) {
+    if waited >= policy.unprotected_after_secs() {
         next.record.unprotected_paged = true;
         next.record.last = Some(format!("v{version} unprotected: {why}"));
         return Decision::new(Action::Unprotected { version, since }, Some(next));
@@ -403,7 +397,7 @@ fn automatic(
                     Some(c),
                     format!(
                         "no canary traffic for {} (on_no_data: rollback)",
-                        mins(now.saturating_sub(quiet_since))
+                        human_duration(now.saturating_sub(quiet_since))
                     ),
                 );
             }
@@ -412,7 +406,7 @@ fn automatic(
                 next.record.quiet_alerted = true;
                 next.record.last = Some(format!(
                     "holding v{c}: no canary traffic for {}",
-                    mins(now.saturating_sub(quiet_since))
+                    human_duration(now.saturating_sub(quiet_since))
                 ));
                 return Decision::new(Action::NoData, Some(next));
             }
@@ -428,15 +422,11 @@ fn automatic(
         Verdict::NotEnoughData(why) => hold(why.clone()),
         Verdict::Healthy if waited < interval => hold(format!(
             "healthy; {} more at {}%",
-            mins(interval.saturating_sub(waited)),
+            human_duration(interval.saturating_sub(waited)),
             canary.weight
         )),
         Verdict::Healthy | Verdict::Regressed(_) => forward(state, policy, c, false),
     }
-}
-
-fn mins(secs: i64) -> String {
-    human_duration(secs)
 }
 
 fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Decision {
