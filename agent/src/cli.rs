@@ -14,7 +14,7 @@ mod bench;
 mod run;
 mod status;
 use run::run_loop;
-pub use run::{lambda_tick, lambda_tick_with, lambda_tick_within, tick_budget};
+pub use run::{lambda_tick_with, lambda_tick_within, tick_budget, LambdaTicker};
 use status::print_status;
 
 /// Protects every production promotion of an AWS Lambda alias: starts a canary of the new
@@ -464,15 +464,11 @@ async fn aws_agent(conf: Option<&aws_config::SdkConfig>) -> Result<AwsAgent, Cli
             .await
             .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
     };
-    Ok(Agent {
-        aliases: ports.aliases,
-        metrics: ports.metrics,
-        notifier: ports.notifier,
-        dry_run: false,
-        topic_override: std::env::var("CANARY_TOPIC_ARN")
-            .ok()
-            .filter(|s| !s.is_empty()),
-    })
+    let mut agent = Agent::new(ports.aliases, ports.metrics, ports.notifier);
+    agent.topic_override = std::env::var("CANARY_TOPIC_ARN")
+        .ok()
+        .filter(|s| !s.is_empty());
+    Ok(agent)
 }
 
 async fn manual(

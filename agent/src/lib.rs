@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cli;
 pub mod judge;
 pub mod notify;
+pub mod outage;
 pub mod policy;
 pub mod ports;
 pub mod record;

@@ -28,15 +28,27 @@ fn init_logs(json: bool) {
 async fn main() -> ExitCode {
     if std::env::var("CANARY_LAMBDA").is_ok_and(|v| v == "1") {
         init_logs(true);
+        // Built once per execution environment: warm invocations reuse the clients and what
+        // the agent remembers between ticks.
+        let ticker = match cli::LambdaTicker::from_env().await {
+            Ok(t) => std::sync::Arc::new(t),
+            Err(e) => {
+                eprintln!("canary: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let handler = lambda_runtime::service_fn(
-            |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                let budget = cli::tick_budget(event.context.deadline, now_ms);
-                Box::pin(cli::lambda_tick(budget))
-                    .await
-                    .map_err(|e| lambda_runtime::Error::from(e.to_string()))
+            move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+                let ticker = std::sync::Arc::clone(&ticker);
+                async move {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    let budget = cli::tick_budget(event.context.deadline, now_ms);
+                    Box::pin(ticker.tick(budget))
+                        .await
+                        .map_err(|e| lambda_runtime::Error::from(e.to_string()))
+                }
             },
         );
         return match lambda_runtime::run(handler).await {

@@ -7,6 +7,7 @@
 //! on a re-send, so a subscription filter on `event` sees both and duplicates can be dropped.
 
 use crate::judge::{pct, Judgement, Totals};
+use crate::outage::Outage;
 use crate::policy::Policy;
 use crate::ports::Notification;
 use crate::record::{EventKind, Owed};
@@ -348,6 +349,63 @@ pub fn notice(policy: &Policy, o: &Owed, last: Option<&str>, resend: bool) -> No
     }
 }
 
+/// The page about an alias the agent cannot read or write ([`crate::outage`]): "unprotected"
+/// when it has lasted the policy's `unprotected_after` (`back: false`), "protected again" when
+/// the agent wrote it (`back: true`). Remembered by the process, not the record, so it is never
+/// re-sent by another process; the id (first failure's time) lets duplicates be recognised.
+#[must_use]
+pub fn outage(policy: &Policy, o: &Outage, now: i64, back: bool) -> Notification {
+    let (f, a) = (&policy.function, &policy.alias);
+    let owed = Owed {
+        event: if back {
+            EventKind::Protected
+        } else {
+            EventKind::Unprotected
+        },
+        version: o.canary.map(|(v, _)| v),
+        stable: o.stable,
+        at: o.since,
+        manual: false,
+        lease: 0,
+    };
+    let verb = o.reach.verb();
+    let lasted = human_duration(now.saturating_sub(o.since));
+    let (subject, what) = if back {
+        (
+            format!("Canary protected again: the agent writes {f}:{a} again"),
+            format!("The agent could not {verb} {f}:{a} for {lasted} and now writes it again; rollback protection is back."),
+        )
+    } else {
+        let stake = match o.canary {
+            Some((v, w)) => format!(
+                "v{v} keeps {w}% of {a}'s traffic and the agent can neither move it on nor roll it back"
+            ),
+            None => format!(
+                "no canary was running when it last read the alias, so no user is at risk, but no new version of {f} can start"
+            ),
+        };
+        (
+            format!("CANARY UNPROTECTED: the agent cannot {verb} {f}:{a} for {lasted}"),
+            format!(
+                "Every attempt to {verb} {f}:{a} since {} (epoch seconds), {lasted} ago, has failed; {stake}. Last error: {}. Check the agent's permissions (lambda:GetAlias and lambda:UpdateAlias on {f}:{a}) and its log group.",
+                o.since,
+                one_line(&o.error, 300)
+            ),
+        )
+    };
+    let mut body = vec![
+        format!("What happened: {what}"),
+        "By: the canary agent.".to_string(),
+    ];
+    body.extend(overrides(policy, &owed));
+    body.push(format!("Id: {}", owed.id(f, a)));
+    Notification {
+        subject: ascii_subject(&subject, SUBJECT_LIMIT),
+        body: body.join("\n"),
+        attributes: attributes(policy, &owed, false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,5 +604,61 @@ mod tests {
             let n = notice(&p, &owed(event, false), None, true);
             assert!(n.subject.len() < SUBJECT_LIMIT, "{}", n.subject);
         }
+    }
+
+    #[test]
+    fn an_alias_the_agent_cannot_write_pages_with_the_error_and_what_is_at_stake() {
+        use crate::outage::{Outage, Reach};
+        let p = Policy::with_defaults("notes-create");
+        let o = Outage {
+            since: 1_000,
+            last_at: 1_300,
+            reach: Reach::Write,
+            error: "AccessDeniedException: not authorized to perform lambda:UpdateAlias\n".into(),
+            stable: 6,
+            canary: Some((7, 10.0)),
+            paged: false,
+        };
+        let n = outage(&p, &o, 1_300, false);
+        assert!(
+            n.subject
+                .starts_with("CANARY UNPROTECTED: the agent cannot write notes-create:live for 5m"),
+            "{}",
+            n.subject
+        );
+        assert!(
+            n.body.contains("v7 keeps 10% of live's traffic"),
+            "{}",
+            n.body
+        );
+        assert!(n.body.contains("AccessDeniedException"), "{}", n.body);
+        assert_eq!(attr(&n, "event"), Some("unprotected"));
+        assert_eq!(attr(&n, "canary_version"), Some("7"));
+        assert_eq!(attr(&n, "id"), Some("notes-create:live:unprotected:7:1000"));
+        let back = outage(&p, &Outage { paged: true, ..o }, 1_900, true);
+        assert_eq!(attr(&back, "event"), Some("protected"));
+        assert!(
+            back.subject.starts_with("Canary protected again"),
+            "{}",
+            back.subject
+        );
+        assert!(back.body.contains("for 15m"), "{}", back.body);
+        let idle = outage(
+            &p,
+            &Outage {
+                canary: None,
+                reach: Reach::Read,
+                since: 0,
+                last_at: 0,
+                stable: 6,
+                error: String::new(),
+                paged: false,
+            },
+            i64::MAX,
+            false,
+        );
+        assert!(idle.body.contains("no user is at risk"), "{}", idle.body);
+        assert!(idle.subject.len() < SUBJECT_LIMIT);
+        assert_eq!(attr(&idle, "canary_version"), None);
     }
 }

@@ -79,7 +79,8 @@ pub struct Policy {
     pub on_no_data: OnNoData,
     /// How long a step may see no canary traffic before `on_no_data` applies.
     pub no_data_timeout: Duration,
-    /// How long a running canary may go unjudged before on-call is told it is unprotected.
+    /// How long a running canary may go unjudged, or its alias unwritten, before on-call is told
+    /// it is unprotected.
     pub unprotected_after: Duration,
     /// Where the request, 5xx and latency numbers come from.
     pub metrics: MetricsSource,

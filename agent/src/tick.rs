@@ -11,15 +11,18 @@
 
 use crate::judge::{judge, Judgement, Observations};
 use crate::notify::{Context, Trigger};
+use crate::outage::{Outages, Reach};
 use crate::policy::Policy;
 use crate::ports::{Aliases, Metrics, MetricsQuery, Notifier, PortError, Series, Snapshot};
 use crate::rollout::{decide, Action, AliasState, Decision, Override, OverrideError};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::text::human_duration;
 
+mod outages;
 mod pages;
 
 /// How many times a conflicting write is re-read and re-decided before giving up for this tick.
@@ -30,7 +33,7 @@ const CONCURRENCY: usize = 8;
 /// A tick's time budget when none is given: below the scheduled Lambda's 50 s timeout.
 pub const DEFAULT_TICK_BUDGET: Duration = Duration::from_secs(40);
 
-/// The agent: ports plus settings.
+/// The agent: ports plus settings, and what the process remembers between ticks.
 #[derive(Debug, Clone)]
 pub struct Agent<A, M, N> {
     /// Alias port.
@@ -43,6 +46,23 @@ pub struct Agent<A, M, N> {
     pub dry_run: bool,
     /// Topic that overrides every policy's `notify.topic_arn` (the deployed stack's topic).
     pub topic_override: Option<String>,
+    /// Aliases this process could not read or write, kept between ticks (shared by clones).
+    pub outages: Arc<Mutex<Outages>>,
+}
+
+impl<A, M, N> Agent<A, M, N> {
+    /// An agent on these ports that writes and publishes, with the policies' own topics and no
+    /// outage remembered.
+    pub fn new(aliases: A, metrics: M, notifier: N) -> Self {
+        Self {
+            aliases,
+            metrics,
+            notifier,
+            dry_run: false,
+            topic_override: None,
+            outages: Arc::default(),
+        }
+    }
 }
 
 /// What happened to one policy in a tick or command.
@@ -65,6 +85,8 @@ pub struct Outcome {
     pub error: Option<String>,
     /// What was wrong with the alias record and was repaired.
     pub problems: Vec<String>,
+    /// Whether the decision was written to the alias.
+    pub wrote: bool,
 }
 
 impl Outcome {
@@ -78,6 +100,7 @@ impl Outcome {
             notified: None,
             error: None,
             problems: Vec::new(),
+            wrote: false,
         }
     }
 
@@ -286,6 +309,16 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         budget: Option<Duration>,
     ) -> Vec<Outcome> {
         let deadline = budget.map(|b| Instant::now() + b);
+        if !self.dry_run {
+            let keys: Vec<String> = policies
+                .iter()
+                .map(|p| format!("{}:{}", p.function, p.alias))
+                .collect();
+            self.outages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(&keys);
+        }
         let survey = self.survey(policies, now, deadline).await;
         let permits = tokio::sync::Semaphore::new(CONCURRENCY);
         let work = policies.iter().zip(survey).map(|(policy, seen)| {
@@ -293,8 +326,12 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             async move {
                 let _permit = permits.acquire().await;
                 let mut out = Outcome::new(policy);
+                let mut failure: outages::Failure = None;
                 match seen.snap {
-                    Err(e) => out.error = Some(e.to_string()),
+                    Err(e) => {
+                        out.error = Some(e.to_string());
+                        failure = Some((Reach::Read, e.to_string()));
+                    }
                     Ok(snap) => {
                         out.judgement = seen.judgement;
                         out.error.clone_from(&seen.metrics_error);
@@ -311,18 +348,25 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                             ),
                         )
                         .await;
-                        match applied {
-                            None => {
-                                out.error = Some(
-                                    "did not finish before the tick's deadline; the next tick carries on"
-                                        .to_string(),
-                                );
+                        let error = match applied {
+                            None => Some(
+                                "did not finish before the tick's deadline; the next tick carries on"
+                                    .to_string(),
+                            ),
+                            Some(Err(e)) => Some(e.to_string()),
+                            Some(Ok(())) => None,
+                        };
+                        if let Some(e) = error {
+                            // After a write went through, what failed was a page, not the alias.
+                            if !out.wrote {
+                                failure = Some((Reach::Write, e.clone()));
                             }
-                            Some(Err(e)) => out.error = Some(e.to_string()),
-                            Some(Ok(())) => {}
+                            out.error = Some(e);
                         }
                     }
                 }
+                self.watch_reach(policy, &mut out, failure, now, deadline)
+                    .await;
                 log(&out, self.dry_run);
                 out
             }
@@ -429,6 +473,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             };
             match self.aliases.write(policy, &next, &snap.revision).await {
                 Ok(revision) => {
+                    out.wrote = true;
                     let ctx = Context {
                         before: &snap.state,
                         action: &decision.action,
@@ -672,17 +717,15 @@ mod tests {
         base: &crate::sim::SimAgent,
         w: &Shared,
     ) -> Agent<Racing, crate::sim::SimMetrics, crate::sim::SimNotifier> {
-        Agent {
-            aliases: Racing {
+        Agent::new(
+            Racing {
                 inner: base.aliases.clone(),
                 conflicts: AtomicU32::new(1),
                 world: w.clone(),
             },
-            metrics: base.metrics.clone(),
-            notifier: base.notifier.clone(),
-            dry_run: false,
-            topic_override: None,
-        }
+            base.metrics.clone(),
+            base.notifier.clone(),
+        )
     }
 
     #[test]
@@ -881,16 +924,14 @@ mod tests {
         w.lock().functions[0].deploy(Build::healthy());
         let base = agent(&w);
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let a = Agent {
-            aliases: base.aliases.clone(),
-            metrics: FlakyMetrics {
+        let a = Agent::new(
+            base.aliases.clone(),
+            FlakyMetrics {
                 inner: base.metrics.clone(),
                 down: down.clone(),
             },
-            notifier: base.notifier.clone(),
-            dry_run: false,
-            topic_override: None,
-        };
+            base.notifier.clone(),
+        );
         block_on(a.tick(&policies, T0));
         a.notifier.take();
         down.store(true, Ordering::SeqCst);
@@ -933,6 +974,112 @@ mod tests {
         assert!(back.contains(&Some("protected".to_string())), "{back:?}");
         let r = w.lock().functions[0].alias_state().record;
         assert_eq!((r.unjudged_since, r.unprotected_paged), (None, false));
+    }
+
+    /// Aliases whose writes fail (as with a missing `lambda:UpdateAlias` permission) while
+    /// `denied` is set.
+    #[derive(Clone)]
+    struct Denied {
+        inner: SimAliases,
+        denied: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Aliases for Denied {
+        async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
+            self.inner.read(policy).await
+        }
+        async fn write(
+            &self,
+            policy: &Policy,
+            next: &AliasState,
+            revision: &str,
+        ) -> Result<String, PortError> {
+            if self.denied.load(Ordering::SeqCst) {
+                return Err(PortError::Failed(
+                    "AccessDeniedException: not authorized to perform lambda:UpdateAlias".into(),
+                ));
+            }
+            self.inner.write(policy, next, revision).await
+        }
+        async fn version_exists(&self, policy: &Policy, version: u64) -> Result<bool, PortError> {
+            self.inner.version_exists(policy, version).await
+        }
+    }
+
+    #[test]
+    fn a_canary_whose_alias_cannot_be_written_pages_once_and_again_when_written() {
+        // Issue 8: the record cannot hold the mark when the record is what cannot be written;
+        // the process remembers instead.
+        let (w, mut policies) = world(&["f"]);
+        policies[0].unprotected_after = std::time::Duration::from_secs(300);
+        w.lock().functions[0].deploy(Build::healthy());
+        let base = agent(&w);
+        let denied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let a = Agent::new(
+            Denied {
+                inner: base.aliases.clone(),
+                denied: denied.clone(),
+            },
+            base.metrics.clone(),
+            base.notifier.clone(),
+        );
+        block_on(a.tick(&policies, T0));
+        a.notifier.take();
+        denied.store(true, Ordering::SeqCst);
+        let mut pages = Vec::new();
+        let mut now = T0;
+        let mut first_failure = None;
+        for _ in 0..15 {
+            now += 60;
+            w.lock().advance(now);
+            // A clone (what a new `Agent` handle of the same process is) shares the memory.
+            let outs = block_on(a.clone().tick(&policies, now));
+            if outs[0].failed() {
+                first_failure.get_or_insert(now);
+            }
+            for (_, n) in a.notifier.take() {
+                pages.push((now, n));
+            }
+        }
+        let first_failure = first_failure.expect("writes failed");
+        let events: Vec<_> = pages.iter().map(|(_, n)| attr(n, "event")).collect();
+        assert_eq!(events, [Some("unprotected")], "paged once");
+        let (at, page) = &pages[0];
+        assert_eq!(
+            *at - first_failure,
+            300,
+            "paged when unprotected_after had passed"
+        );
+        assert!(
+            page.subject
+                .starts_with("CANARY UNPROTECTED: the agent cannot write f:live for 5m"),
+            "{}",
+            page.subject
+        );
+        assert!(page.body.contains("AccessDeniedException"), "{}", page.body);
+        assert!(
+            page.body.contains("v2 keeps 10% of live's traffic"),
+            "{}",
+            page.body
+        );
+        denied.store(false, Ordering::SeqCst);
+        now += 60;
+        w.lock().advance(now);
+        let outs = block_on(a.tick(&policies, now));
+        assert!(!outs[0].failed(), "{:?}", outs[0]);
+        let back: Vec<_> = a
+            .notifier
+            .take()
+            .iter()
+            .filter_map(|(_, n)| attr(n, "event").map(str::to_string))
+            .collect();
+        assert!(back.contains(&"protected".to_string()), "{back:?}");
+        // The outage is over: a new short one pages nothing.
+        denied.store(true, Ordering::SeqCst);
+        now += 60;
+        w.lock().advance(now);
+        block_on(a.tick(&policies, now));
+        assert!(a.notifier.take().is_empty());
     }
 
     #[test]
@@ -1070,13 +1217,11 @@ mod tests {
             f.deploy(Build::healthy());
         }
         let base = agent(&w);
-        let a = Agent {
-            aliases: OneSlow(base.aliases.clone()),
-            metrics: base.metrics.clone(),
-            notifier: base.notifier.clone(),
-            dry_run: false,
-            topic_override: None,
-        };
+        let a = Agent::new(
+            OneSlow(base.aliases.clone()),
+            base.metrics.clone(),
+            base.notifier.clone(),
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

@@ -558,13 +558,7 @@ pub fn policy(function: &str, topic: &str) -> Policy {
 #[must_use]
 pub fn agent(sdk: &SdkConfig) -> AwsAgent {
     let ports = AwsPorts::from_conf(sdk);
-    Agent {
-        aliases: ports.aliases,
-        metrics: ports.metrics,
-        notifier: ports.notifier,
-        dry_run: false,
-        topic_override: None,
-    }
+    Agent::new(ports.aliases, ports.metrics, ports.notifier)
 }
 
 /// Real time, rounded down to the minute (epoch seconds).

@@ -376,6 +376,8 @@ pub struct Stats {
     pub faults: BTreeMap<(Service, FaultKind), u64>,
     /// Exchanges with moto that failed (answered 502).
     pub upstream_errors: u64,
+    /// `UpdateAlias` requests answered 403 while writes were denied.
+    pub denied: u64,
 }
 
 impl Stats {
@@ -461,6 +463,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             upstream,
             faults_on: AtomicBool::new(config.faults_on),
+            deny_alias_writes: AtomicBool::new(false),
             rng: Mutex::new(SplitMix64(config.seed)),
             nonce: SplitMix64(config.seed ^ 0x05ee_d0fa_11a5).next(),
             config,
@@ -500,6 +503,12 @@ impl Proxy {
     /// `RevisionId` and subject rules always apply.
     pub fn set_faults(&self, on: bool) {
         self.shared.faults_on.store(on, Ordering::SeqCst);
+    }
+
+    /// Answers every `UpdateAlias` 403 `AccessDeniedException` (as Lambda does when the caller's
+    /// role lacks `lambda:UpdateAlias`) while `on`, forwarding nothing.
+    pub fn set_alias_writes_denied(&self, on: bool) {
+        self.shared.deny_alias_writes.store(on, Ordering::SeqCst);
     }
 
     /// Whether faults are being injected.
@@ -565,6 +574,7 @@ struct Shared {
     config: ProxyConfig,
     upstream: String,
     faults_on: AtomicBool,
+    deny_alias_writes: AtomicBool,
     rng: Mutex<SplitMix64>,
     nonce: u64,
     stats: Mutex<Stats>,
@@ -698,6 +708,7 @@ fn reason_phrase(status: u16) -> &'static str {
         201 => "Created",
         204 => "No Content",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         412 => "Precondition Failed",
         429 => "Too Many Requests",
@@ -1257,6 +1268,18 @@ impl Shared {
                     rev.fingerprint = None;
                 }
                 response
+            }
+            AliasOp::Update(key) if self.deny_alias_writes.load(Ordering::SeqCst) => {
+                self.count(|s| s.denied += 1);
+                lambda_error(
+                    403,
+                    "AccessDeniedException",
+                    "User",
+                    &format!(
+                        "User: arn:aws:sts::123456789012:assumed-role/canary-agent/canary is not authorized to perform: lambda:UpdateAlias on resource: arn:aws:lambda:us-east-1:123456789012:function:{}:{}",
+                        key.0, key.1
+                    ),
+                )
             }
             AliasOp::Update(key) => self.update_alias(key, request, answer_fault).await,
         }

@@ -90,8 +90,9 @@ pub(crate) struct RawPolicy {
     )]
     pub no_data_timeout: Leaf,
 
-    /// How long a running canary may go unjudged (its metrics cannot be read) before on-call is
-    /// told it is unprotected (e.g. `5m`); they are told again when judging resumes.
+    /// How long a running canary may go unjudged (its metrics cannot be read), or its alias
+    /// unread or unwritten, before on-call is told it is unprotected (e.g. `5m`); they are told
+    /// again when judging or writing resumes.
     #[schemars(
         with = "Option<String>",
         extend("default" = "5m", "pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")

@@ -436,13 +436,11 @@ pub type SimAgent = crate::tick::Agent<SimAliases, SimMetrics, SimNotifier>;
 /// Builds an agent over `world`.
 #[must_use]
 pub fn agent(world: &Shared) -> SimAgent {
-    crate::tick::Agent {
-        aliases: SimAliases(world.clone()),
-        metrics: SimMetrics(world.clone()),
-        notifier: SimNotifier::default(),
-        dry_run: false,
-        topic_override: None,
-    }
+    crate::tick::Agent::new(
+        SimAliases(world.clone()),
+        SimMetrics(world.clone()),
+        SimNotifier::default(),
+    )
 }
 
 /// Runs a future to completion on the current thread.

@@ -152,7 +152,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         }
     }
 
-    async fn send(&self, policy: &Policy, message: &Notification) -> Result<(), String> {
+    pub(super) async fn send(&self, policy: &Policy, message: &Notification) -> Result<(), String> {
         let Some(topic) = self.topic(policy) else {
             return Ok(());
         };

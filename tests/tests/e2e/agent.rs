@@ -135,13 +135,7 @@ impl World {
 
     fn agent(&self) -> AwsAgent {
         let ports = AwsPorts::from_conf(&self.sdk);
-        Agent {
-            aliases: ports.aliases,
-            metrics: ports.metrics,
-            notifier: ports.notifier,
-            dry_run: false,
-            topic_override: None,
-        }
+        Agent::new(ports.aliases, ports.metrics, ports.notifier)
     }
 
     /// A policy notifying this world's topic, parsed, and written to the policy directory.

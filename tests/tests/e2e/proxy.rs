@@ -391,3 +391,122 @@ async fn a_delayed_answer_arrives_late_and_faults_can_be_switched_off() {
     assert_eq!(proxy.stats().total_faults(), 1, "no fault while off");
     assert_eq!(proxy.stats().requests, 2);
 }
+
+// ---- The agent when its role may not write the alias ----
+
+/// One tick of `agent` over `policy` at `now`.
+async fn tick_via(
+    agent: &lambda_canary_tests::campaign::AwsAgent,
+    policy: &canary_agent::policy::Policy,
+    now: i64,
+) -> canary_agent::tick::Outcome {
+    agent
+        .tick(std::slice::from_ref(policy), now)
+        .await
+        .pop()
+        .expect("one outcome")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_may_not_write_the_alias_pages_once_and_again_when_it_may() {
+    use lambda_canary_tests::campaign::{agent, Minute, FAILING, HEALTHY};
+    let lab = lab().await;
+    let inbox = lambda_canary_tests::Inbox::subscribe(&lab.sdk, &lab.topic_arn, "on-call").await;
+    let p = proxy(&lab, |c| c).await;
+    let sdk = lab
+        .moto
+        .sdk_config_via(p.endpoint(), Some("denied-agent"), RetryConfig::standard())
+        .await;
+    let text = lambda_canary_tests::lambda_lab::policy_yaml(
+        F,
+        "[10, 50, 100]",
+        &lab.topic_arn,
+        "unprotected_after: 3m\n",
+    );
+    let policy = canary_agent::policy::parse_policy(std::path::Path::new("denied.yaml"), &text)
+        .expect("valid policy");
+    let a = agent(&sdk);
+    let now = {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        let secs = i64::try_from(secs).expect("fits");
+        secs - secs % 60 - 1800
+    };
+    let series: [(u64, Minute); 2] = [(1, HEALTHY), (2, FAILING)];
+    lab.put_minutes(F, &series, now - 60, 20).await;
+
+    // The canary starts; then the role loses lambda:UpdateAlias while v2 fails every request.
+    let started = tick_via(&a, &policy, now).await;
+    assert!(started.wrote, "{started:?}");
+    inbox.drain().await;
+    p.set_alias_writes_denied(true);
+    let mut pages = Vec::new();
+    let mut first_denied = None;
+    for k in 1..=7 {
+        let out = tick_via(&a, &policy, now + 60 * k).await;
+        assert!(!out.wrote, "tick {k}: {out:?}");
+        if out.failed() {
+            first_denied.get_or_insert(k);
+            let error = out.error.clone().unwrap_or_default();
+            assert!(error.contains("AccessDenied"), "tick {k}: {error}");
+        } else {
+            assert!(
+                first_denied.is_none(),
+                "tick {k}: the rollback is retried every tick"
+            );
+        }
+        pages.extend(inbox.drain().await.into_iter().map(|d| (k, d)));
+    }
+    let first_denied = first_denied.expect("the agent tried to roll the failing canary back");
+    assert!(first_denied <= 2, "rollback decided by tick {first_denied}");
+    assert!(p.stats().denied >= 5, "{:?}", p.stats());
+    let events: Vec<_> = pages
+        .iter()
+        .map(|(k, d)| (*k, d.attributes.get("event").cloned().unwrap_or_default()))
+        .collect();
+    // Paged once, when unprotected_after (3m) had passed since the first denied write.
+    assert_eq!(
+        events,
+        [(first_denied + 3, "unprotected".to_string())],
+        "{pages:#?}"
+    );
+    let page = &pages[0].1;
+    assert!(
+        page.subject
+            .starts_with("CANARY UNPROTECTED: the agent cannot write notes-create:live for 3m"),
+        "{}",
+        page.subject
+    );
+    assert!(
+        page.message.contains("v2 keeps 10% of live's traffic"),
+        "{}",
+        page.message
+    );
+    assert!(
+        page.message
+            .contains("not authorized to perform: lambda:UpdateAlias"),
+        "{}",
+        page.message
+    );
+    assert_eq!(
+        page.attributes.get("canary_version").map(String::as_str),
+        Some("2")
+    );
+
+    // The permission comes back: the rollback is written, and on-call hears both.
+    p.set_alias_writes_denied(false);
+    let back = tick_via(&a, &policy, now + 480).await;
+    assert!(back.wrote && !back.failed(), "{back:?}");
+    let mut events: Vec<String> = inbox
+        .drain()
+        .await
+        .iter()
+        .filter_map(|d| d.attributes.get("event").cloned())
+        .collect();
+    events.sort();
+    assert_eq!(events, ["protected", "rolled_back"]);
+    let live = lab.alias(F, "live").await;
+    assert_eq!((live.stable, live.weights.len()), (1, 0), "v2 rolled back");
+}
