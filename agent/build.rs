@@ -7,15 +7,20 @@ use std::path::Path;
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-                .collect()
-        })
-        .unwrap_or_default();
+    // A binary with no policies would protect nothing and say so only at run time: fail the
+    // build instead.
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the policy directory {}: {e}", dir.display()));
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    assert!(
+        !files.is_empty(),
+        "no *.yaml policy files in {}: the agent would protect nothing",
+        dir.display()
+    );
     files.sort();
     let mut code = String::from("/// Policy files compiled in: (file name, contents).\npub const EMBEDDED: &[(&str, &str)] = &[\n");
     for f in files {
