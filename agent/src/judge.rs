@@ -34,6 +34,9 @@ pub struct Sample {
     pub errors: f64,
     /// The policy's latency statistic for the period, in milliseconds, if published.
     pub latency_ms: Option<f64>,
+    /// Requests slower than the policy's `latency.slow_ms` in the period, if it sets one and the
+    /// source published it.
+    pub slow: Option<f64>,
 }
 
 /// What the judge sees at one tick: every visible period since the canary started.
@@ -98,7 +101,12 @@ pub struct Judgement {
     pub increase_evidence: f64,
     /// Evidence against "canary latency within limits".
     pub latency_evidence: f64,
-    /// Evidence needed to roll back on any one test (3 / α).
+    /// Evidence against "canary share of slow requests ≤ baseline's", when the tail test is on.
+    pub slow_evidence: Option<f64>,
+    /// Canary and baseline shares of slow requests over the judged periods, when the tail test
+    /// is on and they had requests.
+    pub slow_shares: Option<(f64, f64)>,
+    /// Evidence needed to roll back on any one test (tests / α: 3, or 4 with the tail test).
     pub threshold: f64,
 }
 
@@ -115,9 +123,19 @@ impl Judgement {
             t.latency_ms
                 .map_or("-".to_string(), |l| format!("{l:.0} ms"))
         };
-        let confidence = 1.0 - 3.0 / self.threshold;
+        let tests = if self.slow_evidence.is_some() {
+            4.0
+        } else {
+            3.0
+        };
+        let confidence = 1.0 - tests / self.threshold;
+        let tail = match (self.slow_evidence, self.slow_shares) {
+            (Some(e), Some((c, b))) => format!(", slow requests {} vs {} {e:.1}", pct(c), pct(b)),
+            (Some(e), None) => format!(", slow requests {e:.1}"),
+            _ => String::new(),
+        };
         format!(
-            "5xx canary {} vs baseline {}; latency canary {} vs baseline {}; evidence: 5xx ceiling {:.1}, 5xx vs baseline {:.1}, latency {:.1} (rollback at {:.0}, confidence {})",
+            "5xx canary {} vs baseline {}; latency canary {} vs baseline {}; evidence: 5xx ceiling {:.1}, 5xx vs baseline {:.1}, latency {:.1}{tail} (rollback at {:.0}, confidence {})",
             rate(&self.canary),
             rate(&self.baseline),
             lat(&self.canary),
@@ -214,9 +232,9 @@ pub fn evidence_above(k: f64, n: f64, p0: f64) -> f64 {
 /// rollbacks to 1–3%, with 1% 5xx builds caught as often as before.
 const PERIOD_CAP: f64 = 20.0;
 
-/// Sum of per-period log-likelihood ratios, each capped at `ln(PERIOD_CAP)`.
-fn capped_sum(terms: impl Iterator<Item = f64>) -> f64 {
-    let cap = PERIOD_CAP.ln();
+/// Sum of per-period log-likelihood ratios, each capped at `ln(cap)`.
+fn capped_sum(terms: impl Iterator<Item = f64>, cap: f64) -> f64 {
+    let cap = cap.ln();
     terms.map(|t| t.min(cap)).sum()
 }
 
@@ -235,6 +253,11 @@ const RISK_GRID: [f64; 9] = [1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0
 /// requests, baseline errors) of periods both versions served.
 #[must_use]
 pub fn error_event_evidence(pairs: &[(f64, f64, f64, f64)]) -> f64 {
+    event_evidence(pairs, PERIOD_CAP)
+}
+
+/// [`error_event_evidence`] with each period's likelihood ratio capped at `cap` (≥ 1).
+fn event_evidence(pairs: &[(f64, f64, f64, f64)], cap: f64) -> f64 {
     let informative: Vec<&(f64, f64, f64, f64)> = pairs
         .iter()
         .filter(|&&(nc, xc, nb, xb)| nc > 0.0 && nb > 0.0 && xc + xb > 0.0)
@@ -242,11 +265,14 @@ pub fn error_event_evidence(pairs: &[(f64, f64, f64, f64)]) -> f64 {
     RISK_GRID
         .iter()
         .map(|&r| {
-            capped_sum(informative.iter().map(|&&(nc, xc, nb, xb)| {
-                let rho = nc / (nc + nb);
-                let theta = rho * r / (rho * r + 1.0 - rho);
-                xc * (theta / rho).ln() + xb * ((1.0 - theta) / (1.0 - rho)).ln()
-            }))
+            capped_sum(
+                informative.iter().map(|&&(nc, xc, nb, xb)| {
+                    let rho = nc / (nc + nb);
+                    let theta = rho * r / (rho * r + 1.0 - rho);
+                    xc * (theta / rho).ln() + xb * ((1.0 - theta) / (1.0 - rho)).ln()
+                }),
+                cap.max(1.0),
+            )
             .exp()
         })
         .sum::<f64>()
@@ -320,7 +346,7 @@ const LATENCY_MIN_REQUESTS: f64 = 20.0;
 /// Per-observation `ln(canary / limit)` for the latency test, pooling consecutive periods (a
 /// request-weighted mean of the log statistic of each version) until each observation rests on
 /// at least [`LATENCY_MIN_REQUESTS`] canary requests.
-fn latency_diffs(policy: &Policy, obs: &Observations) -> Vec<f64> {
+fn latency_diffs(policy: &Policy, obs: &Observations, warm: &dyn Fn(i64) -> bool) -> Vec<f64> {
     let lat = policy.latency;
     let limit = |baseline: Option<f64>| {
         let relative = baseline
@@ -331,7 +357,10 @@ fn latency_diffs(policy: &Policy, obs: &Observations) -> Vec<f64> {
     let mut diffs = Vec::new();
     let (mut n, mut log_c, mut nb, mut log_b) = (0.0, 0.0, 0.0, 0.0);
     for c in &obs.canary {
-        let Some(cl) = c.latency_ms.filter(|&l| l > 0.0 && c.requests > 0.0) else {
+        let Some(cl) = c
+            .latency_ms
+            .filter(|&l| l > 0.0 && c.requests > 0.0 && warm(c.start))
+        else {
             continue;
         };
         n += c.requests;
@@ -356,6 +385,52 @@ fn latency_diffs(policy: &Policy, obs: &Observations) -> Vec<f64> {
         }
     }
     diffs
+}
+
+/// A canary share of requests this many times the largest before it is a weight increase.
+const SHARE_GROWTH: f64 = 1.25;
+
+/// Whether a period starting at a time is past every warm-up: not within `warmup` seconds of a
+/// weight increase. Increases are the current step's start (exact) and every period whose
+/// canary share of requests grew to [`SHARE_GROWTH`] times the largest before it (the canary
+/// started, or its weight went up; such a period counts from its end, since the increase
+/// happened somewhere inside it). The shares depend on routing, not on latency, so skipping
+/// these periods keeps the latency tests anytime-valid.
+fn warm_periods(obs: &Observations, warmup: i64) -> impl Fn(i64) -> bool {
+    // Windows [from, until) in which periods are still warming up.
+    let mut windows = Vec::new();
+    if warmup > 0 {
+        windows.push((obs.step_start, obs.step_start.saturating_add(warmup)));
+        let mut largest = 0.0_f64;
+        let mut previous: Option<i64> = None;
+        for c in &obs.canary {
+            let nb = obs
+                .baseline
+                .iter()
+                .find(|b| b.start == c.start)
+                .map_or(0.0, |b| b.requests.max(0.0));
+            let nc = c.requests.max(0.0);
+            if nc + nb <= 0.0 {
+                continue;
+            }
+            let share = nc / (nc + nb);
+            if share > 0.0 && share >= SHARE_GROWTH * largest {
+                // The period is as long as the gap since the one before (a minute for the first).
+                let length = previous.map_or(60, |p| c.start.saturating_sub(p).clamp(1, 3600));
+                windows.push((
+                    c.start,
+                    c.start.saturating_add(length).saturating_add(warmup),
+                ));
+            }
+            largest = largest.max(share);
+            previous = Some(c.start);
+        }
+    }
+    move |start: i64| {
+        !windows
+            .iter()
+            .any(|&(from, until)| (from..until).contains(&start))
+    }
 }
 
 /// Normal-mixture SPRT evidence that the mean of `d` is above 0 (one-sided).
@@ -399,7 +474,9 @@ fn totals(samples: &[Sample]) -> Totals {
 #[must_use]
 pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let alpha = policy.alpha();
-    let threshold = 3.0 / alpha;
+    let slow_on = policy.latency.slow_ms.is_some();
+    // α is split evenly across the tests (Bonferroni): three, or four with the tail test.
+    let threshold = if slow_on { 4.0 } else { 3.0 } / alpha;
     let canary = totals(&obs.canary);
     let baseline = totals(&obs.baseline);
     // Errors can't exceed requests; CloudWatch can be briefly inconsistent across metrics.
@@ -442,8 +519,14 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let ceiling_breached = ceiling_evidence >= threshold && worse_than_baseline;
 
     let lat = policy.latency;
-    let diffs = latency_diffs(policy, obs);
+    let warm = warm_periods(obs, policy.warmup_secs());
+    let diffs = latency_diffs(policy, obs, &warm);
     let latency_evidence = mixture_evidence(&diffs, latency_var_floor(lat.stat));
+    let tail = slow_requests(obs, &warm, threshold);
+    let slow_evidence = slow_on.then_some(tail.evidence);
+    let slow_material = tail
+        .shares
+        .is_some_and(|(c, b)| c - b > lat.max_slow_increase);
 
     let mut reasons = Vec::new();
     if ceiling_breached {
@@ -460,6 +543,21 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             pct(rules.max_increase),
             pct(kb / nb)
         ));
+    }
+    if let (Some(e), Some((c, b)), true) = (slow_evidence, tail.shares, slow_material) {
+        if e >= threshold {
+            reasons.push(format!(
+                "canary {} of requests slower than {:.0} ms vs baseline {} ({:.0} of {:.0} vs {:.0} of {:.0}), more than {} above",
+                pct(c),
+                lat.slow_ms.unwrap_or_default(),
+                pct(b),
+                tail.counts.0,
+                tail.counts.1,
+                tail.counts.2,
+                tail.counts.3,
+                pct(lat.max_slow_increase)
+            ));
+        }
     }
     if latency_evidence >= threshold {
         let c = canary.latency_ms.unwrap_or(f64::NAN);
@@ -514,6 +612,13 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             },
         ),
         ("latency", latency_evidence),
+        (
+            "slow requests",
+            match slow_evidence {
+                Some(e) if slow_material => e,
+                _ => 0.0,
+            },
+        ),
     ]
     .into_iter()
     .filter(|(_, e)| *e >= SUSPICION)
@@ -543,7 +648,59 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         ceiling_evidence,
         increase_evidence,
         latency_evidence,
+        slow_evidence,
+        slow_shares: slow_on.then_some(tail.shares).flatten(),
         threshold,
+    }
+}
+
+/// The tail test's view of the judged periods.
+struct Tail {
+    /// Evidence that the canary's share of slow requests is above the baseline's.
+    evidence: f64,
+    /// Canary and baseline shares of slow requests, if both had requests.
+    shares: Option<(f64, f64)>,
+    /// Canary slow, canary requests, baseline slow, baseline requests.
+    counts: (f64, f64, f64, f64),
+}
+
+/// The two-sample tail test: requests slower than `latency.slow_ms` are tested like 5xx (the
+/// error-event test of [`error_event_evidence`], counts divided by the baseline's overdispersion
+/// of slow requests), on the periods past every warm-up in which both versions published a slow
+/// count. Each period's likelihood ratio is capped at the cube root of `threshold`, so a rollback
+/// needs at least three periods of evidence: slow requests come in clusters (a slow dependency,
+/// a garbage collection) more than errors do, and a tail regression is not an emergency that
+/// one period must settle.
+fn slow_requests(obs: &Observations, warm: &dyn Fn(i64) -> bool, threshold: f64) -> Tail {
+    let mut pairs = Vec::new();
+    let mut baseline_slow = Vec::new();
+    for c in obs.canary.iter().filter(|c| warm(c.start)) {
+        let Some(b) = obs.baseline.iter().find(|b| b.start == c.start) else {
+            continue;
+        };
+        let (Some(sc), Some(sb)) = (c.slow, b.slow) else {
+            continue;
+        };
+        pairs.push((
+            c.requests.max(0.0),
+            sc.clamp(0.0, c.requests.max(0.0)),
+            b.requests.max(0.0),
+            sb.clamp(0.0, b.requests.max(0.0)),
+        ));
+        baseline_slow.push(Sample { errors: sb, ..*b });
+    }
+    let phi = dispersion(&baseline_slow);
+    let scaled: Vec<(f64, f64, f64, f64)> = pairs
+        .iter()
+        .map(|&(nc, sc, nb, sb)| (nc, sc / phi, nb, sb / phi))
+        .collect();
+    let sum = |f: fn(&(f64, f64, f64, f64)) -> f64| pairs.iter().map(f).sum::<f64>();
+    let counts = (sum(|p| p.1), sum(|p| p.0), sum(|p| p.3), sum(|p| p.2));
+    Tail {
+        evidence: event_evidence(&scaled, threshold.cbrt()),
+        shares: (counts.1 > 0.0 && counts.3 > 0.0)
+            .then(|| (counts.0 / counts.1, counts.2 / counts.3)),
+        counts,
     }
 }
 
@@ -558,6 +715,7 @@ mod tests {
             requests,
             errors,
             latency_ms: latency,
+            slow: None,
         }
     }
 
@@ -698,7 +856,13 @@ mod tests {
             judge(&p, &series(1, 400.0)).verdict,
             Verdict::Regressed(_)
         ));
-        let j = judge(&p, &series(5, 400.0));
+        // The first minutes are the canary's warm-up (`source: lambda`: 2 minutes, plus the
+        // minute in which it started), so they are not judged.
+        assert!(!matches!(
+            judge(&p, &series(3, 400.0)).verdict,
+            Verdict::Regressed(_)
+        ));
+        let j = judge(&p, &series(8, 400.0));
         assert!(
             matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("p99")),
             "{j:?}"
@@ -845,6 +1009,7 @@ mod error_event_tests {
                 requests: 1000.0,
                 errors: 3.0,
                 latency_ms: None,
+                slow: None,
             })
             .collect();
         let b: Vec<Sample> = (0..60)
@@ -853,6 +1018,7 @@ mod error_event_tests {
                 requests: 9000.0,
                 errors: 9.0,
                 latency_ms: None,
+                slow: None,
             })
             .collect();
         let j = judge(
@@ -876,12 +1042,14 @@ mod error_event_tests {
             requests: 120.0,
             errors: 2.0,
             latency_ms: None,
+            slow: None,
         }];
         let b = vec![Sample {
             start: 0,
             requests: 1080.0,
             errors: 0.0,
             latency_ms: None,
+            slow: None,
         }];
         let j = judge(
             &p,
@@ -911,6 +1079,7 @@ mod error_event_tests {
                 requests: 60.0,
                 errors: 2.0,
                 latency_ms: None,
+                slow: None,
             })
             .collect();
         let b: Vec<Sample> = (0..10)
@@ -919,6 +1088,7 @@ mod error_event_tests {
                 requests: 540.0,
                 errors: 17.0,
                 latency_ms: None,
+                slow: None,
             })
             .collect();
         let j = judge(
@@ -953,6 +1123,7 @@ mod error_event_tests {
             requests: 1000.0,
             errors,
             latency_ms: None,
+            slow: None,
         };
         // About 1 error a period, but in clusters of ten.
         let bursty: Vec<Sample> = (0..20)
@@ -1038,6 +1209,135 @@ mod error_event_tests {
             let r = bursty_null_rejections(runs, mean_cluster, 3.0 / 0.05);
             assert!(
                 f64::from(r) / f64::from(runs) <= share,
+                "clusters of {mean_cluster}: {r} of {runs} false rejections"
+            );
+        }
+    }
+
+    fn with_slow(mut s: Sample, slow: f64) -> Sample {
+        s.slow = Some(slow);
+        s
+    }
+
+    #[test]
+    fn slow_requests_in_the_warm_up_after_a_weight_increase_are_not_judged_and_after_it_are() {
+        let mut p = Policy::with_defaults("f");
+        p.latency.slow_ms = Some(400.0);
+        // 10% of 1000 requests a minute for 4 minutes, then 25%: each increase brings 10% of the
+        // canary's requests over 400 ms for two minutes (cold starts); the baseline has 0.5%.
+        let mut c = Vec::new();
+        let mut b = Vec::new();
+        for m in 0..8 {
+            let share = if m < 4 { 0.1 } else { 0.25 };
+            let (nc, nb) = (1000.0 * share, 1000.0 * (1.0 - share));
+            let cold = m == 0 || m == 1 || m == 4 || m == 5;
+            let slow_c = if cold { 0.1 * nc } else { 0.005 * nc };
+            c.push(with_slow(minute(m * 60, nc, 0.0, Some(100.0)), slow_c));
+            b.push(with_slow(minute(m * 60, nb, 0.0, Some(100.0)), 0.005 * nb));
+        }
+        let mut o = obs(c.clone(), b.clone());
+        o.step_start = 240;
+        let j = judge(&p, &o);
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        assert!(j.slow_evidence.is_some_and(|e| e < 2.0), "{j:?}");
+        // Judged with no warm-up, the same periods are a regression.
+        p.latency.warmup = Some(std::time::Duration::ZERO);
+        let j = judge(&p, &o);
+        assert!(
+            matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("slower than 400 ms"))),
+            "{j:?}"
+        );
+    }
+
+    #[test]
+    fn a_tail_regression_is_caught_by_its_slow_requests_when_the_median_does_not_move() {
+        let mut p = Policy::with_defaults("f");
+        p.latency.stat = crate::policy::LatencyStat::P50;
+        p.latency.slow_ms = Some(400.0);
+        p.latency.warmup = Some(std::time::Duration::ZERO);
+        let series = |minutes: i64| {
+            let c = (0..minutes)
+                .map(|m| with_slow(minute(m * 60, 60.0, 0.0, Some(80.0)), 2.0))
+                .collect();
+            let b = (0..minutes)
+                .map(|m| {
+                    with_slow(
+                        minute(m * 60, 540.0, 0.0, Some(80.0)),
+                        if m % 3 == 0 { 1.0 } else { 0.0 },
+                    )
+                })
+                .collect();
+            obs(c, b)
+        };
+        assert!(!matches!(
+            judge(&p, &series(1)).verdict,
+            Verdict::Regressed(_)
+        ));
+        let j = judge(&p, &series(6));
+        assert!(
+            matches!(&j.verdict, Verdict::Regressed(r) if r.len() == 1 && r[0].contains("3.3% of requests slower than 400 ms")),
+            "{j:?}"
+        );
+        assert!(j.summary().contains("slow requests"), "{}", j.summary());
+        // Within the allowed increase: credible but immaterial, never a rollback.
+        p.latency.max_slow_increase = 0.05;
+        let j = judge(&p, &series(30));
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    /// Runs of 30 looks under the tail test's null (both versions share each minute's chance of a
+    /// slow request), with that chance wandering from minute to minute (autocorrelated, log-AR(1))
+    /// and slow requests in clusters of geometric size (heavy-tailed counts); how many runs the
+    /// full judge rolls back for slow requests.
+    fn tail_null_rejections(runs: u32, mean_cluster: f64, policy: &Policy) -> u32 {
+        let mut rng = crate::sim::rng::Rng::new(11);
+        let (nc, nb) = (100.0, 900.0);
+        let mut rejected = 0;
+        for _ in 0..runs {
+            let (mut c, mut b) = (Vec::new(), Vec::new());
+            let mut level = 0.0_f64;
+            for m in 0..30 {
+                level = 0.8 * level + 0.5 * rng.normal();
+                let p_slow = (0.01 * level.exp()).min(0.5);
+                let (mut sc, mut sb) = (0.0_f64, 0.0_f64);
+                for _ in 0..rng.poisson((nc + nb) * p_slow / mean_cluster) {
+                    let mut size = 1.0;
+                    while rng.uniform() > 1.0 / mean_cluster {
+                        size += 1.0;
+                    }
+                    if rng.uniform() < nc / (nc + nb) {
+                        sc += size;
+                    } else {
+                        sb += size;
+                    }
+                }
+                c.push(with_slow(minute(m * 60, nc, 0.0, Some(80.0)), sc.min(nc)));
+                b.push(with_slow(minute(m * 60, nb, 0.0, Some(80.0)), sb.min(nb)));
+                let j = judge(policy, &obs(c.clone(), b.clone()));
+                if matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("slower than")))
+                {
+                    rejected += 1;
+                    break;
+                }
+            }
+        }
+        rejected
+    }
+
+    #[test]
+    fn the_tail_test_keeps_its_share_of_alpha_on_autocorrelated_bursty_slow_requests() {
+        // α = 0.05 split four ways: this test's share is 1/80, at any of 30 looks; the allowed
+        // increase is 0 so only the evidence stands between the null and a rollback.
+        let mut p = Policy::with_defaults("f");
+        p.confidence = 0.95;
+        p.latency.slow_ms = Some(400.0);
+        p.latency.max_slow_increase = 0.0;
+        p.latency.warmup = Some(std::time::Duration::ZERO);
+        let runs = 400;
+        for mean_cluster in [1.0, 5.0] {
+            let r = tail_null_rejections(runs, mean_cluster, &p);
+            assert!(
+                f64::from(r) / f64::from(runs) <= 0.05 / 4.0,
                 "clusters of {mean_cluster}: {r} of {runs} false rejections"
             );
         }

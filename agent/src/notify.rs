@@ -444,6 +444,8 @@ mod tests {
             ceiling_evidence: 1e9,
             increase_evidence: 1e9,
             latency_evidence: 1.0,
+            slow_evidence: None,
+            slow_shares: None,
             threshold: 300.0,
         }
     }

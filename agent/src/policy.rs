@@ -38,6 +38,11 @@ const MAX_DURATION_SECS: i64 = 7 * 24 * 60 * 60;
 /// The largest `min_requests` a policy accepts (one billion canary requests at one step).
 pub const MAX_MIN_REQUESTS: u64 = 1_000_000_000;
 
+/// The default `latency.max_slow_increase`: one request in a hundred.
+pub const DEFAULT_MAX_SLOW_INCREASE: f64 = 0.01;
+/// The default `latency.warmup` with `source: lambda`.
+pub const LAMBDA_WARMUP: Duration = Duration::from_secs(120);
+
 /// The largest `latency.max_ms` and `latency.min_increase_ms` a policy accepts: 900 000 ms, the
 /// longest a Lambda invocation can run (15 minutes).
 pub const MAX_LATENCY_MS: f64 = 900_000.0;
@@ -108,6 +113,16 @@ pub struct LatencyRule {
     pub max_ratio: f64,
     /// A relative regression must also be at least this many milliseconds slower (absolute floor).
     pub min_increase_ms: f64,
+    /// Requests slower than this many milliseconds are slow for the tail test (two-sample, like
+    /// 5xx); `None` turns the tail test off.
+    pub slow_ms: Option<f64>,
+    /// The tail test rolls back only if the canary's share of slow requests is more than this
+    /// above the baseline's (0 to 1).
+    pub max_slow_increase: f64,
+    /// Latency periods that start within this long of a weight increase (new execution
+    /// environments warming up) are not judged; `None`: 2 minutes with `source: lambda`, 0 with
+    /// `source: emf` (whose `Latency` is warm invocations only).
+    pub warmup: Option<Duration>,
 }
 
 /// The latency statistic a policy compares.
@@ -228,6 +243,18 @@ impl Policy {
         bounded_secs(self.no_data_timeout)
     }
 
+    /// How long after a weight increase latency is not judged, in whole seconds: `latency.warmup`,
+    /// or [`LAMBDA_WARMUP`] with `source: lambda` (Duration cannot tell a cold invocation from a
+    /// slow one) and 0 with `source: emf` (its `Latency` counts warm invocations only).
+    #[must_use]
+    pub fn warmup_secs(&self) -> i64 {
+        match (self.latency.warmup, &self.metrics) {
+            (Some(d), _) => bounded_secs(d),
+            (None, MetricsSource::Lambda) => bounded_secs(LAMBDA_WARMUP),
+            (None, MetricsSource::Emf { .. }) => 0,
+        }
+    }
+
     /// `unprotected_after` in whole seconds, clamped to [`MAX_DURATION`] (never negative).
     #[must_use]
     pub fn unprotected_after_secs(&self) -> i64 {
@@ -243,7 +270,7 @@ impl Policy {
             alias: "live".to_string(),
             candidate_alias: "candidate".to_string(),
             steps: vec![10.0, 25.0, 50.0, 100.0],
-            step_interval: Duration::from_secs(120),
+            step_interval: Duration::from_secs(300),
             min_requests: 100,
             errors: ErrorRule {
                 max_rate: 0.01,
@@ -254,6 +281,9 @@ impl Policy {
                 max_ms: 1500.0,
                 max_ratio: 1.3,
                 min_increase_ms: 25.0,
+                slow_ms: None,
+                max_slow_increase: DEFAULT_MAX_SLOW_INCREASE,
+                warmup: None,
             },
             confidence: 0.99,
             on_no_data: OnNoData::Hold,

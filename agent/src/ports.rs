@@ -71,6 +71,8 @@ pub struct MetricsQuery {
     pub source: MetricsSource,
     /// Latency statistic.
     pub stat: LatencyStat,
+    /// The tail test's threshold (`latency.slow_ms`): also read the share of requests over it.
+    pub slow_ms: Option<f64>,
     /// Window start (epoch seconds, inclusive).
     pub from: i64,
     /// Window end (epoch seconds, exclusive).
@@ -95,6 +97,7 @@ impl MetricsQuery {
             canary,
             source: policy.metrics.clone(),
             stat: policy.latency.stat,
+            slow_ms: policy.latency.slow_ms,
             from: from.div_euclid(period) * period,
             to: to.div_euclid(period) * period + period,
         }

@@ -520,6 +520,8 @@ mod tests {
             ceiling_evidence: 1.0,
             increase_evidence: 1.0,
             latency_evidence: 1.0,
+            slow_evidence: None,
+            slow_shares: None,
             threshold: 300.0,
         }
     }
@@ -637,9 +639,9 @@ mod tests {
         let p = policy();
         let s = canary_at(1, 2, 0, 1000);
         assert!(
-            matches!(run(&s, &p, Some(&healthy(1100)), 1100).action, Action::Hold(w) if w.contains("more at 10%"))
+            matches!(run(&s, &p, Some(&healthy(1290)), 1290).action, Action::Hold(w) if w.contains("more at 10%"))
         );
-        let d = run(&s, &p, Some(&healthy(1120)), 1120);
+        let d = run(&s, &p, Some(&healthy(1300)), 1300);
         assert_eq!(
             d.action,
             Action::Step {
@@ -648,7 +650,7 @@ mod tests {
                 weight: 25.0
             }
         );
-        assert_eq!(d.next.expect("writes").record.since, 1120);
+        assert_eq!(d.next.expect("writes").record.since, 1300);
         let not_enough = judgement(Verdict::NotEnoughData("3 of 100".into()), Some(1100));
         assert!(
             matches!(run(&s, &p, Some(&not_enough), 5000).action, Action::Hold(w) if w == "3 of 100")

@@ -250,6 +250,8 @@ impl App {
             request_id,
             error,
         });
+        // Consumed by every invocation, so only an environment's first is ever cold.
+        let cold = crate::metrics::first_request();
         // A crashed invocation publishes no EMF record, like a build that never ran: it shows up
         // as an AWS/Lambda `Errors` datapoint instead.
         if let Some(status) = status {
@@ -259,6 +261,7 @@ impl App {
                 status,
                 latency_ms,
                 timestamp_ms: u64::try_from(now_ms()).unwrap_or(0),
+                cold,
             });
             println!("{line}");
         }

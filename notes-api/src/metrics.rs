@@ -19,16 +19,29 @@ pub struct RequestMetrics<'a> {
     pub latency_ms: f64,
     /// When the request finished, epoch milliseconds.
     pub timestamp_ms: u64,
+    /// The first request of its execution environment (a cold start).
+    pub cold: bool,
+}
+
+/// Whether this is the first request the process handles (a Lambda cold start): true once per
+/// execution environment.
+pub fn first_request() -> bool {
+    static SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    !SEEN.swap(true, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Builds the EMF record for one request: metrics `Requests` (Count, 1), `4xx` and `5xx`
-/// (Count, 0 or 1) and `Latency` (Milliseconds), all high-resolution (`StorageResolution: 1`), with
-/// dimension sets `[FunctionName, Version]` and `[FunctionName]`.
+/// (Count, 0 or 1), and the handler time (Milliseconds) as `Latency` for a warm request or
+/// `ColdLatency` for the first request of an execution environment, all high-resolution
+/// (`StorageResolution: 1`), with dimension sets `[FunctionName, Version]` and `[FunctionName]`.
+/// Keeping cold starts out of `Latency` lets the canary judge compare warm latency, unmoved by
+/// the new environments every weight increase brings; `ColdLatency` keeps init visible.
 #[must_use]
 pub fn emf_record(m: &RequestMetrics<'_>) -> Value {
     let metric =
         |name: &str, unit: &str| json!({ "Name": name, "Unit": unit, "StorageResolution": 1 });
-    json!({
+    let latency = if m.cold { "ColdLatency" } else { "Latency" };
+    let mut record = json!({
         "_aws": {
             "Timestamp": m.timestamp_ms,
             "CloudWatchMetrics": [{
@@ -38,7 +51,7 @@ pub fn emf_record(m: &RequestMetrics<'_>) -> Value {
                     metric("Requests", "Count"),
                     metric("4xx", "Count"),
                     metric("5xx", "Count"),
-                    metric("Latency", "Milliseconds"),
+                    metric(latency, "Milliseconds"),
                 ],
             }],
         },
@@ -47,9 +60,11 @@ pub fn emf_record(m: &RequestMetrics<'_>) -> Value {
         "Requests": 1,
         "4xx": u8::from((400..500).contains(&m.status)),
         "5xx": u8::from(m.status >= 500),
-        "Latency": m.latency_ms,
         "StatusCode": m.status,
-    })
+        "ColdStart": m.cold,
+    });
+    record[latency] = json!(m.latency_ms);
+    record
 }
 
 /// The EMF record as the single line to print.
@@ -69,7 +84,37 @@ mod tests {
             status,
             latency_ms: 12.5,
             timestamp_ms: 1_700_000_000_000,
+            cold: false,
         }
+    }
+
+    #[test]
+    fn a_cold_start_reports_its_time_as_cold_latency_not_latency() {
+        let v = emf_record(&RequestMetrics {
+            cold: true,
+            ..sample(200)
+        });
+        let names: Vec<_> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .map(|m| m["Name"].clone())
+            .collect();
+        assert!(names.contains(&json!("ColdLatency")), "{names:?}");
+        assert!(!names.contains(&json!("Latency")), "{names:?}");
+        assert_eq!(v["ColdLatency"], 12.5);
+        assert!(v.get("Latency").is_none());
+        assert_eq!(v["ColdStart"], true);
+        assert_eq!(v["Requests"], 1);
+    }
+
+    #[test]
+    fn only_the_first_request_of_the_process_is_cold() {
+        let first = first_request();
+        assert!(!first_request());
+        assert!(!first_request());
+        // Tests share the process, so only the first caller anywhere sees `true`.
+        let _ = first;
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Each [`MetricsQuery`] becomes 6 metric queries (Lambda source: Invocations, Errors, Duration
 //! for the canary and the baseline) or 8 (EMF source: Requests, 5xx, Latency and `AWS/Lambda`
-//! Errors for both). They are packed into calls of at most 500 metric queries without splitting a
+//! Errors for both), plus the percentile rank `PR(:slow_ms)` of Duration or Latency for each
+//! when the policy sets `latency.slow_ms`. They are packed into calls of at most 500 metric queries without splitting a
 //! query's metrics across calls, and each call follows `NextToken` to the end.
 //!
 //! One call has one time window, so a call asks for the union of its queries' windows and each
@@ -207,6 +208,9 @@ enum Kind {
     Latency,
     /// `AWS/Lambda` Errors next to EMF metrics (crashes the handler never reported).
     LambdaErrors,
+    /// Percentile rank `PR(:slow_ms)` of Duration or Latency: the percentage of requests at or
+    /// under the tail test's threshold.
+    Rank,
 }
 
 impl Kind {
@@ -216,6 +220,7 @@ impl Kind {
             Self::Errors => "err",
             Self::Latency => "lat",
             Self::LambdaErrors => "lerr",
+            Self::Rank => "pr",
         }
     }
 }
@@ -295,7 +300,9 @@ impl<'q> Planned<'q> {
             from = from.div_euclid(MINUTE) * MINUTE;
         }
         let stat = q.stat.cloudwatch_name();
-        let mut metric_queries = Vec::with_capacity(8);
+        // CloudWatch's percentile rank: the percentage of values at or under the threshold.
+        let rank = q.slow_ms.map(|ms| format!("PR(:{ms})"));
+        let mut metric_queries = Vec::with_capacity(10);
         for (side, version) in [(Side::Canary, q.canary), (Side::Baseline, q.stable)] {
             let id = |kind| metric_id(index, side, kind);
             match &q.source {
@@ -320,6 +327,14 @@ impl<'q> Planned<'q> {
                             stat,
                         ),
                     ]);
+                    if let Some(rank) = &rank {
+                        metric_queries.push(metric_query(
+                            id(Kind::Rank),
+                            lambda_metric(q, version, "Duration"),
+                            MINUTE,
+                            rank,
+                        ));
+                    }
                 }
                 MetricsSource::Emf { namespace, .. } => {
                     metric_queries.extend([
@@ -348,6 +363,14 @@ impl<'q> Planned<'q> {
                             "Sum",
                         ),
                     ]);
+                    if let Some(rank) = &rank {
+                        metric_queries.push(metric_query(
+                            id(Kind::Rank),
+                            emf_metric(q, namespace, version, "Latency"),
+                            period,
+                            rank,
+                        ));
+                    }
                 }
             }
         }
@@ -396,6 +419,11 @@ impl<'q> Planned<'q> {
         let requests = self.points(collected, side, Kind::Requests)?;
         let errors = self.points(collected, side, Kind::Errors)?;
         let latency = self.points(collected, side, Kind::Latency)?;
+        let rank = if self.query.slow_ms.is_some() {
+            Some(self.points(collected, side, Kind::Rank)?)
+        } else {
+            None
+        };
         // No requests datapoint means no evidence for the period, whatever else was published.
         let mut samples: Vec<Sample> = requests
             .iter()
@@ -405,6 +433,11 @@ impl<'q> Planned<'q> {
                 // CloudWatch has no datapoint for a period without errors.
                 errors: errors.get(&start).copied().unwrap_or(0.0),
                 latency_ms: latency.get(&start).copied(),
+                // Requests over the threshold: the share above the percentile rank.
+                slow: rank
+                    .as_ref()
+                    .and_then(|r| r.get(&start))
+                    .map(|pr| (requests * (100.0 - pr.clamp(0.0, 100.0)) / 100.0).round()),
             })
             .collect();
         if let MetricsSource::Emf { period, .. } = &self.query.source {
@@ -435,6 +468,8 @@ impl Kind {
             (Self::Requests, MetricsSource::Emf { .. }) => "Requests",
             (Self::Errors, MetricsSource::Emf { .. }) => "5xx",
             (Self::Latency, MetricsSource::Emf { .. }) => "Latency",
+            (Self::Rank, MetricsSource::Lambda) => "the percentile rank of Duration",
+            (Self::Rank, MetricsSource::Emf { .. }) => "the percentile rank of Latency",
         }
     }
 }
@@ -466,6 +501,7 @@ pub(super) fn unreported_failures(
                 requests: excess,
                 errors: excess,
                 latency_ms: None,
+                slow: None,
             })
         })
         .collect()

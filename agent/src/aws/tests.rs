@@ -580,6 +580,7 @@ fn lambda_query(stable: u64, canary: u64, stat: LatencyStat) -> MetricsQuery {
         canary,
         source: MetricsSource::Lambda,
         stat,
+        slow_ms: None,
         from: T0,
         to: T0 + 600,
     }
@@ -638,7 +639,61 @@ fn sample(start: i64, requests: f64, errors: f64, latency_ms: Option<f64>) -> Sa
         requests,
         errors,
         latency_ms,
+        slow: None,
     }
+}
+
+#[tokio::test]
+async fn the_tail_test_reads_the_percentile_rank_and_counts_requests_over_the_threshold() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            let data = HashMap::from([
+                ("q0_c_req", vec![(T0, 200.0), (T0 + 10, 100.0)]),
+                ("q0_c_lat", vec![(T0, 80.0), (T0 + 10, 82.0)]),
+                // 97% of the canary's requests at or under 400 ms: 6 of 200 over it.
+                ("q0_c_pr", vec![(T0, 97.0)]),
+                ("q0_b_req", vec![(T0, 1800.0)]),
+                ("q0_b_pr", vec![(T0, 99.5)]),
+            ]);
+            answer(input, &data)
+        });
+    let query = MetricsQuery {
+        slow_ms: Some(400.0),
+        ..emf_query()
+    };
+    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
+        .clone()
+        .expect("answered");
+    let slow: Vec<Option<f64>> = series.canary.iter().map(|s| s.slow).collect();
+    // No rank published for the second period: no tail evidence from it, never zero.
+    assert_eq!(slow, [Some(6.0), None]);
+    assert_eq!(series.baseline[0].slow, Some(9.0));
+    let seen = seen.lock().expect("lock");
+    type Rank<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<i32>);
+    let ranks: Vec<Rank<'_>> = seen[0]
+        .metric_data_queries()
+        .iter()
+        .filter(|q| q.id().is_some_and(|id| id.ends_with("_pr")))
+        .map(|q| {
+            let m = q.metric_stat().expect("metric stat");
+            (
+                q.id().unwrap_or_default(),
+                m.metric().and_then(|m| m.metric_name()),
+                m.stat(),
+                m.period(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ranks,
+        [
+            ("q0_c_pr", Some("Latency"), Some("PR(:400)"), Some(10)),
+            ("q0_b_pr", Some("Latency"), Some("PR(:400)"), Some(10)),
+        ]
+    );
 }
 
 #[tokio::test]

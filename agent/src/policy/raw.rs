@@ -51,7 +51,7 @@ pub(crate) struct RawPolicy {
     /// metrics period and at most `168h` (7 days).
     #[schemars(
         with = "Option<String>",
-        extend("default" = "2m", "pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
+        extend("default" = "5m", "pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
     )]
     pub step_interval: Leaf,
 
@@ -160,6 +160,32 @@ pub(crate) struct RawLatency {
         extend("default" = 25, "minimum" = 0, "maximum" = 900_000)
     )]
     pub min_increase_ms: Leaf,
+
+    /// Turns on the tail test: requests slower than this many milliseconds are slow, and the
+    /// canary's share of them is tested against the baseline's like 5xx (greater than 0, at most
+    /// 900000). Read as CloudWatch's percentile rank `PR(:slow_ms)` of Duration or Latency.
+    #[schemars(
+        with = "Option<f64>",
+        extend("exclusiveMinimum" = 0, "maximum" = 900_000)
+    )]
+    pub slow_ms: Leaf,
+
+    /// The tail test rolls back only if the canary's share of slow requests is more than this
+    /// above the baseline's; 0 to 1.
+    #[schemars(
+        with = "Option<f64>",
+        extend("default" = 0.01, "minimum" = 0, "maximum" = 1)
+    )]
+    pub max_slow_increase: Leaf,
+
+    /// Latency periods starting within this long of a weight increase are not judged (new
+    /// execution environments warming up); `0s` judges them. Default `2m` with `source: lambda`,
+    /// `0s` with `source: emf` (the handlers' `Latency` counts warm invocations only).
+    #[schemars(
+        with = "Option<String>",
+        extend("pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
+    )]
+    pub warmup: Leaf,
 }
 
 /// Where per-version numbers come from.

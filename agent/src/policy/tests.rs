@@ -92,7 +92,10 @@ notify:
             stat: LatencyStat::P999,
             max_ms: 800.0,
             max_ratio: 1.5,
-            min_increase_ms: 10.0
+            min_increase_ms: 10.0,
+            slow_ms: None,
+            max_slow_increase: crate::policy::DEFAULT_MAX_SLOW_INCREASE,
+            warmup: None,
         }
     );
     assert!((p.confidence - 0.95).abs() < 1e-12);

@@ -127,6 +127,17 @@ impl<'a> Checker<'a> {
 
     /// A duration in (0, [`MAX_DURATION`]], or the default (after recording a problem) when
     /// absent/invalid.
+    /// A duration that may be `0s` (at most [`MAX_DURATION`]); 0 when invalid (after a problem).
+    fn duration_or_zero(&mut self, leaf: &Leaf, field: &str) -> Duration {
+        let Some(v) = leaf else {
+            return Duration::ZERO;
+        };
+        if parse_duration(&v.value).is_ok_and(|d| d.is_zero()) {
+            return Duration::ZERO;
+        }
+        self.duration(leaf, field, Duration::ZERO)
+    }
+
     fn duration(&mut self, leaf: &Leaf, field: &str, default: Duration) -> Duration {
         let Some(v) = leaf else { return default };
         match parse_duration(&v.value) {
@@ -350,6 +361,27 @@ impl<'a> Checker<'a> {
                 "at least 0",
                 LATENCY_CAP,
             ),
+            slow_ms: raw.slow_ms.as_ref().map(|_| {
+                self.capped_number(
+                    &raw.slow_ms,
+                    "latency.slow_ms",
+                    1.0,
+                    |n| n > 0.0,
+                    "greater than 0",
+                    LATENCY_CAP,
+                )
+            }),
+            max_slow_increase: self.number(
+                &raw.max_slow_increase,
+                "latency.max_slow_increase",
+                default.max_slow_increase,
+                |n| (0.0..=1.0).contains(&n),
+                "between 0 and 1",
+            ),
+            warmup: raw
+                .warmup
+                .as_ref()
+                .map(|_| self.duration_or_zero(&raw.warmup, "latency.warmup")),
         }
     }
 

@@ -123,6 +123,22 @@ impl Mixture {
             .map(move |c| (c.count as f64 / total, c))
     }
 
+    /// Adds every request of `other`.
+    pub fn merge(&mut self, other: &Mixture) {
+        for c in &other.components {
+            self.add(*c);
+        }
+    }
+
+    /// How many of the requests took longer than `ms`: each component's count thinned by its
+    /// probability of exceeding it (the count CloudWatch's percentile rank `PR(:ms)` implies).
+    pub fn slower_than(&self, rng: &mut Rng, ms: f64) -> u64 {
+        self.components
+            .iter()
+            .map(|c| rng.binomial(c.count, c.sf(ms)))
+            .sum()
+    }
+
     /// Mean handler time of the mixture.
     #[must_use]
     pub fn mean(&self) -> f64 {

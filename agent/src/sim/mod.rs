@@ -56,7 +56,10 @@ pub struct SimFunction {
 struct Partial {
     requests: u64,
     errors: u64,
+    /// Handler times of warm requests.
     latency: Mixture,
+    /// Handler times of cold starts (the first request of a new execution environment).
+    cold: Mixture,
 }
 
 impl SimFunction {
@@ -148,7 +151,7 @@ impl SimFunction {
                 continue;
             }
             let p = self.partial.entry(*v).or_default();
-            let served = traffic::serve(rng, span, build, state, &mut p.latency);
+            let served = traffic::serve(rng, span, build, state, &mut p.latency, &mut p.cold);
             p.requests += served.requests;
             p.errors += served.errors;
             *self.failed.entry(*v).or_default() += served.errors;
@@ -159,8 +162,18 @@ impl SimFunction {
     /// Closes the period ending at `end`: its datapoints become visible at `visible`.
     fn close_period(&mut self, rng: &mut Rng, end: i64, visible: i64) {
         let stat = self.policy.latency.stat;
-        for (v, p) in std::mem::take(&mut self.partial) {
+        let slow_ms = self.policy.latency.slow_ms;
+        let emf = matches!(
+            self.policy.metrics,
+            crate::policy::MetricsSource::Emf { .. }
+        );
+        for (v, mut p) in std::mem::take(&mut self.partial) {
             if p.requests > 0 {
+                // Lambda's Duration is every invocation's; the handlers' EMF `Latency` is
+                // published for warm invocations only (they flag their cold starts).
+                if !emf {
+                    p.latency.merge(&p.cold);
+                }
                 self.samples.push((
                     v,
                     Sample {
@@ -168,6 +181,7 @@ impl SimFunction {
                         requests: p.requests as f64,
                         errors: p.errors as f64,
                         latency_ms: p.latency.statistic(rng, stat),
+                        slow: slow_ms.map(|ms| p.latency.slower_than(rng, ms) as f64),
                     },
                     visible,
                 ));

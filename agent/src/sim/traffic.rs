@@ -313,14 +313,15 @@ pub struct Served {
     pub errors: u64,
 }
 
-/// Serves `span` for a version running `build` with `state.share` of the traffic; adds its
-/// requests' handler times to `mixture`.
+/// Serves `span` for a version running `build` with `state.share` of the traffic; adds the
+/// handler times of its warm requests to `warm` and of its cold starts to `first`.
 pub fn serve(
     rng: &mut Rng,
     span: &Span<'_>,
     build: &Build,
     state: &mut VersionState,
-    mixture: &mut Mixture,
+    warm: &mut Mixture,
+    first: &mut Mixture,
 ) -> Served {
     let (traffic, cond) = (span.traffic, span.conditions);
     let seconds = (span.to - span.from) as f64;
@@ -350,7 +351,7 @@ pub fn serve(
     let (cold_share, cold_ms) = cold.map_or((0.0, 0.0), |c| (c.share, c.add_ms));
     let (slow_share, slow_ms) = build.slow.map_or((0.0, 0.0), |s| (s.share, s.add_ms));
     let n_cold = rng.binomial(n, cold_share);
-    for (count, add) in [(n_cold, cold_ms), (n - n_cold, 0.0)] {
+    for (count, add, mixture) in [(n_cold, cold_ms, first), (n - n_cold, 0.0, warm)] {
         let slow = rng.binomial(count, slow_share);
         mixture.add(Component {
             add_ms: add + slow_ms,

@@ -14,7 +14,8 @@ fn ours_rolls_back_a_failing_build_near_the_floor_and_promotes_a_healthy_one() {
     assert!(bad.failed.0 <= 1.2 * bad.floor, "{bad:?}");
     let good = measure(&judges[0], &s[5], 20, 1, label);
     assert_eq!(good.rolled_back, 0.0, "{good:?}");
-    assert!(good.minutes.0 < 10.0, "{good:?}");
+    // Three 5-minute steps before 100%.
+    assert!(good.minutes.0 < 20.0, "{good:?}");
 }
 
 #[test]

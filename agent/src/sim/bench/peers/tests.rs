@@ -36,6 +36,7 @@ fn put(world: &Shared, version: u32, start: i64, requests: f64, errors: f64, p99
         requests,
         errors,
         latency_ms: Some(p99),
+        slow: None,
     };
     world.lock().functions[0]
         .samples
@@ -144,6 +145,7 @@ fn sample(requests: f64, errors: f64, p99: Option<f64>) -> Sample {
         requests,
         errors,
         latency_ms: p99,
+        slow: None,
     }
 }
 
