@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Tables of BENCHMARKS.md section 1 from `canary bench --scenarios ... --output json`.
+
+    canary bench --scenarios agent/scenarios/production.yaml --runs 1000 --seed 1 --output json > after.json
+    scripts/bench_tables.py targets after.json
+    scripts/bench_tables.py compare before.json after.json   # our rows, before -> after a change
+"""
+import json
+import sys
+
+OURS = ["lambda-canary:defaults", "lambda-canary:notes-create.yaml"]
+PEERS = ["codedeploy", "flagger", "kayenta"]
+TARGET = 0.01  # healthy: at most 1% false rollbacks
+
+
+def rows(path):
+    out = {}
+    for r in json.load(open(path)):
+        out[(r["scenario"], r["judge"])] = r
+    return out
+
+
+def scenarios(path):
+    seen = []
+    for r in json.load(open(path)):
+        if r["scenario"] not in seen:
+            seen.append(r["scenario"])
+    return seen
+
+
+def cell(r, bad):
+    if r is None:
+        return "-"
+    text = f"{100 * r['rolled_back']:.1f}%"
+    if bad:
+        text += f", {r['failed_median']:.0f}"
+    if r["unfinished"] > 0:
+        text += f" ({100 * r['unfinished']:.0f}% unf.)"
+    return text
+
+
+def targets(path):
+    data, names = rows(path), scenarios(path)
+    print("| scenario | build | defaults | notes-create.yaml | CodeDeploy | Flagger | Kayenta | target |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for s in names:
+        build = data[(s, OURS[0])]["build"]
+        bad = build == "bad"
+        ours = [data.get((s, j)) for j in OURS]
+        peers = [data.get((s, j)) for j in PEERS]
+        if bad:
+            best = max((p for p in peers if p), key=lambda p: (p["rolled_back"], -p["failed_median"]))
+            missed = [
+                j.split(":")[1]
+                for j, r in zip(OURS, ours)
+                if r["rolled_back"] < best["rolled_back"] or r["failed_median"] > best["failed_median"]
+            ]
+            verdict = (
+                f"**missed** by {', '.join(missed)} (best peer {best['judge']}: {cell(best, True)})"
+                if missed
+                else "met"
+            )
+        else:
+            worst = [r for r in ours if r["rolled_back"] > TARGET or r["unfinished"] > 0]
+            verdict = (
+                "**missed** ("
+                + "; ".join(f"{r['judge'].split(':')[1]} {cell(r, False)}" for r in worst)
+                + ")"
+                if worst
+                else "met"
+            )
+        cells = " | ".join(cell(r, bad) for r in ours + peers)
+        print(f"| {s} | {build} | {cells} | {verdict} |")
+
+
+def compare(before, after):
+    b, a, names = rows(before), rows(after), scenarios(after)
+    print("| scenario | build | defaults before → after | notes-create.yaml before → after |")
+    print("|---|---|---|---|")
+    for s in names:
+        build = a[(s, OURS[0])]["build"]
+        bad = build == "bad"
+        cells = [f"{cell(b.get((s, j)), bad)} → {cell(a.get((s, j)), bad)}" for j in OURS]
+        print(f"| {s} | {build} | {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    {"targets": lambda: targets(sys.argv[2]), "compare": lambda: compare(sys.argv[2], sys.argv[3])}[sys.argv[1]]()
