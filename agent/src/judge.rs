@@ -1162,6 +1162,30 @@ mod error_event_tests {
     /// Runs where the error-event test ever reaches `threshold` on identical versions whose errors
     /// come in clusters (geometric sizes with mean `mean_cluster`), each cluster landing on the
     /// canary with its share of the traffic: the test's own null, with bursty inputs.
+    /// Events of one period in Poisson(`clusters`) clusters of geometric size with mean
+    /// `mean_cluster`, each cluster wholly the canary's with probability `canary_share`: the
+    /// (canary, baseline) counts.
+    fn clustered_split(
+        rng: &mut crate::sim::rng::Rng,
+        clusters: f64,
+        mean_cluster: f64,
+        canary_share: f64,
+    ) -> (f64, f64) {
+        let (mut c, mut b) = (0.0_f64, 0.0_f64);
+        for _ in 0..rng.poisson(clusters) {
+            let mut size = 1.0;
+            while rng.uniform() > 1.0 / mean_cluster {
+                size += 1.0;
+            }
+            if rng.uniform() < canary_share {
+                c += size;
+            } else {
+                b += size;
+            }
+        }
+        (c, b)
+    }
+
     fn bursty_null_rejections(runs: u32, mean_cluster: f64, threshold: f64) -> u32 {
         let mut rng = crate::sim::rng::Rng::new(7);
         let (nc, nb, rate) = (100.0, 900.0, 0.002);
@@ -1170,19 +1194,8 @@ mod error_event_tests {
         for _ in 0..runs {
             let (mut c, mut b) = (Vec::new(), Vec::new());
             for m in 0..30 {
-                let (mut xc, mut xb) = (0.0_f64, 0.0_f64);
-                for _ in 0..rng.poisson(clusters_per_period) {
-                    // Geometric cluster size with the given mean.
-                    let mut size = 1.0;
-                    while rng.uniform() > 1.0 / mean_cluster {
-                        size += 1.0;
-                    }
-                    if rng.uniform() < nc / (nc + nb) {
-                        xc += size;
-                    } else {
-                        xb += size;
-                    }
-                }
+                let (xc, xb) =
+                    clustered_split(&mut rng, clusters_per_period, mean_cluster, nc / (nc + nb));
                 c.push(minute(m * 60, nc, xc.min(nc), None));
                 b.push(minute(m * 60, nb, xb.min(nb), None));
                 let phi = dispersion(&b);
@@ -1299,18 +1312,12 @@ mod error_event_tests {
             for m in 0..30 {
                 level = 0.8 * level + 0.5 * rng.normal();
                 let p_slow = (0.01 * level.exp()).min(0.5);
-                let (mut sc, mut sb) = (0.0_f64, 0.0_f64);
-                for _ in 0..rng.poisson((nc + nb) * p_slow / mean_cluster) {
-                    let mut size = 1.0;
-                    while rng.uniform() > 1.0 / mean_cluster {
-                        size += 1.0;
-                    }
-                    if rng.uniform() < nc / (nc + nb) {
-                        sc += size;
-                    } else {
-                        sb += size;
-                    }
-                }
+                let (sc, sb) = clustered_split(
+                    &mut rng,
+                    (nc + nb) * p_slow / mean_cluster,
+                    mean_cluster,
+                    nc / (nc + nb),
+                );
                 c.push(with_slow(minute(m * 60, nc, 0.0, Some(80.0)), sc.min(nc)));
                 b.push(with_slow(minute(m * 60, nb, 0.0, Some(80.0)), sb.min(nb)));
                 let j = judge(policy, &obs(c.clone(), b.clone()));

@@ -897,6 +897,14 @@ mod tests {
     }
 
     /// Metrics that fail while `down` is set.
+    /// The `event` attributes of the pages published since the last take, taking them.
+    fn taken_events(n: &crate::sim::SimNotifier) -> Vec<String> {
+        n.take()
+            .iter()
+            .filter_map(|(_, n)| attr(n, "event").map(str::to_string))
+            .collect()
+    }
+
     #[derive(Clone)]
     struct FlakyMetrics {
         inner: crate::sim::SimMetrics,
@@ -965,13 +973,8 @@ mod tests {
         w.lock().advance(now);
         let outs = block_on(a.tick(&policies, now));
         assert!(!outs[0].failed(), "{:?}", outs[0]);
-        let back: Vec<_> = a
-            .notifier
-            .take()
-            .iter()
-            .map(|(_, n)| attr(n, "event").map(str::to_string))
-            .collect();
-        assert!(back.contains(&Some("protected".to_string())), "{back:?}");
+        let back = taken_events(&a.notifier);
+        assert!(back.contains(&"protected".to_string()), "{back:?}");
         let r = w.lock().functions[0].alias_state().record;
         assert_eq!((r.unjudged_since, r.unprotected_paged), (None, false));
     }
@@ -1067,12 +1070,7 @@ mod tests {
         w.lock().advance(now);
         let outs = block_on(a.tick(&policies, now));
         assert!(!outs[0].failed(), "{:?}", outs[0]);
-        let back: Vec<_> = a
-            .notifier
-            .take()
-            .iter()
-            .filter_map(|(_, n)| attr(n, "event").map(str::to_string))
-            .collect();
+        let back = taken_events(&a.notifier);
         assert!(back.contains(&"protected".to_string()), "{back:?}");
         // The outage is over: a new short one pages nothing.
         denied.store(true, Ordering::SeqCst);
