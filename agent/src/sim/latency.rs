@@ -5,9 +5,9 @@
 //! (moved by its drift) plus whatever it paid extra (a tail regression, a cold start). The traffic
 //! model draws how many requests fell in each component; the statistic is then taken from those
 //! requests: by drawing every one when there are few, and otherwise by drawing the order
-//! statistic the policy's percentile picks (a uniform order statistic, exact in distribution)
-//! and mapping it through the mixture's quantile function. Normal quantiles and the error
-//! function come from statrs.
+//! statistic the policy's percentile picks (a uniform order statistic, drawn from its Beta distribution)
+//! and mapping it through the mixture's quantile function. Normal quantiles, the Beta draw and
+//! the error function come from statrs.
 
 use super::rng::Rng;
 use crate::policy::LatencyStat;
@@ -17,10 +17,6 @@ use statrs::statistics::{Max, Min};
 
 /// Up to this many requests in a period, every request's time is drawn.
 pub const SAMPLE_MAX: u64 = 256;
-
-/// Above this many requests from the top, an order statistic is drawn from its normal
-/// approximation instead of a sum of exponentials.
-const TAIL_EXACT: u64 = 32;
 
 /// Requests whose handler time is `add_ms + LogNormal(mu, sigma)` milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,22 +193,9 @@ fn rank_of(n: u64, q: f64) -> u64 {
     ((n as f64 * q).ceil() as u64).clamp(1, n)
 }
 
-/// Draws the `rank`-th smallest of `n` independent uniforms: exactly (sums of exponentials) when
-/// it is among the top few, from its normal approximation otherwise.
+/// Draws the `rank`-th smallest of `n` independent uniforms: Beta(rank, n − rank + 1), exactly.
 fn uniform_order_statistic(rng: &mut Rng, n: u64, rank: u64) -> f64 {
-    let from_top = n - rank + 1;
-    let nf = n as f64;
-    if from_top <= TAIL_EXACT {
-        // 1 - U(rank) ~ Beta(from_top, rank) = G(from_top) / (G(from_top) + G(rank)).
-        let top = rng.gamma_whole(from_top);
-        let rest = nf - from_top as f64 + 1.0;
-        let rest = rest + rest.sqrt() * rng.normal();
-        return (1.0 - top / (top + rest.max(1.0))).clamp(0.0, 1.0);
-    }
-    let k = rank as f64;
-    let mean = k / (nf + 1.0);
-    let sd = (k * (nf - k + 1.0)).sqrt() / ((nf + 1.0) * (nf + 2.0).sqrt());
-    (mean + sd * rng.normal()).clamp(0.5 / nf, 1.0 - 0.5 / nf)
+    rng.beta(rank as f64, (n - rank + 1) as f64)
 }
 
 impl Min<f64> for Mixture {

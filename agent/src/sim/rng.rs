@@ -1,4 +1,9 @@
-//! A small, fast, seeded random source and the few distributions the traffic model draws from.
+//! A small, fast, seeded random source; the distributions the traffic model draws from are
+//! statrs's, sampled with it.
+
+use rand::distr::Distribution;
+use rand_core::{Infallible, TryRng};
+use statrs::distribution::{Beta, Binomial, Gamma, Geometric, NegativeBinomial, Normal, Poisson};
 
 /// A seeded random source (xoshiro256**; seeded with splitmix64).
 #[derive(Debug, Clone)]
@@ -46,39 +51,27 @@ impl Rng {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
-    /// Standard normal (Box–Muller).
+    /// Draws from a statrs distribution with this generator.
+    fn draw<T, D: Distribution<T>>(&mut self, distribution: &D) -> T {
+        distribution.sample(self)
+    }
+
+    /// Standard normal (statrs).
     pub fn normal(&mut self) -> f64 {
-        let u1 = self.open_uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        self.draw(&Normal::standard())
     }
 
-    /// Standard exponential (mean 1).
-    pub fn exponential(&mut self) -> f64 {
-        -self.open_uniform().ln()
-    }
-
-    /// Poisson with mean `lambda` (exact for small means, normal approximation above 50).
+    /// Poisson with mean `lambda` (statrs: exact at every mean); 0 for a mean that is not
+    /// positive and finite.
     pub fn poisson(&mut self, lambda: f64) -> u64 {
-        if lambda.is_nan() || lambda <= 0.0 {
-            return 0;
-        }
-        if lambda > 50.0 {
-            return (lambda + lambda.sqrt() * self.normal()).round().max(0.0) as u64;
-        }
-        let l = (-lambda).exp();
-        let mut k = 0;
-        let mut p = 1.0;
-        loop {
-            p *= self.uniform();
-            if p <= l {
-                return k;
-            }
-            k += 1;
+        match Poisson::new(lambda) {
+            Ok(d) if lambda.is_finite() => self.draw::<u64, _>(&d),
+            _ => 0,
         }
     }
 
-    /// Binomial(`n`, `p`): exact for small expected counts, normal approximation otherwise.
+    /// Binomial(`n`, `p`) (statrs: exact, in constant expected time); `p` outside [0, 1] is
+    /// clamped, NaN counts as 0.
     pub fn binomial(&mut self, n: u64, p: f64) -> u64 {
         if p.is_nan() || p <= 0.0 || n == 0 {
             return 0;
@@ -86,20 +79,7 @@ impl Rng {
         if p >= 1.0 {
             return n;
         }
-        let mean = n as f64 * p;
-        if n <= 64 || mean < 20.0 || n as f64 * (1.0 - p) < 20.0 {
-            if n <= 2000 {
-                return (0..n).filter(|_| self.uniform() < p).count() as u64;
-            }
-            if mean < 20.0 {
-                // Rare events in many trials: Poisson is exact enough.
-                return self.poisson(mean).min(n);
-            }
-            // Common events, rare non-events: count the non-events instead.
-            return n - self.poisson(n as f64 * (1.0 - p)).min(n);
-        }
-        let sd = (mean * (1.0 - p)).sqrt();
-        (mean + sd * self.normal()).round().clamp(0.0, n as f64) as u64
+        Binomial::new(p, n).map_or(0, |d| self.draw::<u64, _>(&d).min(n))
     }
 
     /// Geometric on {1, 2, ...} with the given mean (≥ 1): the size of one error cluster.
@@ -107,29 +87,48 @@ impl Rng {
         if mean.is_nan() || mean <= 1.0 {
             return 1;
         }
-        let stop = 1.0 / mean;
-        // Inverse transform: P(K > k) = (1 - stop)^k.
-        let k = (self.open_uniform().ln() / (1.0 - stop).ln()).floor();
-        1 + k.clamp(0.0, 1e12) as u64
+        Geometric::new(1.0 / mean).map_or(1, |d| self.draw::<u64, _>(&d).max(1))
     }
 
-    /// The sum of `count` independent geometric sizes with mean `mean` (exact for up to a
-    /// thousand clusters, normal approximation beyond).
+    /// The sum of `count` independent geometric sizes with mean `mean`: `count` plus a
+    /// negative binomial number of extra requests (statrs).
     pub fn geometric_sum(&mut self, count: u64, mean: f64) -> u64 {
-        if mean.is_nan() || mean <= 1.0 {
+        if mean.is_nan() || mean <= 1.0 || count == 0 {
             return count;
         }
-        if count <= 1000 {
-            return (0..count).map(|_| self.geometric(mean)).sum();
-        }
-        let variance = (mean - 1.0) * mean;
-        let total = count as f64 * mean + (count as f64 * variance).sqrt() * self.normal();
-        total.round().max(count as f64) as u64
+        NegativeBinomial::new(count as f64, 1.0 / mean)
+            .map_or(count, |d| count.saturating_add(self.draw::<u64, _>(&d)))
     }
 
-    /// Gamma(`shape`, 1) for a whole-number shape: the sum of `shape` standard exponentials.
-    pub fn gamma_whole(&mut self, shape: u64) -> f64 {
-        (0..shape).map(|_| self.exponential()).sum()
+    /// Gamma(`shape`, 1) (statrs); 0 for a shape that is not positive.
+    pub fn gamma(&mut self, shape: f64) -> f64 {
+        Gamma::new(shape, 1.0).map_or(0.0, |d| self.draw(&d))
+    }
+
+    /// Beta(`a`, `b`) (statrs); 0.5 for parameters that are not positive.
+    pub fn beta(&mut self, a: f64, b: f64) -> f64 {
+        Beta::new(a, b).map_or(0.5, |d| self.draw(&d))
+    }
+}
+
+/// The generator as a `rand` source, so statrs's samplers can draw from it.
+impl TryRng for Rng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok((self.next_u64() >> 32) as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
     }
 }
 
@@ -162,6 +161,7 @@ mod tests {
         assert!((mean(20_000, || r.geometric(5.0) as f64) - 5.0).abs() < 0.15);
         assert_eq!(r.geometric(1.0), 1);
         assert!((mean(200, || r.geometric_sum(5000, 3.0) as f64) - 15_000.0).abs() < 100.0);
-        assert!((mean(4000, || r.gamma_whole(3)) - 3.0).abs() < 0.1);
+        assert!((mean(4000, || r.gamma(3.0)) - 3.0).abs() < 0.1);
+        assert!((mean(4000, || r.beta(2.0, 6.0)) - 0.25).abs() < 0.01);
     }
 }

@@ -1,0 +1,642 @@
+//! The judge's tests: each test function under its own null and against the regressions it
+//! must catch.
+
+use super::counts::*;
+use super::*;
+use proptest::prelude::*;
+
+pub(super) fn minute(start: i64, requests: f64, errors: f64, latency: Option<f64>) -> Sample {
+    Sample {
+        start,
+        requests,
+        errors,
+        latency_ms: latency,
+        slow: None,
+    }
+}
+
+pub(super) fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
+    Observations {
+        canary,
+        baseline,
+        step_start: 0,
+    }
+}
+
+#[test]
+fn always_failing_build_is_caught_from_a_handful_of_requests() {
+    let p = Policy::with_defaults("f");
+    let j = judge(
+        &p,
+        &obs(
+            vec![minute(0, 3.0, 3.0, None)],
+            vec![minute(0, 30.0, 0.0, None)],
+        ),
+    );
+    assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    // Two failures out of two is not yet enough at 99% confidence with three tests.
+    let j = judge(&p, &obs(vec![minute(0, 1.0, 1.0, None)], vec![]));
+    assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+}
+
+#[test]
+fn no_canary_traffic_is_not_enough_data_never_healthy() {
+    let p = Policy::with_defaults("f");
+    let j = judge(&p, &obs(vec![], vec![minute(0, 1000.0, 1.0, Some(50.0))]));
+    assert!(matches!(j.verdict, Verdict::NotEnoughData(_)));
+    assert_eq!(j.last_canary_traffic, None);
+}
+
+#[test]
+fn a_canary_at_one_percent_of_a_tenth_of_a_request_per_second_is_not_enough_data() {
+    // 0.1 req/s, 1% to the canary: about one canary request every 17 minutes.
+    let p = Policy::with_defaults("f");
+    let canary = vec![minute(600, 1.0, 0.0, Some(90.0))];
+    let baseline = (0..20)
+        .map(|i| minute(i * 60, 6.0, 0.0, Some(80.0)))
+        .collect();
+    let j = judge(&p, &obs(canary, baseline));
+    assert!(
+        matches!(&j.verdict, Verdict::NotEnoughData(m) if m.contains("1 of 100")),
+        "{j:?}"
+    );
+    assert_eq!(j.last_canary_traffic, Some(600));
+    // Even its one request failing is not proof of a bad build.
+    let j = judge(
+        &p,
+        &obs(
+            vec![minute(600, 1.0, 1.0, None)],
+            vec![minute(600, 6.0, 0.0, None)],
+        ),
+    );
+    assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+}
+
+#[test]
+fn healthy_needs_min_requests_at_the_step() {
+    let mut p = Policy::with_defaults("f");
+    p.min_requests = 100;
+    let c = vec![minute(0, 80.0, 0.0, None), minute(60, 80.0, 0.0, None)];
+    let b = vec![minute(0, 800.0, 1.0, None), minute(60, 800.0, 0.0, None)];
+    let mut o = obs(c, b);
+    assert_eq!(judge(&p, &o).verdict, Verdict::Healthy);
+    o.step_start = 60;
+    assert!(matches!(judge(&p, &o).verdict, Verdict::NotEnoughData(m) if m.contains("80 of 100")));
+}
+
+#[test]
+fn five_percent_errors_against_clean_baseline_is_regressed_within_a_few_hundred() {
+    let p = Policy::with_defaults("f");
+    let j = judge(
+        &p,
+        &obs(
+            (0..5).map(|i| minute(i * 60, 60.0, 3.0, None)).collect(),
+            (0..5).map(|i| minute(i * 60, 600.0, 1.0, None)).collect(),
+        ),
+    );
+    assert!(
+        matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("above baseline"))),
+        "{j:?}"
+    );
+}
+
+#[test]
+fn zero_error_baseline_and_zero_error_canary_is_healthy() {
+    let p = Policy::with_defaults("f");
+    let j = judge(
+        &p,
+        &obs(
+            vec![minute(0, 500.0, 0.0, None)],
+            vec![minute(0, 5000.0, 0.0, None)],
+        ),
+    );
+    assert_eq!(j.verdict, Verdict::Healthy);
+}
+
+#[test]
+fn baseline_without_traffic_still_enforces_the_ceiling() {
+    let p = Policy::with_defaults("f");
+    let j = judge(&p, &obs(vec![minute(0, 200.0, 40.0, None)], vec![]));
+    assert!(
+        matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("ceiling")),
+        "{j:?}"
+    );
+    assert!(
+        (j.increase_evidence - 1.0).abs() < 1e-12,
+        "no pairs, no evidence"
+    );
+}
+
+#[test]
+fn doubled_latency_is_caught_after_a_few_minutes_and_not_before() {
+    let p = Policy::with_defaults("f");
+    let series = |n: i64, c: f64| {
+        let canary = (0..n)
+            .map(|i| minute(i * 60, 60.0, 0.0, Some(c * (1.0 + 0.05 * (i % 3) as f64))))
+            .collect();
+        let base = (0..n)
+            .map(|i| {
+                minute(
+                    i * 60,
+                    600.0,
+                    0.0,
+                    Some(200.0 * (1.0 + 0.04 * (i % 2) as f64)),
+                )
+            })
+            .collect();
+        obs(canary, base)
+    };
+    assert!(!matches!(
+        judge(&p, &series(1, 400.0)).verdict,
+        Verdict::Regressed(_)
+    ));
+    // The first minutes are the canary's warm-up (`source: lambda`: 2 minutes, plus the
+    // minute in which it started), so they are not judged.
+    assert!(!matches!(
+        judge(&p, &series(3, 400.0)).verdict,
+        Verdict::Regressed(_)
+    ));
+    let j = judge(&p, &series(8, 400.0));
+    assert!(
+        matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("p99")),
+        "{j:?}"
+    );
+    // Same latency as the baseline: never regressed however long we look.
+    assert_eq!(judge(&p, &series(30, 200.0)).verdict, Verdict::Healthy);
+}
+
+#[test]
+fn latency_ceiling_applies_without_a_baseline() {
+    let p = Policy::with_defaults("f");
+    let c = (0..6)
+        .map(|i| minute(i * 60, 60.0, 0.0, Some(4000.0)))
+        .collect();
+    let j = judge(&p, &obs(c, vec![]));
+    assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+}
+
+#[test]
+fn small_absolute_latency_changes_are_tolerated() {
+    // +50% on a 10 ms handler is 5 ms: below the 25 ms floor.
+    let p = Policy::with_defaults("f");
+    let c = (0..20)
+        .map(|i| minute(i * 60, 60.0, 0.0, Some(15.0)))
+        .collect();
+    let b = (0..20)
+        .map(|i| minute(i * 60, 600.0, 0.0, Some(10.0)))
+        .collect();
+    assert_eq!(judge(&p, &obs(c, b)).verdict, Verdict::Healthy);
+}
+
+#[test]
+fn reasons_carry_numbers() {
+    let p = Policy::with_defaults("f");
+    let j = judge(
+        &p,
+        &obs(
+            vec![minute(0, 5.0, 5.0, None)],
+            vec![minute(0, 100.0, 0.0, None)],
+        ),
+    );
+    let Verdict::Regressed(r) = &j.verdict else {
+        panic!("{j:?}")
+    };
+    assert!(r[0].contains("100% (5 of 5)"), "{r:?}");
+    assert!(j.summary().contains("100% (5/5)"), "{}", j.summary());
+    assert!(
+        j.summary().contains("(rollback at 300, confidence 99%)"),
+        "{}",
+        j.summary()
+    );
+}
+
+proptest! {
+    /// More errors in the same requests is never less evidence.
+    #[test]
+    fn evidence_is_monotone_in_errors(k in 0u32..50, n in 50u32..500, p0 in 0.001f64..0.5) {
+        let (k, n) = (f64::from(k), f64::from(n));
+        prop_assert!(evidence_above(k + 1.0, n, p0) >= evidence_above(k, n, p0));
+    }
+
+    #[test]
+    fn judge_never_panics_and_regresses_only_with_canary_data(
+        c in proptest::collection::vec((0.0f64..1000.0, 0.0f64..1.0, proptest::option::of(0.0f64..5000.0)), 0..8),
+        b in proptest::collection::vec((0.0f64..1000.0, 0.0f64..1.0, proptest::option::of(0.0f64..5000.0)), 0..8),
+    ) {
+        let p = Policy::with_defaults("f");
+        let to = |v: &Vec<(f64, f64, Option<f64>)>| v.iter().enumerate()
+            .map(|(i, &(n, r, l))| minute(i as i64 * 60, n.floor(), (n * r).floor(), l)).collect::<Vec<_>>();
+        let j = judge(&p, &obs(to(&c), to(&b)));
+        if j.canary.requests == 0.0 {
+            prop_assert!(matches!(j.verdict, Verdict::NotEnoughData(_)), "{:?}", j);
+        }
+    }
+}
+
+/// Repeated looks under H0 keep the false-rollback rate at or below α (simulated, seeded).
+#[test]
+fn false_rollbacks_under_repeated_looks_stay_below_alpha() {
+    let mut p = Policy::with_defaults("f");
+    p.confidence = 0.95; // a larger α makes the check meaningful with few runs
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut uniform = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let runs = 400;
+    let mut false_alarms = 0;
+    for _ in 0..runs {
+        let mut o = obs(vec![], vec![]);
+        for m in 0..30 {
+            let rate = 0.01; // canary and baseline identical, exactly at the ceiling
+            let count =
+                |n: u32, u: &mut dyn FnMut() -> f64| (0..n).filter(|_| u() < rate).count() as f64;
+            let kc = count(30, &mut uniform);
+            let kb = count(270, &mut uniform);
+            o.canary.push(minute(m * 60, 30.0, kc, None));
+            o.baseline.push(minute(m * 60, 270.0, kb, None));
+            if matches!(judge(&p, &o).verdict, Verdict::Regressed(_)) {
+                false_alarms += 1;
+                break;
+            }
+        }
+    }
+    assert!(
+        f64::from(false_alarms) / f64::from(runs) <= 0.05,
+        "{false_alarms} of {runs}"
+    );
+}
+
+mod error_event_tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_proportion_to_traffic_are_no_evidence() {
+        // 10% of requests and 10% of errors: exactly what H0 predicts.
+        let pairs = vec![(100.0, 1.0, 900.0, 9.0); 20];
+        assert!(error_event_evidence(&pairs) < 1.0);
+    }
+
+    #[test]
+    fn errors_concentrated_on_the_canary_are_strong_evidence() {
+        let pairs = vec![(60.0, 1.0, 540.0, 0.0); 8];
+        assert!(
+            error_event_evidence(&pairs) > 300.0,
+            "{}",
+            error_event_evidence(&pairs)
+        );
+    }
+
+    #[test]
+    fn a_worse_but_immaterial_canary_is_held_not_rolled_back() {
+        // 0.3% vs 0.1%: credibly worse, but within max_increase 0.5%.
+        let p = Policy::with_defaults("f");
+        let c: Vec<Sample> = (0..60)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 1000.0,
+                errors: 3.0,
+                latency_ms: None,
+                slow: None,
+            })
+            .collect();
+        let b: Vec<Sample> = (0..60)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 9000.0,
+                errors: 9.0,
+                latency_ms: None,
+                slow: None,
+            })
+            .collect();
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c,
+                baseline: b,
+                step_start: 0,
+            },
+        );
+        assert!(j.increase_evidence > j.threshold, "{j:?}");
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    #[test]
+    fn suspicious_evidence_holds_the_step_instead_of_moving_on() {
+        let p = Policy::with_defaults("f");
+        // Two canary errors in 120 requests, none in the baseline: evidence, not proof.
+        let c = vec![Sample {
+            start: 0,
+            requests: 120.0,
+            errors: 2.0,
+            latency_ms: None,
+            slow: None,
+        }];
+        let b = vec![Sample {
+            start: 0,
+            requests: 1080.0,
+            errors: 0.0,
+            latency_ms: None,
+            slow: None,
+        }];
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c,
+                baseline: b,
+                step_start: 0,
+            },
+        );
+        assert!(
+            j.increase_evidence >= SUSPICION && j.increase_evidence < j.threshold,
+            "{j:?}"
+        );
+        assert!(
+            matches!(&j.verdict, Verdict::NotEnoughData(m) if m.starts_with("suspicious")),
+            "{j:?}"
+        );
+    }
+
+    #[test]
+    fn an_outage_that_fails_both_versions_alike_is_not_the_new_builds_fault() {
+        // Issue 7: a shared dependency adds 3% 5xx to both versions for ten minutes.
+        let p = Policy::with_defaults("f");
+        let c: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 60.0,
+                errors: 2.0,
+                latency_ms: None,
+                slow: None,
+            })
+            .collect();
+        let b: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 540.0,
+                errors: 17.0,
+                latency_ms: None,
+                slow: None,
+            })
+            .collect();
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c.clone(),
+                baseline: b,
+                step_start: 0,
+            },
+        );
+        assert!(
+            j.ceiling_evidence >= j.threshold,
+            "above the 1% ceiling: {j:?}"
+        );
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        // Without baseline traffic to compare with, the ceiling stands alone.
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c,
+                baseline: vec![],
+                step_start: 0,
+            },
+        );
+        assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    #[test]
+    fn clustered_baseline_errors_are_overdispersed_and_independent_ones_are_not() {
+        let period = |i: i64, errors: f64| Sample {
+            start: i * 60,
+            requests: 1000.0,
+            errors,
+            latency_ms: None,
+            slow: None,
+        };
+        // About 1 error a period, but in clusters of ten.
+        let bursty: Vec<Sample> = (0..20)
+            .map(|i| period(i, if i % 10 == 0 { 10.0 } else { 0.0 }))
+            .collect();
+        assert!(dispersion(&bursty) > 5.0, "{}", dispersion(&bursty));
+        let steady: Vec<Sample> = (0..20).map(|i| period(i, f64::from(i as u8 % 3))).collect();
+        assert!(dispersion(&steady) < 1.5, "{}", dispersion(&steady));
+        assert!(
+            (dispersion(&bursty[..2]) - 1.0).abs() < 1e-12,
+            "too little to estimate"
+        );
+    }
+
+    #[test]
+    fn one_burst_of_errors_is_at_most_a_suspicion_but_errors_in_period_after_period_roll_back() {
+        let p = Policy::with_defaults("f");
+        let base = |n: i64| {
+            (0..n)
+                .map(|i| minute(i * 60, 540.0, 0.0, None))
+                .collect::<Vec<_>>()
+        };
+        // Six canary errors in one minute, none before or after: a burst.
+        let burst: Vec<Sample> = (0..10)
+            .map(|i| minute(i * 60, 60.0, if i == 3 { 6.0 } else { 0.0 }, None))
+            .collect();
+        let j = judge(&p, &obs(burst, base(10)));
+        assert!(j.increase_evidence <= PERIOD_CAP + 1e-9, "{j:?}");
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        // Two canary errors a minute, every minute: a bad build.
+        let steady: Vec<Sample> = (0..4).map(|i| minute(i * 60, 60.0, 2.0, None)).collect();
+        let j = judge(&p, &obs(steady, base(4)));
+        assert!(j.increase_evidence >= j.threshold, "{j:?}");
+    }
+
+    /// Runs where the error-event test ever reaches `threshold` on identical versions whose errors
+    /// come in clusters (geometric sizes with mean `mean_cluster`), each cluster landing on the
+    /// canary with its share of the traffic: the test's own null, with bursty inputs.
+    /// Events of one period in Poisson(`clusters`) clusters of geometric size with mean
+    /// `mean_cluster`, each cluster wholly the canary's with probability `canary_share`: the
+    /// (canary, baseline) counts.
+    fn clustered_split(
+        rng: &mut crate::sim::rng::Rng,
+        clusters: f64,
+        mean_cluster: f64,
+        canary_share: f64,
+    ) -> (f64, f64) {
+        let (mut c, mut b) = (0.0_f64, 0.0_f64);
+        for _ in 0..rng.poisson(clusters) {
+            let mut size = 1.0;
+            while rng.uniform() > 1.0 / mean_cluster {
+                size += 1.0;
+            }
+            if rng.uniform() < canary_share {
+                c += size;
+            } else {
+                b += size;
+            }
+        }
+        (c, b)
+    }
+
+    fn bursty_null_rejections(runs: u32, mean_cluster: f64, threshold: f64) -> u32 {
+        let mut rng = crate::sim::rng::Rng::new(7);
+        let (nc, nb, rate) = (100.0, 900.0, 0.002);
+        let clusters_per_period = (nc + nb) * rate / mean_cluster;
+        let mut rejected = 0;
+        for _ in 0..runs {
+            let (mut c, mut b) = (Vec::new(), Vec::new());
+            for m in 0..30 {
+                let (xc, xb) =
+                    clustered_split(&mut rng, clusters_per_period, mean_cluster, nc / (nc + nb));
+                c.push(minute(m * 60, nc, xc.min(nc), None));
+                b.push(minute(m * 60, nb, xb.min(nb), None));
+                let phi = dispersion(&b);
+                let pairs: Vec<_> = c
+                    .iter()
+                    .zip(&b)
+                    .map(|(c, b)| (c.requests, c.errors / phi, b.requests, b.errors / phi))
+                    .collect();
+                if error_event_evidence(&pairs) >= threshold {
+                    rejected += 1;
+                    break;
+                }
+            }
+        }
+        rejected
+    }
+
+    #[test]
+    fn the_error_event_test_keeps_its_share_of_alpha_when_errors_come_in_bursts() {
+        // α = 0.05 split three ways: this test's share is 1/60, at any of 30 looks.
+        let runs = 600;
+        let share = 0.05 / 3.0;
+        for mean_cluster in [1.0, 5.0] {
+            let r = bursty_null_rejections(runs, mean_cluster, 3.0 / 0.05);
+            assert!(
+                f64::from(r) / f64::from(runs) <= share,
+                "clusters of {mean_cluster}: {r} of {runs} false rejections"
+            );
+        }
+    }
+
+    fn with_slow(mut s: Sample, slow: f64) -> Sample {
+        s.slow = Some(slow);
+        s
+    }
+
+    #[test]
+    fn slow_requests_in_the_warm_up_after_a_weight_increase_are_not_judged_and_after_it_are() {
+        let mut p = Policy::with_defaults("f");
+        p.latency.slow_ms = Some(400.0);
+        // 10% of 1000 requests a minute for 4 minutes, then 25%: each increase brings 10% of the
+        // canary's requests over 400 ms for two minutes (cold starts); the baseline has 0.5%.
+        let mut c = Vec::new();
+        let mut b = Vec::new();
+        for m in 0..8 {
+            let share = if m < 4 { 0.1 } else { 0.25 };
+            let (nc, nb) = (1000.0 * share, 1000.0 * (1.0 - share));
+            let cold = m == 0 || m == 1 || m == 4 || m == 5;
+            let slow_c = if cold { 0.1 * nc } else { 0.005 * nc };
+            c.push(with_slow(minute(m * 60, nc, 0.0, Some(100.0)), slow_c));
+            b.push(with_slow(minute(m * 60, nb, 0.0, Some(100.0)), 0.005 * nb));
+        }
+        let mut o = obs(c.clone(), b.clone());
+        o.step_start = 240;
+        let j = judge(&p, &o);
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        assert!(j.slow_evidence.is_some_and(|e| e < 2.0), "{j:?}");
+        // Judged with no warm-up, the same periods are a regression.
+        p.latency.warmup = Some(std::time::Duration::ZERO);
+        let j = judge(&p, &o);
+        assert!(
+            matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("slower than 400 ms"))),
+            "{j:?}"
+        );
+    }
+
+    #[test]
+    fn a_tail_regression_is_caught_by_its_slow_requests_when_the_median_does_not_move() {
+        let mut p = Policy::with_defaults("f");
+        p.latency.stat = crate::policy::LatencyStat::P50;
+        p.latency.slow_ms = Some(400.0);
+        p.latency.warmup = Some(std::time::Duration::ZERO);
+        let series = |minutes: i64| {
+            let c = (0..minutes)
+                .map(|m| with_slow(minute(m * 60, 60.0, 0.0, Some(80.0)), 2.0))
+                .collect();
+            let b = (0..minutes)
+                .map(|m| {
+                    with_slow(
+                        minute(m * 60, 540.0, 0.0, Some(80.0)),
+                        if m % 3 == 0 { 1.0 } else { 0.0 },
+                    )
+                })
+                .collect();
+            obs(c, b)
+        };
+        assert!(!matches!(
+            judge(&p, &series(1)).verdict,
+            Verdict::Regressed(_)
+        ));
+        let j = judge(&p, &series(6));
+        assert!(
+            matches!(&j.verdict, Verdict::Regressed(r) if r.len() == 1 && r[0].contains("3.3% of requests slower than 400 ms")),
+            "{j:?}"
+        );
+        assert!(j.summary().contains("slow requests"), "{}", j.summary());
+        // Within the allowed increase: credible but immaterial, never a rollback.
+        p.latency.max_slow_increase = 0.05;
+        let j = judge(&p, &series(30));
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    /// Runs of 30 looks under the tail test's null (both versions share each minute's chance of a
+    /// slow request), with that chance wandering from minute to minute (autocorrelated, log-AR(1))
+    /// and slow requests in clusters of geometric size (heavy-tailed counts); how many runs the
+    /// full judge rolls back for slow requests.
+    fn tail_null_rejections(runs: u32, mean_cluster: f64, policy: &Policy) -> u32 {
+        let mut rng = crate::sim::rng::Rng::new(11);
+        let (nc, nb) = (100.0, 900.0);
+        let mut rejected = 0;
+        for _ in 0..runs {
+            let (mut c, mut b) = (Vec::new(), Vec::new());
+            let mut level = 0.0_f64;
+            for m in 0..30 {
+                level = 0.8 * level + 0.5 * rng.normal();
+                let p_slow = (0.01 * level.exp()).min(0.5);
+                let (sc, sb) = clustered_split(
+                    &mut rng,
+                    (nc + nb) * p_slow / mean_cluster,
+                    mean_cluster,
+                    nc / (nc + nb),
+                );
+                c.push(with_slow(minute(m * 60, nc, 0.0, Some(80.0)), sc.min(nc)));
+                b.push(with_slow(minute(m * 60, nb, 0.0, Some(80.0)), sb.min(nb)));
+                let j = judge(policy, &obs(c.clone(), b.clone()));
+                if matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("slower than")))
+                {
+                    rejected += 1;
+                    break;
+                }
+            }
+        }
+        rejected
+    }
+
+    #[test]
+    fn the_tail_test_keeps_its_share_of_alpha_on_autocorrelated_bursty_slow_requests() {
+        // α = 0.05 split four ways: this test's share is 1/80, at any of 30 looks; the allowed
+        // increase is 0 so only the evidence stands between the null and a rollback.
+        let mut p = Policy::with_defaults("f");
+        p.confidence = 0.95;
+        p.latency.slow_ms = Some(400.0);
+        p.latency.max_slow_increase = 0.0;
+        p.latency.warmup = Some(std::time::Duration::ZERO);
+        let runs = 400;
+        for mean_cluster in [1.0, 5.0] {
+            let r = tail_null_rejections(runs, mean_cluster, &p);
+            assert!(
+                f64::from(r) / f64::from(runs) <= 0.05 / 4.0,
+                "clusters of {mean_cluster}: {r} of {runs} false rejections"
+            );
+        }
+    }
+}
