@@ -53,6 +53,49 @@ pub fn evidence_above(k: f64, n: f64, p0: f64) -> f64 {
         .sum()
 }
 
+/// A period of the ceiling test is proof on its own when it would be even if its errors came in
+/// clusters of this size: a build failing every request is rolled back on its first period, a
+/// burst of errors from a healthy one is not (bursts of 5 at 0.1% 5xx: no false rollback from
+/// the ceiling in the benchmark; every request failing: rolled back on the first period).
+const DECISIVE_CLUSTER: f64 = 4.0;
+
+/// Evidence that the canary's 5xx rate is above `p0`, from its (requests, errors) per period,
+/// counts already divided by the dispersion `phi`: [`evidence_above`]'s mixture over the grid of
+/// alternative rates, with each period's likelihood ratio capped at [`PERIOD_CAP`] so one burst
+/// of errors is never proof on its own, unless the period is proof even read as clusters of
+/// [`DECISIVE_CLUSTER`] errors (a build failing every request). Capping keeps each factor's
+/// expectation under H0 at most 1, so the product is still a test supermartingale and the
+/// mixture anytime-valid.
+pub(super) fn ceiling_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64 {
+    if p0 <= 0.0 {
+        return if periods.iter().any(|&(_, k)| k > 0.0) {
+            f64::INFINITY
+        } else {
+            1.0
+        };
+    }
+    if p0 >= 1.0 {
+        return 0.0;
+    }
+    let clusters = (DECISIVE_CLUSTER / phi.max(1.0)).max(1.0);
+    let w = 1.0 / GRID.len() as f64;
+    GRID.iter()
+        .filter(|&&p1| p1 > p0)
+        .map(|&p1| {
+            let llr = |k: f64, n: f64| loglik(k.min(n), n, p1) - loglik(k.min(n), n, p0);
+            let total: f64 = periods
+                .iter()
+                .filter(|&&(n, _)| n > 0.0)
+                .map(|&(n, k)| {
+                    let cap = PERIOD_CAP.ln().max(llr(k / clusters, n / clusters));
+                    llr(k, n).min(cap)
+                })
+                .sum();
+            w * total.exp()
+        })
+        .sum()
+}
+
 /// Most evidence one period can add to the error-event test (a factor, per alternative).
 ///
 /// One burst of errors (a retry storm, one hiccup of a dependency) lands in one period; a bad
@@ -118,11 +161,13 @@ pub(super) const DISPERSION_MIN_ERRORS: f64 = 5.0;
 /// Baseline periods with requests needed before their clustering is estimated at all.
 pub(super) const DISPERSION_MIN_PERIODS: usize = 4;
 
-/// How much more the baseline's per-period error counts vary than independent requests would
-/// (Pearson's χ² over its degrees of freedom, at least 1): errors that come in bursts (a retry
-/// storm, a shared dependency hiccup) carry less independent evidence than their count, on
-/// both versions alike. The 5xx tests divide every count by it (quasi-likelihood), so a burst
-/// of errors on a healthy canary is not read as many independent failures.
+/// How much more one version's per-period error counts vary than independent requests at its
+/// own mean rate would (Pearson's χ² over its degrees of freedom, at least 1): errors that come
+/// in bursts (a retry storm, a shared dependency hiccup) carry less independent evidence than
+/// their count. The 5xx tests divide every count by the larger of the two versions' (a
+/// quasi-likelihood), so a burst of errors on a healthy canary is not read as many independent
+/// failures even while the baseline has had none; a bad build failing independent requests at
+/// a steady rate keeps a dispersion near 1 and loses nothing.
 #[must_use]
 pub fn dispersion(baseline: &[Sample]) -> f64 {
     let periods: Vec<(f64, f64)> = baseline

@@ -27,7 +27,7 @@ mod tests;
 
 use crate::policy::Policy;
 pub use counts::error_event_evidence;
-use counts::{dispersion, evidence_above, slow_requests};
+use counts::{ceiling_evidence, dispersion, slow_requests};
 use latency::{latency_diffs, latency_var_floor, mixture_evidence, warm_periods};
 use std::fmt;
 
@@ -226,11 +226,29 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
 
     let rules = policy.errors;
     // Clustered errors carry less evidence than their count (see `dispersion`).
-    let phi = dispersion(&obs.baseline);
+    let phi = dispersion(&obs.baseline).max(dispersion(&obs.canary));
+    // The ceiling is the canary's own rate, period by period; a period in which the stable
+    // version itself answered more than the ceiling (a shared outage) is not held against it.
+    let own: Vec<(f64, f64)> = obs
+        .canary
+        .iter()
+        .filter(|c| {
+            obs.baseline
+                .iter()
+                .find(|b| b.start == c.start)
+                .is_none_or(|b| b.requests <= 0.0 || b.errors <= rules.max_rate * b.requests)
+        })
+        .map(|c| {
+            (
+                c.requests.max(0.0) / phi,
+                c.errors.clamp(0.0, c.requests.max(0.0)) / phi,
+            )
+        })
+        .collect();
     let ceiling_evidence = if rules.max_rate >= 1.0 {
         0.0
     } else {
-        evidence_above(kc / phi, nc / phi, rules.max_rate)
+        ceiling_evidence(&own, rules.max_rate, phi)
     };
     let pairs: Vec<(f64, f64, f64, f64)> = obs
         .canary

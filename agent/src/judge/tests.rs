@@ -26,6 +26,25 @@ pub(super) fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
 #[test]
 fn always_failing_build_is_caught_from_a_handful_of_requests() {
     let p = Policy::with_defaults("f");
+    // Two periods of 5 failures out of 5: caught.
+    let j = judge(
+        &p,
+        &obs(
+            vec![minute(0, 5.0, 5.0, None), minute(10, 5.0, 5.0, None)],
+            vec![minute(0, 50.0, 0.0, None), minute(10, 50.0, 0.0, None)],
+        ),
+    );
+    assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    // One period of 10 out of 10 is proof on its own, even read as clusters of errors.
+    let j = judge(
+        &p,
+        &obs(
+            vec![minute(0, 10.0, 10.0, None)],
+            vec![minute(0, 100.0, 0.0, None)],
+        ),
+    );
+    assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    // One period of 3 out of 3 could be one burst: held, not rolled back.
     let j = judge(
         &p,
         &obs(
@@ -33,7 +52,7 @@ fn always_failing_build_is_caught_from_a_handful_of_requests() {
             vec![minute(0, 30.0, 0.0, None)],
         ),
     );
-    assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    assert!(matches!(j.verdict, Verdict::NotEnoughData(_)), "{j:?}");
     // Two failures out of two is not yet enough at 99% confidence with three tests.
     let j = judge(&p, &obs(vec![minute(0, 1.0, 1.0, None)], vec![]));
     assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
@@ -194,15 +213,15 @@ fn reasons_carry_numbers() {
     let j = judge(
         &p,
         &obs(
-            vec![minute(0, 5.0, 5.0, None)],
+            vec![minute(0, 10.0, 10.0, None)],
             vec![minute(0, 100.0, 0.0, None)],
         ),
     );
     let Verdict::Regressed(r) = &j.verdict else {
         panic!("{j:?}")
     };
-    assert!(r[0].contains("100% (5 of 5)"), "{r:?}");
-    assert!(j.summary().contains("100% (5/5)"), "{}", j.summary());
+    assert!(r[0].contains("100% (10 of 10)"), "{r:?}");
+    assert!(j.summary().contains("100% (10/10)"), "{}", j.summary());
     assert!(
         j.summary().contains("(rollback at 300, confidence 99%)"),
         "{}",
@@ -389,11 +408,30 @@ mod error_event_tests {
                 step_start: 0,
             },
         );
-        assert!(
-            j.ceiling_evidence >= j.threshold,
-            "above the 1% ceiling: {j:?}"
-        );
+        // Above the 1% ceiling, but so was the stable version in every period: not counted.
+        assert!(j.ceiling_evidence < SUSPICION, "{j:?}");
         assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        // The same canary beside a stable version under the ceiling is rolled back by it.
+        let quiet: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                start: i * 60,
+                requests: 540.0,
+                errors: 17.0,
+                latency_ms: None,
+                slow: None,
+            })
+            .map(|b| Sample { errors: 1.0, ..b })
+            .collect();
+        let j = judge(
+            &p,
+            &Observations {
+                canary: c.clone(),
+                baseline: quiet,
+                step_start: 0,
+            },
+        );
+        assert!(j.ceiling_evidence >= j.threshold, "{j:?}");
+        assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
         // Without baseline traffic to compare with, the ceiling stands alone.
         let j = judge(
             &p,
@@ -638,5 +676,32 @@ mod error_event_tests {
                 "clusters of {mean_cluster}: {r} of {runs} false rejections"
             );
         }
+    }
+
+    #[test]
+    fn bursts_on_the_canary_are_discounted_by_its_own_dispersion_while_the_baseline_is_clean() {
+        let p = Policy::with_defaults("f");
+        let b: Vec<Sample> = (0..30).map(|i| minute(i * 60, 540.0, 0.0, None)).collect();
+        // Two bursts of 6 errors in 30 minutes (0.07% of requests), none on the stable version.
+        let bursty: Vec<Sample> = (0..30)
+            .map(|i| {
+                minute(
+                    i * 60,
+                    60.0,
+                    if i == 7 || i == 19 { 6.0 } else { 0.0 },
+                    None,
+                )
+            })
+            .collect();
+        let j = judge(&p, &obs(bursty.clone(), b.clone()));
+        assert!(dispersion(&bursty) > 4.0, "{}", dispersion(&bursty));
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        // The same 12 errors spread one or none a minute (independent failures): rolled back.
+        let steady: Vec<Sample> = (0..30)
+            .map(|i| minute(i * 60, 60.0, if i % 5 < 2 { 1.0 } else { 0.0 }, None))
+            .collect();
+        assert!(dispersion(&steady) < 1.5, "{}", dispersion(&steady));
+        let j = judge(&p, &obs(steady, b));
+        assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
     }
 }
