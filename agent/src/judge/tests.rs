@@ -705,3 +705,62 @@ mod error_event_tests {
         assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
     }
 }
+
+mod latency_null_tests {
+    use super::super::latency::mixture_evidence;
+    use crate::sim::rng::Rng;
+
+    /// Share of runs in which the latency test ever reaches `threshold` (any prefix: the agent
+    /// looks after every observation) on `runs` series of `n` observations at the null boundary
+    /// (mean 0), AR(1) with coefficient `phi` and Student-t innovations of `dof` degrees of
+    /// freedom (heavy tails), scaled to a per-observation standard deviation `sd`.
+    fn ever_rejects(runs: u32, n: usize, phi: f64, dof: f64, sd: f64, threshold: f64) -> f64 {
+        let mut rng = Rng::new(17);
+        let mut rejected = 0;
+        for _ in 0..runs {
+            let mut level = 0.0;
+            let mut d = Vec::with_capacity(n);
+            let mut hit = false;
+            for _ in 0..n {
+                // Student t: a normal over the root of a scaled chi-square (statrs Gamma).
+                let t = rng.normal() / (2.0 * rng.gamma(dof / 2.0) / dof).sqrt();
+                let unit = t / (dof / (dof - 2.0)).sqrt();
+                level = phi * level + (1.0 - phi * phi).sqrt() * unit;
+                d.push(sd * level);
+                if mixture_evidence(&d, 0.04) >= threshold {
+                    hit = true;
+                    break;
+                }
+            }
+            rejected += u32::from(hit);
+        }
+        f64::from(rejected) / f64::from(runs)
+    }
+
+    #[test]
+    fn the_latency_test_keeps_its_share_of_alpha_on_heavy_tailed_periods_and_bounds_autocorrelated_ones(
+    ) {
+        // α = 1% split over 3 tests: each may reject at most 1/300 of null runs (5000 runs of
+        // 90 looks at the p99 floor: two standard errors of sampling noise allowed).
+        let threshold = 300.0;
+        let share: f64 = 1.0 / threshold;
+        let noise = 2.0 * (share / 5000.0).sqrt();
+        let rate = ever_rejects(5000, 90, 0.0, 3.0, 0.3, threshold);
+        assert!(rate <= share + noise, "t(3): {:.2}%", rate * 100.0);
+        // Autocorrelated periods: the AR(1) long-run variance takes most of the excess out, not
+        // all of it (measured: 0.8%, 4.8% and 1.3% at AR 0.5, 0.8 and 0.9, against a share of
+        // 0.33%). Bounded here so it cannot grow unseen; README "Judge" states the miss.
+        for (phi, dof, sd, bound) in [
+            (0.5, 3.0, 0.2, 0.012),
+            (0.8, 4.0, 0.2, 0.06),
+            (0.9, 5.0, 0.1, 0.02),
+        ] {
+            let rate = ever_rejects(5000, 90, phi, dof, sd, threshold);
+            assert!(
+                rate <= bound,
+                "AR({phi}) t({dof}) sd {sd}: {:.2}%",
+                rate * 100.0
+            );
+        }
+    }
+}
