@@ -34,6 +34,8 @@ pub(super) fn loglik(k: f64, n: f64, p: f64) -> f64 {
 ///
 /// Each term is a nonnegative supermartingale under H0, so their equal-weight average is too, and
 /// by Ville's inequality it exceeds `1/α` with probability at most α, at any number of looks.
+/// The uncapped reference of [`ceiling_evidence`], which tests check it against.
+#[cfg(test)]
 #[must_use]
 pub fn evidence_above(k: f64, n: f64, p0: f64) -> f64 {
     if n <= 0.0 {

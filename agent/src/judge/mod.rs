@@ -2,21 +2,28 @@
 //!
 //! Pure: no I/O, no clock. The agent looks every minute, so every test here is *anytime-valid*:
 //! the chance of a false rollback stays below `1 - confidence` however many times it looks.
-//! The false-rollback budget α is split evenly (Bonferroni) across three e-processes:
+//! The false-rollback budget α is split evenly (Bonferroni) across three e-processes, four with
+//! the tail test:
 //!
 //! 1. **5xx ceiling** — H0: canary rate ≤ `errors.max_rate`. A mixture of Bernoulli likelihood
-//!    ratios over a fixed grid of alternative rates (Robbins' mixture SPRT). A build failing every
-//!    request is rejected after 2–3 requests. Acted on only when the canary also looks worse than
-//!    the baseline (or the baseline has no traffic): a shared outage is not the new build's fault.
+//!    ratios over a fixed grid of alternative rates (Robbins' mixture SPRT), period by period,
+//!    each period's factor capped unless it is proof even as clusters of errors
+//!    (`counts::ceiling_evidence`). Periods in which the stable version itself answered more
+//!    than the ceiling are left out, and a rollback also needs the canary to look worse than the
+//!    baseline (or the baseline to have no traffic): a shared outage is not the new build's fault.
 //! 2. **5xx increase** — H0: canary rate ≤ baseline rate, the two-sample error-event test of
 //!    [`error_event_evidence`], each period's contribution capped so one burst is never proof; a
 //!    rollback also needs the observed increase to be above `errors.max_increase` (a credible but
-//!    immaterial difference is not a regression).
+//!    immaterial difference is not a regression; a point estimate, not a tested margin).
 //!
-//! Both 5xx tests divide counts by the baseline's overdispersion ([`dispersion`]).
+//! Both 5xx tests divide counts by the larger of the two versions' overdispersion
+//! ([`dispersion`]).
 //! 3. **Latency** — per period, `d = ln(canary / limit)` where the limit is the smaller of
 //!    `latency.max_ms` and `max(max_ratio × baseline, baseline + min_increase_ms)`; H0: mean d ≤ 0,
-//!    tested with a normal-mixture sequential probability ratio test (Johari, Pekelis & Walsh).
+//!    tested with a normal-mixture sequential probability ratio test (Johari, Pekelis & Walsh)
+//!    on the periods' long-run variance (correlated periods count as fewer).
+//! 4. **Slow requests** (with `latency.slow_ms`) — the share of requests over the threshold,
+//!    tested against the baseline's like 5xx.
 //!
 //! Missing data is never a pass: no canary requests means [`Verdict::NotEnoughData`].
 
@@ -26,8 +33,8 @@ mod latency;
 mod tests;
 
 use crate::policy::Policy;
-pub use counts::error_event_evidence;
-use counts::{ceiling_evidence, dispersion, slow_requests};
+pub use counts::{dispersion, error_event_evidence};
+use counts::{ceiling_evidence, slow_requests};
 use latency::{latency_diffs, latency_var_floor, mixture_evidence, warm_periods};
 use std::fmt;
 

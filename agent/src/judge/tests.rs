@@ -237,6 +237,26 @@ proptest! {
         prop_assert!(evidence_above(k + 1.0, n, p0) >= evidence_above(k, n, p0));
     }
 
+    /// The ceiling test's per-period cap only ever lowers the evidence, and more errors in a
+    /// period never lower it.
+    #[test]
+    fn the_capped_ceiling_is_never_more_than_the_uncapped_mixture(
+        periods in proptest::collection::vec((1u32..200, 0u32..200), 1..6),
+        p0 in 0.001f64..0.5,
+    ) {
+        let periods: Vec<(f64, f64)> = periods
+            .into_iter()
+            .map(|(n, k)| (f64::from(n), f64::from(k.min(n))))
+            .collect();
+        let n: f64 = periods.iter().map(|p| p.0).sum();
+        let k: f64 = periods.iter().map(|p| p.1).sum();
+        let capped = ceiling_evidence(&periods, p0, 1.0);
+        prop_assert!(capped <= evidence_above(k, n, p0) * (1.0 + 1e-9));
+        let mut more = periods.clone();
+        more[0].1 = (more[0].1 + 1.0).min(more[0].0);
+        prop_assert!(ceiling_evidence(&more, p0, 1.0) >= capped * (1.0 - 1e-9));
+    }
+
     #[test]
     fn judge_never_panics_and_regresses_only_with_canary_data(
         c in proptest::collection::vec((0.0f64..1000.0, 0.0f64..1.0, proptest::option::of(0.0f64..5000.0)), 0..8),
