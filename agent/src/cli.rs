@@ -3,6 +3,7 @@
 
 use crate::policy::{self, DirReport, Policy};
 use crate::rollout::{Override, Version};
+use crate::text::human_duration;
 use crate::tick::{Agent, CommandError};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -152,9 +153,23 @@ pub enum PolicyCommand {
         /// Directory of policy files.
         #[arg(default_value = "policies")]
         dir: PathBuf,
+        /// Also estimate, for each policy, how long each step takes at this many requests a
+        /// second to the alias (both versions together).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<f64>,
     },
     /// Print the JSON Schema of a policy file.
     Schema,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1e6 => Ok(r),
+        Ok(r) => Err(format!(
+            "must be more than 0 and at most 1000000 requests a second, got {r}"
+        )),
+        Err(e) => Err(format!("not a number of requests a second: {e}")),
+    }
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -275,7 +290,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(), CliError> {
     let conf = conf.as_ref();
     match cli.command {
-        Command::Policy(PolicyCommand::Check { dir }) => policy_check(&dir),
+        Command::Policy(PolicyCommand::Check { dir, rate }) => policy_check(&dir, rate),
         Command::Policy(PolicyCommand::Schema) => {
             println!(
                 "{}",
@@ -397,7 +412,7 @@ fn override_of(command: Command) -> Result<(String, PathBuf, Override, String), 
     })
 }
 
-fn policy_check(dir: &Path) -> Result<(), CliError> {
+fn policy_check(dir: &Path, rate: Option<f64>) -> Result<(), CliError> {
     let report = policy::load_dir(dir);
     for p in &report.policies {
         println!(
@@ -407,6 +422,9 @@ fn policy_check(dir: &Path) -> Result<(), CliError> {
             p.alias,
             p.steps
         );
+        if let Some(rps) = rate {
+            println!("    {}", step_estimate(p, rps));
+        }
     }
     for p in &report.problems {
         println!("error  {p}");
@@ -421,6 +439,28 @@ fn policy_check(dir: &Path) -> Result<(), CliError> {
             dir.display()
         )))
     }
+}
+
+/// One line: how long each step of `policy` takes at `rps`, and the total to 100%.
+fn step_estimate(policy: &Policy, rps: f64) -> String {
+    let steps = policy.step_seconds(rps);
+    let total = steps.iter().fold(0_i64, |t, s| t.saturating_add(s.1));
+    let each: Vec<String> = steps
+        .iter()
+        .map(|&(w, secs)| {
+            let slow = secs > policy.step_interval_secs();
+            format!(
+                "{w}% {}{}",
+                human_duration(secs),
+                if slow { " (min_requests)" } else { "" }
+            )
+        })
+        .collect();
+    format!(
+        "at {rps} req/s: {}; about {} to 100% when healthy",
+        each.join(", "),
+        human_duration(total)
+    )
 }
 
 /// Reads and validates one policy file named on the command line.
@@ -525,7 +565,14 @@ mod tests {
 
     #[test]
     fn policy_check_exits_2_on_any_invalid_file_and_0_otherwise() {
-        assert!(policy_check(&shipped()).is_ok());
+        assert!(policy_check(&shipped(), None).is_ok());
+        assert!(policy_check(&shipped(), Some(0.05)).is_ok());
+        let p = Policy::with_defaults("f");
+        assert_eq!(
+            step_estimate(&p, 0.05),
+            "at 0.05 req/s: 10% 5h33m (min_requests), 25% 2h13m (min_requests), 50% 1h6m (min_requests); about 8h53m to 100% when healthy"
+        );
+        assert!(parse_rate("0").is_err() && parse_rate("x").is_err() && parse_rate("2e6").is_err());
         let dir = temp_dir("check");
         std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
         std::fs::write(
@@ -533,10 +580,15 @@ mod tests {
             "function: bad\nerrors:\n  max_rate: 1.5\n",
         )
         .expect("write");
-        let err = policy_check(&dir).expect_err("invalid file");
+        let err = policy_check(&dir, None).expect_err("invalid file");
         assert_eq!(err.exit_code(), 2);
         let empty = temp_dir("empty");
-        assert_eq!(policy_check(&empty).expect_err("no files").exit_code(), 2);
+        assert_eq!(
+            policy_check(&empty, None)
+                .expect_err("no files")
+                .exit_code(),
+            2
+        );
     }
 
     #[cfg(unix)]
@@ -545,7 +597,7 @@ mod tests {
         let dir = temp_dir("dangling");
         std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
         std::os::unix::fs::symlink(dir.join("moved.yaml"), dir.join("bad.yaml")).expect("link");
-        let err = policy_check(&dir).expect_err("dangling link");
+        let err = policy_check(&dir, None).expect_err("dangling link");
         assert_eq!(err.exit_code(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }

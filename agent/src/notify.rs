@@ -129,6 +129,34 @@ fn plain_words(policy: &Policy, o: &Owed) -> (String, String) {
     }
 }
 
+/// Subject and body of a canary with some traffic, too little to finish its step: how much it
+/// got, what that rate means for `min_requests`, and what on-call can change.
+fn starved(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, String) {
+    let f = &policy.function;
+    let v = o.version.unwrap_or_default();
+    let weight = ctx.before.canary.map_or(0.0, |c| c.weight);
+    let got = ctx.judgement.map_or(0.0, |j| j.canary_requests_at_step);
+    let waited = o.at.saturating_sub(ctx.before.record.since).max(1);
+    let per_minute = got * 60.0 / waited as f64;
+    let eta = if per_minute > 0.0 {
+        let secs = (policy.min_requests as f64 / per_minute * 60.0).min(1e9) as i64;
+        format!("about {}", human_duration(secs))
+    } else {
+        "longer than anyone waits".to_string()
+    };
+    (
+        format!(
+            "Canary stuck: {f} v{v} has had {got:.0} of {} requests in {}",
+            policy.min_requests,
+            human_duration(waited)
+        ),
+        format!(
+            "The canary of {f} is holding at {weight}%: it gets about {per_minute:.2} requests a minute, so this step's min_requests ({}) takes {eta}. Nothing is at risk; the stable version serves the rest. To finish sooner, lower min_requests or raise the step weights (`canary policy check --rate R` estimates each step), or promote by hand: canary promote {f}.",
+            policy.min_requests
+        ),
+    )
+}
+
 /// Subject and "what happened" of the decision's own action, with its weights and numbers.
 fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String) {
     let f = &policy.function;
@@ -162,6 +190,9 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
                     rejected.map_or(String::new(), |r| format!("; v{r} will not be started again until the {} alias points at a newer version", policy.candidate_alias))
                 ),
             )
+        }
+        Action::NoData if ctx.judgement.is_some_and(|j| j.canary_requests_at_step > 0.0) => {
+            starved(policy, ctx, o)
         }
         Action::NoData => (
             format!(
@@ -481,6 +512,35 @@ mod tests {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_starved_canary_says_how_many_requests_it_got_and_what_to_change() {
+        let p = Policy::with_defaults("notes-create");
+        let mut b = before();
+        b.record.since = 1_795_428_020 - 900;
+        let mut j = judgement();
+        j.verdict = Verdict::NotEnoughData("3 of 100 canary requests at this step".into());
+        j.canary_requests_at_step = 3.0;
+        let o = owed(EventKind::NoData, false);
+        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        assert_eq!(
+            n.subject,
+            "Canary stuck: notes-create v7 has had 3 of 100 requests in 15m"
+        );
+        for text in [
+            "holding at 10%",
+            "about 0.20 requests a minute",
+            "min_requests (100) takes about 8h20m",
+            "canary policy check --rate",
+            "canary promote notes-create",
+        ] {
+            assert!(n.body.contains(text), "{text}: {}", n.body);
+        }
+        // No traffic at all keeps the no-traffic wording.
+        j.canary_requests_at_step = 0.0;
+        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        assert!(n.subject.contains("has had no traffic"), "{}", n.subject);
     }
 
     #[test]

@@ -237,6 +237,30 @@ impl Policy {
         bounded_secs(self.step_interval)
     }
 
+    /// How long each step before 100% takes at `rps` requests a second to the alias, from the
+    /// policy alone: the step interval, or longer when `min_requests` at that step's weight
+    /// takes longer to arrive. Pairs of (weight %, seconds); seconds are capped at
+    /// [`MAX_DURATION`] (a step that would take longer never finishes in practice).
+    #[must_use]
+    pub fn step_seconds(&self, rps: f64) -> Vec<(f64, i64)> {
+        let cap = bounded_secs(MAX_DURATION);
+        self.steps
+            .iter()
+            .filter(|&&w| w < 100.0)
+            .map(|&w| {
+                let per_second = rps * w / 100.0;
+                let needed = if per_second > 0.0 && per_second.is_finite() {
+                    (self.min_requests as f64 / per_second)
+                        .ceil()
+                        .min(cap as f64) as i64
+                } else {
+                    cap
+                };
+                (w, needed.max(self.step_interval_secs()).min(cap))
+            })
+            .collect()
+    }
+
     /// `no_data_timeout` in whole seconds, clamped to [`MAX_DURATION`] (never negative).
     #[must_use]
     pub fn no_data_timeout_secs(&self) -> i64 {

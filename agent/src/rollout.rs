@@ -72,7 +72,8 @@ pub enum Action {
         /// Why.
         why: String,
     },
-    /// Tell on-call the canary has seen no traffic (once per step).
+    /// Tell on-call the canary has seen no traffic, or too little to finish its step (once per
+    /// step).
     NoData,
     /// Freeze forward moves.
     Pause,
@@ -413,10 +414,28 @@ fn automatic(
             OnNoData::Hold => {}
         }
     }
+    // Some canary traffic, too little to finish the step: tell on-call once why it is stuck.
+    let waited = now.saturating_sub(record.since);
+    let at_step = j.canary_requests_at_step;
+    if matches!(j.verdict, Verdict::NotEnoughData(_))
+        && at_step > 0.0
+        && at_step < policy.min_requests as f64
+        && waited >= policy.no_data_timeout_secs()
+        && !record.quiet_alerted
+        && !record.paused
+    {
+        let mut next = state.clone();
+        next.record.quiet_alerted = true;
+        next.record.last = Some(format!(
+            "holding v{c}: {at_step:.0} of {} canary requests in {}",
+            policy.min_requests,
+            human_duration(waited)
+        ));
+        return Decision::new(Action::NoData, Some(next));
+    }
     if record.paused {
         return hold(format!("paused at {}%", canary.weight));
     }
-    let waited = now.saturating_sub(record.since);
     let interval = policy.step_interval_secs();
     match &j.verdict {
         Verdict::NotEnoughData(why) => hold(why.clone()),
@@ -716,6 +735,28 @@ mod tests {
         assert!(matches!(
             run(&s, &p, Some(&quiet), at).action,
             Action::Rollback { to: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_trickle_of_canary_traffic_too_small_for_the_step_is_told_once() {
+        let p = policy();
+        let s = canary_at(1, 2, 0, 0);
+        let at = p.no_data_timeout.as_secs() as i64;
+        let mut trickle = judgement(Verdict::NotEnoughData("3 of 100".into()), Some(at - 30));
+        trickle.canary_requests_at_step = 3.0;
+        assert!(matches!(
+            run(&s, &p, Some(&trickle), at - 1).action,
+            Action::Hold(_)
+        ));
+        let d = run(&s, &p, Some(&trickle), at);
+        assert_eq!(d.action, Action::NoData);
+        let told = d.next.expect("records the notice");
+        let last = told.record.last.clone().unwrap_or_default();
+        assert!(last.contains("3 of 100 canary requests"), "{last}");
+        assert!(matches!(
+            run(&told, &p, Some(&trickle), at + 60).action,
+            Action::Hold(_)
         ));
     }
 

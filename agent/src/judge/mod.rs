@@ -33,8 +33,8 @@ mod latency;
 mod tests;
 
 use crate::policy::Policy;
-pub use counts::{dispersion, error_event_evidence};
 use counts::{ceiling_evidence, slow_requests};
+pub use counts::{dispersion, error_event_evidence};
 use latency::{latency_diffs, latency_var_floor, mixture_evidence, warm_periods};
 use std::fmt;
 

@@ -1161,3 +1161,16 @@ fn policy_schema_describes_keys() {
         );
     }
 }
+
+#[test]
+fn step_seconds_is_the_interval_or_the_time_min_requests_takes() {
+    let p = Policy::with_defaults("f"); // 10/25/50/100, 5m, min_requests 100
+    assert_eq!(
+        p.step_seconds(10.0),
+        vec![(10.0, 300), (25.0, 300), (50.0, 300)]
+    );
+    // 0.05 req/s: 100 requests at 10% take 20000 s.
+    assert_eq!(p.step_seconds(0.05)[0], (10.0, 20_000));
+    // No traffic never finishes a step: capped at the longest duration a policy may hold.
+    assert_eq!(p.step_seconds(0.0)[0].1, MAX_DURATION.as_secs() as i64);
+}
