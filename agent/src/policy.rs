@@ -298,7 +298,7 @@ impl Policy {
             min_requests: 100,
             errors: ErrorRule {
                 max_rate: 0.01,
-                max_increase: 0.005,
+                max_increase: 0.002,
             },
             latency: LatencyRule {
                 stat: LatencyStat::P99,

@@ -11,10 +11,12 @@
 //!    (`counts::ceiling_evidence`). Periods in which the stable version itself answered more
 //!    than the ceiling are left out, and a rollback also needs the canary to look worse than the
 //!    baseline (or the baseline to have no traffic): a shared outage is not the new build's fault.
-//! 2. **5xx increase** — H0: canary rate ≤ baseline rate, the two-sample error-event test of
-//!    [`error_event_evidence`], each period's contribution capped so one burst is never proof; a
-//!    rollback also needs the observed increase to be above `errors.max_increase` (a credible but
-//!    immaterial difference is not a regression; a point estimate, not a tested margin).
+//! 2. **5xx increase** — H0: canary rate ≤ baseline rate + `errors.max_increase`. Two tests must
+//!    both reject: the two-sample error-event test of [`error_event_evidence`] (no worse than
+//!    the baseline, period by period, each period's contribution capped so one burst is never
+//!    proof), and the margin test, the canary's own rate against the baseline's plus
+//!    `max_increase` (one-sample like the ceiling). Each is anytime-valid, so a canary inside
+//!    the allowed increase is rolled back at most the test's share of α.
 //!
 //! Both 5xx tests divide counts by the larger of the two versions' overdispersion
 //! ([`dispersion`]).
@@ -111,8 +113,9 @@ pub struct Judgement {
     pub last_canary_traffic: Option<i64>,
     /// Evidence against "canary 5xx ≤ ceiling" (reject at ≥ `threshold`).
     pub ceiling_evidence: f64,
-    /// Evidence against "canary 5xx ≤ baseline 5xx" (acted on only when the observed increase
-    /// is above `errors.max_increase`).
+    /// Evidence against "canary 5xx ≤ baseline 5xx + `errors.max_increase`": the smaller of
+    /// the error-event test's (no worse than the baseline, period by period) and the margin
+    /// test's (no more than the baseline's rate plus `max_increase`).
     pub increase_evidence: f64,
     /// Evidence against "canary latency within limits".
     pub latency_evidence: f64,
@@ -270,18 +273,31 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             ))
         })
         .collect();
-    // Credibly worse than the baseline (tested) and by more than the allowed increase (observed).
-    let observed_increase = if nc > 0.0 && nb > 0.0 {
-        kc / nc - kb / nb
+    // Credibly worse than the baseline (the error-event test, period by period) and credibly by
+    // more than the allowed increase (the margin test: the canary's rate against the
+    // baseline's plus `max_increase`, one-sample like the ceiling). A rollback needs both; the
+    // reported evidence is the smaller.
+    let worse_evidence = error_event_evidence(&pairs);
+    let all: Vec<(f64, f64)> = obs
+        .canary
+        .iter()
+        .map(|c| {
+            (
+                c.requests.max(0.0) / phi,
+                c.errors.clamp(0.0, c.requests.max(0.0)) / phi,
+            )
+        })
+        .collect();
+    let margin_evidence = if nb > 0.0 {
+        counts::ceiling_evidence(&all, (kb / nb + rules.max_increase).min(1.0), phi)
     } else {
         0.0
     };
-    let increase_evidence = error_event_evidence(&pairs);
-    let increase_material = observed_increase > rules.max_increase;
+    let increase_evidence = worse_evidence.min(margin_evidence);
     // Above the ceiling is the new build's fault only if it is also worse than the stable
     // version: an outage of a shared dependency fails both alike and rolls nothing back. With no
     // baseline traffic to compare with, the ceiling stands alone.
-    let worse_than_baseline = nb <= 0.0 || pairs.is_empty() || increase_evidence >= SUSPICION;
+    let worse_than_baseline = nb <= 0.0 || pairs.is_empty() || worse_evidence >= SUSPICION;
     let ceiling_breached = ceiling_evidence >= threshold && worse_than_baseline;
 
     let lat = policy.latency;
@@ -302,7 +318,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             pct(rules.max_rate)
         ));
     }
-    if increase_evidence >= threshold && increase_material {
+    if increase_evidence >= threshold {
         reasons.push(format!(
             "canary 5xx {} is more than {} above baseline {} ({kb:.0} of {nb:.0})",
             pct(kc / nc),
@@ -369,14 +385,8 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
                 0.0
             },
         ),
-        (
-            "5xx vs baseline",
-            if increase_material {
-                increase_evidence
-            } else {
-                0.0
-            },
-        ),
+        // Worse than the baseline at all is reason enough to wait for more data at this step.
+        ("5xx vs baseline", worse_evidence),
         ("latency", latency_evidence),
         (
             "slow requests",

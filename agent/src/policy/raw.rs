@@ -124,7 +124,7 @@ pub(crate) struct RawErrors {
     /// Allowed absolute increase of the canary's 5xx rate over the baseline's, in [0, 1].
     #[schemars(
         with = "Option<f64>",
-        extend("default" = 0.005, "minimum" = 0, "maximum" = 1)
+        extend("default" = 0.002, "minimum" = 0, "maximum" = 1)
     )]
     pub max_increase: Leaf,
 }
