@@ -73,6 +73,10 @@ pub struct MetricsQuery {
     pub stat: LatencyStat,
     /// The tail test's threshold (`latency.slow_ms`): also read the share of requests over it.
     pub slow_ms: Option<f64>,
+    /// With no `slow_ms`: the canary's start. The threshold is then the stable version's p99
+    /// over the hour before it (the adapter reads it), so the tail test compares both versions'
+    /// share of requests slower than what the stable version's slowest 1% took.
+    pub slow_auto_before: Option<i64>,
     /// Window start (epoch seconds, inclusive).
     pub from: i64,
     /// Window end (epoch seconds, exclusive).
@@ -98,6 +102,7 @@ impl MetricsQuery {
             source: policy.metrics.clone(),
             stat: policy.latency.stat,
             slow_ms: policy.latency.slow_ms,
+            slow_auto_before: policy.latency.slow_ms.is_none().then_some(from),
             from: from.div_euclid(period) * period,
             to: to.div_euclid(period) * period + period,
         }
@@ -111,6 +116,8 @@ pub struct Series {
     pub canary: Vec<Sample>,
     /// Baseline periods, oldest first.
     pub baseline: Vec<Sample>,
+    /// The threshold the samples' slow counts are over (milliseconds), if they have any.
+    pub slow_ms: Option<f64>,
 }
 
 /// Reads per-version metrics, all policies of a tick in as few calls as possible.

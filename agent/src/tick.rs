@@ -193,6 +193,7 @@ fn judge_series(policy: &Policy, state: &AliasState, series: Series, now: i64) -
             canary: series.canary,
             baseline: series.baseline,
             step_start: record.since.div_euclid(period).saturating_mul(period),
+            slow_ms: series.slow_ms,
         },
     )
 }

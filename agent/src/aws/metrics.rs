@@ -2,9 +2,11 @@
 //!
 //! Each [`MetricsQuery`] becomes 6 metric queries (Lambda source: Invocations, Errors, Duration
 //! for the canary and the baseline) or 8 (EMF source: Requests, 5xx, Latency and `AWS/Lambda`
-//! Errors for both), plus the percentile rank `PR(:slow_ms)` of Duration or Latency for each
-//! when the policy sets `latency.slow_ms`. They are packed into calls of at most 500 metric queries without splitting a
-//! query's metrics across calls, and each call follows `NextToken` to the end.
+//! Errors for both), plus the percentile rank `PR(:T)` of Duration or Latency for each, where T
+//! is the policy's `latency.slow_ms` or, when it sets none, the stable version's p99 over the
+//! hour before the canary started (read first, one call per distinct start). They are packed
+//! into calls of at most 500 metric queries without splitting a query's metrics across calls,
+//! and each call follows `NextToken` to the end.
 //!
 //! One call has one time window, so a call asks for the union of its queries' windows and each
 //! query keeps only its own periods. High-resolution queries (period below a minute) go out in
@@ -32,6 +34,8 @@ const HIGH_RESOLUTION_HORIZON: i64 = 3 * 3600;
 const MAX_PAGES: usize = 1000;
 /// The period of Lambda's own metrics.
 const MINUTE: i64 = 60;
+/// How far before a canary's start the stable version's p99 is read (one period).
+const HISTORY: i64 = 3600;
 
 /// Per-version metrics from CloudWatch, on `aws-sdk-cloudwatch`.
 #[derive(Debug, Clone)]
@@ -117,12 +121,85 @@ impl CloudWatchMetrics {
     }
 }
 
+impl CloudWatchMetrics {
+    /// The tail test's threshold of each query: its `slow_ms`, or, for a query with
+    /// `slow_auto_before`, the stable version's p99 handler time over the hour before the
+    /// canary started (one call per distinct start; one hour-long period each). A threshold that
+    /// cannot be read leaves that query's tail test without data, logged, and never fails the
+    /// rest of its judgement.
+    async fn slow_thresholds(&self, queries: &[MetricsQuery]) -> Vec<Option<f64>> {
+        let mut out: Vec<Option<f64>> = queries.iter().map(|q| q.slow_ms).collect();
+        let mut starts: Vec<i64> = queries
+            .iter()
+            .filter(|q| q.slow_ms.is_none())
+            .filter_map(|q| q.slow_auto_before)
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        for start in starts {
+            let from = start.saturating_sub(HISTORY).div_euclid(MINUTE) * MINUTE;
+            let members: Vec<usize> = (0..queries.len())
+                .filter(|&i| {
+                    queries[i].slow_ms.is_none() && queries[i].slow_auto_before == Some(start)
+                })
+                .collect();
+            for chunk in members.chunks(MAX_METRIC_QUERIES_PER_CALL) {
+                let metric_queries: Vec<MetricDataQuery> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let q = &queries[i];
+                        let metric = match &q.source {
+                            MetricsSource::Lambda => lambda_metric(q, q.stable, "Duration"),
+                            MetricsSource::Emf { namespace, .. } => {
+                                emf_metric(q, namespace, q.stable, "Latency")
+                            }
+                        };
+                        metric_query(format!("h{i}"), metric, HISTORY, "p99")
+                    })
+                    .collect();
+                let answer = self
+                    .client
+                    .get_metric_data()
+                    .set_metric_data_queries(Some(metric_queries))
+                    .start_time(DateTime::from_secs(from))
+                    .end_time(DateTime::from_secs(from.saturating_add(HISTORY)))
+                    .send()
+                    .await;
+                match answer {
+                    Ok(result) => {
+                        for r in result.metric_data_results() {
+                            let index = r
+                                .id()
+                                .and_then(|id| id.strip_prefix('h'))
+                                .and_then(|n| n.parse::<usize>().ok());
+                            let value = r.values().first().copied();
+                            if let (Some(i), Some(v)) = (index, value) {
+                                if let Some(slot) = out.get_mut(i) {
+                                    *slot = (v.is_finite() && v > 0.0).then_some(v);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        queries = chunk.len(),
+                        "the stable versions' p99 before the canary could not be read, so the tail test has no threshold this tick: {}",
+                        sdk_failure(SERVICE, &self.endpoint, "GetMetricData", &e)
+                    ),
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Metrics for CloudWatchMetrics {
     async fn fetch(&self, queries: &[MetricsQuery]) -> Vec<Result<Series, PortError>> {
+        let thresholds = self.slow_thresholds(queries).await;
         let planned: Vec<Planned<'_>> = queries
             .iter()
+            .zip(thresholds)
             .enumerate()
-            .map(|(n, q)| Planned::new(n, q))
+            .map(|(n, (q, t))| Planned::new(n, q, t))
             .collect();
         let mut answers: Vec<Option<Result<Series, PortError>>> = vec![None; queries.len()];
         for high_resolution in [false, true] {
@@ -281,10 +358,12 @@ struct Planned<'q> {
     to: i64,
     high_resolution: bool,
     metric_queries: Vec<MetricDataQuery>,
+    /// The tail test's threshold the query reads the percentile rank at, if known.
+    slow_ms: Option<f64>,
 }
 
 impl<'q> Planned<'q> {
-    fn new(index: usize, q: &'q MetricsQuery) -> Self {
+    fn new(index: usize, q: &'q MetricsQuery, slow_ms: Option<f64>) -> Self {
         let period = i64::try_from(q.source.period().as_secs())
             .unwrap_or(MINUTE)
             .max(1);
@@ -301,7 +380,7 @@ impl<'q> Planned<'q> {
         }
         let stat = q.stat.cloudwatch_name();
         // CloudWatch's percentile rank: the percentage of values at or under the threshold.
-        let rank = q.slow_ms.map(|ms| format!("PR(:{ms})"));
+        let rank = slow_ms.map(|ms| format!("PR(:{})", (ms * 1000.0).round() / 1000.0));
         let mut metric_queries = Vec::with_capacity(10);
         for (side, version) in [(Side::Canary, q.canary), (Side::Baseline, q.stable)] {
             let id = |kind| metric_id(index, side, kind);
@@ -381,6 +460,7 @@ impl<'q> Planned<'q> {
             to: q.to,
             high_resolution,
             metric_queries,
+            slow_ms,
         }
     }
 
@@ -419,7 +499,7 @@ impl<'q> Planned<'q> {
         let requests = self.points(collected, side, Kind::Requests)?;
         let errors = self.points(collected, side, Kind::Errors)?;
         let latency = self.points(collected, side, Kind::Latency)?;
-        let rank = if self.query.slow_ms.is_some() {
+        let rank = if self.slow_ms.is_some() {
             Some(self.points(collected, side, Kind::Rank)?)
         } else {
             None
@@ -453,6 +533,7 @@ impl<'q> Planned<'q> {
         Ok(Series {
             canary: self.samples(collected, Side::Canary)?,
             baseline: self.samples(collected, Side::Baseline)?,
+            slow_ms: self.slow_ms,
         })
     }
 }

@@ -581,6 +581,7 @@ fn lambda_query(stable: u64, canary: u64, stat: LatencyStat) -> MetricsQuery {
         source: MetricsSource::Lambda,
         stat,
         slow_ms: None,
+        slow_auto_before: None,
         from: T0,
         to: T0 + 600,
     }
@@ -697,6 +698,86 @@ async fn the_tail_test_reads_the_percentile_rank_and_counts_requests_over_the_th
 }
 
 #[tokio::test]
+async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_hour_before() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            let data = HashMap::from([
+                ("h0", vec![(T0 - 3600, 263.5)]),
+                ("q0_c_req", vec![(T0, 100.0)]),
+                ("q0_c_pr", vec![(T0, 96.0)]),
+                ("q0_b_req", vec![(T0, 900.0)]),
+                ("q0_b_pr", vec![(T0, 99.0)]),
+            ]);
+            answer(input, &data)
+        });
+    let query = MetricsQuery {
+        slow_auto_before: Some(T0 + 25),
+        ..lambda_query(6, 7, LatencyStat::P99)
+    };
+    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
+        .clone()
+        .expect("answered");
+    assert_eq!(series.slow_ms, Some(263.5));
+    assert_eq!(series.canary[0].slow, Some(4.0));
+    assert_eq!(series.baseline[0].slow, Some(9.0));
+    let seen = seen.lock().expect("lock");
+    assert_eq!(seen.len(), 2, "the history first, then the window");
+    let history = &seen[0];
+    assert_eq!(history.start_time(), Some(&DateTime::from_secs(T0 - 3600)));
+    assert_eq!(history.end_time(), Some(&DateTime::from_secs(T0)));
+    let h = history.metric_data_queries()[0]
+        .metric_stat()
+        .expect("metric stat");
+    assert_eq!((h.stat(), h.period()), (Some("p99"), Some(3600)));
+    let dims: Vec<(&str, &str)> = h
+        .metric()
+        .map(|m| m.dimensions())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default()))
+        .collect();
+    assert!(dims.contains(&("ExecutedVersion", "6")), "{dims:?}");
+    let stats: Vec<Option<&str>> = seen[1]
+        .metric_data_queries()
+        .iter()
+        .filter(|q| q.id().is_some_and(|id| id.ends_with("_pr")))
+        .map(|q| q.metric_stat().and_then(|m| m.stat()))
+        .collect();
+    assert_eq!(stats, [Some("PR(:263.5)"), Some("PR(:263.5)")]);
+}
+
+#[tokio::test]
+async fn a_p99_history_that_cannot_be_read_leaves_the_tail_test_without_data_not_the_judge() {
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .match_requests(|r| {
+            r.metric_data_queries()
+                .first()
+                .and_then(|q| q.id())
+                .is_some_and(|id| id.starts_with('h'))
+        })
+        .sequence()
+        .http_status(500, None)
+        .repeatedly()
+        .build();
+    let window = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(|input| {
+        answer(input, &HashMap::from([("q0_c_req", vec![(T0, 100.0)])]))
+    });
+    let query = MetricsQuery {
+        slow_auto_before: Some(T0),
+        ..lambda_query(6, 7, LatencyStat::P99)
+    };
+    let series = cloudwatch(&[&rule, &window]).fetch(&[query]).await[0]
+        .clone()
+        .expect("the window is still judged");
+    assert_eq!(series.slow_ms, None);
+    assert_eq!(series.canary[0].slow, None);
+    assert_eq!(series.canary[0].requests, 100.0);
+}
+
+#[tokio::test]
 async fn lambda_metrics_become_samples_with_the_policy_statistic() {
     let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
     let sink = seen.clone();
@@ -728,6 +809,7 @@ async fn lambda_metrics_become_samples_with_the_policy_statistic() {
                 sample(T0 + 60, 50.0, 0.0, Some(901.25)),
             ],
             baseline: vec![sample(T0, 900.0, 0.0, Some(120.0))],
+            slow_ms: None,
         }
     );
 

@@ -2,8 +2,7 @@
 //!
 //! Pure: no I/O, no clock. The agent looks every minute, so every test here is *anytime-valid*:
 //! the chance of a false rollback stays below `1 - confidence` however many times it looks.
-//! The false-rollback budget α is split evenly (Bonferroni) across three e-processes, four with
-//! the tail test:
+//! The false-rollback budget α is split evenly (Bonferroni) across four e-processes:
 //!
 //! 1. **5xx ceiling** — H0: canary rate ≤ `errors.max_rate`. A mixture of Bernoulli likelihood
 //!    ratios over a fixed grid of alternative rates (Robbins' mixture SPRT), period by period,
@@ -24,8 +23,9 @@
 //!    `latency.max_ms` and `max(max_ratio × baseline, baseline + min_increase_ms)`; H0: mean d ≤ 0,
 //!    tested with a normal-mixture sequential probability ratio test (Johari, Pekelis & Walsh)
 //!    on the periods' long-run variance (correlated periods count as fewer).
-//! 4. **Slow requests** (with `latency.slow_ms`) — the share of requests over the threshold,
-//!    tested against the baseline's like 5xx.
+//! 4. **Slow requests** — the share of requests over `latency.slow_ms` (or, when the policy
+//!    sets none, over the stable version's p99 in the hour before the canary), tested against
+//!    the baseline's like 5xx.
 //!
 //! Missing data is never a pass: no canary requests means [`Verdict::NotEnoughData`].
 
@@ -51,8 +51,8 @@ pub struct Sample {
     pub errors: f64,
     /// The policy's latency statistic for the period, in milliseconds, if published.
     pub latency_ms: Option<f64>,
-    /// Requests slower than the policy's `latency.slow_ms` in the period, if it sets one and the
-    /// source published it.
+    /// Requests slower than the tail test's threshold ([`Observations::slow_ms`]) in the period,
+    /// if the threshold is known and the source published the count.
     pub slow: Option<f64>,
 }
 
@@ -66,6 +66,9 @@ pub struct Observations {
     /// When the current step started (epoch seconds); requests before it count for 5xx but not
     /// towards the step's `min_requests`.
     pub step_start: i64,
+    /// The tail test's threshold in milliseconds: `latency.slow_ms`, or the stable version's p99
+    /// before the canary started; `None` when neither is known (the tail test has no data).
+    pub slow_ms: Option<f64>,
 }
 
 /// The judge's conclusion.
@@ -124,7 +127,7 @@ pub struct Judgement {
     /// Canary and baseline shares of slow requests over the judged periods, when the tail test
     /// is on and they had requests.
     pub slow_shares: Option<(f64, f64)>,
-    /// Evidence needed to roll back on any one test (tests / α: 3, or 4 with the tail test).
+    /// Evidence needed to roll back on any one test (4 tests / α).
     pub threshold: f64,
 }
 
@@ -141,12 +144,7 @@ impl Judgement {
             t.latency_ms
                 .map_or("-".to_string(), |l| format!("{l:.0} ms"))
         };
-        let tests = if self.slow_evidence.is_some() {
-            4.0
-        } else {
-            3.0
-        };
-        let confidence = 1.0 - tests / self.threshold;
+        let confidence = 1.0 - TESTS / self.threshold;
         let tail = match (self.slow_evidence, self.slow_shares) {
             (Some(e), Some((c, b))) => format!(", slow requests {} vs {} {e:.1}", pct(c), pct(b)),
             (Some(e), None) => format!(", slow requests {e:.1}"),
@@ -197,6 +195,9 @@ pub fn pct(rate: f64) -> String {
 /// builds caught 79% instead of 61%).
 pub const SUSPICION: f64 = 3.0;
 
+/// The tests α is split across (Bonferroni): 5xx ceiling, 5xx increase, latency, slow requests.
+const TESTS: f64 = 4.0;
+
 /// A suspicious canary holds at most this many step intervals before moving on anyway.
 const SUSPICION_MAX_INTERVALS: i64 = 5;
 
@@ -225,9 +226,9 @@ fn totals(samples: &[Sample]) -> Totals {
 #[must_use]
 pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let alpha = policy.alpha();
-    let slow_on = policy.latency.slow_ms.is_some();
-    // α is split evenly across the tests (Bonferroni): three, or four with the tail test.
-    let threshold = if slow_on { 4.0 } else { 3.0 } / alpha;
+    // The tail test always counts in the split, so the threshold is fixed before any data.
+    let slow_ms = obs.slow_ms.or(policy.latency.slow_ms);
+    let threshold = TESTS / alpha;
     let canary = totals(&obs.canary);
     let baseline = totals(&obs.baseline);
     // Errors can't exceed requests; CloudWatch can be briefly inconsistent across metrics.
@@ -305,7 +306,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let diffs = latency_diffs(policy, obs, &warm);
     let latency_evidence = mixture_evidence(&diffs, latency_var_floor(lat.stat));
     let tail = slow_requests(obs, &warm, threshold);
-    let slow_evidence = slow_on.then_some(tail.evidence);
+    let slow_evidence = slow_ms.map(|_| tail.evidence);
     let slow_material = tail
         .shares
         .is_some_and(|(c, b)| c - b > lat.max_slow_increase);
@@ -331,7 +332,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             reasons.push(format!(
                 "canary {} of requests slower than {:.0} ms vs baseline {} ({:.0} of {:.0} vs {:.0} of {:.0}), more than {} above",
                 pct(c),
-                lat.slow_ms.unwrap_or_default(),
+                slow_ms.unwrap_or_default(),
                 pct(b),
                 tail.counts.0,
                 tail.counts.1,
@@ -425,7 +426,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         increase_evidence,
         latency_evidence,
         slow_evidence,
-        slow_shares: slow_on.then_some(tail.shares).flatten(),
+        slow_shares: slow_ms.and(tail.shares),
         threshold,
     }
 }

@@ -20,6 +20,7 @@ pub(super) fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
         canary,
         baseline,
         step_start: 0,
+        slow_ms: None,
     }
 }
 
@@ -223,7 +224,7 @@ fn reasons_carry_numbers() {
     assert!(r[0].contains("100% (10 of 10)"), "{r:?}");
     assert!(j.summary().contains("100% (10/10)"), "{}", j.summary());
     assert!(
-        j.summary().contains("(rollback at 300, confidence 99%)"),
+        j.summary().contains("(rollback at 400, confidence 99%)"),
         "{}",
         j.summary()
     );
@@ -356,6 +357,7 @@ mod error_event_tests {
                 canary: c,
                 baseline: b,
                 step_start: 0,
+                slow_ms: None,
             },
         );
         // Credibly worse than the baseline, but not credibly by more than max_increase.
@@ -387,6 +389,7 @@ mod error_event_tests {
                 canary: c,
                 baseline: b,
                 step_start: 0,
+                slow_ms: None,
             },
         );
         assert!(j.increase_evidence < j.threshold, "{j:?}");
@@ -424,6 +427,7 @@ mod error_event_tests {
                 canary: c.clone(),
                 baseline: b,
                 step_start: 0,
+                slow_ms: None,
             },
         );
         // Above the 1% ceiling, but so was the stable version in every period: not counted.
@@ -446,17 +450,25 @@ mod error_event_tests {
                 canary: c.clone(),
                 baseline: quiet,
                 step_start: 0,
+                slow_ms: None,
             },
         );
-        assert!(j.ceiling_evidence >= j.threshold, "{j:?}");
+        assert!(j.ceiling_evidence >= SUSPICION, "{j:?}");
         assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
         // Without baseline traffic to compare with, the ceiling stands alone.
+        let longer: Vec<Sample> = (0..14)
+            .map(|i| Sample {
+                start: i * 60,
+                ..c[0]
+            })
+            .collect();
         let j = judge(
             &p,
             &Observations {
-                canary: c,
+                canary: longer,
                 baseline: vec![],
                 step_start: 0,
+                slow_ms: None,
             },
         );
         assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");

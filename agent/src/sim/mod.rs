@@ -159,10 +159,20 @@ impl SimFunction {
         }
     }
 
+    /// The tail test's threshold: the policy's `slow_ms`, or the stable build's p99 (what the
+    /// agent reads from the hour before the canary: in the simulator, the build's own p99).
+    #[must_use]
+    pub fn slow_threshold(&self) -> Option<f64> {
+        self.policy
+            .latency
+            .slow_ms
+            .or_else(|| self.builds.get(&self.stable).map(|b| b.warm_quantile(0.99)))
+    }
+
     /// Closes the period ending at `end`: its datapoints become visible at `visible`.
     fn close_period(&mut self, rng: &mut Rng, end: i64, visible: i64) {
         let stat = self.policy.latency.stat;
-        let slow_ms = self.policy.latency.slow_ms;
+        let slow_ms = self.slow_threshold();
         let emf = matches!(
             self.policy.metrics,
             crate::policy::MetricsSource::Emf { .. }
@@ -398,6 +408,7 @@ impl Metrics for SimMetrics {
                 Ok(Series {
                     canary: pick(q.canary),
                     baseline: pick(q.stable),
+                    slow_ms: f.slow_threshold(),
                 })
             })
             .collect()

@@ -962,7 +962,9 @@ async fn put_emf(w: &World, function: &str, version: u64, at: i64, requests: f64
 
 /// The scheduled Lambda's job: one tick with the stack's topic, on real time and the handlers'
 /// 10-second EMF metrics, under the shipped notes-create policy (its latency statistic switched
-/// to Average and its tail test off: moto computes no percentiles or percentile ranks).
+/// to Average and its `slow_ms` removed: moto computes no percentiles or percentile ranks, so
+/// the automatic tail threshold, the stable version's p99, cannot be read and the tail test has
+/// no data, which must not stop the rest of the judgement).
 #[tokio::test]
 async fn the_scheduled_tick_protects_notes_create_with_the_shipped_policy() {
     let w = World::new().await;
@@ -1006,10 +1008,11 @@ async fn the_scheduled_tick_protects_notes_create_with_the_shipped_policy() {
         started.subject
     );
 
-    // The handlers report every request of v2 failing (and v1 healthy) in the next seconds.
+    // The handlers report every request of v2 failing (and v1 healthy) in the next seconds:
+    // 12 of 12, more than one burst of errors explains.
     let at = live.record.started;
-    put_emf(&w, F, v2, at, 6.0, 6.0).await;
-    put_emf(&w, F, 1, at, 114.0, 0.0).await;
+    put_emf(&w, F, v2, at, 12.0, 12.0).await;
+    put_emf(&w, F, 1, at, 228.0, 0.0).await;
     let report = tick().await.expect("tick");
     let live = w.live(F).await;
     assert_eq!(

@@ -11,7 +11,8 @@ fn ours_rolls_back_a_failing_build_near_the_floor_and_promotes_a_healthy_one() {
     let label = judges[0].label();
     let bad = measure(&judges[0], &s[0], 20, 1, label.clone());
     assert_eq!(bad.rolled_back, 1.0);
-    assert!(bad.failed.0 <= 1.2 * bad.floor, "{bad:?}");
+    // The floor is the first minute's requests; the first period is often partial.
+    assert!(bad.failed.0 <= 1.3 * bad.floor, "{bad:?}");
     let good = measure(&judges[0], &s[5], 20, 1, label);
     assert_eq!(good.rolled_back, 0.0, "{good:?}");
     // Three 5-minute steps before 100%.
