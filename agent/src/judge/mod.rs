@@ -146,7 +146,9 @@ impl Judgement {
         };
         let confidence = 1.0 - TESTS / self.threshold;
         let tail = match (self.slow_evidence, self.slow_shares) {
-            (Some(e), Some((c, b))) => format!(", slow requests {} vs {} {e:.1}", pct(c), pct(b)),
+            (Some(e), Some((c, b))) => {
+                format!(", slow requests ({} vs {}) {e:.1}", pct(c), pct(b))
+            }
             (Some(e), None) => format!(", slow requests {e:.1}"),
             _ => String::new(),
         };

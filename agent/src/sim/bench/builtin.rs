@@ -72,7 +72,7 @@ pub fn judges(shipped: &[Policy]) -> Vec<Judge> {
     };
     let mut out = vec![
         Judge::ours(
-            "lambda-canary (defaults: 10/25/50/100, 2m, 60 s Lambda metrics)".to_string(),
+            "lambda-canary (defaults: 10/25/50/100, 5m, 60 s Lambda metrics)".to_string(),
             base,
         ),
         Judge::Peer(Peer::CodeDeploy, Footing::Documented),
