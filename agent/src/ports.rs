@@ -3,8 +3,8 @@
 //! [`crate::aws`] implements them on the AWS SDK, [`crate::sim`] in memory. The tick only ever talks
 //! to these traits.
 
-use crate::judge::Sample;
-use crate::policy::{LatencyStat, MetricsSource, Policy};
+use crate::judge::{ColdStarts, Sample};
+use crate::policy::{LatencyRule, LatencyStat, MetricsSource, Policy};
 use crate::rollout::{AliasState, Version};
 use std::future::Future;
 
@@ -73,10 +73,14 @@ pub struct MetricsQuery {
     pub stat: LatencyStat,
     /// The tail test's threshold (`latency.slow_ms`): also read the share of requests over it.
     pub slow_ms: Option<f64>,
-    /// With no `slow_ms`: the canary's start. The threshold is then the stable version's p99
-    /// over the hour before it (the adapter reads it), so the tail test compares both versions'
-    /// share of requests slower than what the stable version's slowest 1% took.
-    pub slow_auto_before: Option<i64>,
+    /// The policy's latency rule (the cold-start limit is derived from it).
+    pub limits: LatencyRule,
+    /// The canary's start, for what the adapter reads from before it: with no `slow_ms`, the
+    /// stable version's p99 over the hour before (the tail test's threshold: both versions'
+    /// share of requests slower than what the stable version's slowest 1% took); with EMF
+    /// metrics, the stable version's median cold start over the day before (the cold-start
+    /// test's reference).
+    pub canary_start: Option<i64>,
     /// Window start (epoch seconds, inclusive).
     pub from: i64,
     /// Window end (epoch seconds, exclusive).
@@ -102,7 +106,8 @@ impl MetricsQuery {
             source: policy.metrics.clone(),
             stat: policy.latency.stat,
             slow_ms: policy.latency.slow_ms,
-            slow_auto_before: policy.latency.slow_ms.is_none().then_some(from),
+            limits: policy.latency,
+            canary_start: Some(from),
             from: from.div_euclid(period) * period,
             to: to.div_euclid(period) * period + period,
         }
@@ -118,6 +123,10 @@ pub struct Series {
     pub baseline: Vec<Sample>,
     /// The threshold the samples' slow counts are over (milliseconds), if they have any.
     pub slow_ms: Option<f64>,
+    /// The canary's cold starts per period, oldest first (EMF metrics only).
+    pub cold: Vec<ColdStarts>,
+    /// The stable version's median cold start before the canary (milliseconds), if known.
+    pub stable_cold_ms: Option<f64>,
 }
 
 /// Reads per-version metrics, all policies of a tick in as few calls as possible.

@@ -541,6 +541,8 @@ mod tests {
             latency_evidence: 1.0,
             slow_evidence: None,
             slow_shares: None,
+            cold_evidence: None,
+            tests: 4.0,
             threshold: 300.0,
         }
     }

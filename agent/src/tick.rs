@@ -194,6 +194,10 @@ fn judge_series(policy: &Policy, state: &AliasState, series: Series, now: i64) -
             baseline: series.baseline,
             step_start: record.since.div_euclid(period).saturating_mul(period),
             slow_ms: series.slow_ms,
+            cold: series.cold,
+            cold_limit_ms: series
+                .stable_cold_ms
+                .map(|m| crate::judge::cold_limit(&policy.latency, m)),
         },
     )
 }

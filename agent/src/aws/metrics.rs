@@ -13,8 +13,9 @@
 //! separate calls and read at most the last 3 hours: CloudWatch returns no sub-minute datapoints
 //! for a window that starts earlier.
 
+use super::history::History;
 use super::{default_endpoint, sdk_failure};
-use crate::judge::Sample;
+use crate::judge::{cold_limit, ColdStarts, Sample};
 use crate::policy::MetricsSource;
 use crate::ports::{Metrics, MetricsQuery, PortError, Series};
 use crate::rollout::Version;
@@ -34,8 +35,6 @@ const HIGH_RESOLUTION_HORIZON: i64 = 3 * 3600;
 const MAX_PAGES: usize = 1000;
 /// The period of Lambda's own metrics.
 const MINUTE: i64 = 60;
-/// How far before a canary's start the stable version's p99 is read (one period).
-const HISTORY: i64 = 3600;
 
 /// Per-version metrics from CloudWatch, on `aws-sdk-cloudwatch`.
 #[derive(Debug, Clone)]
@@ -63,6 +62,11 @@ impl CloudWatchMetrics {
     #[must_use]
     pub fn client(&self) -> &aws_sdk_cloudwatch::Client {
         &self.client
+    }
+
+    /// The endpoint named in messages.
+    pub(super) fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// One `GetMetricData` call (all its pages) for a chunk of planned queries.
@@ -121,85 +125,14 @@ impl CloudWatchMetrics {
     }
 }
 
-impl CloudWatchMetrics {
-    /// The tail test's threshold of each query: its `slow_ms`, or, for a query with
-    /// `slow_auto_before`, the stable version's p99 handler time over the hour before the
-    /// canary started (one call per distinct start; one hour-long period each). A threshold that
-    /// cannot be read leaves that query's tail test without data, logged, and never fails the
-    /// rest of its judgement.
-    async fn slow_thresholds(&self, queries: &[MetricsQuery]) -> Vec<Option<f64>> {
-        let mut out: Vec<Option<f64>> = queries.iter().map(|q| q.slow_ms).collect();
-        let mut starts: Vec<i64> = queries
-            .iter()
-            .filter(|q| q.slow_ms.is_none())
-            .filter_map(|q| q.slow_auto_before)
-            .collect();
-        starts.sort_unstable();
-        starts.dedup();
-        for start in starts {
-            let from = start.saturating_sub(HISTORY).div_euclid(MINUTE) * MINUTE;
-            let members: Vec<usize> = (0..queries.len())
-                .filter(|&i| {
-                    queries[i].slow_ms.is_none() && queries[i].slow_auto_before == Some(start)
-                })
-                .collect();
-            for chunk in members.chunks(MAX_METRIC_QUERIES_PER_CALL) {
-                let metric_queries: Vec<MetricDataQuery> = chunk
-                    .iter()
-                    .map(|&i| {
-                        let q = &queries[i];
-                        let metric = match &q.source {
-                            MetricsSource::Lambda => lambda_metric(q, q.stable, "Duration"),
-                            MetricsSource::Emf { namespace, .. } => {
-                                emf_metric(q, namespace, q.stable, "Latency")
-                            }
-                        };
-                        metric_query(format!("h{i}"), metric, HISTORY, "p99")
-                    })
-                    .collect();
-                let answer = self
-                    .client
-                    .get_metric_data()
-                    .set_metric_data_queries(Some(metric_queries))
-                    .start_time(DateTime::from_secs(from))
-                    .end_time(DateTime::from_secs(from.saturating_add(HISTORY)))
-                    .send()
-                    .await;
-                match answer {
-                    Ok(result) => {
-                        for r in result.metric_data_results() {
-                            let index = r
-                                .id()
-                                .and_then(|id| id.strip_prefix('h'))
-                                .and_then(|n| n.parse::<usize>().ok());
-                            let value = r.values().first().copied();
-                            if let (Some(i), Some(v)) = (index, value) {
-                                if let Some(slot) = out.get_mut(i) {
-                                    *slot = (v.is_finite() && v > 0.0).then_some(v);
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(
-                        queries = chunk.len(),
-                        "the stable versions' p99 before the canary could not be read, so the tail test has no threshold this tick: {}",
-                        sdk_failure(SERVICE, &self.endpoint, "GetMetricData", &e)
-                    ),
-                }
-            }
-        }
-        out
-    }
-}
-
 impl Metrics for CloudWatchMetrics {
     async fn fetch(&self, queries: &[MetricsQuery]) -> Vec<Result<Series, PortError>> {
-        let thresholds = self.slow_thresholds(queries).await;
+        let before = self.history(queries).await;
         let planned: Vec<Planned<'_>> = queries
             .iter()
-            .zip(thresholds)
+            .zip(before)
             .enumerate()
-            .map(|(n, (q, t))| Planned::new(n, q, t))
+            .map(|(n, (q, h))| Planned::new(n, q, h))
             .collect();
         let mut answers: Vec<Option<Result<Series, PortError>>> = vec![None; queries.len()];
         for high_resolution in [false, true] {
@@ -288,6 +221,10 @@ enum Kind {
     /// Percentile rank `PR(:slow_ms)` of Duration or Latency: the percentage of requests at or
     /// under the tail test's threshold.
     Rank,
+    /// The canary's cold starts (EMF `ColdLatency` sample count).
+    ColdCount,
+    /// Percentile rank of `ColdLatency` at the cold-start limit.
+    ColdRank,
 }
 
 impl Kind {
@@ -298,8 +235,15 @@ impl Kind {
             Self::Latency => "lat",
             Self::LambdaErrors => "lerr",
             Self::Rank => "pr",
+            Self::ColdCount => "cn",
+            Self::ColdRank => "cp",
         }
     }
+}
+
+/// CloudWatch's percentile-rank statistic at a threshold: the percentage of values at or under it.
+fn percentile_rank(ms: f64) -> String {
+    format!("PR(:{})", (ms * 1000.0).round() / 1000.0)
 }
 
 /// The id of one metric query: `q{n}_{c|b}_{req|err|lat|lerr}` (CloudWatch wants
@@ -308,11 +252,11 @@ fn metric_id(n: usize, side: Side, kind: Kind) -> String {
     format!("q{n}_{}_{}", side.tag(), kind.tag())
 }
 
-fn dimension(name: &str, value: impl Into<String>) -> Dimension {
+pub(super) fn dimension(name: &str, value: impl Into<String>) -> Dimension {
     Dimension::builder().name(name).value(value).build()
 }
 
-fn metric_query(id: String, metric: Metric, period: i64, stat: &str) -> MetricDataQuery {
+pub(super) fn metric_query(id: String, metric: Metric, period: i64, stat: &str) -> MetricDataQuery {
     MetricDataQuery::builder()
         .id(id)
         .metric_stat(
@@ -327,7 +271,7 @@ fn metric_query(id: String, metric: Metric, period: i64, stat: &str) -> MetricDa
 }
 
 /// `AWS/Lambda` metric of one version as served through the production alias.
-fn lambda_metric(q: &MetricsQuery, version: Version, name: &str) -> Metric {
+pub(super) fn lambda_metric(q: &MetricsQuery, version: Version, name: &str) -> Metric {
     Metric::builder()
         .namespace("AWS/Lambda")
         .metric_name(name)
@@ -338,7 +282,12 @@ fn lambda_metric(q: &MetricsQuery, version: Version, name: &str) -> Metric {
 }
 
 /// The handler's own EMF metric of one version.
-fn emf_metric(q: &MetricsQuery, namespace: &str, version: Version, name: &str) -> Metric {
+pub(super) fn emf_metric(
+    q: &MetricsQuery,
+    namespace: &str,
+    version: Version,
+    name: &str,
+) -> Metric {
     Metric::builder()
         .namespace(namespace)
         .metric_name(name)
@@ -358,12 +307,16 @@ struct Planned<'q> {
     to: i64,
     high_resolution: bool,
     metric_queries: Vec<MetricDataQuery>,
-    /// The tail test's threshold the query reads the percentile rank at, if known.
-    slow_ms: Option<f64>,
+    /// What was read from before the canary (the tail threshold, the stable cold start).
+    before: History,
+    /// The cold-start test's limit, when the stable version's cold starts are known.
+    cold_limit: Option<f64>,
 }
 
 impl<'q> Planned<'q> {
-    fn new(index: usize, q: &'q MetricsQuery, slow_ms: Option<f64>) -> Self {
+    fn new(index: usize, q: &'q MetricsQuery, before: History) -> Self {
+        let slow_ms = before.slow_ms;
+        let cold_limit = before.stable_cold_ms.map(|m| cold_limit(&q.limits, m));
         let period = i64::try_from(q.source.period().as_secs())
             .unwrap_or(MINUTE)
             .max(1);
@@ -380,7 +333,7 @@ impl<'q> Planned<'q> {
         }
         let stat = q.stat.cloudwatch_name();
         // CloudWatch's percentile rank: the percentage of values at or under the threshold.
-        let rank = slow_ms.map(|ms| format!("PR(:{})", (ms * 1000.0).round() / 1000.0));
+        let rank = slow_ms.map(percentile_rank);
         let mut metric_queries = Vec::with_capacity(10);
         for (side, version) in [(Side::Canary, q.canary), (Side::Baseline, q.stable)] {
             let id = |kind| metric_id(index, side, kind);
@@ -450,6 +403,23 @@ impl<'q> Planned<'q> {
                             rank,
                         ));
                     }
+                    // The canary's cold starts: how many, and the share within the limit.
+                    if let (Side::Canary, Some(limit)) = (side, cold_limit) {
+                        metric_queries.extend([
+                            metric_query(
+                                id(Kind::ColdCount),
+                                emf_metric(q, namespace, version, "ColdLatency"),
+                                period,
+                                "SampleCount",
+                            ),
+                            metric_query(
+                                id(Kind::ColdRank),
+                                emf_metric(q, namespace, version, "ColdLatency"),
+                                period,
+                                &percentile_rank(limit),
+                            ),
+                        ]);
+                    }
                 }
             }
         }
@@ -460,7 +430,8 @@ impl<'q> Planned<'q> {
             to: q.to,
             high_resolution,
             metric_queries,
-            slow_ms,
+            before,
+            cold_limit,
         }
     }
 
@@ -499,7 +470,7 @@ impl<'q> Planned<'q> {
         let requests = self.points(collected, side, Kind::Requests)?;
         let errors = self.points(collected, side, Kind::Errors)?;
         let latency = self.points(collected, side, Kind::Latency)?;
-        let rank = if self.slow_ms.is_some() {
+        let rank = if self.before.slow_ms.is_some() {
             Some(self.points(collected, side, Kind::Rank)?)
         } else {
             None
@@ -530,10 +501,31 @@ impl<'q> Planned<'q> {
     }
 
     fn series(&self, collected: &HashMap<String, Collected>) -> Result<Series, PortError> {
+        let cold = if self.cold_limit.is_some() {
+            let counts = self.points(collected, Side::Canary, Kind::ColdCount)?;
+            let ranks = self.points(collected, Side::Canary, Kind::ColdRank)?;
+            counts
+                .iter()
+                .filter(|(_, &n)| n > 0.0)
+                .map(|(&start, &count)| ColdStarts {
+                    start,
+                    count,
+                    // No rank for a period with cold starts: none counted slow, and the test
+                    // sees their number only.
+                    slow: ranks.get(&start).map_or(0.0, |pr| {
+                        (count * (100.0 - pr.clamp(0.0, 100.0)) / 100.0).round()
+                    }),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Series {
             canary: self.samples(collected, Side::Canary)?,
             baseline: self.samples(collected, Side::Baseline)?,
-            slow_ms: self.slow_ms,
+            slow_ms: self.before.slow_ms,
+            cold,
+            stable_cold_ms: self.before.stable_cold_ms,
         })
     }
 }
@@ -551,6 +543,7 @@ impl Kind {
             (Self::Latency, MetricsSource::Emf { .. }) => "Latency",
             (Self::Rank, MetricsSource::Lambda) => "the percentile rank of Duration",
             (Self::Rank, MetricsSource::Emf { .. }) => "the percentile rank of Latency",
+            (Self::ColdCount | Self::ColdRank, _) => "ColdLatency",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! throttling after bounded retries, precondition failures, partial CloudWatch failures.
 
 use super::*;
-use crate::judge::Sample;
+use crate::judge::{ColdStarts, Sample};
 use crate::policy::{LatencyStat, MetricsSource, Policy};
 use crate::ports::{Aliases, Metrics, MetricsQuery, Notification, Notifier, Series};
 use crate::rollout::{AliasState, Record, Routing};
@@ -581,7 +581,8 @@ fn lambda_query(stable: u64, canary: u64, stat: LatencyStat) -> MetricsQuery {
         source: MetricsSource::Lambda,
         stat,
         slow_ms: None,
-        slow_auto_before: None,
+        limits: Policy::with_defaults("notes-create").latency,
+        canary_start: None,
         from: T0,
         to: T0 + 600,
     }
@@ -714,7 +715,7 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
             answer(input, &data)
         });
     let query = MetricsQuery {
-        slow_auto_before: Some(T0 + 25),
+        canary_start: Some(T0 + 25),
         ..lambda_query(6, 7, LatencyStat::P99)
     };
     let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
@@ -750,6 +751,80 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
 }
 
 #[tokio::test]
+async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canarys_cold_starts() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            let data = HashMap::from([
+                ("h0", vec![(T0 - 86_400, 600.0)]),
+                ("q0_c_req", vec![(T0, 30.0), (T0 + 10, 30.0)]),
+                ("q0_c_cn", vec![(T0, 4.0), (T0 + 10, 0.0)]),
+                // A quarter of the canary's cold starts within the limit: 3 of 4 over it.
+                ("q0_c_cp", vec![(T0, 25.0)]),
+                ("q0_b_req", vec![(T0, 300.0)]),
+            ]);
+            answer(input, &data)
+        });
+    let query = MetricsQuery {
+        slow_ms: Some(400.0),
+        canary_start: Some(T0),
+        ..emf_query()
+    };
+    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
+        .clone()
+        .expect("answered");
+    assert_eq!(series.stable_cold_ms, Some(600.0));
+    // A period without cold starts is no evidence either way: left out.
+    assert_eq!(
+        series.cold,
+        [ColdStarts {
+            start: T0,
+            count: 4.0,
+            slow: 3.0
+        }]
+    );
+    let seen = seen.lock().expect("lock");
+    assert_eq!(seen.len(), 2, "the day before, then the window: {seen:?}");
+    let before = &seen[0];
+    assert_eq!(before.start_time(), Some(&DateTime::from_secs(T0 - 86_400)));
+    let h = before.metric_data_queries()[0]
+        .metric_stat()
+        .expect("metric stat");
+    assert_eq!(
+        (
+            h.metric().and_then(|m| m.metric_name()),
+            h.stat(),
+            h.period()
+        ),
+        (Some("ColdLatency"), Some("p50"), Some(86_400))
+    );
+    // The limit: the defaults' 1.3x the stable version's 600 ms median cold start.
+    let cold: Vec<(&str, Option<&str>)> = seen[1]
+        .metric_data_queries()
+        .iter()
+        .filter(|q| {
+            q.id()
+                .is_some_and(|id| id.ends_with("_cn") || id.ends_with("_cp"))
+        })
+        .map(|q| {
+            (
+                q.id().unwrap_or_default(),
+                q.metric_stat().and_then(|m| m.stat()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cold,
+        [
+            ("q0_c_cn", Some("SampleCount")),
+            ("q0_c_cp", Some("PR(:780)"))
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_p99_history_that_cannot_be_read_leaves_the_tail_test_without_data_not_the_judge() {
     let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
         .match_requests(|r| {
@@ -766,7 +841,7 @@ async fn a_p99_history_that_cannot_be_read_leaves_the_tail_test_without_data_not
         answer(input, &HashMap::from([("q0_c_req", vec![(T0, 100.0)])]))
     });
     let query = MetricsQuery {
-        slow_auto_before: Some(T0),
+        canary_start: Some(T0),
         ..lambda_query(6, 7, LatencyStat::P99)
     };
     let series = cloudwatch(&[&rule, &window]).fetch(&[query]).await[0]
@@ -810,6 +885,8 @@ async fn lambda_metrics_become_samples_with_the_policy_statistic() {
             ],
             baseline: vec![sample(T0, 900.0, 0.0, Some(120.0))],
             slow_ms: None,
+            cold: vec![],
+            stable_cold_ms: None,
         }
     );
 

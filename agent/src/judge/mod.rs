@@ -56,6 +56,17 @@ pub struct Sample {
     pub slow: Option<f64>,
 }
 
+/// The canary's cold starts (first invocations of new execution environments) in one period.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ColdStarts {
+    /// Start of the period, epoch seconds.
+    pub start: i64,
+    /// Cold starts in the period.
+    pub count: f64,
+    /// Of them, those slower than the cold-start limit ([`Observations::cold_limit_ms`]).
+    pub slow: f64,
+}
+
 /// What the judge sees at one tick: every visible period since the canary started.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observations {
@@ -69,6 +80,11 @@ pub struct Observations {
     /// The tail test's threshold in milliseconds: `latency.slow_ms`, or the stable version's p99
     /// before the canary started; `None` when neither is known (the tail test has no data).
     pub slow_ms: Option<f64>,
+    /// The canary's cold starts per period (EMF metrics only).
+    pub cold: Vec<ColdStarts>,
+    /// The cold-start test's limit in milliseconds: the stable version's median cold start,
+    /// moved by `latency.max_ratio` and `min_increase_ms`; `None` when not known.
+    pub cold_limit_ms: Option<f64>,
 }
 
 /// The judge's conclusion.
@@ -127,7 +143,12 @@ pub struct Judgement {
     /// Canary and baseline shares of slow requests over the judged periods, when the tail test
     /// is on and they had requests.
     pub slow_shares: Option<(f64, f64)>,
-    /// Evidence needed to roll back on any one test (4 tests / α).
+    /// Evidence against "the canary's median cold start is within the limit", when the limit is
+    /// known (EMF metrics and a stable version with cold starts before the canary).
+    pub cold_evidence: Option<f64>,
+    /// The tests α is split across (4, or 5 with EMF metrics).
+    pub tests: f64,
+    /// Evidence needed to roll back on any one test (tests / α).
     pub threshold: f64,
 }
 
@@ -144,7 +165,10 @@ impl Judgement {
             t.latency_ms
                 .map_or("-".to_string(), |l| format!("{l:.0} ms"))
         };
-        let confidence = 1.0 - TESTS / self.threshold;
+        let confidence = 1.0 - self.tests / self.threshold;
+        let cold = self
+            .cold_evidence
+            .map_or(String::new(), |e| format!(", cold starts {e:.1}"));
         let tail = match (self.slow_evidence, self.slow_shares) {
             (Some(e), Some((c, b))) => {
                 format!(", slow requests ({} vs {}) {e:.1}", pct(c), pct(b))
@@ -153,7 +177,7 @@ impl Judgement {
             _ => String::new(),
         };
         format!(
-            "5xx canary {} vs baseline {}; latency canary {} vs baseline {}; evidence: 5xx ceiling {:.1}, 5xx vs baseline {:.1}, latency {:.1}{tail} (rollback at {:.0}, confidence {})",
+            "5xx canary {} vs baseline {}; latency canary {} vs baseline {}; evidence: 5xx ceiling {:.1}, 5xx vs baseline {:.1}, latency {:.1}{tail}{cold} (rollback at {:.0}, confidence {})",
             rate(&self.canary),
             rate(&self.baseline),
             lat(&self.canary),
@@ -202,8 +226,25 @@ pub const SUSPICION: f64 = 3.0;
 /// of in-band canaries no longer outlast the hour, 1% 5xx builds caught as often as before).
 const MARGIN_HOLD: f64 = 0.3;
 
-/// The tests α is split across (Bonferroni): 5xx ceiling, 5xx increase, latency, slow requests.
-const TESTS: f64 = 4.0;
+/// The tests α is split across (Bonferroni): 5xx ceiling, 5xx increase, latency and slow
+/// requests, plus cold starts with EMF metrics (the only source that flags them). Fixed by the
+/// policy alone, so the threshold never depends on the data.
+#[must_use]
+pub fn tests(policy: &Policy) -> f64 {
+    match policy.metrics {
+        crate::policy::MetricsSource::Emf { .. } => 5.0,
+        crate::policy::MetricsSource::Lambda => 4.0,
+    }
+}
+
+/// The cold-start test's limit for a stable version whose median cold start took `stable_ms`:
+/// `latency.max_ratio` times it, at least `min_increase_ms` more, and at most `max_ms`.
+#[must_use]
+pub fn cold_limit(lat: &crate::policy::LatencyRule, stable_ms: f64) -> f64 {
+    (stable_ms * lat.max_ratio)
+        .max(stable_ms + lat.min_increase_ms)
+        .min(lat.max_ms.max(stable_ms))
+}
 
 /// A suspicious canary holds at most this many step intervals before moving on anyway.
 const SUSPICION_MAX_INTERVALS: i64 = 5;
@@ -235,7 +276,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let alpha = policy.alpha();
     // The tail test always counts in the split, so the threshold is fixed before any data.
     let slow_ms = obs.slow_ms.or(policy.latency.slow_ms);
-    let threshold = TESTS / alpha;
+    let threshold = tests(policy) / alpha;
     let canary = totals(&obs.canary);
     let baseline = totals(&obs.baseline);
     // Errors can't exceed requests; CloudWatch can be briefly inconsistent across metrics.
@@ -314,6 +355,21 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let latency_evidence = mixture_evidence(&diffs, latency_var_floor(lat.stat));
     let tail = slow_requests(obs, &warm, threshold);
     let slow_evidence = slow_ms.map(|_| tail.evidence);
+    // Cold starts: H0 is "the canary's median cold start is within the limit", so each cold
+    // start is slower than the limit with probability at most 1/2; the one-sample mixture of
+    // the ceiling test with 1/2 as its ceiling.
+    let cold_periods: Vec<(f64, f64)> = obs
+        .cold
+        .iter()
+        .filter(|c| c.count > 0.0)
+        .map(|c| (c.count, c.slow.clamp(0.0, c.count)))
+        .collect();
+    let cold_counts = cold_periods
+        .iter()
+        .fold((0.0, 0.0), |(n, k), &(cn, ck)| (n + cn, k + ck));
+    let cold_evidence = obs
+        .cold_limit_ms
+        .map(|_| counts::ceiling_evidence(&cold_periods, 0.5, 1.0));
     let slow_material = tail
         .shares
         .is_some_and(|(c, b)| c - b > lat.max_slow_increase);
@@ -346,6 +402,17 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
                 tail.counts.2,
                 tail.counts.3,
                 pct(lat.max_slow_increase)
+            ));
+        }
+    }
+    if let (Some(e), Some(limit)) = (cold_evidence, obs.cold_limit_ms) {
+        if e >= threshold {
+            reasons.push(format!(
+                "canary cold starts: {:.0} of {:.0} took longer than {limit:.0} ms ({}× the stable version's median cold start, at least +{:.0} ms)",
+                cold_counts.1,
+                cold_counts.0,
+                lat.max_ratio,
+                lat.min_increase_ms
             ));
         }
     }
@@ -404,6 +471,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             },
         ),
         ("latency", latency_evidence),
+        ("cold starts", cold_evidence.unwrap_or(0.0)),
         (
             "slow requests",
             match slow_evidence {
@@ -442,6 +510,8 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         latency_evidence,
         slow_evidence,
         slow_shares: slow_ms.and(tail.shares),
+        cold_evidence,
+        tests: tests(policy),
         threshold,
     }
 }

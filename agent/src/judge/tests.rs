@@ -21,6 +21,8 @@ pub(super) fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
         baseline,
         step_start: 0,
         slow_ms: None,
+        cold: vec![],
+        cold_limit_ms: None,
     }
 }
 
@@ -230,6 +232,51 @@ fn reasons_carry_numbers() {
     );
 }
 
+#[test]
+fn a_build_whose_cold_starts_doubled_is_rolled_back_and_a_healthy_one_is_not() {
+    let mut p = Policy::with_defaults("f");
+    p.metrics = crate::policy::MetricsSource::Emf {
+        namespace: "NotesApi".into(),
+        period: std::time::Duration::from_secs(10),
+    };
+    // The stable version's median cold start is 580 ms: the limit is 1.3x, 754 ms.
+    let limit = cold_limit(&p.latency, 580.0);
+    assert!((limit - 754.0).abs() < 1e-9, "{limit}");
+    let run = |slow_per_period: f64| {
+        let canary: Vec<Sample> = (0..12).map(|i| minute(i * 10, 30.0, 0.0, None)).collect();
+        let baseline: Vec<Sample> = (0..12).map(|i| minute(i * 10, 300.0, 0.0, None)).collect();
+        judge(
+            &p,
+            &Observations {
+                canary,
+                baseline,
+                step_start: 0,
+                slow_ms: None,
+                cold: (0..12)
+                    .map(|i| ColdStarts {
+                        start: i * 10,
+                        count: 2.0,
+                        slow: slow_per_period,
+                    })
+                    .collect(),
+                cold_limit_ms: Some(limit),
+            },
+        )
+    };
+    // Every cold start over the limit, 24 of them: rolled back, with the numbers.
+    let j = run(2.0);
+    assert!(
+        matches!(&j.verdict, Verdict::Regressed(r) if r[0].contains("cold starts: 24 of 24 took longer than 754 ms")),
+        "{j:?}"
+    );
+    assert!(j.summary().contains("cold starts"), "{}", j.summary());
+    // Half of them over it is the null's edge (the median at the limit): no rollback.
+    let j = run(1.0);
+    assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    // EMF policies split α five ways.
+    assert!((j.threshold - 500.0).abs() < 1e-6, "{}", j.threshold);
+}
+
 proptest! {
     /// More errors in the same requests is never less evidence.
     #[test]
@@ -358,6 +405,8 @@ mod error_event_tests {
                 baseline: b,
                 step_start: 0,
                 slow_ms: None,
+                cold: vec![],
+                cold_limit_ms: None,
             },
         );
         // Credibly worse than the baseline, but not credibly by more than max_increase.
@@ -390,6 +439,8 @@ mod error_event_tests {
                 baseline: b,
                 step_start: 0,
                 slow_ms: None,
+                cold: vec![],
+                cold_limit_ms: None,
             },
         );
         assert!(j.increase_evidence < j.threshold, "{j:?}");
@@ -428,6 +479,8 @@ mod error_event_tests {
                 baseline: b,
                 step_start: 0,
                 slow_ms: None,
+                cold: vec![],
+                cold_limit_ms: None,
             },
         );
         // Above the 1% ceiling, but so was the stable version in every period: not counted.
@@ -451,6 +504,8 @@ mod error_event_tests {
                 baseline: quiet,
                 step_start: 0,
                 slow_ms: None,
+                cold: vec![],
+                cold_limit_ms: None,
             },
         );
         assert!(j.ceiling_evidence >= SUSPICION, "{j:?}");
@@ -469,6 +524,8 @@ mod error_event_tests {
                 baseline: vec![],
                 step_start: 0,
                 slow_ms: None,
+                cold: vec![],
+                cold_limit_ms: None,
             },
         );
         assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");

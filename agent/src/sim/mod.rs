@@ -11,7 +11,7 @@ pub mod rng;
 pub mod scenario;
 pub mod traffic;
 
-use crate::judge::Sample;
+use crate::judge::{ColdStarts, Sample};
 use crate::policy::Policy;
 use crate::ports::{
     Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot,
@@ -41,6 +41,8 @@ pub struct SimFunction {
     pub revision: u64,
     /// Finished periods: version, sample, when it becomes visible.
     pub samples: Vec<(Version, Sample, i64)>,
+    /// Cold starts of finished periods (EMF policies only): version, counts, when visible.
+    pub cold: Vec<(Version, ColdStarts, i64)>,
     /// 5xx answered to users, per version.
     pub failed: BTreeMap<Version, u64>,
     /// Requests served, per version.
@@ -76,6 +78,7 @@ impl SimFunction {
             description: String::new(),
             revision: 1,
             samples: Vec::new(),
+            cold: Vec::new(),
             failed: BTreeMap::new(),
             served: BTreeMap::new(),
             versions: BTreeMap::from([(1, VersionState::serving(1.0))]),
@@ -169,10 +172,26 @@ impl SimFunction {
             .or_else(|| self.builds.get(&self.stable).map(|b| b.warm_quantile(0.99)))
     }
 
+    /// The stable version's median cold start, as the agent reads it from before the canary
+    /// (EMF policies only: only the handlers' records flag cold starts).
+    #[must_use]
+    pub fn stable_cold_ms(&self) -> Option<f64> {
+        if !matches!(
+            self.policy.metrics,
+            crate::policy::MetricsSource::Emf { .. }
+        ) {
+            return None;
+        }
+        self.builds.get(&self.stable).and_then(Build::cold_median)
+    }
+
     /// Closes the period ending at `end`: its datapoints become visible at `visible`.
     fn close_period(&mut self, rng: &mut Rng, end: i64, visible: i64) {
         let stat = self.policy.latency.stat;
         let slow_ms = self.slow_threshold();
+        let cold_limit = self
+            .stable_cold_ms()
+            .map(|m| crate::judge::cold_limit(&self.policy.latency, m));
         let emf = matches!(
             self.policy.metrics,
             crate::policy::MetricsSource::Emf { .. }
@@ -183,6 +202,16 @@ impl SimFunction {
                 // published for warm invocations only (they flag their cold starts).
                 if !emf {
                     p.latency.merge(&p.cold);
+                } else if let (Some(limit), true) = (cold_limit, p.cold.count() > 0) {
+                    self.cold.push((
+                        v,
+                        ColdStarts {
+                            start: self.period_start,
+                            count: p.cold.count() as f64,
+                            slow: p.cold.slower_than(rng, limit) as f64,
+                        },
+                        visible,
+                    ));
                 }
                 self.samples.push((
                     v,
@@ -405,10 +434,20 @@ impl Metrics for SimMetrics {
                         .map(|(_, s, _)| *s)
                         .collect::<Vec<_>>()
                 };
+                let cold = f
+                    .cold
+                    .iter()
+                    .filter(|(v, c, vis)| {
+                        *v == q.canary && *vis <= now && c.start >= q.from && c.start < q.to
+                    })
+                    .map(|(_, c, _)| *c)
+                    .collect();
                 Ok(Series {
                     canary: pick(q.canary),
                     baseline: pick(q.stable),
                     slow_ms: f.slow_threshold(),
+                    cold,
+                    stable_cold_ms: f.stable_cold_ms(),
                 })
             })
             .collect()

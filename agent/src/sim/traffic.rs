@@ -82,6 +82,14 @@ impl Build {
         }
     }
 
+    /// The median time of the build's cold starts (its median plus what a cold start adds), if
+    /// it has any.
+    #[must_use]
+    pub fn cold_median(&self) -> Option<f64> {
+        self.cold_start
+            .map(|c| self.latency_median_ms + c.add_ms.max(0.0))
+    }
+
     /// The `q` quantile of the build's warm handler time (its lognormal and its tail regression,
     /// no cold starts or drift): what CloudWatch would report as its p99 over an hour of steady
     /// traffic, for `q` = 0.99.
