@@ -35,7 +35,7 @@ mod latency;
 mod tests;
 
 use crate::policy::Policy;
-use counts::{ceiling_evidence, slow_requests};
+use counts::{ceiling_evidence, slow_requests, Tail};
 pub use counts::{dispersion, error_event_evidence};
 use latency::{latency_diffs, latency_var_floor, mixture_evidence, warm_periods};
 use std::fmt;
@@ -273,19 +273,108 @@ fn totals(samples: &[Sample]) -> Totals {
 /// Judges the canary against the baseline under `policy`.
 #[must_use]
 pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
-    let alpha = policy.alpha();
-    // The tail test always counts in the split, so the threshold is fixed before any data.
-    let slow_ms = obs.slow_ms.or(policy.latency.slow_ms);
-    let threshold = tests(policy) / alpha;
+    // Every test counts in the split, so the threshold is fixed before any data.
+    let threshold = tests(policy) / policy.alpha();
     let canary = totals(&obs.canary);
     let baseline = totals(&obs.baseline);
-    // Errors can't exceed requests; CloudWatch can be briefly inconsistent across metrics.
-    let (kc, nc) = (canary.errors.min(canary.requests), canary.requests);
-    let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
+    let errors = five_xx(policy, obs, &baseline);
+    let warm = warm_periods(obs, policy.warmup_secs());
+    let diffs = latency_diffs(policy, obs, &warm);
+    let slow_ms = obs.slow_ms.or(policy.latency.slow_ms);
+    let tail = slow_requests(obs, &warm, threshold);
+    let (cold, cold_counts) = cold_starts(obs);
+    let ev = Evidence {
+        errors,
+        latency: mixture_evidence(&diffs, latency_var_floor(policy.latency.stat)),
+        latency_periods: diffs.len(),
+        slow: slow_ms.map(|_| tail.evidence),
+        slow_ms,
+        slow_material: tail
+            .shares
+            .is_some_and(|(c, b)| c - b > policy.latency.max_slow_increase),
+        tail,
+        cold,
+        cold_counts,
+    };
+    let reasons = reasons(policy, obs, &ev, &canary, &baseline, threshold);
+    let suspicion = suspicions(&ev, threshold);
+    let canary_requests_at_step: f64 = obs
+        .canary
+        .iter()
+        .filter(|s| s.start >= obs.step_start)
+        .map(|s| s.requests.max(0.0))
+        .sum::<f64>()
+        + 0.0; // an empty f64 sum is -0.0, which prints as -0
+    let verdict = verdict(policy, obs, reasons, &suspicion, canary_requests_at_step);
+    Judgement {
+        verdict,
+        canary,
+        baseline,
+        canary_requests_at_step,
+        last_canary_traffic: obs
+            .canary
+            .iter()
+            .filter(|s| s.requests > 0.0)
+            .map(|s| s.start)
+            .max(),
+        ceiling_evidence: ev.errors.ceiling,
+        increase_evidence: ev.errors.increase,
+        latency_evidence: ev.latency,
+        slow_evidence: ev.slow,
+        slow_shares: slow_ms.and(ev.tail.shares),
+        cold_evidence: ev.cold,
+        tests: tests(policy),
+        threshold,
+    }
+}
 
+/// Every test's evidence at one tick, with what its reason needs.
+struct Evidence {
+    errors: FiveXx,
+    latency: f64,
+    /// Latency observations judged.
+    latency_periods: usize,
+    /// The tail test's evidence, when its threshold is known.
+    slow: Option<f64>,
+    /// The tail test's threshold.
+    slow_ms: Option<f64>,
+    /// Whether the canary's observed share of slow requests is more than `max_slow_increase`
+    /// above the baseline's.
+    slow_material: bool,
+    tail: Tail,
+    /// The cold-start test's evidence, when its limit is known.
+    cold: Option<f64>,
+    /// Cold starts judged, and of them those over the limit.
+    cold_counts: (f64, f64),
+}
+
+/// The 5xx tests' evidence.
+struct FiveXx {
+    /// Against "canary rate ≤ `max_rate`", on periods the stable version kept under it.
+    ceiling: f64,
+    /// Against "canary rate ≤ baseline rate" (the error-event test).
+    worse: f64,
+    /// Against "canary rate ≤ baseline rate + `max_increase`" (the margin test).
+    margin: f64,
+    /// The smaller of `worse` and `margin`: what a rollback on the increase needs.
+    increase: f64,
+    /// Whether the ceiling may act: the canary looks worse than the baseline, or there is no
+    /// baseline to compare with.
+    ceiling_may_act: bool,
+}
+
+/// The 5xx tests, every count divided by the larger of the two versions' dispersion.
+fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) -> FiveXx {
     let rules = policy.errors;
+    let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
     // Clustered errors carry less evidence than their count (see `dispersion`).
     let phi = dispersion(&obs.baseline).max(dispersion(&obs.canary));
+    let scaled = |c: &Sample| {
+        (
+            c.requests.max(0.0) / phi,
+            c.errors.clamp(0.0, c.requests.max(0.0)) / phi,
+        )
+    };
     // The ceiling is the canary's own rate, period by period; a period in which the stable
     // version itself answered more than the ceiling (a shared outage) is not held against it.
     let own: Vec<(f64, f64)> = obs
@@ -297,14 +386,9 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
                 .find(|b| b.start == c.start)
                 .is_none_or(|b| b.requests <= 0.0 || b.errors <= rules.max_rate * b.requests)
         })
-        .map(|c| {
-            (
-                c.requests.max(0.0) / phi,
-                c.errors.clamp(0.0, c.requests.max(0.0)) / phi,
-            )
-        })
+        .map(scaled)
         .collect();
-    let ceiling_evidence = if rules.max_rate >= 1.0 {
+    let ceiling = if rules.max_rate >= 1.0 {
         0.0
     } else {
         ceiling_evidence(&own, rules.max_rate, phi)
@@ -324,65 +408,67 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         .collect();
     // Credibly worse than the baseline (the error-event test, period by period) and credibly by
     // more than the allowed increase (the margin test: the canary's rate against the
-    // baseline's plus `max_increase`, one-sample like the ceiling). A rollback needs both; the
-    // reported evidence is the smaller.
-    let worse_evidence = error_event_evidence(&pairs);
-    let all: Vec<(f64, f64)> = obs
-        .canary
-        .iter()
-        .map(|c| {
-            (
-                c.requests.max(0.0) / phi,
-                c.errors.clamp(0.0, c.requests.max(0.0)) / phi,
-            )
-        })
-        .collect();
-    let margin_evidence = if nb > 0.0 {
-        counts::ceiling_evidence(&all, (kb / nb + rules.max_increase).min(1.0), phi)
+    // baseline's plus `max_increase`, one-sample like the ceiling).
+    let worse = error_event_evidence(&pairs);
+    let all: Vec<(f64, f64)> = obs.canary.iter().map(scaled).collect();
+    let margin = if nb > 0.0 {
+        ceiling_evidence(&all, (kb / nb + rules.max_increase).min(1.0), phi)
     } else {
         0.0
     };
-    let increase_evidence = worse_evidence.min(margin_evidence);
-    // Above the ceiling is the new build's fault only if it is also worse than the stable
-    // version: an outage of a shared dependency fails both alike and rolls nothing back. With no
-    // baseline traffic to compare with, the ceiling stands alone.
-    let worse_than_baseline = nb <= 0.0 || pairs.is_empty() || worse_evidence >= SUSPICION;
-    let ceiling_breached = ceiling_evidence >= threshold && worse_than_baseline;
+    FiveXx {
+        ceiling,
+        worse,
+        margin,
+        increase: worse.min(margin),
+        // Above the ceiling is the new build's fault only if it is also worse than the stable
+        // version: an outage of a shared dependency fails both alike and rolls nothing back.
+        // With no baseline traffic to compare with, the ceiling stands alone.
+        ceiling_may_act: nb <= 0.0 || pairs.is_empty() || worse >= SUSPICION,
+    }
+}
 
-    let lat = policy.latency;
-    let warm = warm_periods(obs, policy.warmup_secs());
-    let diffs = latency_diffs(policy, obs, &warm);
-    let latency_evidence = mixture_evidence(&diffs, latency_var_floor(lat.stat));
-    let tail = slow_requests(obs, &warm, threshold);
-    let slow_evidence = slow_ms.map(|_| tail.evidence);
-    // Cold starts: H0 is "the canary's median cold start is within the limit", so each cold
-    // start is slower than the limit with probability at most 1/2; the one-sample mixture of
-    // the ceiling test with 1/2 as its ceiling.
-    let cold_periods: Vec<(f64, f64)> = obs
+/// The cold-start test: H0 is "the canary's median cold start is within the limit", so each cold
+/// start is slower than the limit with probability at most 1/2 (the ceiling's one-sample
+/// mixture with 1/2 as its ceiling). Its evidence when the limit is known, and the cold starts
+/// judged with those over the limit.
+fn cold_starts(obs: &Observations) -> (Option<f64>, (f64, f64)) {
+    let periods: Vec<(f64, f64)> = obs
         .cold
         .iter()
         .filter(|c| c.count > 0.0)
         .map(|c| (c.count, c.slow.clamp(0.0, c.count)))
         .collect();
-    let cold_counts = cold_periods
+    let counts = periods
         .iter()
         .fold((0.0, 0.0), |(n, k), &(cn, ck)| (n + cn, k + ck));
-    let cold_evidence = obs
+    let evidence = obs
         .cold_limit_ms
-        .map(|_| counts::ceiling_evidence(&cold_periods, 0.5, 1.0));
-    let slow_material = tail
-        .shares
-        .is_some_and(|(c, b)| c - b > lat.max_slow_increase);
+        .map(|_| ceiling_evidence(&periods, 0.5, 1.0));
+    (evidence, counts)
+}
 
+/// One sentence, with its numbers, per test whose evidence reached `threshold`.
+fn reasons(
+    policy: &Policy,
+    obs: &Observations,
+    ev: &Evidence,
+    canary: &Totals,
+    baseline: &Totals,
+    threshold: f64,
+) -> Vec<String> {
+    let (rules, lat) = (policy.errors, policy.latency);
+    let (kc, nc) = (canary.errors.min(canary.requests), canary.requests);
+    let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
     let mut reasons = Vec::new();
-    if ceiling_breached {
+    if ev.errors.ceiling >= threshold && ev.errors.ceiling_may_act {
         reasons.push(format!(
             "canary 5xx {} ({kc:.0} of {nc:.0}) is above the {} ceiling",
             pct(kc / nc),
             pct(rules.max_rate)
         ));
     }
-    if increase_evidence >= threshold {
+    if ev.errors.increase >= threshold {
         reasons.push(format!(
             "canary 5xx {} is more than {} above baseline {} ({kb:.0} of {nb:.0})",
             pct(kc / nc),
@@ -390,33 +476,34 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             pct(kb / nb)
         ));
     }
-    if let (Some(e), Some((c, b)), true) = (slow_evidence, tail.shares, slow_material) {
+    if let (Some(e), Some((c, b)), true) = (ev.slow, ev.tail.shares, ev.slow_material) {
         if e >= threshold {
+            let n = ev.tail.counts;
             reasons.push(format!(
                 "canary {} of requests slower than {:.0} ms vs baseline {} ({:.0} of {:.0} vs {:.0} of {:.0}), more than {} above",
                 pct(c),
-                slow_ms.unwrap_or_default(),
+                ev.slow_ms.unwrap_or_default(),
                 pct(b),
-                tail.counts.0,
-                tail.counts.1,
-                tail.counts.2,
-                tail.counts.3,
+                n.0,
+                n.1,
+                n.2,
+                n.3,
                 pct(lat.max_slow_increase)
             ));
         }
     }
-    if let (Some(e), Some(limit)) = (cold_evidence, obs.cold_limit_ms) {
+    if let (Some(e), Some(limit)) = (ev.cold, obs.cold_limit_ms) {
         if e >= threshold {
             reasons.push(format!(
                 "canary cold starts: {:.0} of {:.0} took longer than {limit:.0} ms ({}× the stable version's median cold start, at least +{:.0} ms)",
-                cold_counts.1,
-                cold_counts.0,
+                ev.cold_counts.1,
+                ev.cold_counts.0,
                 lat.max_ratio,
                 lat.min_increase_ms
             ));
         }
     }
-    if latency_evidence >= threshold {
+    if ev.latency >= threshold {
         let c = canary.latency_ms.unwrap_or(f64::NAN);
         let b = baseline
             .latency_ms
@@ -424,38 +511,23 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         reasons.push(format!(
             "canary {} {c:.0} ms vs {b} over {} periods (limit {}× and +{:.0} ms, ceiling {:.0} ms)",
             lat.stat.cloudwatch_name(),
-            diffs.len(),
+            ev.latency_periods,
             lat.max_ratio,
             lat.min_increase_ms,
             lat.max_ms
         ));
     }
+    reasons
+}
 
-    let canary_requests_at_step: f64 = obs
-        .canary
-        .iter()
-        .filter(|s| s.start >= obs.step_start)
-        .map(|s| s.requests.max(0.0))
-        .sum::<f64>()
-        + 0.0; // an empty f64 sum is -0.0, which prints as -0
-    let last_canary_traffic = obs
-        .canary
-        .iter()
-        .filter(|s| s.requests > 0.0)
-        .map(|s| s.start)
-        .max();
-    let newest = obs
-        .canary
-        .iter()
-        .map(|s| s.start)
-        .max()
-        .unwrap_or(obs.step_start);
-    let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
-    let suspicion = [
+/// The tests whose evidence is at least [`SUSPICION`] (and may lead to a rollback), in words.
+fn suspicions(ev: &Evidence, threshold: f64) -> Vec<String> {
+    let errors = &ev.errors;
+    [
         (
             "5xx ceiling",
-            if worse_than_baseline {
-                ceiling_evidence
+            if errors.ceiling_may_act {
+                errors.ceiling
             } else {
                 0.0
             },
@@ -464,18 +536,18 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         // wait for more data at this step.
         (
             "5xx vs baseline",
-            if margin_evidence >= MARGIN_HOLD {
-                worse_evidence
+            if errors.margin >= MARGIN_HOLD {
+                errors.worse
             } else {
                 0.0
             },
         ),
-        ("latency", latency_evidence),
-        ("cold starts", cold_evidence.unwrap_or(0.0)),
+        ("latency", ev.latency),
+        ("cold starts", ev.cold.unwrap_or(0.0)),
         (
             "slow requests",
-            match slow_evidence {
-                Some(e) if slow_material => e,
+            match ev.slow {
+                Some(e) if ev.slow_material => e,
                 _ => 0.0,
             },
         ),
@@ -483,8 +555,26 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     .into_iter()
     .filter(|(_, e)| *e >= SUSPICION)
     .map(|(name, e)| format!("{name} evidence {e:.0} (rollback at {threshold:.0})"))
-    .collect::<Vec<_>>();
-    let verdict = if !reasons.is_empty() {
+    .collect()
+}
+
+/// Regressed on any reason; else held while suspicious (for at most
+/// [`SUSPICION_MAX_INTERVALS`] step intervals) or short of `min_requests`; else healthy.
+fn verdict(
+    policy: &Policy,
+    obs: &Observations,
+    reasons: Vec<String>,
+    suspicion: &[String],
+    canary_requests_at_step: f64,
+) -> Verdict {
+    let newest = obs
+        .canary
+        .iter()
+        .map(|s| s.start)
+        .max()
+        .unwrap_or(obs.step_start);
+    let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
+    if !reasons.is_empty() {
         Verdict::Regressed(reasons)
     } else if !suspicion.is_empty() && newest - obs.step_start < patience {
         Verdict::NotEnoughData(format!(
@@ -498,20 +588,5 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         ))
     } else {
         Verdict::Healthy
-    };
-    Judgement {
-        verdict,
-        canary,
-        baseline,
-        canary_requests_at_step,
-        last_canary_traffic,
-        ceiling_evidence,
-        increase_evidence,
-        latency_evidence,
-        slow_evidence,
-        slow_shares: slow_ms.and(tail.shares),
-        cold_evidence,
-        tests: tests(policy),
-        threshold,
     }
 }
