@@ -277,6 +277,41 @@ fn a_build_whose_cold_starts_doubled_is_rolled_back_and_a_healthy_one_is_not() {
     assert!((j.threshold - 500.0).abs() < 1e-6, "{}", j.threshold);
 }
 
+#[test]
+fn the_cold_start_test_keeps_its_share_of_alpha_at_the_edge_of_its_null() {
+    // Each cold start over the limit with probability exactly 1/2 (the median at the limit),
+    // 0 to 6 cold starts a period, 90 looks: at most 1/500 of runs may reach 500 (EMF: five
+    // tests at 99%), plus two standard errors of sampling noise.
+    let mut rng = crate::sim::rng::Rng::new(31);
+    let runs = 4000;
+    let mut rejected = 0;
+    for _ in 0..runs {
+        let mut obs = Observations {
+            cold_limit_ms: Some(700.0),
+            ..Observations::default()
+        };
+        for i in 0..90 {
+            let count = rng.poisson(1.5);
+            obs.cold.push(ColdStarts {
+                start: i * 10,
+                count: count as f64,
+                slow: rng.binomial(count, 0.5) as f64,
+            });
+            if cold_starts(&obs).0.is_some_and(|e| e >= 500.0) {
+                rejected += 1;
+                break;
+            }
+        }
+    }
+    let rate = f64::from(rejected) / f64::from(runs);
+    let share: f64 = 1.0 / 500.0;
+    assert!(
+        rate <= share + 2.0 * (share / f64::from(runs)).sqrt(),
+        "{:.2}% of null runs rejected",
+        rate * 100.0
+    );
+}
+
 proptest! {
     /// More errors in the same requests is never less evidence.
     #[test]
