@@ -114,7 +114,7 @@ pub struct LatencyRule {
     /// A relative regression must also be at least this many milliseconds slower (absolute floor).
     pub min_increase_ms: f64,
     /// Requests slower than this many milliseconds are slow for the tail test (two-sample, like
-    /// 5xx); `None` turns the tail test off.
+    /// 5xx); `None`: the stable version's p99 over the hour before the canary.
     pub slow_ms: Option<f64>,
     /// The tail test rolls back only if the canary's share of slow requests is more than this
     /// above the baseline's (0 to 1).

@@ -121,7 +121,8 @@ pub(crate) struct RawErrors {
     )]
     pub max_rate: Leaf,
 
-    /// Allowed absolute increase of the canary's 5xx rate over the baseline's, in [0, 1].
+    /// Allowed absolute increase of the canary's 5xx rate over the baseline's, in [0, 1]: a
+    /// rollback needs the canary credibly more than this above the baseline's rate (tested).
     #[schemars(
         with = "Option<f64>",
         extend("default" = 0.002, "minimum" = 0, "maximum" = 1)
@@ -161,9 +162,10 @@ pub(crate) struct RawLatency {
     )]
     pub min_increase_ms: Leaf,
 
-    /// Turns on the tail test: requests slower than this many milliseconds are slow, and the
+    /// The tail test's threshold: requests slower than this many milliseconds are slow, and the
     /// canary's share of them is tested against the baseline's like 5xx (greater than 0, at most
     /// 900000). Read as CloudWatch's percentile rank `PR(:slow_ms)` of Duration or Latency.
+    /// Unset: the stable version's p99 over the hour before the canary.
     #[schemars(
         with = "Option<f64>",
         extend("exclusiveMinimum" = 0, "maximum" = 900_000)
