@@ -14,9 +14,12 @@ include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
 mod bench;
 mod run;
 mod status;
+mod wait;
+
 use run::run_loop;
 pub use run::{lambda_tick_with, lambda_tick_within, tick_budget, LambdaTicker};
 use status::print_status;
+pub use wait::wait_for;
 
 /// Protects every production promotion of an AWS Lambda alias: starts a canary of the new
 /// version, judges it against the stable one, moves traffic forward or rolls it straight back.
@@ -126,6 +129,24 @@ pub enum Command {
         #[command(flatten)]
         policies: PolicyDir,
     },
+    /// Block until a deploy's version is promoted (exit 0) or rolled back (exit 1), printing
+    /// each change; exit 3 on timeout. For CI after `sam deploy`.
+    Wait {
+        /// Function name (or FUNCTION:ALIAS).
+        function: String,
+        /// The version to wait for (default: the candidate alias's version).
+        #[arg(long)]
+        version: Option<Version>,
+        /// Give up after this long (exit 3).
+        #[arg(long, default_value = "1h", value_parser = parse_interval)]
+        timeout: Duration,
+        /// How often to look.
+        #[arg(long, default_value = "15s", value_parser = parse_interval)]
+        interval: Duration,
+        /// Policy directory.
+        #[command(flatten)]
+        policies: PolicyDir,
+    },
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -189,6 +210,9 @@ pub enum CliError {
     /// Anything else: exit 1.
     #[error("{0}")]
     Failed(String),
+    /// `canary wait` reached its timeout: exit 3.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 impl CliError {
@@ -198,8 +222,15 @@ impl CliError {
         match self {
             Self::Usage(_) => 2,
             Self::Failed(_) => 1,
+            Self::TimedOut(_) => 3,
         }
     }
+}
+
+/// Time of day (UTC) for `canary wait`'s lines.
+fn clock(t: i64) -> String {
+    let s = t.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
 }
 
 fn now() -> i64 {
@@ -338,6 +369,25 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
                 ));
             }
             Ok(())
+        }
+        Command::Wait {
+            function,
+            version,
+            timeout,
+            interval,
+            policies,
+        } => {
+            let policy = find_policy(&policies.dir, &function)?;
+            let agent = aws_agent(conf).await?;
+            let mut say = |line: &str| println!("{} {line}", clock(now()));
+            let done = wait_for(&agent, &policy, version, timeout, interval, &mut say).await?;
+            match done.exit_code() {
+                0 => Ok(()),
+                _ => Err(CliError::Failed(format!(
+                    "{}:{} did not promote the deploy",
+                    policy.function, policy.alias
+                ))),
+            }
         }
         Command::Start { .. }
         | Command::Promote { .. }

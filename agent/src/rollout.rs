@@ -13,6 +13,7 @@ pub use crate::record::{EventKind, Owed, Record, Version, DESCRIPTION_LIMIT, REC
 pub use manual::{Override, OverrideError, REASON_LIMIT};
 
 mod manual;
+pub mod wait;
 use crate::text::human_duration;
 
 /// The canary half of an alias's routing.

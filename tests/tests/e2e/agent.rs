@@ -1099,3 +1099,61 @@ async fn the_scheduled_tick_fails_the_invocation_when_a_policy_fails() {
     assert!(text.contains("1 of 2 policies failed"), "{text}");
     assert!(text.contains("no function no-such-function"), "{text}");
 }
+
+/// `canary wait` as a CI job runs it after `sam deploy`: exit 0 when the deploy's version is
+/// promoted, 1 when it is rolled back, 3 when neither happens in time; people's commands stand
+/// in for the agent's ticks.
+#[tokio::test]
+async fn canary_wait_exits_0_on_promotion_1_on_rollback_and_3_on_timeout() {
+    let w = World::new().await;
+    w.create_function(F).await;
+    w.policy(F, "[10, 50, 100]", "");
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(1500));
+
+    // Promoted while waiting.
+    let v2 = w.release(F).await;
+    let (waited, ()) = tokio::join!(
+        w.canary(&["wait", F, "--timeout", "60s", "--interval", "1s"]),
+        async {
+            pause().await;
+            w.canary(&["start", F]).await.expect("start");
+            pause().await;
+            w.canary(&["promote", F, "--full"])
+                .await
+                .expect("promote --full");
+        }
+    );
+    waited.expect("promoted: exit 0");
+    assert_eq!(w.live(F).await.stable, v2.to_string());
+
+    // Rolled back while waiting.
+    let v3 = w.release(F).await;
+    let (waited, ()) = tokio::join!(
+        w.canary(&["wait", F, "--timeout", "60s", "--interval", "1s"]),
+        async {
+            pause().await;
+            w.canary(&["start", F]).await.expect("start");
+            pause().await;
+            w.canary(&["rollback", F, "--reason", "bad build"])
+                .await
+                .expect("rollback");
+        }
+    );
+    let err = waited.expect_err("rolled back");
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert_eq!(w.live(F).await.record.rejected, Some(v3));
+
+    // Nothing happens: the timeout.
+    w.release(F).await;
+    let err = w
+        .canary(&["wait", F, "--timeout", "2s", "--interval", "1s"])
+        .await
+        .expect_err("timed out");
+    assert_eq!(err.exit_code(), 3, "{err}");
+    assert!(err.to_string().contains("no outcome after 2s"), "{err}");
+
+    // A version that already serves all traffic returns at once.
+    w.canary(&["wait", F, "--version", &v2.to_string(), "--timeout", "5s"])
+        .await
+        .expect("v2 is live");
+}

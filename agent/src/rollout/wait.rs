@@ -1,0 +1,182 @@
+//! What `canary wait` reads from an alias: whether the version a deploy put on the candidate
+//! alias has reached an outcome, and a one-line account of where its canary stands that changes
+//! only when something a person cares about changes (a step, a hold's kind, a pause).
+
+use super::AliasState;
+use crate::judge::{Judgement, Verdict};
+use crate::record::Version;
+
+/// How the wait for one version ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The version serves all of the alias's traffic.
+    Promoted,
+    /// The version was rolled back (by the agent or a person).
+    RolledBack,
+    /// A newer version replaced it before it reached an outcome of its own.
+    Superseded(Version),
+}
+
+impl Finished {
+    /// `canary wait`'s exit code: 0 promoted, 1 anything else.
+    #[must_use]
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Promoted => 0,
+            Self::RolledBack | Self::Superseded(_) => 1,
+        }
+    }
+}
+
+/// Whether `version` has reached an outcome on an alias as read. Rolled back when it is the
+/// newest version ever rolled back and the alias no longer serves it; promoted when the alias
+/// serves only it; superseded when a newer version is live, on canary, rolled back, or on the
+/// candidate alias.
+#[must_use]
+pub fn finished(state: &AliasState, version: Version) -> Option<Finished> {
+    let rejected = state.record.rejected;
+    if rejected == Some(version) && state.stable != version {
+        return Some(Finished::RolledBack);
+    }
+    if state.stable == version && state.canary.is_none() {
+        return Some(Finished::Promoted);
+    }
+    let newer = [
+        Some(state.stable),
+        state.canary.map(|c| c.version),
+        rejected,
+        state.candidate,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|&v| v > version)
+    .max();
+    newer.map(Finished::Superseded)
+}
+
+/// Where the canary of `version` stands, in words that stay the same between ticks unless a
+/// step, a hold's kind or a pause changes (no counts, no countdowns).
+#[must_use]
+pub fn standing(state: &AliasState, version: Version, judgement: Option<&Judgement>) -> String {
+    let Some(canary) = state.canary.filter(|c| c.version == version) else {
+        return format!(
+            "v{version} waits for the agent to start its canary (stable v{})",
+            state.stable
+        );
+    };
+    let at = format!(
+        "v{version} at {}% (stable v{})",
+        canary.weight, state.stable
+    );
+    if state.record.paused {
+        return format!("{at}: paused");
+    }
+    let why = match judgement.map(|j| &j.verdict) {
+        None => "not judged yet".to_string(),
+        Some(Verdict::Healthy) => "healthy".to_string(),
+        Some(Verdict::Regressed(_)) => "regressed, rolling back".to_string(),
+        Some(Verdict::NotEnoughData(reason)) => {
+            match reason.strip_prefix("suspicious, holding for more data: ") {
+                Some(tests) => {
+                    let names: Vec<&str> = tests
+                        .split(", ")
+                        .map(|t| t.split(" evidence").next().unwrap_or(t))
+                        .collect();
+                    format!("holding, suspicious: {}", names.join(", "))
+                }
+                None => "waiting for canary requests".to_string(),
+            }
+        }
+    };
+    format!("{at}: {why}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{Record, Routing};
+    use proptest::prelude::*;
+
+    fn state(
+        stable: Version,
+        canary: Option<(Version, f64)>,
+        candidate: Option<Version>,
+    ) -> AliasState {
+        AliasState {
+            stable,
+            canary: canary.map(|(version, weight)| Routing { version, weight }),
+            candidate,
+            record: Record::default(),
+        }
+    }
+
+    #[test]
+    fn outcomes_of_a_deploy() {
+        assert_eq!(finished(&state(6, Some((7, 25.0)), Some(7)), 7), None);
+        assert_eq!(
+            finished(&state(6, None, Some(7)), 7),
+            None,
+            "not started yet"
+        );
+        assert_eq!(
+            finished(&state(7, None, Some(7)), 7),
+            Some(Finished::Promoted)
+        );
+        let mut back = state(6, None, Some(7));
+        back.record.rejected = Some(7);
+        assert_eq!(finished(&back, 7), Some(Finished::RolledBack));
+        assert_eq!(
+            finished(&state(6, Some((8, 5.0)), Some(8)), 7),
+            Some(Finished::Superseded(8))
+        );
+        assert_eq!(Finished::Promoted.exit_code(), 0);
+        assert_eq!(Finished::RolledBack.exit_code(), 1);
+    }
+
+    #[test]
+    fn standing_names_the_hold_without_numbers_that_change_every_tick() {
+        let s = state(6, Some((7, 25.0)), Some(7));
+        let mut j = crate::judge::judge(
+            &crate::policy::Policy::with_defaults("f"),
+            &crate::judge::Observations::default(),
+        );
+        j.verdict = Verdict::NotEnoughData(
+            "suspicious, holding for more data: 5xx vs baseline evidence 14 (rollback at 400), latency evidence 5 (rollback at 400)".into(),
+        );
+        assert_eq!(
+            standing(&s, 7, Some(&j)),
+            "v7 at 25% (stable v6): holding, suspicious: 5xx vs baseline, latency"
+        );
+        j.verdict = Verdict::NotEnoughData("3 of 100 canary requests at this step".into());
+        assert_eq!(
+            standing(&s, 7, Some(&j)),
+            "v7 at 25% (stable v6): waiting for canary requests"
+        );
+        assert_eq!(
+            standing(&state(6, None, Some(7)), 7, None),
+            "v7 waits for the agent to start its canary (stable v6)"
+        );
+    }
+
+    proptest! {
+        /// An outcome is never claimed that the alias does not show: promoted means the alias
+        /// serves only the version; rolled back means it does not serve it.
+        #[test]
+        fn outcomes_match_the_alias(
+            stable in 1u64..20,
+            canary in proptest::option::of((1u64..20, 1.0f64..99.0)),
+            candidate in proptest::option::of(1u64..20),
+            rejected in proptest::option::of(1u64..20),
+            version in 1u64..20,
+        ) {
+            let mut s = state(stable, canary, candidate);
+            s.record.rejected = rejected;
+            match finished(&s, version) {
+                Some(Finished::Promoted) => prop_assert!(s.stable == version && s.canary.is_none()),
+                Some(Finished::RolledBack) => prop_assert!(s.stable != version && rejected == Some(version)),
+                Some(Finished::Superseded(v)) => prop_assert!(v > version),
+                None => prop_assert!(s.stable != version || s.canary.is_some()),
+            }
+        }
+    }
+}
