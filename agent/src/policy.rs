@@ -38,8 +38,8 @@ const MAX_DURATION_SECS: i64 = 7 * 24 * 60 * 60;
 /// The largest `min_requests` a policy accepts (one billion canary requests at one step).
 pub const MAX_MIN_REQUESTS: u64 = 1_000_000_000;
 
-/// The default `latency.max_slow_increase`: one request in a hundred.
-pub const DEFAULT_MAX_SLOW_INCREASE: f64 = 0.01;
+/// The default `latency.max_slow_increase`: one request in two hundred.
+pub const DEFAULT_MAX_SLOW_INCREASE: f64 = 0.005;
 /// The default `latency.warmup` with `source: lambda`.
 pub const LAMBDA_WARMUP: Duration = Duration::from_secs(120);
 

@@ -195,8 +195,13 @@ pub fn dispersion(baseline: &[Sample]) -> f64 {
 }
 /// The tail test's view of the judged periods.
 pub(super) struct Tail {
-    /// Evidence that the canary's share of slow requests is above the baseline's.
+    /// Evidence that the canary's share of slow requests is more than `max_slow_increase` above
+    /// the baseline's: the smaller of `worse` and `margin`.
     pub(super) evidence: f64,
+    /// Evidence that the canary's share is above the baseline's (the error-event test).
+    pub(super) worse: f64,
+    /// Evidence that the canary's share is above the baseline's plus `max_slow_increase`.
+    pub(super) margin: f64,
     /// Canary and baseline shares of slow requests, if both had requests.
     pub(super) shares: Option<(f64, f64)>,
     /// Canary slow, canary requests, baseline slow, baseline requests.
@@ -214,9 +219,11 @@ pub(super) fn slow_requests(
     obs: &Observations,
     warm: &dyn Fn(i64) -> bool,
     threshold: f64,
+    max_increase: f64,
 ) -> Tail {
     let mut pairs = Vec::new();
     let mut baseline_slow = Vec::new();
+    let mut canary_slow = Vec::new();
     for c in obs.canary.iter().filter(|c| warm(c.start)) {
         let Some(b) = obs.baseline.iter().find(|b| b.start == c.start) else {
             continue;
@@ -231,16 +238,31 @@ pub(super) fn slow_requests(
             sb.clamp(0.0, b.requests.max(0.0)),
         ));
         baseline_slow.push(Sample { errors: sb, ..*b });
+        canary_slow.push(Sample { errors: sc, ..*c });
     }
-    let phi = dispersion(&baseline_slow);
+    let phi = dispersion(&baseline_slow).max(dispersion(&canary_slow));
     let scaled: Vec<(f64, f64, f64, f64)> = pairs
         .iter()
         .map(|&(nc, sc, nb, sb)| (nc, sc / phi, nb, sb / phi))
         .collect();
     let sum = |f: fn(&(f64, f64, f64, f64)) -> f64| pairs.iter().map(f).sum::<f64>();
     let counts = (sum(|p| p.1), sum(|p| p.0), sum(|p| p.3), sum(|p| p.2));
+    let worse = event_evidence(&scaled, threshold.cbrt());
+    // The margin: the canary's share, one-sample, against the baseline's plus the allowed
+    // increase (as the 5xx margin test).
+    let own: Vec<(f64, f64)> = scaled
+        .iter()
+        .map(|&(nc, sc, _, _)| (nc / phi, sc))
+        .collect();
+    let margin = if counts.3 > 0.0 {
+        ceiling_evidence(&own, (counts.2 / counts.3 + max_increase).min(1.0), phi)
+    } else {
+        0.0
+    };
     Tail {
-        evidence: event_evidence(&scaled, threshold.cbrt()),
+        evidence: worse.min(margin),
+        worse,
+        margin,
         shares: (counts.1 > 0.0 && counts.3 > 0.0)
             .then(|| (counts.0 / counts.1, counts.2 / counts.3)),
         counts,

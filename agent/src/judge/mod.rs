@@ -281,7 +281,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let warm = warm_periods(obs, policy.warmup_secs());
     let diffs = latency_diffs(policy, obs, &warm);
     let slow_ms = obs.slow_ms.or(policy.latency.slow_ms);
-    let tail = slow_requests(obs, &warm, threshold);
+    let tail = slow_requests(obs, &warm, threshold, policy.latency.max_slow_increase);
     let (cold, cold_counts) = cold_starts(obs);
     let ev = Evidence {
         errors,
@@ -289,9 +289,6 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         latency_periods: diffs.len(),
         slow: slow_ms.map(|_| tail.evidence),
         slow_ms,
-        slow_material: tail
-            .shares
-            .is_some_and(|(c, b)| c - b > policy.latency.max_slow_increase),
         tail,
         cold,
         cold_counts,
@@ -338,9 +335,6 @@ struct Evidence {
     slow: Option<f64>,
     /// The tail test's threshold.
     slow_ms: Option<f64>,
-    /// Whether the canary's observed share of slow requests is more than `max_slow_increase`
-    /// above the baseline's.
-    slow_material: bool,
     tail: Tail,
     /// The cold-start test's evidence, when its limit is known.
     cold: Option<f64>,
@@ -476,7 +470,7 @@ fn reasons(
             pct(kb / nb)
         ));
     }
-    if let (Some(e), Some((c, b)), true) = (ev.slow, ev.tail.shares, ev.slow_material) {
+    if let (Some(e), Some((c, b))) = (ev.slow, ev.tail.shares) {
         if e >= threshold {
             let n = ev.tail.counts;
             reasons.push(format!(
@@ -547,7 +541,7 @@ fn suspicions(ev: &Evidence, threshold: f64) -> Vec<String> {
         (
             "slow requests",
             match ev.slow {
-                Some(e) if ev.slow_material => e,
+                Some(_) if ev.tail.margin >= MARGIN_HOLD => ev.tail.worse,
                 _ => 0.0,
             },
         ),

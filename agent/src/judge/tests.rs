@@ -686,20 +686,21 @@ mod error_event_tests {
     fn slow_requests_in_the_warm_up_after_a_weight_increase_are_not_judged_and_after_it_are() {
         let mut p = Policy::with_defaults("f");
         p.latency.slow_ms = Some(400.0);
-        // 10% of 1000 requests a minute for 4 minutes, then 25%: each increase brings 10% of the
-        // canary's requests over 400 ms for two minutes (cold starts); the baseline has 0.5%.
+        // 10% of 1000 requests a minute for 4 minutes, then 25%, then 50%: each increase brings
+        // 20% of the canary's requests over 400 ms for two minutes (cold starts); the baseline
+        // has 0.5%.
         let mut c = Vec::new();
         let mut b = Vec::new();
-        for m in 0..8 {
-            let share = if m < 4 { 0.1 } else { 0.25 };
+        for m in 0..10 {
+            let share = [0.1, 0.25, 0.5][(m / 4) as usize];
             let (nc, nb) = (1000.0 * share, 1000.0 * (1.0 - share));
-            let cold = m == 0 || m == 1 || m == 4 || m == 5;
-            let slow_c = if cold { 0.1 * nc } else { 0.005 * nc };
+            let cold = m % 4 < 2;
+            let slow_c = if cold { 0.2 * nc } else { 0.005 * nc };
             c.push(with_slow(minute(m * 60, nc, 0.0, Some(100.0)), slow_c));
             b.push(with_slow(minute(m * 60, nb, 0.0, Some(100.0)), 0.005 * nb));
         }
         let mut o = obs(c.clone(), b.clone());
-        o.step_start = 240;
+        o.step_start = 480;
         let j = judge(&p, &o);
         assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
         assert!(j.slow_evidence.is_some_and(|e| e < 2.0), "{j:?}");

@@ -172,11 +172,11 @@ pub(crate) struct RawLatency {
     )]
     pub slow_ms: Leaf,
 
-    /// The tail test rolls back only if the canary's share of slow requests is more than this
-    /// above the baseline's; 0 to 1.
+    /// The tail test rolls back only if the canary's share of slow requests is credibly (tested)
+    /// more than this above the baseline's; 0 to 1.
     #[schemars(
         with = "Option<f64>",
-        extend("default" = 0.01, "minimum" = 0, "maximum" = 1)
+        extend("default" = 0.005, "minimum" = 0, "maximum" = 1)
     )]
     pub max_slow_increase: Leaf,
 
