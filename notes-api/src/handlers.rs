@@ -252,6 +252,12 @@ impl App {
         });
         // Consumed by every invocation, so only an environment's first is ever cold.
         let cold = crate::metrics::first_request();
+        // A cold start's time is the environment's initialisation plus this request.
+        let reported_ms = if cold {
+            crate::metrics::cold_start_ms(latency_ms)
+        } else {
+            latency_ms
+        };
         // A crashed invocation publishes no EMF record, like a build that never ran: it shows up
         // as an AWS/Lambda `Errors` datapoint instead.
         if let Some(status) = status {
@@ -259,7 +265,7 @@ impl App {
                 function_name: &self.settings.function_name,
                 version: &self.settings.function_version,
                 status,
-                latency_ms,
+                latency_ms: reported_ms,
                 timestamp_ms: u64::try_from(now_ms()).unwrap_or(0),
                 cold,
             });

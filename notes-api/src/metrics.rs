@@ -15,12 +15,33 @@ pub struct RequestMetrics<'a> {
     pub version: &'a str,
     /// HTTP status answered.
     pub status: u16,
-    /// Time spent in the handler, milliseconds.
+    /// Time spent in the handler, milliseconds; for a cold start, from the process start
+    /// (initialisation included, [`cold_start_ms`]).
     pub latency_ms: f64,
     /// When the request finished, epoch milliseconds.
     pub timestamp_ms: u64,
     /// The first request of its execution environment (a cold start).
     pub cold: bool,
+}
+
+/// When the process started, as marked by [`mark_process_start`].
+static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the process start (the first thing `main` does, through `telemetry::init`): a cold
+/// start's `ColdLatency` counts from here, so it includes the environment's initialisation
+/// (configuration, SDK clients), which the handler's own clock never sees.
+pub fn mark_process_start() {
+    PROCESS_START.get_or_init(std::time::Instant::now);
+}
+
+/// What a cold start cost the request that waited for it, in milliseconds: the time since the
+/// process started (initialisation plus the first request), or the handler time alone if the
+/// start was never marked.
+#[must_use]
+pub fn cold_start_ms(handler_ms: f64) -> f64 {
+    PROCESS_START.get().map_or(handler_ms, |t| {
+        (t.elapsed().as_secs_f64() * 1000.0).max(handler_ms)
+    })
 }
 
 /// Whether this is the first request the process handles (a Lambda cold start): true once per
@@ -31,8 +52,9 @@ pub fn first_request() -> bool {
 }
 
 /// Builds the EMF record for one request: metrics `Requests` (Count, 1), `4xx` and `5xx`
-/// (Count, 0 or 1), and the handler time (Milliseconds) as `Latency` for a warm request or
-/// `ColdLatency` for the first request of an execution environment, all high-resolution
+/// (Count, 0 or 1), and the time (Milliseconds) as `Latency` for a warm request (handler time)
+/// or `ColdLatency` for the first request of an execution environment (initialisation plus the
+/// request, [`cold_start_ms`]), all high-resolution
 /// (`StorageResolution: 1`), with dimension sets `[FunctionName, Version]` and `[FunctionName]`.
 /// Keeping cold starts out of `Latency` lets the canary judge compare warm latency, unmoved by
 /// the new environments every weight increase brings; `ColdLatency` keeps init visible.
@@ -173,5 +195,16 @@ mod tests {
         assert!(!line.contains('\n'));
         let back: Value = serde_json::from_str(&line).expect("json");
         assert_eq!(back, emf_record(&sample(200)));
+    }
+
+    #[test]
+    fn a_cold_start_counts_from_the_process_start() {
+        mark_process_start();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        // Initialisation (30 ms and more) plus a 5 ms request: at least the time since start.
+        let cold = cold_start_ms(5.0);
+        assert!(cold >= 30.0, "{cold}");
+        // Never less than the handler's own time.
+        assert!(cold_start_ms(1e9) >= 1e9);
     }
 }

@@ -80,6 +80,7 @@ where
 
 /// Installs the JSON subscriber on stdout as the global default (ignored if one is already set).
 pub fn init() {
+    crate::metrics::mark_process_start();
     let _ = tracing::subscriber::set_global_default(subscriber(std::io::stdout));
 }
 
