@@ -353,6 +353,51 @@ proptest! {
             prop_assert!(matches!(j.verdict, Verdict::NotEnoughData(_)), "{:?}", j);
         }
     }
+
+    /// Whatever CloudWatch answers (slow or cold counts above the requests, zero or huge
+    /// thresholds, NaN-free but extreme values), the judge answers with finite or infinite
+    /// evidence and never panics; with EMF metrics α is split five ways.
+    #[test]
+    fn judge_never_panics_on_any_slow_and_cold_counts(
+        c in proptest::collection::vec((0.0f64..1e6, 0.0f64..2.0, 0.0f64..2.0), 0..8),
+        b in proptest::collection::vec((0.0f64..1e6, 0.0f64..2.0, 0.0f64..2.0), 0..8),
+        cold in proptest::collection::vec((0.0f64..50.0, 0.0f64..80.0), 0..8),
+        slow_ms in proptest::option::of(1e-3f64..9e5),
+        cold_limit in proptest::option::of(1e-3f64..9e5),
+    ) {
+        let mut p = Policy::with_defaults("f");
+        p.metrics = crate::policy::MetricsSource::Emf {
+            namespace: "NotesApi".into(),
+            period: std::time::Duration::from_secs(10),
+        };
+        let to = |v: &Vec<(f64, f64, f64)>| v.iter().enumerate()
+            .map(|(i, &(n, e, s))| Sample {
+                start: i as i64 * 10,
+                requests: n.floor(),
+                errors: (n * e).floor(),
+                latency_ms: Some(80.0),
+                slow: Some((n * s).floor()),
+            })
+            .collect::<Vec<_>>();
+        let o = Observations {
+            canary: to(&c),
+            baseline: to(&b),
+            step_start: 0,
+            slow_ms,
+            cold: cold.iter().enumerate().map(|(i, &(n, k))| ColdStarts {
+                start: i as i64 * 10,
+                count: n.floor(),
+                slow: k.floor(),
+            }).collect(),
+            cold_limit_ms: cold_limit,
+        };
+        let j = judge(&p, &o);
+        prop_assert!((j.threshold - 500.0).abs() < 1e-6);
+        prop_assert!(!j.ceiling_evidence.is_nan() && !j.increase_evidence.is_nan());
+        prop_assert!(j.slow_evidence.is_none_or(|e| !e.is_nan()));
+        prop_assert!(j.cold_evidence.is_none_or(|e| !e.is_nan()));
+        let _ = j.summary();
+    }
 }
 
 /// Repeated looks under H0 keep the false-rollback rate at or below α (simulated, seeded).
