@@ -227,12 +227,6 @@ impl CliError {
     }
 }
 
-/// Time of day (UTC) for `canary wait`'s lines.
-fn clock(t: i64) -> String {
-    let s = t.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -379,15 +373,7 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
         } => {
             let policy = find_policy(&policies.dir, &function)?;
             let agent = aws_agent(conf).await?;
-            let mut say = |line: &str| println!("{} {line}", clock(now()));
-            let done = wait_for(&agent, &policy, version, timeout, interval, &mut say).await?;
-            match done.exit_code() {
-                0 => Ok(()),
-                _ => Err(CliError::Failed(format!(
-                    "{}:{} did not promote the deploy",
-                    policy.function, policy.alias
-                ))),
-            }
+            wait::run(&agent, &policy, version, timeout, interval).await
         }
         Command::Start { .. }
         | Command::Promote { .. }

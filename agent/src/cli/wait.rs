@@ -80,11 +80,59 @@ where
     }
 }
 
+/// `canary wait` on the terminal: each line stamped with the time of day, and the outcome as an
+/// exit code (0 promoted; 1 rolled back or replaced; 3 timeout).
+///
+/// # Errors
+/// As [`wait_for`], and [`CliError::Failed`] when the version was not promoted.
+pub(super) async fn run<A, M, N>(
+    agent: &Agent<A, M, N>,
+    policy: &Policy,
+    version: Option<Version>,
+    timeout: Duration,
+    interval: Duration,
+) -> Result<(), CliError>
+where
+    A: Aliases + Sync,
+    M: Metrics + Sync,
+    N: Notifier + Sync,
+{
+    let mut say = |line: &str| println!("{} {line}", clock(now()));
+    match wait_for(agent, policy, version, timeout, interval, &mut say).await? {
+        Finished::Promoted => Ok(()),
+        _ => Err(CliError::Failed(format!(
+            "{}:{} did not promote the deploy",
+            policy.function, policy.alias
+        ))),
+    }
+}
+
+/// Time of day (UTC) for `canary wait`'s lines.
+fn clock(t: i64) -> String {
+    let s = t.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+}
+
 /// The last line of a wait.
 fn ending(done: Finished, v: Version) -> String {
     match done {
         Finished::Promoted => format!("v{v} promoted: it serves all traffic"),
         Finished::RolledBack => format!("v{v} rolled back"),
         Finished::Superseded(w) => format!("v{v} replaced by v{w} before it finished"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_stamped_with_the_utc_time_of_day() {
+        assert_eq!(clock(1_795_428_020), "10:00:20Z");
+        assert_eq!(clock(86_399), "23:59:59Z");
+        assert_eq!(
+            ending(Finished::Superseded(8), 7),
+            "v7 replaced by v8 before it finished"
+        );
     }
 }
