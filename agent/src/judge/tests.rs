@@ -458,37 +458,11 @@ mod error_event_tests {
 
     #[test]
     fn a_worse_but_immaterial_canary_is_held_not_rolled_back() {
-        // 0.3% vs 0.1%: credibly worse, but within max_increase 0.5%.
+        // 0.3% vs 0.1%: credibly worse, but at the edge of max_increase (0.2 points).
         let p = Policy::with_defaults("f");
-        let c: Vec<Sample> = (0..60)
-            .map(|i| Sample {
-                start: i * 60,
-                requests: 1000.0,
-                errors: 3.0,
-                latency_ms: None,
-                slow: None,
-            })
-            .collect();
-        let b: Vec<Sample> = (0..60)
-            .map(|i| Sample {
-                start: i * 60,
-                requests: 9000.0,
-                errors: 9.0,
-                latency_ms: None,
-                slow: None,
-            })
-            .collect();
-        let j = judge(
-            &p,
-            &Observations {
-                canary: c,
-                baseline: b,
-                step_start: 0,
-                slow_ms: None,
-                cold: vec![],
-                cold_limit_ms: None,
-            },
-        );
+        let c: Vec<Sample> = (0..60).map(|i| minute(i * 60, 1000.0, 3.0, None)).collect();
+        let b: Vec<Sample> = (0..60).map(|i| minute(i * 60, 9000.0, 9.0, None)).collect();
+        let j = judge(&p, &obs(c, b));
         // Credibly worse than the baseline, but not credibly by more than max_increase.
         assert!(j.increase_evidence < SUSPICION, "{j:?}");
         assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
@@ -498,31 +472,9 @@ mod error_event_tests {
     fn suspicious_evidence_holds_the_step_instead_of_moving_on() {
         let p = Policy::with_defaults("f");
         // Two canary errors in 120 requests, none in the baseline: evidence, not proof.
-        let c = vec![Sample {
-            start: 0,
-            requests: 120.0,
-            errors: 2.0,
-            latency_ms: None,
-            slow: None,
-        }];
-        let b = vec![Sample {
-            start: 0,
-            requests: 1080.0,
-            errors: 0.0,
-            latency_ms: None,
-            slow: None,
-        }];
-        let j = judge(
-            &p,
-            &Observations {
-                canary: c,
-                baseline: b,
-                step_start: 0,
-                slow_ms: None,
-                cold: vec![],
-                cold_limit_ms: None,
-            },
-        );
+        let c = vec![minute(0, 120.0, 2.0, None)];
+        let b = vec![minute(0, 1080.0, 0.0, None)];
+        let j = judge(&p, &obs(c, b));
         assert!(j.increase_evidence < j.threshold, "{j:?}");
         assert!(
             matches!(&j.verdict, Verdict::NotEnoughData(m) if m.starts_with("suspicious") && m.contains("5xx vs baseline")),
@@ -534,60 +486,18 @@ mod error_event_tests {
     fn an_outage_that_fails_both_versions_alike_is_not_the_new_builds_fault() {
         // Issue 7: a shared dependency adds 3% 5xx to both versions for ten minutes.
         let p = Policy::with_defaults("f");
-        let c: Vec<Sample> = (0..10)
-            .map(|i| Sample {
-                start: i * 60,
-                requests: 60.0,
-                errors: 2.0,
-                latency_ms: None,
-                slow: None,
-            })
-            .collect();
-        let b: Vec<Sample> = (0..10)
-            .map(|i| Sample {
-                start: i * 60,
-                requests: 540.0,
-                errors: 17.0,
-                latency_ms: None,
-                slow: None,
-            })
-            .collect();
-        let j = judge(
-            &p,
-            &Observations {
-                canary: c.clone(),
-                baseline: b,
-                step_start: 0,
-                slow_ms: None,
-                cold: vec![],
-                cold_limit_ms: None,
-            },
-        );
+        let c: Vec<Sample> = (0..10).map(|i| minute(i * 60, 60.0, 2.0, None)).collect();
+        let b: Vec<Sample> = (0..10).map(|i| minute(i * 60, 540.0, 17.0, None)).collect();
+        let j = judge(&p, &obs(c.clone(), b));
         // Above the 1% ceiling, but so was the stable version in every period: not counted.
         assert!(j.ceiling_evidence < SUSPICION, "{j:?}");
         assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
         // The same canary beside a stable version under the ceiling is rolled back by it.
         let quiet: Vec<Sample> = (0..10)
-            .map(|i| Sample {
-                start: i * 60,
-                requests: 540.0,
-                errors: 17.0,
-                latency_ms: None,
-                slow: None,
-            })
+            .map(|i| minute(i * 60, 540.0, 17.0, None))
             .map(|b| Sample { errors: 1.0, ..b })
             .collect();
-        let j = judge(
-            &p,
-            &Observations {
-                canary: c.clone(),
-                baseline: quiet,
-                step_start: 0,
-                slow_ms: None,
-                cold: vec![],
-                cold_limit_ms: None,
-            },
-        );
+        let j = judge(&p, &obs(c.clone(), quiet));
         assert!(j.ceiling_evidence >= SUSPICION, "{j:?}");
         assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
         // Without baseline traffic to compare with, the ceiling stands alone.
@@ -597,17 +507,7 @@ mod error_event_tests {
                 ..c[0]
             })
             .collect();
-        let j = judge(
-            &p,
-            &Observations {
-                canary: longer,
-                baseline: vec![],
-                step_start: 0,
-                slow_ms: None,
-                cold: vec![],
-                cold_limit_ms: None,
-            },
-        );
+        let j = judge(&p, &obs(longer, vec![]));
         assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
     }
 
