@@ -246,6 +246,10 @@ pub fn cold_limit(lat: &crate::policy::LatencyRule, stable_ms: f64) -> f64 {
         .min(lat.max_ms.max(stable_ms))
 }
 
+/// How a suspicious hold's reason begins; the suspicious tests follow, each as
+/// "NAME evidence E (rollback at T)", separated by ", ".
+pub const HOLDING: &str = "suspicious, holding for more data: ";
+
 /// A suspicious canary holds at most this many step intervals before moving on anyway.
 const SUSPICION_MAX_INTERVALS: i64 = 5;
 
@@ -274,7 +278,8 @@ fn totals(samples: &[Sample]) -> Totals {
 #[must_use]
 pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     // Every test counts in the split, so the threshold is fixed before any data.
-    let threshold = tests(policy) / policy.alpha();
+    let tests = tests(policy);
+    let threshold = tests / policy.alpha();
     let canary = totals(&obs.canary);
     let baseline = totals(&obs.baseline);
     let errors = five_xx(policy, obs, &baseline);
@@ -320,7 +325,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         slow_evidence: ev.slow,
         slow_shares: slow_ms.and(ev.tail.shares),
         cold_evidence: ev.cold,
-        tests: tests(policy),
+        tests,
         threshold,
     }
 }
@@ -571,10 +576,7 @@ fn verdict(
     if !reasons.is_empty() {
         Verdict::Regressed(reasons)
     } else if !suspicion.is_empty() && newest - obs.step_start < patience {
-        Verdict::NotEnoughData(format!(
-            "suspicious, holding for more data: {}",
-            suspicion.join(", ")
-        ))
+        Verdict::NotEnoughData(format!("{HOLDING}{}", suspicion.join(", ")))
     } else if canary_requests_at_step < policy.min_requests as f64 {
         Verdict::NotEnoughData(format!(
             "{canary_requests_at_step:.0} of {} canary requests at this step",

@@ -3,7 +3,7 @@
 //! only when something a person cares about changes (a step, a hold's kind, a pause).
 
 use super::AliasState;
-use crate::judge::{Judgement, Verdict};
+use crate::judge::{Judgement, Verdict, HOLDING};
 use crate::record::Version;
 
 /// How the wait for one version ended.
@@ -75,18 +75,16 @@ pub fn standing(state: &AliasState, version: Version, judgement: Option<&Judgeme
         None => "not judged yet".to_string(),
         Some(Verdict::Healthy) => "healthy".to_string(),
         Some(Verdict::Regressed(_)) => "regressed, rolling back".to_string(),
-        Some(Verdict::NotEnoughData(reason)) => {
-            match reason.strip_prefix("suspicious, holding for more data: ") {
-                Some(tests) => {
-                    let names: Vec<&str> = tests
-                        .split(", ")
-                        .map(|t| t.split(" evidence").next().unwrap_or(t))
-                        .collect();
-                    format!("holding, suspicious: {}", names.join(", "))
-                }
-                None => "waiting for canary requests".to_string(),
+        Some(Verdict::NotEnoughData(reason)) => match reason.strip_prefix(HOLDING) {
+            Some(tests) => {
+                let names: Vec<&str> = tests
+                    .split(", ")
+                    .map(|t| t.split(" evidence").next().unwrap_or(t))
+                    .collect();
+                format!("holding, suspicious: {}", names.join(", "))
             }
-        }
+            None => "waiting for canary requests".to_string(),
+        },
     };
     format!("{at}: {why}")
 }
@@ -140,9 +138,9 @@ mod tests {
             &crate::policy::Policy::with_defaults("f"),
             &crate::judge::Observations::default(),
         );
-        j.verdict = Verdict::NotEnoughData(
-            "suspicious, holding for more data: 5xx vs baseline evidence 14 (rollback at 400), latency evidence 5 (rollback at 400)".into(),
-        );
+        j.verdict = Verdict::NotEnoughData(format!(
+            "{HOLDING}5xx vs baseline evidence 14 (rollback at 400), latency evidence 5 (rollback at 400)"
+        ));
         assert_eq!(
             standing(&s, 7, Some(&j)),
             "v7 at 25% (stable v6): holding, suspicious: 5xx vs baseline, latency"
