@@ -5,7 +5,9 @@
 //! hour). One `GetMetricData` call per distinct canary start and kind, one period each.
 //!
 //! A number that cannot be read leaves its test without data for this tick, logged at WARN; it
-//! never fails the rest of the judgement (moto, for one, computes no percentiles).
+//! never fails the rest of the judgement (moto, for one, computes no percentiles). A number whose
+//! window ended more than [`SETTLE`] ago cannot change any more: it is kept ([`Settled`]) and
+//! not read again by later ticks or `canary wait`'s looks.
 
 use super::metrics::{emf_metric, lambda_metric, metric_query, CloudWatchMetrics};
 use super::sdk_failure;
@@ -14,6 +16,7 @@ use crate::ports::MetricsQuery;
 use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery};
 use aws_smithy_types::DateTime;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The hour the tail threshold is read over.
 const HOUR: i64 = 3600;
@@ -21,6 +24,30 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 /// CloudWatch's limit on metric queries in one `GetMetricData` call.
 const MAX_QUERIES: usize = 500;
+/// How long after a window ends its datapoints may still arrive (CloudWatch's delivery delay,
+/// generously).
+const SETTLE: i64 = 600;
+/// The most settled numbers kept; beyond it the memory starts over.
+const MAX_SETTLED: usize = 10_000;
+
+/// Settled numbers from before canaries, by metric, statistic and window.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Settled(Arc<Mutex<HashMap<String, f64>>>);
+
+impl Settled {
+    fn get(&self, key: &str) -> Option<f64> {
+        self.0.lock().ok()?.get(key).copied()
+    }
+
+    fn put(&self, key: String, value: f64) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= MAX_SETTLED {
+                map.clear();
+            }
+            map.insert(key, value);
+        }
+    }
+}
 
 /// One query's numbers from before its canary.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -87,9 +114,23 @@ impl CloudWatchMetrics {
     }
 
     /// `stat` of each asked metric over the `window` seconds before its start (whole minutes),
-    /// by query index; positive finite values only.
+    /// by query index; positive finite values only. Settled numbers come from memory.
     async fn read_before(&self, asks: Vec<Ask>, window: i64, stat: &str) -> HashMap<usize, f64> {
+        let key = |a: &Ask| format!("{stat}/{window}/{}/{:?}", a.start, a.metric);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let mut found = HashMap::new();
+        let asks: Vec<Ask> = asks
+            .into_iter()
+            .filter(|a| match self.settled.get(&key(a)) {
+                Some(v) => {
+                    found.insert(a.index, v);
+                    false
+                }
+                None => true,
+            })
+            .collect();
         let mut starts: Vec<i64> = asks.iter().map(|a| a.start).collect();
         starts.sort_unstable();
         starts.dedup();
@@ -119,6 +160,10 @@ impl CloudWatchMetrics {
                             if let (Some(i), Some(&v)) = (index, r.values().first()) {
                                 if v.is_finite() && v > 0.0 {
                                     found.insert(i, v);
+                                    let asked = chunk.iter().find(|a| a.index == i);
+                                    if let Some(a) = asked.filter(|a| a.start + SETTLE <= now) {
+                                        self.settled.put(key(a), v);
+                                    }
                                 }
                             }
                         }

@@ -41,6 +41,9 @@ const MINUTE: i64 = 60;
 pub struct CloudWatchMetrics {
     client: aws_sdk_cloudwatch::Client,
     endpoint: String,
+    /// Numbers from before a canary that can no longer change (`aws/history.rs`), kept for
+    /// the life of the process so a tick does not read them again.
+    pub(super) settled: super::history::Settled,
 }
 
 impl CloudWatchMetrics {
@@ -48,7 +51,11 @@ impl CloudWatchMetrics {
     #[must_use]
     pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
         let endpoint = default_endpoint(client.config().region(), "monitoring");
-        Self { client, endpoint }
+        Self {
+            client,
+            endpoint,
+            settled: super::history::Settled::default(),
+        }
     }
 
     /// Names the endpoint the client talks to, for "could not reach CloudWatch at ..." messages.

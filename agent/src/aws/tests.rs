@@ -751,6 +751,49 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
 }
 
 #[tokio::test]
+async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            answer(input, &HashMap::from([("h0", vec![(T0 - 3600, 263.5)])]))
+        });
+    let metrics = cloudwatch(&[&rule]);
+    let history_calls = |seen: &Arc<Mutex<Vec<GetMetricDataInput>>>| {
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .filter(|i| i.metric_data_queries()[0].id() == Some("h0"))
+            .count()
+    };
+    // A canary that started long ago: its hour before is final, read once.
+    let old = MetricsQuery {
+        canary_start: Some(T0),
+        ..lambda_query(6, 7, LatencyStat::P99)
+    };
+    for _ in 0..3 {
+        let series = metrics.fetch(std::slice::from_ref(&old)).await[0]
+            .clone()
+            .expect("answered");
+        assert_eq!(series.slow_ms, Some(263.5));
+    }
+    assert_eq!(history_calls(&seen), 1);
+    // One that started a moment ago: late datapoints may still arrive, so read again.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let fresh = MetricsQuery {
+        canary_start: Some(i64::try_from(now).expect("fits")),
+        ..lambda_query(6, 7, LatencyStat::P99)
+    };
+    metrics.fetch(std::slice::from_ref(&fresh)).await;
+    metrics.fetch(std::slice::from_ref(&fresh)).await;
+    assert_eq!(history_calls(&seen), 3);
+}
+
+#[tokio::test]
 async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canarys_cold_starts() {
     let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
     let sink = seen.clone();
