@@ -12,7 +12,7 @@ use crate::policy::Policy;
 use crate::ports::Notification;
 use crate::record::{EventKind, Owed};
 use crate::rollout::{Action, AliasState};
-use crate::text::{ascii_subject, human_duration, one_line};
+use crate::text::{ascii_subject, clock, human_duration, one_line};
 
 /// SNS's limit on a subject: fewer than this many characters.
 pub const SUBJECT_LIMIT: usize = 100;
@@ -126,6 +126,12 @@ fn plain_words(policy: &Policy, o: &Owed) -> (String, String) {
             format!("Canary protected again: {f} {v} is judged again"),
             format!("The agent reads {f} {v}'s metrics again; rollback protection is back."),
         ),
+        EventKind::Baked => (
+            format!("Baked {f} {v}: the release is done"),
+            format!(
+                "{f}:{a} kept {v} at 100% through its bake; the agent no longer compares it with the version before it."
+            ),
+        ),
     }
 }
 
@@ -171,10 +177,33 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
             format!("Canary step: {f} v{version} to {weight}% (stable v{stable})"),
             format!("{f} v{version} now receives {weight}% of {a}'s traffic."),
         ),
-        Action::Promote { version } => (
-            format!("Promoted {f} v{version} to 100% (was v{stable})"),
-            format!("{f}:{a} now sends all traffic to v{version}; v{stable} is retired."),
-        ),
+        Action::Promote { version } => {
+            let bake = policy.bake_secs();
+            let watch = if bake > 0 {
+                format!(
+                    " It bakes until {} ({}): a regression against v{stable}'s numbers from before the canary points {a} back at v{stable}.",
+                    clock(o.at.saturating_add(bake)),
+                    human_duration(bake)
+                )
+            } else {
+                format!(" v{stable} is retired.")
+            };
+            (
+                format!("Promoted {f} v{version} to 100% (was v{stable})"),
+                format!("{f}:{a} now sends all traffic to v{version}.{watch}"),
+            )
+        }
+        Action::Baked { version } => {
+            let how = if *ctx.trigger == Trigger::Agent {
+                "its bake is over with no regression"
+            } else {
+                "a person ended its bake early"
+            };
+            (
+                format!("Baked {f} v{version}: the release is done"),
+                format!("{f}:{a} keeps v{version} at 100%: {how}. New candidates may start."),
+            )
+        }
         Action::Rollback { to, rejected, why } => {
             let from = o.version.map_or(String::new(), |r| format!("v{r} "));
             let h = headline(policy, ctx.judgement, why);
@@ -221,8 +250,15 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
     }
 }
 
-/// The numbers behind a decision, for the body.
-fn numbers(policy: &Policy, version: Option<u64>, stable: u64, j: &Judgement) -> Vec<String> {
+/// The numbers behind a decision, for the body: since the canary started, or (`bake`) since
+/// the promotion against the previous version's before the canary.
+fn numbers(
+    policy: &Policy,
+    version: Option<u64>,
+    stable: u64,
+    bake: bool,
+    j: &Judgement,
+) -> Vec<String> {
     let stat = policy.latency.stat.cloudwatch_name();
     let lat = |t: &Totals| {
         t.latency_ms
@@ -235,7 +271,11 @@ fn numbers(policy: &Policy, version: Option<u64>, stable: u64, j: &Judgement) ->
     };
     vec![
         String::new(),
-        "Numbers since the canary started:".to_string(),
+        if bake {
+            format!("Numbers since the promotion, against v{stable} in the hour before the canary:")
+        } else {
+            "Numbers since the canary started:".to_string()
+        },
         format!(
             "  canary   v{}: {}, {stat} {}",
             version.unwrap_or_default(),
@@ -266,6 +306,12 @@ fn overrides(policy: &Policy, o: &Owed) -> Vec<String> {
                     "canary start {f} --version {r}    # try v{r} again"
                 ));
             }
+        }
+        EventKind::Promoted if policy.bake_secs() > 0 => {
+            cmds.push(format!(
+                "canary rollback {f} --reason \"...\"    # during the bake: back to the previous version"
+            ));
+            cmds.push(format!("canary promote {f}    # end the bake now"));
         }
         EventKind::Promoted => {
             cmds.push(format!(
@@ -324,8 +370,13 @@ pub fn announcement(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> Notificatio
         Trigger::Manual { command } => format!("By: a person, with `{}`.", one_line(command, 300)),
     });
     if let Some(j) = ctx.judgement {
-        let version = ctx.before.canary.map(|c| c.version).or(o.version);
-        body.extend(numbers(policy, version, ctx.before.stable, j));
+        body.extend(match crate::rollout::baking(ctx.before) {
+            Some(b) => numbers(policy, Some(b.version), b.previous, true, j),
+            None => {
+                let version = ctx.before.canary.map(|c| c.version).or(o.version);
+                numbers(policy, version, ctx.before.stable, false, j)
+            }
+        });
     }
     body.extend(overrides(policy, o));
     body.push(format!("Id: {}", o.id(&policy.function, &policy.alias)));

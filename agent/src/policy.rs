@@ -33,13 +33,16 @@ pub use duration::{format_duration, parse_duration, DurationError};
 pub const MAX_DURATION: Duration = Duration::from_secs(MAX_DURATION_SECS.unsigned_abs());
 
 /// [`MAX_DURATION`] in seconds.
-const MAX_DURATION_SECS: i64 = 7 * 24 * 60 * 60;
+pub const MAX_DURATION_SECS: i64 = 7 * 24 * 60 * 60;
 
 /// The largest `min_requests` a policy accepts (one billion canary requests at one step).
 pub const MAX_MIN_REQUESTS: u64 = 1_000_000_000;
 
 /// The default `latency.max_slow_increase`: one request in two hundred.
 pub const DEFAULT_MAX_SLOW_INCREASE: f64 = 0.005;
+/// The default `bake`: long enough for a 1% 5xx build that slipped through at 10 req/s to
+/// show (9,000 requests at 100%), short enough that the next deploy rarely waits on it.
+pub const DEFAULT_BAKE: Duration = Duration::from_secs(15 * 60);
 /// The default `latency.warmup` with `source: lambda`.
 pub const LAMBDA_WARMUP: Duration = Duration::from_secs(120);
 
@@ -87,6 +90,9 @@ pub struct Policy {
     /// How long a running canary may go unjudged, or its alias unwritten, before on-call is told
     /// it is unprotected.
     pub unprotected_after: Duration,
+    /// How long after 100% the new version is still judged, against the previous version's
+    /// numbers from before the canary; zero turns the bake off.
+    pub bake: Duration,
     /// Where the request, 5xx and latency numbers come from.
     pub metrics: MetricsSource,
     /// Where on-call is told.
@@ -285,6 +291,12 @@ impl Policy {
         bounded_secs(self.unprotected_after)
     }
 
+    /// `bake` in whole seconds, clamped to [`MAX_DURATION`] (0: no bake).
+    #[must_use]
+    pub fn bake_secs(&self) -> i64 {
+        bounded_secs(self.bake)
+    }
+
     /// A policy with the documented defaults for `function`, for tests and the simulator.
     #[must_use]
     pub fn with_defaults(function: &str) -> Self {
@@ -313,6 +325,7 @@ impl Policy {
             on_no_data: OnNoData::Hold,
             no_data_timeout: Duration::from_secs(15 * 60),
             unprotected_after: Duration::from_secs(5 * 60),
+            bake: DEFAULT_BAKE,
             metrics: MetricsSource::Lambda,
             notify: None,
         }

@@ -114,6 +114,34 @@ impl MetricsQuery {
     }
 }
 
+impl MetricsQuery {
+    /// The query during a bake: the promoted version (as the canary) and the previous version
+    /// (as the stable one) from [`REFERENCE_SECS`] before the canary began until `to`, so the
+    /// answer holds the previous version's reference hour and the promoted version's periods.
+    #[must_use]
+    pub fn for_bake(
+        policy: &Policy,
+        previous: Version,
+        version: Version,
+        canary_start: i64,
+        to: i64,
+    ) -> Self {
+        let mut q = Self::for_policy(
+            policy,
+            previous,
+            version,
+            canary_start.saturating_sub(REFERENCE_SECS),
+            to,
+        );
+        q.canary_start = Some(canary_start);
+        q
+    }
+}
+
+/// How far before the canary the bake's reference reaches: the previous version's own numbers
+/// over this hour are what the promoted version is compared with.
+pub const REFERENCE_SECS: i64 = 3600;
+
 /// Per-period samples of both versions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {

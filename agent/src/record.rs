@@ -45,10 +45,12 @@ pub enum EventKind {
     Unprotected,
     /// A canary that was unprotected is judged again.
     Protected,
+    /// A promoted version's bake ended (its time was up, or a person ended it).
+    Baked,
 }
 
 impl EventKind {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Started,
         Self::Stepped,
         Self::Promoted,
@@ -58,6 +60,7 @@ impl EventKind {
         Self::Resumed,
         Self::Unprotected,
         Self::Protected,
+        Self::Baked,
     ];
 
     /// Stable lowercase name (SNS message attribute `event`, JSON output).
@@ -73,6 +76,7 @@ impl EventKind {
             Self::Resumed => "resumed",
             Self::Unprotected => "unprotected",
             Self::Protected => "protected",
+            Self::Baked => "baked",
         }
     }
 
@@ -88,6 +92,7 @@ impl EventKind {
             Self::Resumed => "M",
             Self::Unprotected => "U",
             Self::Protected => "V",
+            Self::Baked => "B",
         }
     }
 
@@ -96,7 +101,7 @@ impl EventKind {
         match self {
             Self::RolledBack | Self::Unprotected => 3,
             Self::Promoted | Self::NoData | Self::Protected => 2,
-            Self::Started | Self::Paused | Self::Resumed => 1,
+            Self::Started | Self::Paused | Self::Resumed | Self::Baked => 1,
             Self::Stepped => 0,
         }
     }
@@ -182,6 +187,35 @@ impl Owed {
     }
 }
 
+/// A promoted version still judged against the version it replaced: `[version, previous, until]`
+/// in the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(Version, Version, i64)", into = "(Version, Version, i64)")]
+pub struct Bake {
+    /// The promoted version being watched.
+    pub version: Version,
+    /// The stable version before it, which a regression points the alias back at.
+    pub previous: Version,
+    /// When the bake ends (epoch seconds).
+    pub until: i64,
+}
+
+impl From<(Version, Version, i64)> for Bake {
+    fn from((version, previous, until): (Version, Version, i64)) -> Self {
+        Self {
+            version,
+            previous,
+            until,
+        }
+    }
+}
+
+impl From<Bake> for (Version, Version, i64) {
+    fn from(b: Bake) -> Self {
+        (b.version, b.previous, b.until)
+    }
+}
+
 /// What the agent remembers between ticks, stored in the alias description.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -219,6 +253,9 @@ pub struct Record {
     /// On-call was told the canary is unprotected (and is owed a "protected again").
     #[serde(rename = "w", default, skip_serializing_if = "std::ops::Not::not")]
     pub unprotected_paged: bool,
+    /// The bake after a promotion (it began at `since`; the canary before it at `started`).
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<Bake>,
     /// Why the description could not be read as a record (never written).
     #[serde(skip)]
     pub corrupt: Option<String>,
@@ -305,6 +342,19 @@ impl Record {
         if let Some(u) = self.unjudged_since.filter(|&u| bad_time(u)) {
             repaired.push(format!("record time u={u} is out of range; reset to now"));
             self.unjudged_since = Some(now);
+        }
+        if let Some(b) = self.bake {
+            let latest_end = latest.saturating_add(crate::policy::MAX_DURATION_SECS);
+            if b.previous == 0
+                || b.version == b.previous
+                || !(EARLIEST..=latest_end).contains(&b.until)
+            {
+                repaired.push(format!(
+                    "record bake of v{} after v{} until {} is out of range; bake ended",
+                    b.version, b.previous, b.until
+                ));
+                self.bake = None;
+            }
         }
         if self.owed.len() > OWED_LIMIT {
             repaired.push(format!(
@@ -437,7 +487,7 @@ mod tests {
         #[test]
         fn any_record_shaped_json_decodes_without_panicking(
             c in proptest::option::of(any::<u64>()), s in any::<u64>(), t in any::<i64>(),
-            b in any::<i64>(), o in proptest::collection::vec((0usize..9, any::<u64>(), any::<u64>(), any::<i64>(), any::<i64>()), 0..8),
+            b in any::<i64>(), o in proptest::collection::vec((0usize..10, any::<u64>(), any::<u64>(), any::<i64>(), any::<i64>()), 0..8),
         ) {
             let owed: Vec<String> = o.iter().map(|(e, v, st, at, l)| {
                 format!("[{:?},{v},{st},{at},{l}]", EventKind::ALL[*e].code())

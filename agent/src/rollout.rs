@@ -9,7 +9,7 @@ use crate::policy::{OnNoData, Policy};
 use std::fmt;
 
 use crate::record::LEASE_SECS;
-pub use crate::record::{EventKind, Owed, Record, Version, DESCRIPTION_LIMIT, RECORD_PREFIX};
+pub use crate::record::{Bake, EventKind, Owed, Record, Version, DESCRIPTION_LIMIT, RECORD_PREFIX};
 pub use manual::{Override, OverrideError, REASON_LIMIT};
 
 mod manual;
@@ -80,6 +80,11 @@ pub enum Action {
     Pause,
     /// Unfreeze forward moves.
     Resume,
+    /// End the bake of the stable version `version`: its time is up, or a person ended it.
+    Baked {
+        /// The promoted version.
+        version: Version,
+    },
     /// Tell on-call the running canary has not been judged for `unprotected_after`.
     Unprotected {
         /// The canary version left unjudged.
@@ -103,6 +108,7 @@ impl Action {
             Self::Pause => EventKind::Paused,
             Self::Resume => EventKind::Resumed,
             Self::Unprotected { .. } => EventKind::Unprotected,
+            Self::Baked { .. } => EventKind::Baked,
         })
     }
 }
@@ -120,6 +126,7 @@ impl fmt::Display for Action {
             Self::NoData => write!(f, "no canary traffic"),
             Self::Pause => write!(f, "pause"),
             Self::Resume => write!(f, "resume"),
+            Self::Baked { version } => write!(f, "end the bake of v{version}"),
             Self::Unprotected { version, since } => {
                 write!(f, "v{version} unprotected: not judged since {since}")
             }
@@ -176,7 +183,7 @@ pub fn decide(
             next.record.since = now;
         }
     }
-    if ovr.is_none() && judgement.is_some() && adopted.canary.is_some() {
+    if ovr.is_none() && judgement.is_some() && judged(&adopted).is_some() {
         back_under_protection(&adopted, &mut d, now);
     }
     if let Some(event) = d.action.event() {
@@ -185,6 +192,7 @@ pub fn decide(
             Action::Start { version, .. }
             | Action::Step { version, .. }
             | Action::Promote { version }
+            | Action::Baked { version }
             | Action::Unprotected { version, .. } => Some(version),
             Action::Rollback { rejected, .. } => rejected.or(before),
             _ => before,
@@ -226,7 +234,7 @@ fn back_under_protection(adopted: &AliasState, d: &mut Decision, now: i64) {
     if r.unprotected_paged {
         let owed = Owed {
             event: EventKind::Protected,
-            version: adopted.canary.map(|c| c.version),
+            version: judged(adopted),
             stable: adopted.stable,
             at: now,
             manual: false,
@@ -249,6 +257,9 @@ fn adopt(state: &AliasState, policy: &Policy, now: i64) -> (AliasState, Vec<Stri
     let mut s = state.clone();
     let was_corrupt = s.record.corrupt.is_some();
     let problems = s.record.sanitize(policy.steps.len(), now);
+    if state.canary.is_some() {
+        s.record.bake = None;
+    }
     match state.canary {
         Some(r)
             if s.record.canary != Some(r.version) || !is_step(policy, s.record.step, r.weight) =>
@@ -282,6 +293,12 @@ fn adopt(state: &AliasState, policy: &Policy, now: i64) -> (AliasState, Vec<Stri
             s.record.unjudged_since = None;
             s.record.unprotected_paged = false;
         }
+        None if s.record.bake.is_some_and(|b| b.version != s.stable) => {
+            // The alias was moved by hand during a bake: the bake was about another version.
+            s.record.bake = None;
+            s.record.unjudged_since = None;
+            s.record.unprotected_paged = false;
+        }
         None if was_corrupt => {
             // What was rolled back is unknown: start nothing on our own until a new deploy.
             if let Some(v) = s.candidate.filter(|&v| v != s.stable) {
@@ -294,6 +311,24 @@ fn adopt(state: &AliasState, policy: &Policy, now: i64) -> (AliasState, Vec<Stri
         _ => {}
     }
     (s, problems)
+}
+
+/// The bake in progress: the record's, while the alias serves only the version it is about.
+#[must_use]
+pub fn baking(state: &AliasState) -> Option<Bake> {
+    state
+        .record
+        .bake
+        .filter(|b| state.canary.is_none() && b.version == state.stable)
+}
+
+/// The version the agent judges on this alias: the canary, or the version baking at 100%.
+#[must_use]
+pub fn judged(state: &AliasState) -> Option<Version> {
+    state
+        .canary
+        .map(|c| c.version)
+        .or_else(|| baking(state).map(|b| b.version))
 }
 
 fn is_step(policy: &Policy, step: usize, weight: f64) -> bool {
@@ -343,6 +378,9 @@ fn automatic(
     now: i64,
 ) -> Decision {
     let record = &state.record;
+    if let Some(b) = baking(state) {
+        return bake(state, policy, judgement, b, now);
+    }
     let Some(canary) = state.canary else {
         return match state.candidate {
             None => hold(format!("no {} alias", policy.candidate_alias)),
@@ -445,14 +483,76 @@ fn automatic(
             human_duration(interval.saturating_sub(waited)),
             canary.weight
         )),
-        Verdict::Healthy | Verdict::Regressed(_) => forward(state, policy, c, false),
+        Verdict::Healthy | Verdict::Regressed(_) => forward(state, policy, c, false, now),
     }
+}
+
+/// A promoted version under watch: reverted to the previous version on a regression, ended when
+/// its time is up; a new candidate waits for the end.
+fn bake(
+    state: &AliasState,
+    policy: &Policy,
+    judgement: Option<&Judgement>,
+    b: Bake,
+    now: i64,
+) -> Decision {
+    let v = b.version;
+    if now >= b.until {
+        return end_bake(state, v, "its time is up".to_string());
+    }
+    if state.candidate == Some(b.previous) {
+        return rollback(
+            state,
+            b.previous,
+            Some(v),
+            format!(
+                "the {} alias moved back to v{} during the bake",
+                policy.candidate_alias, b.previous
+            ),
+        );
+    }
+    let Some(j) = judgement else {
+        return unjudged(state, policy, v, now);
+    };
+    if let Verdict::Regressed(reasons) = &j.verdict {
+        return rollback(
+            state,
+            b.previous,
+            Some(v),
+            format!(
+                "during the bake, against v{}'s numbers before the canary: {}",
+                b.previous,
+                reasons.join("; ")
+            ),
+        );
+    }
+    let left = human_duration(b.until.saturating_sub(now));
+    let waiting = state
+        .candidate
+        .filter(|&c| c != v && startable(&state.record, c))
+        .map_or(String::new(), |c| {
+            format!(
+                "; v{c} starts after it (`canary promote {}` ends the bake now)",
+                policy.function
+            )
+        });
+    hold(format!("baking v{v}, {left} left{waiting}"))
+}
+
+/// Ends the bake of `version` (the stable version).
+fn end_bake(state: &AliasState, version: Version, why: String) -> Decision {
+    let mut next = state.clone();
+    next.record.bake = None;
+    next.record.unjudged_since = None;
+    next.record.unprotected_paged = false;
+    next.record.last = Some(format!("v{version} baked: {why}"));
+    Decision::new(Action::Baked { version }, Some(next))
 }
 
 fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Decision {
     let weight = policy.steps.first().copied().unwrap_or(100.0);
     if weight >= 100.0 {
-        return promote(state, version);
+        return promote(state, policy, version, now);
     }
     let mut next = state.clone();
     next.canary = Some(Routing { version, weight });
@@ -470,7 +570,7 @@ fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Dec
     Decision::new(Action::Start { version, weight }, Some(next))
 }
 
-fn forward(state: &AliasState, policy: &Policy, c: Version, full: bool) -> Decision {
+fn forward(state: &AliasState, policy: &Policy, c: Version, full: bool, now: i64) -> Decision {
     let step = state.record.step.saturating_add(1);
     match policy.steps.get(step) {
         Some(&weight) if weight < 100.0 && !full => {
@@ -489,14 +589,27 @@ fn forward(state: &AliasState, policy: &Policy, c: Version, full: bool) -> Decis
                 Some(next),
             )
         }
-        _ => promote(state, c),
+        _ => promote(state, policy, c, now),
     }
 }
 
-fn promote(state: &AliasState, version: Version) -> Decision {
+/// Makes `version` the stable version; with a `bake`, it is watched against the version it
+/// replaces until the bake ends. The bake starts now (`since`); `started` stays the canary's
+/// start (or now, with no canary), where the previous version's reference numbers end.
+fn promote(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Decision {
     let mut next = state.clone();
     next.stable = version;
     next.canary = None;
+    if state.record.canary != Some(version) {
+        next.record.started = now;
+    }
+    next.record.since = now;
+    let bake = policy.bake_secs();
+    next.record.bake = (bake > 0 && state.stable != version).then(|| Bake {
+        version,
+        previous: state.stable,
+        until: now.saturating_add(bake),
+    });
     next.record.canary = None;
     next.record.step = 0;
     next.record.quiet_alerted = false;
@@ -515,6 +628,7 @@ fn rollback(state: &AliasState, to: Version, rejected: Option<Version>, why: Str
     next.record.quiet_alerted = false;
     next.record.unjudged_since = None;
     next.record.unprotected_paged = false;
+    next.record.bake = None;
     // The newest rolled-back version is all the record needs: versions only grow.
     next.record.rejected = next.record.rejected.max(rejected);
     next.record.last = Some(match rejected {
@@ -640,6 +754,172 @@ mod tests {
             assert_eq!((next.stable, next.canary), (6, None));
             assert_eq!(next.record.rejected, Some(7));
         }
+    }
+
+    /// v7 promoted over v6 at 2000 (its canary began at 1000), baking for the default 15m.
+    fn baked_state() -> AliasState {
+        let d = run(
+            &canary_at(6, 7, 2, 1000),
+            &policy(),
+            Some(&healthy(2000)),
+            2000,
+        );
+        assert_eq!(d.action, Action::Promote { version: 7 });
+        d.next.expect("writes")
+    }
+
+    #[test]
+    fn a_promotion_starts_a_bake_against_the_version_it_replaces() {
+        let s = baked_state();
+        assert_eq!(
+            s.record.bake,
+            Some(Bake {
+                version: 7,
+                previous: 6,
+                until: 2900
+            })
+        );
+        assert_eq!((s.record.since, s.record.started), (2000, 1000));
+        assert_eq!(baking(&s).map(|b| b.version), Some(7));
+        assert_eq!(judged(&s), Some(7));
+        // Healthy: hold, say how long is left, write nothing.
+        let d = run(&s, &policy(), Some(&healthy(2300)), 2300);
+        assert!(
+            matches!(&d.action, Action::Hold(w) if w == "baking v7, 10m left"),
+            "{:?}",
+            d.action
+        );
+        assert_eq!(d.next, None);
+        // With no bake, a promotion is the end.
+        let mut p = policy();
+        p.bake = std::time::Duration::ZERO;
+        let d = run(&canary_at(6, 7, 2, 1000), &p, Some(&healthy(2000)), 2000);
+        assert_eq!(d.next.expect("writes").record.bake, None);
+    }
+
+    #[test]
+    fn a_regression_during_the_bake_points_the_alias_back_at_the_previous_version() {
+        let s = baked_state();
+        let d = run(&s, &policy(), Some(&regressed(2500)), 2500);
+        let Action::Rollback { to, rejected, why } = &d.action else {
+            panic!("{:?}", d.action);
+        };
+        assert_eq!((*to, *rejected), (6, Some(7)));
+        assert!(
+            why.starts_with("during the bake, against v6's numbers"),
+            "{why}"
+        );
+        let next = d.next.expect("writes");
+        assert_eq!(
+            (next.stable, next.canary, next.record.bake),
+            (6, None, None)
+        );
+        assert_eq!(next.record.rejected, Some(7));
+        assert_eq!(
+            next.record
+                .owed
+                .last()
+                .map(|o| (o.event, o.version, o.stable)),
+            Some((EventKind::RolledBack, Some(7), 6))
+        );
+    }
+
+    #[test]
+    fn a_bake_ends_when_its_time_is_up_and_a_waiting_candidate_starts_after_it() {
+        let mut s = baked_state();
+        s.candidate = Some(8);
+        let d = run(&s, &policy(), Some(&healthy(2600)), 2600);
+        assert!(
+            matches!(&d.action, Action::Hold(w) if w.contains("v8 starts after it") && w.contains("canary promote notes-create")),
+            "{:?}",
+            d.action
+        );
+        // A regression judged after the end is the new stable version's own business.
+        let d = run(&s, &policy(), Some(&regressed(2900)), 2900);
+        assert_eq!(d.action, Action::Baked { version: 7 });
+        let next = d.next.expect("writes");
+        assert_eq!(next.record.bake, None);
+        assert_eq!(
+            next.record.owed.last().map(|o| o.event),
+            Some(EventKind::Baked)
+        );
+        assert!(matches!(
+            run(&next, &policy(), None, 2960).action,
+            Action::Start { version: 8, .. }
+        ));
+    }
+
+    #[test]
+    fn during_a_bake_promote_ends_it_and_rollback_goes_to_the_previous_version() {
+        let s = baked_state();
+        for o in [Override::Promote, Override::PromoteFull] {
+            let d = decide(&s, &policy(), None, Some(&o), 2100).expect("applies");
+            assert_eq!(d.action, Action::Baked { version: 7 });
+            assert!(d
+                .next
+                .expect("writes")
+                .record
+                .owed
+                .last()
+                .is_some_and(|o| o.manual));
+        }
+        // `promote --full` with a newer candidate promotes it instead (and bakes it).
+        let mut newer = s.clone();
+        newer.candidate = Some(8);
+        let d =
+            decide(&newer, &policy(), None, Some(&Override::PromoteFull), 2100).expect("applies");
+        assert_eq!(d.action, Action::Promote { version: 8 });
+        assert_eq!(
+            d.next
+                .expect("writes")
+                .record
+                .bake
+                .map(|b| (b.version, b.previous)),
+            Some((8, 7))
+        );
+        let back = Override::Rollback {
+            to: None,
+            reason: None,
+        };
+        let d = decide(&s, &policy(), None, Some(&back), 2100).expect("applies");
+        assert!(matches!(
+            d.action,
+            Action::Rollback {
+                to: 6,
+                rejected: Some(7),
+                ..
+            }
+        ));
+        // After the bake, `rollback` with no --to has nothing to go back to.
+        let mut done = s.clone();
+        done.record.bake = None;
+        assert!(decide(&done, &policy(), None, Some(&back), 3000).is_err());
+    }
+
+    #[test]
+    fn an_unjudged_bake_pages_unprotected_and_a_hand_moved_alias_ends_it() {
+        let s = baked_state();
+        let d = run(&s, &policy(), None, 2100);
+        assert!(matches!(&d.action, Action::Hold(w) if w.starts_with("could not judge v7")));
+        let s = d.next.expect("notes since when");
+        let d = run(&s, &policy(), None, 2100 + 300);
+        assert_eq!(
+            d.action,
+            Action::Unprotected {
+                version: 7,
+                since: 2100
+            }
+        );
+        // Someone points the alias at v5 by hand: the bake was about v7, so it is over.
+        let mut moved = baked_state();
+        moved.stable = 5;
+        let d = run(&moved, &policy(), Some(&regressed(2200)), 2200);
+        assert!(
+            !matches!(d.action, Action::Rollback { .. }),
+            "{:?}",
+            d.action
+        );
+        assert_eq!(d.next.map(|n| n.record.bake), Some(None));
     }
 
     #[test]
@@ -981,10 +1261,28 @@ mod tests {
                     prop_assert!(p.steps.iter().any(|&w| (w - c.weight).abs() < 1e-9 && w < 100.0), "{:?}", c);
                     prop_assert!(c.version != s.stable);
                 }
-                // The stable version changes only on promotion or a rollback --to.
+                // The stable version changes only on promotion, a rollback --to, or a rollback
+                // during a bake (to the version before it).
+                let bake = baking(&before);
                 if s.stable != before.stable {
                     let to_other = matches!(&ovr, Some(Override::Rollback { to: Some(_), .. }));
-                    prop_assert!(matches!(d.action, Action::Promote { .. }) || to_other, "{:?}", d.action);
+                    let unbaked = matches!(d.action, Action::Rollback { to, .. } if bake.is_some_and(|b| b.previous == to));
+                    prop_assert!(matches!(d.action, Action::Promote { .. }) || to_other || unbaked, "{:?}", d.action);
+                }
+                // A bake is about the stable version, with no canary; only a person starts a
+                // canary during one.
+                if let Some(b) = s.record.bake {
+                    prop_assert!(s.canary.is_none() && b.version == s.stable && b.previous != b.version, "{:?}", s);
+                }
+                if bake.is_some() && ovr.is_none() {
+                    prop_assert!(!matches!(d.action, Action::Start { .. } | Action::Step { .. }), "{:?}", d.action);
+                    // A regression during the bake, before its end, points the alias back.
+                    if let (Some(Judgement { verdict: Verdict::Regressed(_), .. }), Some(b)) = (judgement.as_ref(), bake) {
+                        if now < b.until && before.candidate != Some(b.previous) {
+                            let back = matches!(d.action, Action::Rollback { to, rejected, .. } if to == b.previous && rejected == Some(b.version));
+                            prop_assert!(back, "{:?}", d.action);
+                        }
+                    }
                 }
                 // A regression with a running canary and no person in the loop always rolls back.
                 if ovr.is_none() && before.canary.is_some() && before.candidate.is_none_or(|c| c == before.canary.map_or(0, |r| r.version)) {

@@ -13,6 +13,14 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
+/// Time of day (UTC) of epoch seconds, `HH:MM:SSZ`: for `canary wait`'s lines and when a bake
+/// ends.
+#[must_use]
+pub fn clock(t: i64) -> String {
+    let s = t.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+}
+
 /// Text from outside (a person's `--reason`, an error message) made safe for one line: control
 /// characters (line breaks, tabs, escapes) become spaces, runs of spaces collapse, and the result
 /// is at most `max` characters (cut with `...`).

@@ -9,12 +9,12 @@
 //! one whose sender's lease ran out, after claiming it with a conditional write, so two agents
 //! never re-send the same announcement at the same time.
 
-use crate::judge::{judge, Judgement, Observations};
+use crate::judge::{judge, judge_bake, Judgement, Observations};
 use crate::notify::{Context, Trigger};
 use crate::outage::{Outages, Reach};
 use crate::policy::Policy;
 use crate::ports::{Aliases, Metrics, MetricsQuery, Notifier, PortError, Series, Snapshot};
-use crate::rollout::{decide, Action, AliasState, Decision, Override, OverrideError};
+use crate::rollout::{baking, decide, Action, AliasState, Decision, Override, OverrideError};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -165,6 +165,15 @@ pub enum CommandError {
 
 fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
     let s = &snap.state;
+    if let Some(b) = baking(s) {
+        return Some(MetricsQuery::for_bake(
+            policy,
+            b.previous,
+            b.version,
+            canary_start(s, now),
+            now,
+        ));
+    }
     let c = s.canary?;
     let started = s.record.started;
     let from = if s.record.canary == Some(c.version)
@@ -179,27 +188,45 @@ fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
     ))
 }
 
-/// Judges a canary's series. The step's requests include the period the step began in (it
-/// served the step's weight for part of it), so a step is never a whole period plus the metric
-/// delay slower.
+/// When the canary before a bake began (where the previous version's reference hour ends): the
+/// record's `started`, or the promotion itself when that is out of range.
+fn canary_start(s: &AliasState, now: i64) -> i64 {
+    let started = s.record.started;
+    if (crate::record::EARLIEST..=s.record.since.min(now)).contains(&started) {
+        started
+    } else {
+        s.record.since.min(now)
+    }
+}
+
+/// Judges a canary's series, or during a bake the promoted version's since the promotion
+/// against the previous version's hour before the canary. The step's requests include the
+/// period the step began in (it served the step's weight for part of it), so a step is never a
+/// whole period plus the metric delay slower.
 fn judge_series(policy: &Policy, state: &AliasState, series: Series, now: i64) -> Judgement {
     let period = policy.metrics.period_secs();
     // A corrupted record is repaired by the decision; judge with the repaired step start.
     let mut record = state.record.clone();
     record.sanitize(policy.steps.len(), now);
-    judge(
-        policy,
-        &Observations {
-            canary: series.canary,
-            baseline: series.baseline,
-            step_start: record.since.div_euclid(period).saturating_mul(period),
-            slow_ms: series.slow_ms,
-            cold: series.cold,
-            cold_limit_ms: series
-                .stable_cold_ms
-                .map(|m| crate::judge::cold_limit(&policy.latency, m)),
-        },
-    )
+    let mut obs = Observations {
+        canary: series.canary,
+        baseline: series.baseline,
+        step_start: record.since.div_euclid(period).saturating_mul(period),
+        slow_ms: series.slow_ms,
+        cold: series.cold,
+        cold_limit_ms: series
+            .stable_cold_ms
+            .map(|m| crate::judge::cold_limit(&policy.latency, m)),
+    };
+    if baking(state).is_none() {
+        return judge(policy, &obs);
+    }
+    let start = canary_start(state, now);
+    obs.baseline.retain(|b| {
+        b.start < start && b.start >= start.saturating_sub(crate::ports::REFERENCE_SECS)
+    });
+    obs.cold.retain(|c| c.start >= obs.step_start);
+    judge_bake(policy, &obs)
 }
 
 /// The alias in words, for "what changed" messages.
@@ -1105,6 +1132,14 @@ mod tests {
             T0 + 1,
         ))
         .expect("promote");
+        // v2 bakes; `promote` ends the bake so v3 may start.
+        let ended =
+            block_on(a.command(&policies[0], &Override::Promote, "canary promote f", T0 + 2))
+                .expect("end the bake");
+        assert!(matches!(
+            ended.decision.map(|d| d.action),
+            Some(Action::Baked { version: 2 })
+        ));
         w.lock().functions[0].deploy(bad());
         let (now, _) = tick_until(&a, &w, &policies, T0, 6, |o| rolled_back(&o[0]));
         block_on(a.command(

@@ -6,7 +6,7 @@ use crate::policy::Policy;
 use crate::ports::{Aliases, Metrics, Notifier};
 use crate::rollout::wait::{finished, standing, Finished};
 use crate::rollout::Version;
-use crate::text::human_duration;
+use crate::text::{clock, human_duration};
 use crate::tick::Agent;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -105,12 +105,6 @@ where
             policy.function, policy.alias
         ))),
     }
-}
-
-/// Time of day (UTC) for `canary wait`'s lines.
-fn clock(t: i64) -> String {
-    let s = t.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// The last line of a wait.

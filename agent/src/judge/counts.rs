@@ -69,6 +69,18 @@ const DECISIVE_CLUSTER: f64 = 4.0;
 /// expectation under H0 at most 1, so the product is still a test supermartingale and the
 /// mixture anytime-valid.
 pub(super) fn ceiling_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64 {
+    let clusters = (DECISIVE_CLUSTER / phi.max(1.0)).max(1.0);
+    capped_ceiling(periods, p0, PERIOD_CAP, Some(clusters))
+}
+
+/// [`ceiling_evidence`] with each period's likelihood ratio capped at `cap` (≥ 1), and no cap
+/// for a period that is proof even read as clusters of `decisive` errors (when given).
+pub(super) fn capped_ceiling(
+    periods: &[(f64, f64)],
+    p0: f64,
+    cap: f64,
+    decisive: Option<f64>,
+) -> f64 {
     if p0 <= 0.0 {
         return if periods.iter().any(|&(_, k)| k > 0.0) {
             f64::INFINITY
@@ -79,8 +91,8 @@ pub(super) fn ceiling_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64
     if p0 >= 1.0 {
         return 0.0;
     }
-    let clusters = (DECISIVE_CLUSTER / phi.max(1.0)).max(1.0);
     let w = 1.0 / GRID.len() as f64;
+    let cap = cap.max(1.0).ln();
     GRID.iter()
         .filter(|&&p1| p1 > p0)
         .map(|&p1| {
@@ -89,7 +101,7 @@ pub(super) fn ceiling_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64
                 .iter()
                 .filter(|&&(n, _)| n > 0.0)
                 .map(|&(n, k)| {
-                    let cap = PERIOD_CAP.ln().max(llr(k / clusters, n / clusters));
+                    let cap = decisive.map_or(cap, |c| cap.max(llr(k / c, n / c)));
                     llr(k, n).min(cap)
                 })
                 .sum();
@@ -193,6 +205,21 @@ pub fn dispersion(baseline: &[Sample]) -> f64 {
     let df = (periods.len() - 1) as f64;
     (chi2 / df).clamp(1.0, MAX_DISPERSION)
 }
+/// A version's periods that pass `keep`, had requests and published a slow count, as samples
+/// whose `errors` are the slow requests (for [`dispersion`] and the one-sample tests).
+pub(super) fn slow_share_periods(samples: &[Sample], keep: &dyn Fn(i64) -> bool) -> Vec<Sample> {
+    samples
+        .iter()
+        .filter(|s| keep(s.start) && s.requests > 0.0)
+        .filter_map(|s| {
+            s.slow.map(|k| Sample {
+                errors: k.clamp(0.0, s.requests),
+                ..*s
+            })
+        })
+        .collect()
+}
+
 /// The tail test's view of the judged periods.
 pub(super) struct Tail {
     /// Evidence that the canary's share of slow requests is more than `max_slow_increase` above

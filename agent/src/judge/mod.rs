@@ -29,12 +29,14 @@
 //!
 //! Missing data is never a pass: no canary requests means [`Verdict::NotEnoughData`].
 
+mod bake;
 mod counts;
 mod latency;
 #[cfg(test)]
 mod tests;
 
 use crate::policy::Policy;
+pub use bake::judge_bake;
 use counts::{ceiling_evidence, slow_requests, Tail};
 pub use counts::{dispersion, error_event_evidence};
 use latency::{latency_diffs, latency_var_floor, mixture_evidence, warm_periods};

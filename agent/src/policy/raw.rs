@@ -99,6 +99,15 @@ pub(crate) struct RawPolicy {
     )]
     pub unprotected_after: Leaf,
 
+    /// How long after 100% the new version is still judged, against the previous version's own
+    /// numbers from the hour before the canary began; a regression points the alias back at the
+    /// previous version and pages (e.g. `15m`; `0s` turns it off; at most `168h`).
+    #[schemars(
+        with = "Option<String>",
+        extend("default" = "15m", "pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
+    )]
+    pub bake: Leaf,
+
     /// Where the request, 5xx and latency numbers come from.
     #[schemars(with = "Option<RawMetrics>")]
     pub metrics: Option<Spanned<RawMetrics>>,

@@ -640,6 +640,10 @@ pub(crate) fn build(
         "unprotected_after",
         defaults.unprotected_after,
     );
+    let bake = match &raw.bake {
+        None => defaults.bake,
+        Some(_) => c.duration_or_zero(&raw.bake, "bake"),
+    };
     let metrics = c.metrics(raw.metrics.as_ref().map(|s| &s.value));
     if let Some(v) = &raw.step_interval {
         let period = metrics.period();
@@ -676,6 +680,7 @@ pub(crate) fn build(
         on_no_data,
         no_data_timeout,
         unprotected_after,
+        bake,
         metrics,
         notify,
     };

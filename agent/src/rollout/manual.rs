@@ -1,6 +1,6 @@
 //! A person's commands (start, promote, rollback, pause, resume) as decisions on the alias.
 
-use super::{forward, promote, rollback, start, AliasState, Decision, Version};
+use super::{baking, end_bake, forward, promote, rollback, start, AliasState, Decision, Version};
 use crate::policy::Policy;
 use crate::rollout::Action;
 use crate::text::one_line;
@@ -16,11 +16,12 @@ pub enum Override {
         /// The version to canary.
         version: Option<Version>,
     },
-    /// Move to the next step now.
+    /// Move to the next step now (during a bake: end the bake).
     Promote,
-    /// Go straight to 100%.
+    /// Go straight to 100% (during a bake with no newer candidate: end the bake).
     PromoteFull,
-    /// Point the alias back at the stable version, or at `to`.
+    /// Point the alias back at the stable version (during a bake: at the version before it),
+    /// or at `to`.
     Rollback {
         /// Target version (default: the stable version).
         to: Option<Version>,
@@ -75,14 +76,22 @@ pub(super) fn manual(
         }
         Override::Promote | Override::PromoteFull => {
             let full = *ovr == Override::PromoteFull;
-            match (state.canary, state.candidate) {
-                (Some(c), _) => forward(state, policy, c.version, full),
-                (None, Some(v)) if full && v != state.stable => promote(state, v),
-                _ => return Err(OverrideError::NoCanary(name)),
+            let newer = state.candidate.filter(|&v| v != state.stable);
+            match (state.canary, baking(state)) {
+                (Some(c), _) => forward(state, policy, c.version, full, now),
+                (None, Some(b)) if !(full && newer.is_some()) => {
+                    end_bake(state, b.version, "ended by hand".to_string())
+                }
+                (None, _) => match newer {
+                    Some(v) if full => promote(state, policy, v, now),
+                    _ => return Err(OverrideError::NoCanary(name)),
+                },
             }
         }
         Override::Rollback { to, reason } => {
-            let target = to.unwrap_or(state.stable);
+            let target = to
+                .or(baking(state).map(|b| b.previous))
+                .unwrap_or(state.stable);
             if state.canary.is_none() && target == state.stable {
                 return Err(OverrideError::NothingToRollBack(format!(
                     "{name} is on v{target} with no canary"

@@ -162,17 +162,24 @@ impl SimFunction {
         }
     }
 
-    /// The tail test's threshold: the policy's `slow_ms`, or the stable build's p99 (what the
+    /// The version that was stable before the running canary or bake: the stable version, or
+    /// during a bake the version before it (the agent reads its history from before the canary).
+    fn reference_version(&self) -> Version {
+        crate::rollout::baking(&self.alias_state()).map_or(self.stable, |b| b.previous)
+    }
+
+    /// The tail test's threshold: the policy's `slow_ms`, or the reference build's p99 (what the
     /// agent reads from the hour before the canary: in the simulator, the build's own p99).
     #[must_use]
     pub fn slow_threshold(&self) -> Option<f64> {
-        self.policy
-            .latency
-            .slow_ms
-            .or_else(|| self.builds.get(&self.stable).map(|b| b.warm_quantile(0.99)))
+        self.policy.latency.slow_ms.or_else(|| {
+            self.builds
+                .get(&self.reference_version())
+                .map(|b| b.warm_quantile(0.99))
+        })
     }
 
-    /// The stable version's median cold start, as the agent reads it from before the canary
+    /// The reference version's median cold start, as the agent reads it from before the canary
     /// (EMF policies only: only the handlers' records flag cold starts).
     #[must_use]
     pub fn stable_cold_ms(&self) -> Option<f64> {
@@ -182,7 +189,9 @@ impl SimFunction {
         ) {
             return None;
         }
-        self.builds.get(&self.stable).and_then(Build::cold_median)
+        self.builds
+            .get(&self.reference_version())
+            .and_then(Build::cold_median)
     }
 
     /// Closes the period ending at `end`: its datapoints become visible at `visible`.

@@ -265,12 +265,12 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     policy.notify = None;
     let mut traffic = scenario.traffic.clone();
     traffic.origin = START;
-    let mut world = World::new(START - 300, traffic, judge.delay(), seed);
-    world.functions.push(SimFunction::new(
-        policy.clone(),
-        scenario.stable,
-        START - 300,
-    ));
+    // An hour of the stable version before the deploy: the bake's reference.
+    let first = START - crate::ports::REFERENCE_SECS - 300;
+    let mut world = World::new(first, traffic, judge.delay(), seed);
+    world
+        .functions
+        .push(SimFunction::new(policy.clone(), scenario.stable, first));
     world.advance(START);
     world.functions[0].deploy(scenario.candidate);
     let shared = Shared::new(world);
@@ -293,7 +293,20 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     }
     let w = shared.lock();
     let f = &w.functions[0];
+    // A run that reached 100% and was still baking at the end is promoted.
+    if end == End::Running && f.stable == 2 && f.canary.is_none() {
+        end = End::Promoted;
+    }
     let began = began.unwrap_or(START);
+    // Minutes to the decision: to 100% for a promoted build (its bake is not part of it).
+    let decided = match end {
+        End::Promoted => w
+            .history
+            .iter()
+            .find(|(_, _, stable, canary)| *stable == 2 && canary.is_none())
+            .map_or(now, |h| h.0),
+        _ => now,
+    };
     // The floor: canary traffic times the wait until its first datapoint can be seen.
     let period = judge.period().max(1);
     let first_visible = (began.div_euclid(period) + 1) * period + judge.delay();
@@ -309,7 +322,7 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     let error_rate = scenario.candidate.error_rate;
     Run {
         end,
-        minutes: (now - began) as f64 / 60.0,
+        minutes: (decided - began) as f64 / 60.0,
         failed: f.failed.get(&2).copied().unwrap_or(0) + after_promotion.round() as u64,
         served: f.served.get(&2).copied().unwrap_or(0),
         floor: floor * error_rate.max(if scenario.bad { 0.0 } else { 1.0 }),

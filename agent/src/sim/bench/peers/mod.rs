@@ -102,8 +102,9 @@ impl Contender for Ours {
         block_on(self.agent.tick(&self.policies, now));
         let w = world.lock();
         let f = &w.functions[0];
+        let baking = crate::rollout::baking(&f.alias_state()).is_some();
         match (f.stable, f.canary) {
-            (2, None) => End::Promoted,
+            (2, None) if !baking => End::Promoted,
             (1, None) if f.alias_state().record.rejected == Some(2) => End::RolledBack,
             _ => End::Running,
         }

@@ -1,0 +1,402 @@
+//! The bake: a promoted version judged against the version it replaced, after 100%.
+//!
+//! The previous version no longer serves traffic, so there is nothing to compare with period by
+//! period: its reference is its own numbers from the hour before the canary began. Each test is
+//! one-sample: the promoted version's periods since the promotion against the reference, with
+//! the reference's 5xx and slow-request rates taken at an upper confidence bound (the hour is a
+//! sample too). Every test splits its share of α in two, half for that bound and half for its
+//! e-process, so a healthy version is rolled back by the bake at most `1 - confidence` of the
+//! time however often the agent looks.
+//!
+//! With no concurrent version, an outage of a shared dependency during the bake looks like a
+//! regression. The count tests therefore judge minutes ([`BLOCK_SECS`]), not periods, and cap each
+//! minute's likelihood ratio so that a rollback needs at least [`MIN_BLOCKS`] minutes of
+//! evidence: an outage shorter than that is outlasted, a build that is worse all the time is
+//! not. An outage that lasts longer is not told from a build that fails under full load; it
+//! points the alias back at the previous version, which the outage hits alike.
+
+use super::counts::{capped_ceiling, dispersion, slow_share_periods};
+use super::latency::{latency_var_floor, mixture_evidence, warm_periods};
+use super::{cold_starts, pct, totals, Judgement, Observations, Sample, Verdict};
+use crate::policy::Policy;
+use statrs::distribution::{ContinuousCDF, Gamma};
+
+/// The bake's count tests sum periods into blocks of this many seconds (a minute: as long as a
+/// standard AWS/Lambda period, six 10-second EMF periods).
+pub(super) const BLOCK_SECS: i64 = 60;
+/// Blocks of evidence a bake rollback needs at the least: each block's likelihood ratio is
+/// capped at the `MIN_BLOCKS`-th root of the threshold.
+pub(super) const MIN_BLOCKS: f64 = 5.0;
+
+/// Periods summed into [`BLOCK_SECS`] blocks by start time (slow counts summed where every
+/// period of the block has one), oldest first.
+fn blocks(periods: &[Sample]) -> Vec<Sample> {
+    let mut out: Vec<Sample> = Vec::new();
+    for p in periods.iter().filter(|p| p.requests > 0.0) {
+        let start = p.start.div_euclid(BLOCK_SECS).saturating_mul(BLOCK_SECS);
+        let n = p.requests.max(0.0);
+        let errors = p.errors.clamp(0.0, n);
+        let slow = p.slow.map(|s| s.clamp(0.0, n));
+        match out.last_mut() {
+            Some(b) if b.start == start => {
+                b.requests += n;
+                b.errors += errors;
+                b.slow = b.slow.zip(slow).map(|(a, c)| a + c);
+            }
+            _ => out.push(Sample {
+                start,
+                requests: n,
+                errors,
+                latency_ms: None,
+                slow,
+            }),
+        }
+    }
+    out
+}
+
+/// Upper confidence bound (one-sided, at `1 - beta`) of a rate of `k` events in `n` trials,
+/// counts already divided by the dispersion: the Poisson (Garwood) bound on the count, over `n`.
+/// `None` without trials.
+fn upper_rate(k: f64, n: f64, beta: f64) -> Option<f64> {
+    if n.is_nan() || n <= 0.0 || !k.is_finite() {
+        return None;
+    }
+    let gamma = Gamma::new(k.clamp(0.0, n) + 1.0, 1.0).ok()?;
+    let bound = gamma.inverse_cdf((1.0 - beta).clamp(0.5, 1.0 - 1e-12));
+    Some((bound / n).min(1.0))
+}
+
+/// The reference's per-period latency statistic: the median over the hour before the canary.
+fn reference_latency(reference: &[Sample]) -> Option<f64> {
+    super::median(
+        reference
+            .iter()
+            .filter(|s| s.requests > 0.0)
+            .filter_map(|s| s.latency_ms.filter(|&l| l > 0.0))
+            .collect(),
+    )
+}
+
+/// Judges the promoted version during its bake. `obs.canary` holds the promoted version's
+/// periods since the promotion (`obs.step_start`), `obs.baseline` the previous version's in the
+/// hour before the canary; `slow_ms`, `cold` and `cold_limit_ms` as for the canary.
+#[must_use]
+pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
+    // Each test's share is split between its reference bound and its e-process.
+    let tests = 2.0 * super::tests(policy);
+    let threshold = tests / policy.alpha();
+    let beta = policy.alpha() / tests;
+    let current: Vec<Sample> = obs
+        .canary
+        .iter()
+        .filter(|s| s.start >= obs.step_start)
+        .copied()
+        .collect();
+    let canary = totals(&current);
+    let baseline = totals(&obs.baseline);
+    let phi = dispersion(&obs.baseline).max(dispersion(&current));
+    let cap = threshold.powf(1.0 / MIN_BLOCKS);
+    let own: Vec<(f64, f64)> = blocks(&current)
+        .iter()
+        .map(|b| (b.requests / phi, b.errors / phi))
+        .collect();
+    let rules = policy.errors;
+    let ceiling = if rules.max_rate >= 1.0 {
+        0.0
+    } else {
+        capped_ceiling(&own, rules.max_rate, cap, None)
+    };
+    let reference_rate = upper_rate(baseline.errors / phi, baseline.requests / phi, beta);
+    let increase = reference_rate.map_or(0.0, |r| {
+        capped_ceiling(&own, (r + rules.max_increase).min(1.0), cap, None)
+    });
+    let warm = warm_periods(
+        &Observations {
+            canary: current.clone(),
+            step_start: obs.step_start,
+            ..Observations::default()
+        },
+        policy.warmup_secs(),
+    );
+    let lat = policy.latency;
+    let limit = reference_latency(&obs.baseline).map(|b| {
+        (b * lat.max_ratio)
+            .max(b + lat.min_increase_ms)
+            .min(lat.max_ms)
+    });
+    let diffs = bake_latency_diffs(&current, &warm, limit.unwrap_or(lat.max_ms));
+    let latency = mixture_evidence(&diffs, latency_var_floor(lat.stat));
+    let slow_ms = obs.slow_ms.or(lat.slow_ms);
+    let slow = slow_ms
+        .and_then(|_| slow_evidence(obs, &current, &warm, (beta, cap), lat.max_slow_increase));
+    let (cold, cold_counts) = cold_starts(obs);
+    let mut reasons = Vec::new();
+    let (kc, nc) = (canary.errors.min(canary.requests), canary.requests);
+    let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
+    if ceiling >= threshold {
+        reasons.push(format!(
+            "5xx {} ({kc:.0} of {nc:.0}) since the promotion is above the {} ceiling",
+            pct(kc / nc),
+            pct(rules.max_rate)
+        ));
+    }
+    if increase >= threshold {
+        reasons.push(format!(
+            "5xx {} since the promotion is more than {} above the previous version's {} ({kb:.0} of {nb:.0}) before the canary",
+            pct(kc / nc),
+            pct(rules.max_increase),
+            pct(kb / nb)
+        ));
+    }
+    if let Some((_, shares, counts)) = slow.filter(|s| s.0 >= threshold) {
+        reasons.push(format!(
+            "{} of requests slower than {:.0} ms since the promotion ({:.0} of {:.0}) vs the previous version's {} before the canary, more than {} above",
+            pct(shares.0),
+            slow_ms.unwrap_or_default(),
+            counts.0,
+            counts.1,
+            pct(shares.1),
+            pct(lat.max_slow_increase)
+        ));
+    }
+    if let (Some(e), Some(limit)) = (cold, obs.cold_limit_ms) {
+        if e >= threshold {
+            reasons.push(format!(
+                "cold starts since the promotion: {:.0} of {:.0} took longer than {limit:.0} ms",
+                cold_counts.1, cold_counts.0
+            ));
+        }
+    }
+    if latency >= threshold {
+        reasons.push(format!(
+            "{} {:.0} ms since the promotion vs the previous version's {} before the canary over {} periods (limit {:.0} ms)",
+            lat.stat.cloudwatch_name(),
+            canary.latency_ms.unwrap_or(f64::NAN),
+            baseline
+                .latency_ms
+                .map_or("(none)".to_string(), |b| format!("{b:.0} ms")),
+            diffs.len(),
+            limit.unwrap_or(lat.max_ms)
+        ));
+    }
+    let verdict = if !reasons.is_empty() {
+        Verdict::Regressed(reasons)
+    } else if nc <= 0.0 {
+        Verdict::NotEnoughData("no requests since the promotion".to_string())
+    } else {
+        Verdict::Healthy
+    };
+    Judgement {
+        verdict,
+        canary,
+        baseline,
+        canary_requests_at_step: nc,
+        last_canary_traffic: current
+            .iter()
+            .filter(|s| s.requests > 0.0)
+            .map(|s| s.start)
+            .max(),
+        ceiling_evidence: ceiling,
+        increase_evidence: increase,
+        latency_evidence: latency,
+        slow_evidence: slow.map(|s| s.0),
+        slow_shares: slow.map(|s| s.1),
+        cold_evidence: cold,
+        tests,
+        threshold,
+    }
+}
+
+/// Per-observation `ln(statistic / limit)` of the promoted version's warm periods, pooled until
+/// each rests on at least [`super::latency::LATENCY_MIN_REQUESTS`] requests.
+fn bake_latency_diffs(current: &[Sample], warm: &dyn Fn(i64) -> bool, limit: f64) -> Vec<f64> {
+    let mut diffs = Vec::new();
+    let (mut n, mut log_c) = (0.0, 0.0);
+    for c in current {
+        let Some(l) = c
+            .latency_ms
+            .filter(|&l| l > 0.0 && c.requests > 0.0 && warm(c.start))
+        else {
+            continue;
+        };
+        n += c.requests;
+        log_c += c.requests * l.ln();
+        if n >= super::latency::LATENCY_MIN_REQUESTS {
+            diffs.push(log_c / n - limit.ln());
+            (n, log_c) = (0.0, 0.0);
+        }
+    }
+    diffs
+}
+
+/// The tail test of the bake: the promoted version's share of slow requests in its warm periods
+/// (in blocks, each capped at `cap`) against the reference's share (at its upper bound at
+/// `1 - beta`) plus `max_increase`. Evidence, the two
+/// shares, and (slow, requests) since the promotion; `None` when either side has no counts.
+#[allow(clippy::type_complexity)]
+fn slow_evidence(
+    obs: &Observations,
+    current: &[Sample],
+    warm: &dyn Fn(i64) -> bool,
+    (beta, cap): (f64, f64),
+    max_increase: f64,
+) -> Option<(f64, (f64, f64), (f64, f64))> {
+    let reference: Vec<Sample> = slow_share_periods(&obs.baseline, &|_| true);
+    let now: Vec<Sample> = slow_share_periods(current, warm);
+    let (kr, nr) = sums(&reference);
+    let (kc, nc) = sums(&now);
+    if nr <= 0.0 || nc <= 0.0 {
+        return None;
+    }
+    let phi = dispersion(&reference).max(dispersion(&now));
+    let bound = upper_rate(kr / phi, nr / phi, beta)?;
+    let own: Vec<(f64, f64)> = blocks(&now)
+        .iter()
+        .map(|s| (s.requests / phi, s.errors / phi))
+        .collect();
+    let e = capped_ceiling(&own, (bound + max_increase).min(1.0), cap, None);
+    Some((e, (kc / nc, kr / nr), (kc, nc)))
+}
+
+/// (events, requests) over periods.
+fn sums(periods: &[Sample]) -> (f64, f64) {
+    periods
+        .iter()
+        .fold((0.0, 0.0), |(k, n), s| (k + s.errors, n + s.requests))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::rng::Rng;
+
+    const PROMOTED: i64 = 1_795_428_000;
+
+    #[test]
+    fn the_upper_bound_of_a_rate_is_above_it_and_shrinks_with_more_data() {
+        let small = upper_rate(1.0, 1000.0, 0.001).expect("bound");
+        let large = upper_rate(100.0, 100_000.0, 0.001).expect("bound");
+        assert!(small > 0.005 && small < 0.02, "{small}");
+        assert!(large > 0.001 && large < 0.0015, "{large}");
+        assert_eq!(upper_rate(0.0, 0.0, 0.001), None);
+        assert!(upper_rate(f64::NAN, 10.0, 0.001).is_none());
+        assert!(upper_rate(5.0, 5.0, 0.001).expect("bound") <= 1.0);
+    }
+
+    /// One minute of a version at 10 req/s: 5xx at `rate`, p99 around 250 ms (wandering 10%),
+    /// slow requests (over the reference's p99) at `slow`.
+    fn minute(rng: &mut Rng, start: i64, rate: f64, slow: f64) -> Sample {
+        let n = rng.poisson(600.0);
+        Sample {
+            start,
+            requests: n as f64,
+            errors: rng.binomial(n, rate) as f64,
+            latency_ms: Some(250.0 * (0.1 * rng.normal()).exp()),
+            slow: Some(rng.binomial(n, slow) as f64),
+        }
+    }
+
+    /// The previous version's hour before the canary (which began 20 minutes before the
+    /// promotion): 0.1% 5xx, 1% slow.
+    fn reference(rng: &mut Rng) -> Vec<Sample> {
+        (0..60)
+            .map(|m| minute(rng, PROMOTED - 1200 - 3600 + 60 * m, 0.001, 0.01))
+            .collect()
+    }
+
+    /// Looks at every minute of a 15-minute bake whose minute `m` has 5xx `rate(m)`; the minute
+    /// of the first rollback, if any.
+    fn bake_run(seed: u64, rate: &dyn Fn(i64) -> f64, slow: f64) -> Option<i64> {
+        let mut rng = Rng::new(seed);
+        let policy = Policy::with_defaults("f");
+        let mut obs = Observations {
+            baseline: reference(&mut rng),
+            step_start: PROMOTED,
+            slow_ms: Some(250.0),
+            ..Observations::default()
+        };
+        for m in 0..15 {
+            obs.canary
+                .push(minute(&mut rng, PROMOTED + 60 * m, rate(m), slow));
+            if matches!(judge_bake(&policy, &obs).verdict, Verdict::Regressed(_)) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    fn rolled_back_share(runs: u64, rate: &dyn Fn(i64) -> f64, slow: f64) -> f64 {
+        let hits = (0..runs)
+            .filter(|&seed| bake_run(seed, rate, slow).is_some())
+            .count();
+        hits as f64 / runs as f64
+    }
+
+    #[test]
+    fn a_version_at_the_edge_of_max_increase_is_rolled_back_by_the_bake_at_most_its_share() {
+        // 0.1% + the default max_increase (0.2 points): the null's boundary for the 5xx test,
+        // looked at every minute; its share of alpha is 1% / 4.
+        let share = 0.01 / 4.0;
+        let runs = 2000;
+        let noise = 2.0 * (share / runs as f64).sqrt();
+        let rate = rolled_back_share(runs, &|_| 0.003, 0.01);
+        assert!(rate <= share + noise, "{:.2}%", rate * 100.0);
+        // And a healthy version, like the one before it, practically never.
+        let healthy = rolled_back_share(500, &|_| 0.001, 0.01);
+        assert!(healthy <= 0.004, "{:.2}%", healthy * 100.0);
+    }
+
+    #[test]
+    fn the_bake_rolls_back_a_one_percent_build_and_a_tail_regression() {
+        // At 10 req/s each minute is capped, so a 1% build needs most of the 15 minutes
+        // (measured: 84.5%); the canary before it caught most such builds already.
+        let caught = rolled_back_share(200, &|_| 0.01, 0.01);
+        assert!(caught >= 0.8, "1% 5xx: {:.1}%", caught * 100.0);
+        // 3% of requests slower than the reference's p99, on top of its own 1%.
+        let tail = rolled_back_share(200, &|_| 0.001, 0.04);
+        assert!(tail >= 0.95, "tail: {:.1}%", tail * 100.0);
+    }
+
+    #[test]
+    fn an_outage_shorter_than_min_blocks_minutes_is_outlasted_and_a_longer_one_is_not() {
+        // +3% 5xx on everything for the first minutes of the bake (a shared dependency).
+        let short = rolled_back_share(200, &|m| if m < 4 { 0.031 } else { 0.001 }, 0.01);
+        assert!(short <= 0.01, "4 minutes: {:.1}%", short * 100.0);
+        let long = rolled_back_share(200, &|m| if m < 8 { 0.031 } else { 0.001 }, 0.01);
+        assert!(long >= 0.9, "8 minutes: {:.1}%", long * 100.0);
+    }
+
+    #[test]
+    fn the_bake_reports_its_numbers_and_says_what_it_compared() {
+        let mut rng = Rng::new(3);
+        let policy = Policy::with_defaults("f");
+        let obs = Observations {
+            baseline: reference(&mut rng),
+            canary: (0..10)
+                .map(|m| minute(&mut rng, PROMOTED + 60 * m, 0.05, 0.01))
+                .collect(),
+            step_start: PROMOTED,
+            ..Observations::default()
+        };
+        let j = judge_bake(&policy, &obs);
+        let Verdict::Regressed(reasons) = &j.verdict else {
+            panic!("{j:?}");
+        };
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("since the promotion") && r.contains("before the canary")),
+            "{reasons:?}"
+        );
+        // Each test's share is split between its reference bound and its e-process.
+        assert!((j.tests - 8.0).abs() < 1e-9 && (j.threshold - 800.0).abs() < 1e-6);
+        // Periods before the promotion are the canary's, not the bake's.
+        let mut earlier = obs.clone();
+        earlier.step_start = PROMOTED + 600;
+        assert_eq!(
+            judge_bake(&policy, &earlier).verdict,
+            Verdict::NotEnoughData("no requests since the promotion".to_string())
+        );
+    }
+}
