@@ -1168,6 +1168,87 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_build_promoted_by_hand_is_reverted_by_the_bake_with_one_page() {
+        let (w, policies) = world(&["f"]);
+        let a = agent(&w);
+        w.lock().functions[0].deploy(Build {
+            error_rate: 0.05,
+            ..Build::healthy()
+        });
+        block_on(a.command(
+            &policies[0],
+            &Override::PromoteFull,
+            "canary promote f --full",
+            T0,
+        ))
+        .expect("promote");
+        assert_eq!(w.lock().functions[0].stable, 2);
+        let pages = a.notifier.take();
+        assert!(
+            pages[0].1.body.contains("It bakes until 10:15:20Z (15m)"),
+            "{}",
+            pages[0].1.body
+        );
+        let (now, outs) = tick_until(&a, &w, &policies, T0, 14, |o| rolled_back(&o[0]));
+        let f = &w.lock().functions[0];
+        assert_eq!((f.stable, f.canary), (1, None));
+        assert_eq!(f.alias_state().record.rejected, Some(2));
+        assert!(now - T0 >= 5 * 60, "five minutes of evidence at the least");
+        let pages = a.notifier.take();
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        let page = &pages[0].1;
+        assert!(
+            page.subject.starts_with("ROLLED BACK f v2 -> v1"),
+            "{}",
+            page.subject
+        );
+        assert!(
+            page.body
+                .contains("Numbers since the promotion, against v1 in the hour before the canary")
+                && page.body.contains("during the bake"),
+            "{}",
+            page.body
+        );
+        assert!(
+            outs[0].line().contains("roll back to v1"),
+            "{}",
+            outs[0].line()
+        );
+    }
+
+    #[test]
+    fn a_healthy_build_bakes_then_announces_the_end_once() {
+        let (w, policies) = world(&["f"]);
+        let a = agent(&w);
+        w.lock().functions[0].deploy(Build::healthy());
+        let (promoted, outs) = tick_until(&a, &w, &policies, T0, 40, |o| {
+            matches!(actions(o)[..], [Action::Promote { .. }])
+        });
+        assert!(outs[0].line().contains("promote v2"));
+        let (end, outs) = tick_until(&a, &w, &policies, promoted, 80, |o| {
+            !matches!(actions(o)[..], [Action::Hold(_)])
+        });
+        assert_eq!(actions(&outs), [Action::Baked { version: 2 }]);
+        assert!(
+            (15 * 60..16 * 60).contains(&(end - promoted)),
+            "{}",
+            end - promoted
+        );
+        let baked: Vec<_> = a
+            .notifier
+            .take()
+            .into_iter()
+            .filter(|(_, n)| attr(n, "event") == Some("baked"))
+            .collect();
+        assert_eq!(baked.len(), 1);
+        assert!(
+            baked[0].1.subject.starts_with("Baked f v2"),
+            "{}",
+            baked[0].1.subject
+        );
+    }
+
+    #[test]
     fn a_manual_command_that_loses_a_race_says_what_changed_and_writes_nothing() {
         let (w, policies) = world(&["f"]);
         w.lock().functions[0].deploy(Build::healthy());

@@ -1,8 +1,10 @@
 //! What `canary status` prints: a table a person reads, or stable JSON for scripts.
 
 use super::{now, Output};
-use crate::judge::pct;
+use crate::judge::{pct, Judgement};
 use crate::policy::Policy;
+use crate::rollout::{baking, AliasState};
+use crate::text::clock;
 use crate::tick::{human_duration, Outcome};
 
 fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
@@ -22,6 +24,12 @@ fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
             "steps": policy.steps,
             "step_started_at": record.map(|r| r.since),
             "canary_started_at": record.map(|r| r.started),
+        })),
+        "bake": state.and_then(baking).map(|b| json!({
+            "version": b.version,
+            "previous_version": b.previous,
+            "promoted_at": record.map(|r| r.since),
+            "until": b.until,
         })),
         "paused": record.is_some_and(|r| r.paused),
         "rejected_version": record.and_then(|r| r.rejected),
@@ -66,41 +74,11 @@ pub(super) fn print_status(policies: &[Policy], outs: &[Outcome], output: Output
             println!("  record repaired on next tick: {problem}");
         }
         let r = &s.record;
-        match s.canary {
-            Some(c) => println!(
-                "  stable v{}  canary v{} at {}% (step {}/{}, {} at step){}",
-                s.stable,
-                c.version,
-                c.weight,
-                r.step.saturating_add(1),
-                p.steps.len(),
-                human_duration(t.saturating_sub(r.since)),
-                if r.paused { "  PAUSED" } else { "" }
-            ),
-            None => println!(
-                "  stable v{} at 100%, no canary{}{}",
-                s.stable,
-                s.candidate
-                    .map_or(String::new(), |c| format!("; candidate v{c}")),
-                if r.paused { "  PAUSED" } else { "" }
-            ),
-        }
+        println!("{}", alias_line(p, s, t));
         if let Some(j) = &o.judgement {
-            let row = |name: &str, v: u64, t: &crate::judge::Totals| {
-                format!(
-                    "  {name:<8} v{v:<4} {:>8.0} req  5xx {:>7}  {} {}",
-                    t.requests,
-                    t.error_rate().map_or("-".to_string(), pct),
-                    p.latency.stat.cloudwatch_name(),
-                    t.latency_ms
-                        .map_or("-".to_string(), |l| format!("{l:.0} ms"))
-                )
-            };
-            if let Some(c) = s.canary {
-                println!("{}", row("canary", c.version, &j.canary));
+            for line in metric_rows(p, s, j) {
+                println!("{line}");
             }
-            println!("{}", row("baseline", s.stable, &j.baseline));
-            println!("  verdict: {}", j.verdict);
         }
         if let Some(d) = &o.decision {
             println!("  next tick: {}", d.action);
@@ -126,4 +104,76 @@ pub(super) fn print_status(policies: &[Policy], outs: &[Outcome], output: Output
             println!("  last decision: {last}");
         }
     }
+}
+
+/// The alias in one line: its versions, the canary's step or the bake, and a pause.
+fn alias_line(p: &Policy, s: &AliasState, t: i64) -> String {
+    let r = &s.record;
+    let paused = if r.paused { "  PAUSED" } else { "" };
+    let candidate = s
+        .candidate
+        .filter(|&c| c != s.stable)
+        .map_or(String::new(), |c| format!("; candidate v{c}"));
+    match (s.canary, baking(s)) {
+        (Some(c), _) => format!(
+            "  stable v{}  canary v{} at {}% (step {}/{}, {} at step){paused}",
+            s.stable,
+            c.version,
+            c.weight,
+            r.step.saturating_add(1),
+            p.steps.len(),
+            human_duration(t.saturating_sub(r.since)),
+        ),
+        (None, Some(b)) => format!(
+            "  stable v{} at 100%, BAKING until {} ({} left) against v{}{candidate}{paused}",
+            s.stable,
+            clock(b.until),
+            human_duration(b.until.saturating_sub(t).max(0)),
+            b.previous
+        ),
+        (None, None) => format!(
+            "  stable v{} at 100%, no canary{candidate}{paused}",
+            s.stable
+        ),
+    }
+}
+
+/// Requests, 5xx and latency per version: the canary against the baseline, or during a bake
+/// the promoted version since its promotion against the previous version before the canary.
+fn metric_rows(p: &Policy, s: &AliasState, j: &Judgement) -> Vec<String> {
+    let row = |name: &str, v: u64, t: &crate::judge::Totals, when: &str| {
+        format!(
+            "  {name:<8} v{v:<4} {:>8.0} req  5xx {:>7}  {} {}{when}",
+            t.requests,
+            t.error_rate().map_or("-".to_string(), pct),
+            p.latency.stat.cloudwatch_name(),
+            t.latency_ms
+                .map_or("-".to_string(), |l| format!("{l:.0} ms"))
+        )
+    };
+    let mut rows = Vec::new();
+    match (s.canary, baking(s)) {
+        (None, Some(b)) => {
+            rows.push(row(
+                "promoted",
+                b.version,
+                &j.canary,
+                "  (since the promotion)",
+            ));
+            rows.push(row(
+                "previous",
+                b.previous,
+                &j.baseline,
+                "  (the hour before the canary)",
+            ));
+        }
+        (canary, _) => {
+            if let Some(c) = canary {
+                rows.push(row("canary", c.version, &j.canary, ""));
+            }
+            rows.push(row("baseline", s.stable, &j.baseline, ""));
+        }
+    }
+    rows.push(format!("  verdict: {}", j.verdict));
+    rows
 }

@@ -110,7 +110,9 @@ where
 /// The last line of a wait.
 fn ending(done: Finished, v: Version) -> String {
     match done {
-        Finished::Promoted => format!("v{v} promoted: it serves all traffic"),
+        Finished::Promoted => {
+            format!("v{v} promoted: it serves all traffic (and its bake, if any, is over)")
+        }
         Finished::RolledBack => format!("v{v} rolled back"),
         Finished::Superseded(w) => format!("v{v} replaced by v{w} before it finished"),
     }

@@ -2,14 +2,14 @@
 //! alias has reached an outcome, and a one-line account of where its canary stands that changes
 //! only when something a person cares about changes (a step, a hold's kind, a pause).
 
-use super::AliasState;
+use super::{baking, AliasState};
 use crate::judge::{Judgement, Verdict, HOLDING};
 use crate::record::Version;
 
 /// How the wait for one version ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
-    /// The version serves all of the alias's traffic.
+    /// The version serves all of the alias's traffic, and its bake (if any) is over.
     Promoted,
     /// The version was rolled back (by the agent or a person).
     RolledBack,
@@ -30,8 +30,8 @@ impl Finished {
 
 /// Whether `version` has reached an outcome on an alias as read. Rolled back when it is the
 /// newest version ever rolled back and the alias no longer serves it; promoted when the alias
-/// serves only it; superseded when a newer version is live, on canary, rolled back, or on the
-/// candidate alias.
+/// serves only it and its bake is over; superseded when a newer version is live, on canary,
+/// rolled back, or on the candidate alias.
 #[must_use]
 pub fn finished(state: &AliasState, version: Version) -> Option<Finished> {
     let rejected = state.record.rejected;
@@ -39,7 +39,10 @@ pub fn finished(state: &AliasState, version: Version) -> Option<Finished> {
         return Some(Finished::RolledBack);
     }
     if state.stable == version && state.canary.is_none() {
-        return Some(Finished::Promoted);
+        return match baking(state) {
+            Some(_) => None,
+            None => Some(Finished::Promoted),
+        };
     }
     let newer = [
         Some(state.stable),
@@ -58,6 +61,18 @@ pub fn finished(state: &AliasState, version: Version) -> Option<Finished> {
 /// step, a hold's kind or a pause changes (no counts, no countdowns).
 #[must_use]
 pub fn standing(state: &AliasState, version: Version, judgement: Option<&Judgement>) -> String {
+    if let Some(b) = baking(state).filter(|b| b.version == version) {
+        let how = match judgement.map(|j| &j.verdict) {
+            Some(Verdict::Regressed(_)) => "regressed, rolling back",
+            None => "not judged yet",
+            Some(_) => "no regression so far",
+        };
+        return format!(
+            "v{version} at 100%, baking until {} against v{}: {how}",
+            crate::text::clock(b.until),
+            b.previous
+        );
+    }
     let Some(canary) = state.canary.filter(|c| c.version == version) else {
         return format!(
             "v{version} waits for the agent to start its canary (stable v{})",
@@ -129,6 +144,21 @@ mod tests {
         );
         assert_eq!(Finished::Promoted.exit_code(), 0);
         assert_eq!(Finished::RolledBack.exit_code(), 1);
+        // At 100% but still baking: not done yet; a bake rollback is a rollback.
+        let mut baking = state(7, None, Some(7));
+        baking.record.bake = Some(crate::record::Bake {
+            version: 7,
+            previous: 6,
+            until: 1_795_428_900,
+        });
+        assert_eq!(finished(&baking, 7), None);
+        assert_eq!(
+            standing(&baking, 7, None),
+            "v7 at 100%, baking until 10:15:00Z against v6: not judged yet"
+        );
+        let mut reverted = state(6, None, Some(7));
+        reverted.record.rejected = Some(7);
+        assert_eq!(finished(&reverted, 7), Some(Finished::RolledBack));
     }
 
     #[test]
@@ -166,11 +196,13 @@ mod tests {
             candidate in proptest::option::of(1u64..20),
             rejected in proptest::option::of(1u64..20),
             version in 1u64..20,
+            bake in proptest::option::of((1u64..20, 1u64..20)),
         ) {
             let mut s = state(stable, canary, candidate);
             s.record.rejected = rejected;
+            s.record.bake = bake.map(|(version, previous)| crate::record::Bake { version, previous, until: 1 });
             match finished(&s, version) {
-                Some(Finished::Promoted) => prop_assert!(s.stable == version && s.canary.is_none()),
+                Some(Finished::Promoted) => prop_assert!(s.stable == version && s.canary.is_none() && baking(&s).is_none()),
                 Some(Finished::RolledBack) => prop_assert!(s.stable != version && rejected == Some(version)),
                 Some(Finished::Superseded(v)) => prop_assert!(v > version),
                 None => prop_assert!(s.stable != version || s.canary.is_some()),

@@ -413,6 +413,59 @@ async fn a_failing_build_is_rolled_back_and_paged_then_a_fixed_build_walks_every
     );
     assert_eq!(attr(&messages[2], "event"), "promoted");
     assert_eq!(attr(&messages[2], "canary_version"), "3");
+
+    // The bake: at 100%, v3 fails half its requests (a build that breaks under full load).
+    // After five minutes of it the agent points live back at v1, with one page.
+    let promoted = live.record.since;
+    let mut reverted = None;
+    for k in 1..=8 {
+        let minute = promoted - promoted % 60 + 60 * k;
+        w.put_minute(
+            F,
+            3,
+            minute,
+            Minute {
+                invocations: 200.0,
+                errors: 100.0,
+                duration_ms: 100.0,
+            },
+        )
+        .await;
+        let out = tick(&agent, &policy, minute + 30).await;
+        match action(&out) {
+            Action::Hold(why) => assert!(why.starts_with("baking v3"), "{out:?}"),
+            Action::Rollback {
+                to: 1,
+                rejected: Some(3),
+                why,
+            } => {
+                assert!(
+                    why.starts_with("during the bake, against v1's numbers"),
+                    "{why}"
+                );
+                reverted = Some(k);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(reverted.is_some_and(|k| k >= 5), "{reverted:?}");
+    let live = w.live(F).await;
+    assert_eq!((live.stable.as_str(), live.record.bake), ("1", None));
+    assert_eq!(live.record.rejected, Some(3));
+    let page = one_message(&w).await;
+    assert!(
+        page.subject
+            .starts_with("ROLLED BACK notes-create v3 -> v1"),
+        "{}",
+        page.subject
+    );
+    assert!(
+        page.message
+            .contains("Numbers since the promotion, against v1 in the hour before the canary"),
+        "{}",
+        page.message
+    );
 }
 
 #[tokio::test]
@@ -500,13 +553,34 @@ async fn manual_overrides_through_the_cli_apply_at_once_and_later_ticks_respect_
     let live = w.live(F).await;
     assert_eq!(live.stable, "2");
     assert!(live.weights.is_empty(), "{:?}", live.weights);
+    let promoted = one_message(&w).await;
     assert_eq!(
-        one_message(&w).await.subject,
+        promoted.subject,
         "Promoted notes-create v2 to 100% (was v1)"
     );
+    assert!(
+        promoted.message.contains("It bakes until"),
+        "{}",
+        promoted.message
+    );
+
+    // v2 bakes: the next build waits for the bake, and `promote` ends it.
+    assert_eq!(w.release(F).await, 3);
+    let out = tick(&agent, &policy, r + 250).await;
+    assert!(
+        matches!(action(&out), Action::Hold(why) if why.contains("v3 starts after it")),
+        "{out:?}"
+    );
+    w.canary(&["promote", F])
+        .await
+        .expect("promote ends the bake");
+    assert_eq!(
+        one_message(&w).await.subject,
+        "Baked notes-create v2: the release is done"
+    );
+    assert_eq!(w.live(F).await.record.bake, None);
 
     // The next build, rolled back by hand with a reason.
-    assert_eq!(w.release(F).await, 3);
     assert!(matches!(
         action(&tick(&agent, &policy, r + 260).await),
         Action::Start { version: 3, .. }
@@ -1110,7 +1184,7 @@ async fn canary_wait_exits_0_on_promotion_1_on_rollback_and_3_on_timeout() {
     w.policy(F, "[10, 50, 100]", "");
     let pause = || tokio::time::sleep(std::time::Duration::from_millis(1500));
 
-    // Promoted while waiting.
+    // Promoted while waiting: the wait goes on through the bake, and ends with it.
     let v2 = w.release(F).await;
     let (waited, ()) = tokio::join!(
         w.canary(&["wait", F, "--timeout", "60s", "--interval", "1s"]),
@@ -1121,27 +1195,38 @@ async fn canary_wait_exits_0_on_promotion_1_on_rollback_and_3_on_timeout() {
             w.canary(&["promote", F, "--full"])
                 .await
                 .expect("promote --full");
+            pause().await;
+            assert!(w.live(F).await.record.bake.is_some(), "v2 bakes");
+            w.canary(&["promote", F]).await.expect("end the bake");
         }
     );
-    waited.expect("promoted: exit 0");
+    waited.expect("promoted and baked: exit 0");
     assert_eq!(w.live(F).await.stable, v2.to_string());
 
-    // Rolled back while waiting.
-    let v3 = w.release(F).await;
-    let (waited, ()) = tokio::join!(
-        w.canary(&["wait", F, "--timeout", "60s", "--interval", "1s"]),
-        async {
-            pause().await;
-            w.canary(&["start", F]).await.expect("start");
-            pause().await;
-            w.canary(&["rollback", F, "--reason", "bad build"])
-                .await
-                .expect("rollback");
-        }
-    );
-    let err = waited.expect_err("rolled back");
-    assert_eq!(err.exit_code(), 1, "{err}");
-    assert_eq!(w.live(F).await.record.rejected, Some(v3));
+    // Rolled back while waiting: in the canary, and during the bake (back to v2).
+    for bake in [false, true] {
+        let v = w.release(F).await;
+        let (waited, ()) = tokio::join!(
+            w.canary(&["wait", F, "--timeout", "60s", "--interval", "1s"]),
+            async {
+                pause().await;
+                w.canary(&["start", F]).await.expect("start");
+                pause().await;
+                if bake {
+                    w.canary(&["promote", F, "--full"]).await.expect("promote");
+                    pause().await;
+                }
+                w.canary(&["rollback", F, "--reason", "bad build"])
+                    .await
+                    .expect("rollback");
+            }
+        );
+        let err = waited.expect_err("rolled back");
+        assert_eq!(err.exit_code(), 1, "bake {bake}: {err}");
+        let live = w.live(F).await;
+        assert_eq!(live.record.rejected, Some(v), "bake {bake}");
+        assert_eq!(live.stable, v2.to_string(), "bake {bake}");
+    }
 
     // Nothing happens: the timeout.
     w.release(F).await;
