@@ -4,6 +4,10 @@
     canary bench --scenarios agent/scenarios/production.yaml --runs 1000 --seed 1 --output json > after.json
     scripts/bench_tables.py targets after.json
     scripts/bench_tables.py compare before.json after.json   # our rows, before -> after a change
+    canary bench --scenarios agent/scenarios/production.yaml --policy policies/notes-create.yaml \
+        --policy agent/scenarios/policies/notes-create-no-bake.yaml \
+        --policy agent/scenarios/policies/defaults-no-bake.yaml --runs 1000 --seed 1 --output json > bake.json
+    scripts/bench_tables.py bake bake.json                     # with and without the bake
 """
 import json
 import sys
@@ -73,6 +77,31 @@ def targets(path):
         print(f"| {s} | {build} | {cells} | {verdict} |")
 
 
+def bake(path):
+    """Our rows with the bake and without it: rolled back, promoted, failed median / p95."""
+    r = rows(path)
+    pairs = [
+        ("defaults", "lambda-canary:defaults", "lambda-canary:defaults-no-bake.yaml"),
+        ("notes-create.yaml", "lambda-canary:notes-create.yaml", "lambda-canary:notes-create-no-bake.yaml"),
+    ]
+
+    def one(x):
+        if x is None:
+            return "-"
+        return (f"{100 * x['rolled_back']:.1f}% / {100 * x['promoted']:.1f}%, "
+                f"{x['failed_median']:.0f} / {x['failed_p95']:.0f}")
+
+    head = " | ".join(f"{name} without bake | {name} with bake" for name, _, _ in pairs)
+    print(f"| scenario | build | {head} |")
+    print("|---|---|" + "---|" * (2 * len(pairs)))
+    for s in scenarios(path):
+        build = next(x["build"] for (sc, _), x in r.items() if sc == s)
+        cells = []
+        for _, with_bake, without in pairs:
+            cells += [one(r.get((s, without))), one(r.get((s, with_bake)))]
+        print(f"| {s} | {build} | " + " | ".join(cells) + " |")
+
+
 def compare(before, after):
     b, a, names = rows(before), rows(after), scenarios(after)
     print("| scenario | build | defaults before → after | notes-create.yaml before → after |")
@@ -85,4 +114,8 @@ def compare(before, after):
 
 
 if __name__ == "__main__":
-    {"targets": lambda: targets(sys.argv[2]), "compare": lambda: compare(sys.argv[2], sys.argv[3])}[sys.argv[1]]()
+    {
+        "targets": lambda: targets(sys.argv[2]),
+        "compare": lambda: compare(sys.argv[2], sys.argv[3]),
+        "bake": lambda: bake(sys.argv[2]),
+    }[sys.argv[1]]()

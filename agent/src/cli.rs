@@ -88,7 +88,8 @@ pub enum Command {
         #[command(flatten)]
         policies: PolicyDir,
     },
-    /// Move the canary to its next step now, or straight to 100% with --full.
+    /// Move the canary to its next step now, or straight to 100% with --full; during a bake,
+    /// end the bake now.
     Promote {
         /// Function name (or FUNCTION:ALIAS).
         function: String,
@@ -99,7 +100,8 @@ pub enum Command {
         #[command(flatten)]
         policies: PolicyDir,
     },
-    /// Point the alias back at the stable version (or --to VERSION) now.
+    /// Point the alias back at the stable version (during a bake: the version before it), or at
+    /// --to VERSION, now.
     Rollback {
         /// Function name (or FUNCTION:ALIAS).
         function: String,
@@ -129,8 +131,8 @@ pub enum Command {
         #[command(flatten)]
         policies: PolicyDir,
     },
-    /// Block until a deploy's version is promoted (exit 0) or rolled back (exit 1), printing
-    /// each change; exit 3 on timeout. For CI after `sam deploy`.
+    /// Block until a deploy's version is promoted and baked (exit 0) or rolled back (exit 1),
+    /// printing each change; exit 3 on timeout. For CI after `sam deploy`.
     Wait {
         /// Function name (or FUNCTION:ALIAS).
         function: String,

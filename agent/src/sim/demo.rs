@@ -2,7 +2,7 @@
 //!
 //! A healthy build is live; a build whose create handler fails every request is deployed; the agent
 //! starts it at the first step, judges it on the first visible datapoint, rolls it back and pages
-//! on-call; the fixed build then walks every step to 100%.
+//! on-call; the fixed build then walks every step to 100% and bakes.
 
 use super::traffic::{Build, Traffic};
 use super::{agent, block_on, Shared, SimFunction, World};
@@ -96,8 +96,15 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
                 out.decision.as_ref().map(|d| &d.action),
                 Some(crate::rollout::Action::Hold(_))
             );
-            // Holds are shown once a minute; every change is shown when it happens.
-            if !hold || (now - START) % 60 == 0 {
+            // Holds are shown once a minute (every five during a bake); every change is shown
+            // when it happens.
+            let baking = out
+                .before
+                .as_ref()
+                .and_then(crate::rollout::baking)
+                .is_some();
+            let every = if baking { 300 } else { 60 };
+            if !hold || (now - START) % every == 0 {
                 lines.push(format!(
                     "{}  {before}  {label}{}",
                     clock(now),
@@ -145,21 +152,28 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
         "   v2 answered {served_v2} requests ({failed_v2} failed) before the alias was back on v1; v2 will not be started again."
     ));
     lines.push(String::new());
-    lines.push("2. The fix is deployed as v3; it walks every step to 100%:".to_string());
+    lines.push(format!(
+        "2. The fix is deployed as v3; it walks every step to 100%, then bakes for {} (judged against v1's numbers from before its canary):",
+        crate::text::human_duration(policy.bake_secs())
+    ));
     shared.lock().functions[0].deploy(Build::healthy());
-    for _ in 0..60 {
+    let done = |w: &World| {
+        let f = &w.functions[0];
+        f.stable == 3 && crate::rollout::baking(&f.alias_state()).is_none()
+    };
+    let ticks = (policy.bake_secs() + 3600) / config.tick.max(1);
+    for _ in 0..ticks {
         tick(&mut lines, "");
-        let w = shared.lock();
-        if w.functions[0].stable == 3 {
+        if done(&shared.lock()) {
             break;
         }
     }
-    tick(&mut lines, "");
     let w = shared.lock();
     lines.push(String::new());
     lines.push(format!(
-        "Done: live is on v{}. Same agent, same judge, same state machine as `canary run`; only the ports are in memory.",
-        w.functions[0].stable
+        "Done: live is on v{}{}. Same agent, same judge, same state machine as `canary run`; only the ports are in memory.",
+        w.functions[0].stable,
+        if done(&w) { ", baked" } else { "" }
     ));
     lines
 }
@@ -179,7 +193,11 @@ mod tests {
         let text = lines.join("\n");
         assert!(text.contains("ROLLED BACK notes-create v2 -> v1"), "{text}");
         assert!(text.contains("promote v3 to 100%"), "{text}");
-        assert!(text.contains("Done: live is on v3"), "{text}");
+        assert!(text.contains("Done: live is on v3, baked"), "{text}");
+        assert!(
+            text.contains("SNS to on-call: Baked notes-create v3"),
+            "{text}"
+        );
         let rollback = lines
             .iter()
             .position(|l| l.contains("roll back to v1"))

@@ -68,8 +68,8 @@ pub fn scenario_text(rows: &[Row], scenarios: &[Scenario], runs: usize, seed: u6
     let _ = writeln!(
         out,
         "{runs} seeded runs per scenario and judge (seed {seed}).\n\
-         `rolled back`, `promoted`, `unfinished`: shares of runs (a healthy build rolled back is a false rollback; a bad build promoted is a miss; unfinished runs had neither outcome when the run ended).\n\
-         `failed`: 5xx the new build answered to users in the run (median / p95; a promoted build serves all traffic for the rest of the run). `minutes`: to the decision, over runs that decided.\n"
+         `rolled back`, `promoted`, `unfinished`: shares of runs (a healthy build rolled back is a false rollback; a bad build promoted is a miss; unfinished runs had neither outcome when the run ended). Ours bake after 100%: a build reverted during its bake counts as rolled back, one still baking at the end as promoted.\n\
+         `failed`: 5xx the new build answered to users in the run (median / p95; a promoted build serves all traffic for the rest of the run). `minutes`: to the decision (a rollback, or 100% for a promoted build), over runs that decided.\n"
     );
     tables(&mut out, rows, scenarios);
     out
