@@ -242,7 +242,8 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
                 format!(
                     "{what} Not judged since {since} (epoch seconds), {waited} ago. Last error: {}. v{version} stays at {}%.",
                     ctx.problem.map_or("unknown".to_string(), |p| one_line(p, 300)),
-                    ctx.before.canary.map_or(0.0, |c| c.weight)
+                    // With no canary, the version is the one baking at 100%.
+                    ctx.before.canary.map_or(100.0, |c| c.weight)
                 ),
             )
         }
