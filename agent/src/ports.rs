@@ -112,9 +112,7 @@ impl MetricsQuery {
             to: to.div_euclid(period) * period + period,
         }
     }
-}
 
-impl MetricsQuery {
     /// The query during a bake: the promoted version (as the canary) and the previous version
     /// (as the stable one) from [`REFERENCE_SECS`] before the canary began until `to`, so the
     /// answer holds the previous version's reference hour and the promoted version's periods.

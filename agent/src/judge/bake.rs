@@ -16,7 +16,9 @@
 //! points the alias back at the previous version, which the outage hits alike.
 
 use super::counts::{capped_ceiling, dispersion, slow_share_periods};
-use super::latency::{latency_var_floor, mixture_evidence, warm_periods};
+use super::latency::{
+    latency_diffs, latency_limit, latency_var_floor, mixture_evidence, warm_periods,
+};
 use super::{cold_starts, pct, totals, Judgement, Observations, Sample, Verdict};
 use crate::policy::Policy;
 use statrs::distribution::{ContinuousCDF, Gamma};
@@ -111,21 +113,18 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
     let increase = reference_rate.map_or(0.0, |r| {
         capped_ceiling(&own, (r + rules.max_increase).min(1.0), cap, None)
     });
-    let warm = warm_periods(
-        &Observations {
-            canary: current.clone(),
-            step_start: obs.step_start,
-            ..Observations::default()
-        },
-        policy.warmup_secs(),
-    );
+    // The promoted version alone: no concurrent baseline period, so every observation is held
+    // against the reference statistic.
+    let alone = Observations {
+        canary: current.clone(),
+        step_start: obs.step_start,
+        ..Observations::default()
+    };
+    let warm = warm_periods(&alone, policy.warmup_secs());
     let lat = policy.latency;
-    let limit = reference_latency(&obs.baseline).map(|b| {
-        (b * lat.max_ratio)
-            .max(b + lat.min_increase_ms)
-            .min(lat.max_ms)
-    });
-    let diffs = bake_latency_diffs(&current, &warm, limit.unwrap_or(lat.max_ms));
+    let reference = reference_latency(&obs.baseline);
+    let limit = latency_limit(&lat, reference);
+    let diffs = latency_diffs(policy, &alone, &warm, reference);
     let latency = mixture_evidence(&diffs, latency_var_floor(lat.stat));
     let slow_ms = obs.slow_ms.or(lat.slow_ms);
     let slow = slow_ms
@@ -177,7 +176,7 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
                 .latency_ms
                 .map_or("(none)".to_string(), |b| format!("{b:.0} ms")),
             diffs.len(),
-            limit.unwrap_or(lat.max_ms)
+            limit
         ));
     }
     let verdict = if !reasons.is_empty() {
@@ -208,28 +207,6 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
     }
 }
 
-/// Per-observation `ln(statistic / limit)` of the promoted version's warm periods, pooled until
-/// each rests on at least [`super::latency::LATENCY_MIN_REQUESTS`] requests.
-fn bake_latency_diffs(current: &[Sample], warm: &dyn Fn(i64) -> bool, limit: f64) -> Vec<f64> {
-    let mut diffs = Vec::new();
-    let (mut n, mut log_c) = (0.0, 0.0);
-    for c in current {
-        let Some(l) = c
-            .latency_ms
-            .filter(|&l| l > 0.0 && c.requests > 0.0 && warm(c.start))
-        else {
-            continue;
-        };
-        n += c.requests;
-        log_c += c.requests * l.ln();
-        if n >= super::latency::LATENCY_MIN_REQUESTS {
-            diffs.push(log_c / n - limit.ln());
-            (n, log_c) = (0.0, 0.0);
-        }
-    }
-    diffs
-}
-
 /// The tail test of the bake: the promoted version's share of slow requests in its warm periods
 /// (in blocks, each capped at `cap`) against the reference's share (at its upper bound at
 /// `1 - beta`) plus `max_increase`. Evidence, the two
@@ -244,8 +221,8 @@ fn slow_evidence(
 ) -> Option<(f64, (f64, f64), (f64, f64))> {
     let reference: Vec<Sample> = slow_share_periods(&obs.baseline, &|_| true);
     let now: Vec<Sample> = slow_share_periods(current, warm);
-    let (kr, nr) = sums(&reference);
-    let (kc, nc) = sums(&now);
+    let (r, c) = (totals(&reference), totals(&now));
+    let (kr, nr, kc, nc) = (r.errors, r.requests, c.errors, c.requests);
     if nr <= 0.0 || nc <= 0.0 {
         return None;
     }
@@ -257,13 +234,6 @@ fn slow_evidence(
         .collect();
     let e = capped_ceiling(&own, (bound + max_increase).min(1.0), cap, None);
     Some((e, (kc / nc, kr / nr), (kc, nc)))
-}
-
-/// (events, requests) over periods.
-fn sums(periods: &[Sample]) -> (f64, f64) {
-    periods
-        .iter()
-        .fold((0.0, 0.0), |(k, n), s| (k + s.errors, n + s.requests))
 }
 
 #[cfg(test)]

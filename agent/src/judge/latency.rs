@@ -21,21 +21,27 @@ pub(super) const LATENCY_TAU2: f64 = 0.05;
 /// so a statistic of two or three requests never counts as a point on its own.
 pub(super) const LATENCY_MIN_REQUESTS: f64 = 20.0;
 
+/// The latency limit over a baseline statistic: `max_ratio` times it, at least `min_increase_ms`
+/// more, at most `max_ms`; `max_ms` alone with no baseline.
+pub(super) fn latency_limit(lat: &crate::policy::LatencyRule, baseline: Option<f64>) -> f64 {
+    let relative = baseline
+        .filter(|&b| b > 0.0)
+        .map(|b| (b * lat.max_ratio).max(b + lat.min_increase_ms));
+    relative.map_or(lat.max_ms, |r| r.min(lat.max_ms))
+}
+
 /// Per-observation `ln(canary / limit)` for the latency test, pooling consecutive periods (a
 /// request-weighted mean of the log statistic of each version) until each observation rests on
-/// at least [`LATENCY_MIN_REQUESTS`] canary requests.
+/// at least [`LATENCY_MIN_REQUESTS`] canary requests. An observation whose periods the baseline
+/// did not serve is held against `fallback` (the bake's reference statistic), or `max_ms`.
 pub(super) fn latency_diffs(
     policy: &Policy,
     obs: &Observations,
     warm: &dyn Fn(i64) -> bool,
+    fallback: Option<f64>,
 ) -> Vec<f64> {
     let lat = policy.latency;
-    let limit = |baseline: Option<f64>| {
-        let relative = baseline
-            .filter(|&b| b > 0.0)
-            .map(|b| (b * lat.max_ratio).max(b + lat.min_increase_ms));
-        relative.map_or(lat.max_ms, |r| r.min(lat.max_ms))
-    };
+    let limit = |baseline: Option<f64>| latency_limit(&lat, baseline.or(fallback));
     let mut diffs = Vec::new();
     let (mut n, mut log_c, mut nb, mut log_b) = (0.0, 0.0, 0.0, 0.0);
     for c in &obs.canary {

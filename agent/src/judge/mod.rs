@@ -286,7 +286,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let baseline = totals(&obs.baseline);
     let errors = five_xx(policy, obs, &baseline);
     let warm = warm_periods(obs, policy.warmup_secs());
-    let diffs = latency_diffs(policy, obs, &warm);
+    let diffs = latency_diffs(policy, obs, &warm, None);
     let slow_ms = obs.slow_ms.or(policy.latency.slow_ms);
     let tail = slow_requests(obs, &warm, threshold, policy.latency.max_slow_increase);
     let (cold, cold_counts) = cold_starts(obs);
