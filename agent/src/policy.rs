@@ -93,6 +93,9 @@ pub struct Policy {
     /// How long after 100% the new version is still judged, against the previous version's
     /// numbers from before the canary; zero turns the bake off.
     pub bake: Duration,
+    /// The release this alias belongs to: the aliases that share a release name are canaried,
+    /// stepped, promoted and rolled back together ([`crate::rollout::release`]).
+    pub release: Option<String>,
     /// Where the request, 5xx and latency numbers come from.
     pub metrics: MetricsSource,
     /// Where on-call is told.
@@ -326,6 +329,7 @@ impl Policy {
             no_data_timeout: Duration::from_secs(15 * 60),
             unprotected_after: Duration::from_secs(5 * 60),
             bake: DEFAULT_BAKE,
+            release: None,
             metrics: MetricsSource::Lambda,
             notify: None,
         }
@@ -424,7 +428,7 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<Policy, PolicyErrors> {
 }
 
 /// [`parse_policy`], also returning the line of `function`.
-fn parse_with_line(path: &Path, text: &str) -> Result<(Policy, Option<u32>), PolicyErrors> {
+fn parse_with_line(path: &Path, text: &str) -> Result<(Policy, validate::Lines), PolicyErrors> {
     let raw: Option<raw::RawPolicy> = match serde_saphyr::from_str(text) {
         Ok(raw) => raw,
         Err(err) => {
@@ -607,6 +611,7 @@ pub fn load_texts(
     mut report: DirReport,
 ) -> DirReport {
     let mut seen: HashMap<(String, String), PathBuf> = HashMap::new();
+    let mut releases: HashMap<String, (PathBuf, Vec<f64>)> = HashMap::new();
     for (file, text) in files {
         let text = match text {
             Ok(text) => text,
@@ -618,12 +623,14 @@ pub fn load_texts(
             }
         };
         match parse_with_line(&file, &text) {
-            Ok((policy, line)) => {
+            Ok((policy, lines)) => {
                 let key = (policy.function.clone(), policy.alias.clone());
-                if let Some(first) = seen.get(&key) {
+                if let Some(problem) = release_mismatch(&mut releases, &policy, &file, lines) {
+                    report.problems.push(problem);
+                } else if let Some(first) = seen.get(&key) {
                     report.problems.push(PolicyProblem {
                         file: file.clone(),
-                        line,
+                        line: lines.function,
                         column: None,
                         field: "function".to_string(),
                         message: format!(
@@ -642,6 +649,33 @@ pub fn load_texts(
         }
     }
     report
+}
+
+/// A release member whose `steps` differ from the release's first member's (members step
+/// together, so they need the same steps); records the first member of each release.
+fn release_mismatch(
+    releases: &mut HashMap<String, (PathBuf, Vec<f64>)>,
+    policy: &Policy,
+    file: &Path,
+    lines: validate::Lines,
+) -> Option<PolicyProblem> {
+    let name = policy.release.as_ref()?;
+    let Some((first, steps)) = releases.get(name) else {
+        releases.insert(name.clone(), (file.to_path_buf(), policy.steps.clone()));
+        return None;
+    };
+    (*steps != policy.steps).then(|| PolicyProblem {
+        file: file.to_path_buf(),
+        line: lines.release,
+        column: None,
+        field: "release".to_string(),
+        message: format!(
+            "the members of release {name} step together and need the same steps: {} has {:?}, this file has {:?}",
+            first.display(),
+            steps,
+            policy.steps
+        ),
+    })
 }
 
 /// JSON Schema (draft-07, which editors' YAML plugins understand) of a policy file, generated

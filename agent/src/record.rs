@@ -216,6 +216,55 @@ impl From<Bake> for (Version, Version, i64) {
     }
 }
 
+/// This alias's part in a release ([`crate::rollout::release`]): `[id, flags]` in the record.
+/// The id is the time the release's canary started (epoch seconds), the same on every member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(i64, u8)", into = "(i64, u8)")]
+pub struct ReleaseMark {
+    /// When the release's canary started: which release this member's canary or bake is part of.
+    pub id: i64,
+    /// This member was rolled back, and so is the release.
+    pub rolled_back: bool,
+    /// It was rolled back because another member was (its version was not judged bad, and
+    /// starts again with the release's next deploy).
+    pub follower: bool,
+    /// The page announcing the release's rollback was owed in this member's record.
+    pub announced: bool,
+}
+
+impl ReleaseMark {
+    /// A member of release `id` that is still under way.
+    #[must_use]
+    pub fn live(id: i64) -> Self {
+        Self {
+            id,
+            rolled_back: false,
+            follower: false,
+            announced: false,
+        }
+    }
+}
+
+impl From<(i64, u8)> for ReleaseMark {
+    fn from((id, flags): (i64, u8)) -> Self {
+        Self {
+            id,
+            rolled_back: flags & 1 != 0,
+            follower: flags & 2 != 0,
+            announced: flags & 4 != 0,
+        }
+    }
+}
+
+impl From<ReleaseMark> for (i64, u8) {
+    fn from(m: ReleaseMark) -> Self {
+        (
+            m.id,
+            u8::from(m.rolled_back) | u8::from(m.follower) << 1 | u8::from(m.announced) << 2,
+        )
+    }
+}
+
 /// What the agent remembers between ticks, stored in the alias description.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -256,6 +305,9 @@ pub struct Record {
     /// The bake after a promotion (it began at `since`; the canary before it at `started`).
     #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
     pub bake: Option<Bake>,
+    /// The release this alias's canary or bake is part of, and how its part ended.
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseMark>,
     /// Why the description could not be read as a record (never written).
     #[serde(skip)]
     pub corrupt: Option<String>,
@@ -356,6 +408,13 @@ impl Record {
                 self.bake = None;
             }
         }
+        if let Some(m) = self.release.filter(|m| bad_time(m.id)) {
+            repaired.push(format!(
+                "record release id {} is out of range; release mark dropped",
+                m.id
+            ));
+            self.release = None;
+        }
         if self.owed.len() > OWED_LIMIT {
             repaired.push(format!(
                 "{} owed announcements; kept the newest",
@@ -417,6 +476,17 @@ mod tests {
             last: Some("x".repeat(400)),
             unjudged_since: Some(NOW - 60),
             unprotected_paged: true,
+            bake: Some(Bake {
+                version: 12,
+                previous: 11,
+                until: NOW + 900,
+            }),
+            release: Some(ReleaseMark {
+                id: NOW - 300,
+                rolled_back: true,
+                follower: true,
+                announced: true,
+            }),
             ..Record::default()
         };
         for i in 0..OWED_LIMIT {
@@ -426,7 +496,14 @@ mod tests {
         assert!(text.len() <= DESCRIPTION_LIMIT, "{text}");
         let back = Record::decode(&text);
         assert_eq!(back.canary, Some(12));
+        assert_eq!(back.release, r.release);
+        assert_eq!(back.bake, r.bake);
         assert_eq!(back.owed, r.owed, "every owed page survives the limit");
+        // With every field at its longest, the last decision gives way to the owed pages.
+        assert_eq!(back.last, None, "{text}");
+        // With room left, it is shortened.
+        r.owed.truncate(2);
+        let back = Record::decode(&r.encode());
         assert!(back.last.is_some_and(|l| l.ends_with('…')));
         assert_eq!(Record::decode("Production alias"), Record::default());
     }

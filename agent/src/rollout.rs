@@ -13,8 +13,10 @@ pub use crate::record::{Bake, EventKind, Owed, Record, Version, DESCRIPTION_LIMI
 pub use manual::{Override, OverrideError, REASON_LIMIT};
 
 mod manual;
+pub mod release;
 pub mod wait;
 use crate::text::human_duration;
+use release::{Call, Order, ReleaseMark};
 
 /// The canary half of an alias's routing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -172,11 +174,52 @@ pub fn decide(
     ovr: Option<&Override>,
     now: i64,
 ) -> Result<Decision, OverrideError> {
-    let (adopted, problems) = adopt(state, policy, now);
-    let mut d = match ovr {
-        Some(o) => manual::manual(&adopted, policy, o, now)?,
-        None => automatic(&adopted, policy, judgement, now),
+    decide_in(state, policy, judgement, ovr, &Call::alone(), now)
+}
+
+/// [`decide`] for a member of a release, doing its part ([`release::coordinate`]): its forward
+/// moves held while the release waits for another member, its rollback with the release's, and
+/// its announcement left to another member's when the release announces once.
+///
+/// # Errors
+/// As [`decide`].
+pub fn decide_in(
+    state: &AliasState,
+    policy: &Policy,
+    judgement: Option<&Judgement>,
+    ovr: Option<&Override>,
+    call: &Call,
+    now: i64,
+) -> Result<Decision, OverrideError> {
+    let (mut adopted, problems) = adopt(state, policy, now);
+    if let Some(id) = call.id.filter(|_| judged(&adopted).is_some()) {
+        if adopted.record.release.is_none_or(|m| m.id != id) {
+            adopted.record.release = Some(ReleaseMark::live(id));
+        }
+    }
+    let mut d = match (ovr, &call.order) {
+        (Some(o), _) => manual::manual(&adopted, policy, o, now)?,
+        (None, Order::Follow(why)) => follow(&adopted, why),
+        (None, Order::Restart(v)) => start(&adopted, policy, *v, now),
+        (None, Order::Finish) => match baking(&adopted) {
+            Some(b) => end_bake(
+                &adopted,
+                b.version,
+                "the release's other members ended their bake".to_string(),
+            ),
+            None => automatic(&adopted, policy, judgement, now),
+        },
+        (None, Order::Wait(why)) => {
+            let own = automatic(&adopted, policy, judgement, now);
+            if release::forward(&own.action) {
+                hold(why.clone())
+            } else {
+                own
+            }
+        }
+        (None, Order::Alone | Order::Go) => automatic(&adopted, policy, judgement, now),
     };
+    mark_release(&mut d, &adopted, call);
     d.problems = problems;
     if matches!(d.action, Action::Step { .. }) {
         if let Some(next) = d.next.as_mut() {
@@ -186,7 +229,7 @@ pub fn decide(
     if ovr.is_none() && judgement.is_some() && judged(&adopted).is_some() {
         back_under_protection(&adopted, &mut d, now);
     }
-    if let Some(event) = d.action.event() {
+    if let Some(event) = d.action.event().filter(|_| call.announce) {
         let before = adopted.canary.map(|c| c.version);
         let version = match d.action {
             Action::Start { version, .. }
@@ -219,6 +262,38 @@ pub fn decide(
         d.next = Some(adopted);
     }
     Ok(d)
+}
+
+/// Writes the member's part in its release into the decision's record: a start joins the
+/// release; a rollback of a member under way marks it rolled back (and whether this record
+/// announces the release's rollback).
+fn mark_release(d: &mut Decision, adopted: &AliasState, call: &Call) {
+    let (Some(id), Some(next)) = (call.id, d.next.as_mut()) else {
+        return;
+    };
+    match d.action {
+        Action::Start { .. } => next.record.release = Some(ReleaseMark::live(id)),
+        Action::Rollback { .. } if judged(adopted).is_some() => {
+            next.record.release = Some(ReleaseMark {
+                id,
+                rolled_back: true,
+                follower: matches!(call.order, Order::Follow(_)),
+                announced: call.announce && call.order != Order::Alone,
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Rolls back with the release: a canary to the stable version, a bake to the version before
+/// it. Its version is recorded as rolled back, like any other (a person may start it again; the
+/// release's next deploy restarts it).
+fn follow(state: &AliasState, why: &str) -> Decision {
+    match (state.canary, baking(state)) {
+        (Some(c), _) => rollback(state, state.stable, Some(c.version), why.to_string()),
+        (None, Some(b)) => rollback(state, b.previous, Some(b.version), why.to_string()),
+        (None, None) => hold(format!("nothing to roll back: {why}")),
+    }
 }
 
 /// The canary is judged again: clear the "not judged since" marks and, if on-call was told it
@@ -270,6 +345,8 @@ fn adopt(state: &AliasState, policy: &Policy, now: i64) -> (AliasState, Vec<Stri
                 .rposition(|&w| w <= r.weight + 1e-9)
                 .unwrap_or(0);
             if s.record.canary != Some(r.version) {
+                // A canary set by hand is no release's until the coordinator says so.
+                s.record.release = None;
                 s.record.since = now;
                 s.record.started = now;
                 s.record.quiet_alerted = false;

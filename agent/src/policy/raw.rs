@@ -108,6 +108,17 @@ pub(crate) struct RawPolicy {
     )]
     pub bake: Leaf,
 
+    /// The release this alias belongs to (1-64 letters, digits, `-`, `_` or `.`): the aliases
+    /// whose policies name the same release are canaried as one. A deploy that moves several
+    /// members' candidates starts one release canary; members step together (each step waits
+    /// for the slowest member's evidence); any member regressing rolls back every member.
+    /// Members of one release must have the same `steps`.
+    #[schemars(
+        with = "Option<String>",
+        extend("pattern" = "^[A-Za-z0-9._-]{1,64}$")
+    )]
+    pub release: Leaf,
+
     /// Where the request, 5xx and latency numbers come from.
     #[schemars(with = "Option<RawMetrics>")]
     pub metrics: Option<Spanned<RawMetrics>>,

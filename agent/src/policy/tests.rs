@@ -1013,6 +1013,65 @@ fn policy_load_dir_duplicates_name_both_files() {
 }
 
 #[test]
+fn policy_release_names_and_members_with_different_steps_are_errors() {
+    one_problem(
+        "function: f\nrelease: notes api\n",
+        2,
+        "release",
+        "must be a release name of 1-64 letters",
+    );
+    assert_eq!(
+        parse("function: f\nrelease: notes-api.v2\n")
+            .unwrap()
+            .release
+            .as_deref(),
+        Some("notes-api.v2")
+    );
+    assert_eq!(parse("function: f\n").unwrap().release, None);
+    let dir = temp_dir("release");
+    std::fs::write(
+        dir.join("a.yaml"),
+        "function: a\nrelease: api\nsteps: [10, 100]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b.yaml"),
+        "function: b\nrelease: api\nsteps: [10, 100]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("c.yaml"),
+        "function: c\nsteps: [5, 100]\nrelease: api\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("d.yaml"),
+        "function: d\nsteps: [5, 100]\nrelease: other\n",
+    )
+    .unwrap();
+    let report = load_dir(&dir);
+    let names: Vec<_> = report
+        .policies
+        .iter()
+        .map(|p| p.function.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b", "d"]);
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    let p = &report.problems[0];
+    assert_eq!(
+        (p.file.clone(), p.line, p.field.as_str()),
+        (dir.join("c.yaml"), Some(3), "release")
+    );
+    assert!(p.message.contains("need the same steps"), "{p}");
+    assert!(
+        p.message
+            .contains(&dir.join("a.yaml").display().to_string()),
+        "{p}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn policy_load_dir_missing_and_empty() {
     let dir = temp_dir("empty");
     let report = load_dir(&dir);

@@ -193,6 +193,25 @@ impl<'a> Checker<'a> {
         name.to_string()
     }
 
+    fn release(&mut self, leaf: &Leaf) -> Option<String> {
+        let v = leaf.as_ref()?;
+        let name = v.value.as_str();
+        let ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            self.problem(
+                Some(v.referenced),
+                "release",
+                format!(
+                    "must be a release name of 1-64 letters, digits, '-', '_' or '.', got {name:?}"
+                ),
+            );
+        }
+        Some(name.to_string())
+    }
+
     fn function(&mut self, leaf: &Leaf) -> String {
         let Some(v) = leaf else {
             self.problem(
@@ -552,12 +571,18 @@ pub(crate) fn check_sns_arn(arn: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Where a policy's keys that other files are checked against are (1-based lines).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Lines {
+    /// The `function` key.
+    pub function: Option<u32>,
+    /// The `release` key.
+    pub release: Option<u32>,
+}
+
 /// Converts a raw policy; `Err` holds every problem found. On success also returns the line of
 /// `function` (for duplicate reports across files).
-pub(crate) fn build(
-    file: &Path,
-    raw: RawPolicy,
-) -> Result<(Policy, Option<u32>), Vec<PolicyProblem>> {
+pub(crate) fn build(file: &Path, raw: RawPolicy) -> Result<(Policy, Lines), Vec<PolicyProblem>> {
     let mut c = Checker::new(file);
     let function = c.function(&raw.function);
     let defaults = Policy::with_defaults(&function);
@@ -644,6 +669,7 @@ pub(crate) fn build(
         None => defaults.bake,
         Some(_) => c.duration_or_zero(&raw.bake, "bake"),
     };
+    let release = c.release(&raw.release);
     let metrics = c.metrics(raw.metrics.as_ref().map(|s| &s.value));
     if let Some(v) = &raw.step_interval {
         let period = metrics.period();
@@ -665,7 +691,11 @@ pub(crate) fn build(
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
-    let function_line = raw.function.as_ref().and_then(|v| line_col(v.referenced).0);
+    let line_of = |leaf: &Leaf| leaf.as_ref().and_then(|v| line_col(v.referenced).0);
+    let lines = Lines {
+        function: line_of(&raw.function),
+        release: line_of(&raw.release),
+    };
     let policy = Policy {
         source: file.to_path_buf(),
         function,
@@ -681,10 +711,11 @@ pub(crate) fn build(
         no_data_timeout,
         unprotected_after,
         bake,
+        release,
         metrics,
         notify,
     };
-    Ok((policy, function_line))
+    Ok((policy, lines))
 }
 
 /// Best-effort dotted key path (`errors.max_rate`, `scenarios[2].candidate.errors`) of the
