@@ -228,9 +228,11 @@ fn release_calls(name: &str, views: &[View<'_>], now: i64) -> Vec<Call> {
         })
         .collect();
     if finishing {
-        for &i in &in_flight {
-            if views[i].adopted.canary.is_none() {
+        for (i, v) in views.iter().enumerate() {
+            if v.in_flight() && v.adopted.canary.is_none() {
                 calls[i].order = Order::Finish;
+            } else if !v.in_flight() && forward(&v.own.action) {
+                calls[i].order = Order::Wait(format!("release {name} is ending its bake"));
             }
         }
     } else if let (Some(id), true) = (id, !causes.is_empty() || pending) {
