@@ -2,9 +2,9 @@
 //! commands behind them. `main.rs` only parses, calls [`run`] and maps the result to an exit code.
 
 use crate::policy::{self, DirReport, Policy};
-use crate::rollout::{Override, Version};
+use crate::rollout::Version;
 use crate::text::human_duration;
-use crate::tick::{Agent, CommandError};
+use crate::tick::{self, Agent};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use std::time::Duration;
 include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
 
 mod bench;
+mod manual;
 mod run;
 mod status;
 mod wait;
@@ -19,7 +20,7 @@ mod wait;
 use run::run_loop;
 pub use run::{lambda_tick_with, lambda_tick_within, tick_budget, LambdaTicker};
 use status::print_status;
-pub use wait::wait_for;
+pub use wait::{wait_for, wait_release_for};
 
 /// Protects every production promotion of an AWS Lambda alias: starts a canary of the new
 /// version, judges it against the stable one, moves traffic forward or rolls it straight back.
@@ -70,6 +71,9 @@ pub enum Command {
     Status {
         /// Only this function (or FUNCTION:ALIAS).
         function: Option<String>,
+        /// Only the members of this release.
+        #[arg(long, conflicts_with = "function")]
+        release: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
@@ -80,9 +84,13 @@ pub enum Command {
     /// Begin a canary of VERSION (default: the candidate alias's version).
     Start {
         /// Function name (or FUNCTION:ALIAS).
-        function: String,
+        #[arg(required_unless_present = "release")]
+        function: Option<String>,
+        /// Every member of this release instead of one function.
+        #[arg(long, conflicts_with = "function")]
+        release: Option<String>,
         /// Version to canary.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "release")]
         version: Option<Version>,
         /// Policy directory.
         #[command(flatten)]
@@ -92,7 +100,11 @@ pub enum Command {
     /// end the bake now.
     Promote {
         /// Function name (or FUNCTION:ALIAS).
-        function: String,
+        #[arg(required_unless_present = "release")]
+        function: Option<String>,
+        /// Every member of this release instead of one function.
+        #[arg(long, conflicts_with = "function")]
+        release: Option<String>,
         /// Straight to 100%.
         #[arg(long)]
         full: bool,
@@ -104,9 +116,13 @@ pub enum Command {
     /// --to VERSION, now.
     Rollback {
         /// Function name (or FUNCTION:ALIAS).
-        function: String,
+        #[arg(required_unless_present = "release")]
+        function: Option<String>,
+        /// Every member of this release instead of one function.
+        #[arg(long, conflicts_with = "function")]
+        release: Option<String>,
         /// Version to go back to (default: the stable version).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "release")]
         to: Option<Version>,
         /// Why (goes to on-call and the alias record).
         #[arg(long)]
@@ -118,7 +134,11 @@ pub enum Command {
     /// Freeze forward moves (rollback protection stays on).
     Pause {
         /// Function name (or FUNCTION:ALIAS).
-        function: String,
+        #[arg(required_unless_present = "release")]
+        function: Option<String>,
+        /// Every member of this release instead of one function.
+        #[arg(long, conflicts_with = "function")]
+        release: Option<String>,
         /// Policy directory.
         #[command(flatten)]
         policies: PolicyDir,
@@ -126,7 +146,11 @@ pub enum Command {
     /// Allow forward moves again.
     Resume {
         /// Function name (or FUNCTION:ALIAS).
-        function: String,
+        #[arg(required_unless_present = "release")]
+        function: Option<String>,
+        /// Every member of this release instead of one function.
+        #[arg(long, conflicts_with = "function")]
+        release: Option<String>,
         /// Policy directory.
         #[command(flatten)]
         policies: PolicyDir,
@@ -135,9 +159,13 @@ pub enum Command {
     /// printing each change; exit 3 on timeout. For CI after `sam deploy`.
     Wait {
         /// Function name (or FUNCTION:ALIAS).
-        function: String,
+        #[arg(required_unless_present = "release")]
+        function: Option<String>,
+        /// Every member of this release instead of one function.
+        #[arg(long, conflicts_with = "function")]
+        release: Option<String>,
         /// The version to wait for (default: the candidate alias's version).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "release")]
         version: Option<Version>,
         /// Give up after this long (exit 3).
         #[arg(long, default_value = "1h", value_parser = parse_interval)]
@@ -339,12 +367,21 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
         }
         Command::Status {
             function,
+            release,
             output,
             policies,
         } => {
-            let list = match &function {
-                Some(f) => vec![find_policy(&policies.dir, f)?],
-                None => {
+            // A member is judged and decided with its release: read them all, show it.
+            let (list, only) = match (&function, &release) {
+                (Some(f), _) => {
+                    let p = find_policy(&policies.dir, f)?;
+                    match p.release.as_deref() {
+                        Some(r) => (manual::release_policies(&policies.dir, r)?, Some(p)),
+                        None => (vec![p], None),
+                    }
+                }
+                (None, Some(r)) => (manual::release_policies(&policies.dir, r)?, None),
+                (None, None) => {
                     let report = policy::load_dir(&policies.dir);
                     report_problems(&report);
                     if report.policies.is_empty() {
@@ -353,13 +390,21 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
                             policies.dir.display()
                         )));
                     }
-                    report.policies
+                    (report.policies, None)
                 }
             };
             let agent = aws_agent(conf).await?;
             let outs = agent.status(&list, now()).await;
-            print_status(&list, &outs, output);
-            if outs.iter().any(|o| o.error.is_some()) {
+            let shown: Vec<(Policy, tick::Outcome)> = list
+                .into_iter()
+                .zip(outs)
+                .filter(|(p, _)| {
+                    only.as_ref()
+                        .is_none_or(|o| o.function == p.function && o.alias == p.alias)
+                })
+                .collect();
+            print_status(&shown, release.as_deref(), output);
+            if shown.iter().any(|(_, o)| o.error.is_some()) {
                 return Err(CliError::Failed(
                     "some aliases could not be read (see above)".to_string(),
                 ));
@@ -368,86 +413,36 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
         }
         Command::Wait {
             function,
+            release,
             version,
             timeout,
             interval,
             policies,
         } => {
-            let policy = find_policy(&policies.dir, &function)?;
             let agent = aws_agent(conf).await?;
-            wait::run(&agent, &policy, version, timeout, interval).await
+            match (function, release) {
+                (Some(f), _) => {
+                    let policy = find_policy(&policies.dir, &f)?;
+                    wait::run(&agent, &policy, version, timeout, interval).await
+                }
+                (None, Some(r)) => {
+                    let members = manual::release_policies(&policies.dir, &r)?;
+                    wait::run_release(&agent, &r, &members, timeout, interval).await
+                }
+                (None, None) => Err(CliError::Usage(
+                    "name a FUNCTION or --release NAME".to_string(),
+                )),
+            }
         }
         Command::Start { .. }
         | Command::Promote { .. }
         | Command::Rollback { .. }
         | Command::Pause { .. }
         | Command::Resume { .. } => {
-            let (function, dir, ovr, line) = override_of(cli.command)?;
-            manual(conf, &dir, &function, ovr, line).await
+            let command = manual::override_of(cli.command)?;
+            manual::run(conf, command).await
         }
     }
-}
-
-/// A manual command as (function, policy directory, override, the command line for on-call).
-fn override_of(command: Command) -> Result<(String, PathBuf, Override, String), CliError> {
-    Ok(match command {
-        Command::Start {
-            function,
-            version,
-            policies,
-        } => {
-            let line = format!(
-                "canary start {function}{}",
-                version.map_or(String::new(), |v| format!(" --version {v}"))
-            );
-            (function, policies.dir, Override::Start { version }, line)
-        }
-        Command::Promote {
-            function,
-            full,
-            policies,
-        } => {
-            let line = format!(
-                "canary promote {function}{}",
-                if full { " --full" } else { "" }
-            );
-            let o = if full {
-                Override::PromoteFull
-            } else {
-                Override::Promote
-            };
-            (function, policies.dir, o, line)
-        }
-        Command::Rollback {
-            function,
-            to,
-            reason,
-            policies,
-        } => {
-            let line = format!(
-                "canary rollback {function}{}{}",
-                to.map_or(String::new(), |v| format!(" --to {v}")),
-                reason
-                    .as_ref()
-                    .map_or(String::new(), |r| format!(" --reason {r:?}"))
-            );
-            (
-                function,
-                policies.dir,
-                Override::Rollback { to, reason },
-                line,
-            )
-        }
-        Command::Pause { function, policies } => {
-            let line = format!("canary pause {function}");
-            (function, policies.dir, Override::Pause, line)
-        }
-        Command::Resume { function, policies } => {
-            let line = format!("canary resume {function}");
-            (function, policies.dir, Override::Resume, line)
-        }
-        _ => return Err(CliError::Usage("not a manual command".to_string())),
-    })
 }
 
 fn policy_check(dir: &Path, rate: Option<f64>) -> Result<(), CliError> {
@@ -547,34 +542,6 @@ async fn aws_agent(conf: Option<&aws_config::SdkConfig>) -> Result<AwsAgent, Cli
         .ok()
         .filter(|s| !s.is_empty());
     Ok(agent)
-}
-
-async fn manual(
-    conf: Option<&aws_config::SdkConfig>,
-    dir: &Path,
-    function: &str,
-    ovr: Override,
-    line: String,
-) -> Result<(), CliError> {
-    let policy = find_policy(dir, function)?;
-    let agent = aws_agent(conf).await?;
-    match agent.command(&policy, &ovr, &line, now()).await {
-        Ok(out) => {
-            println!("{}", out.line());
-            if let Some(Err(e)) = &out.notified {
-                eprintln!(
-                    "warning: on-call was not told ({e}); the agent re-sends on its next tick"
-                );
-            }
-            Ok(())
-        }
-        Err(CommandError::Rejected(e)) => Err(CliError::Usage(e.to_string())),
-        Err(CommandError::NoSuchVersion { function, version }) => Err(CliError::Usage(format!(
-            "{function} has no version {version}"
-        ))),
-        Err(CommandError::LostRace(what)) => Err(CliError::Usage(what)),
-        Err(e) => Err(CliError::Failed(format!("failed to {line}: {e}"))),
-    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,16 @@ pub enum Trigger {
     },
 }
 
+/// The release a decision is part of, for the one announcement of the release's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseNote {
+    /// The release's name.
+    pub name: String,
+    /// What happened to each member in the same tick or command, e.g.
+    /// `(RolledBack, "notes-get v7 -> v6")`.
+    pub members: Vec<(EventKind, String)>,
+}
+
 /// Everything the tick that made a decision knows about it, beyond the owed entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
@@ -42,6 +52,8 @@ pub struct Context<'a> {
     pub trigger: &'a Trigger,
     /// What failed, for an "unprotected" announcement.
     pub problem: Option<&'a str>,
+    /// The release whose decision this announcement tells, with its members.
+    pub release: Option<&'a ReleaseNote>,
 }
 
 /// The region an SNS topic ARN names, if it is well formed.
@@ -326,6 +338,22 @@ fn overrides(policy: &Policy, o: &Owed) -> Vec<String> {
             cmds.push(format!("canary pause {f}"));
         }
     }
+    if let Some(r) = &policy.release {
+        cmds.push(format!(
+            "canary status --release {r}    # every member of the release"
+        ));
+        match o.event {
+            EventKind::RolledBack => cmds.push(format!(
+                "canary start --release {r}    # try the release again"
+            )),
+            EventKind::Started | EventKind::Stepped | EventKind::Promoted => {
+                cmds.push(format!(
+                    "canary rollback --release {r} --reason \"...\"    # every member"
+                ));
+            }
+            _ => {}
+        }
+    }
     let mut lines = vec![String::new(), "To override:".to_string()];
     lines.extend(cmds.into_iter().map(|c| format!("  {c}")));
     let region = policy
@@ -355,17 +383,60 @@ fn attributes(policy: &Policy, o: &Owed, resend: bool) -> Vec<(String, String)> 
     if let Some(v) = o.version {
         attributes.push(("canary_version".to_string(), v.to_string()));
     }
+    if let Some(r) = &policy.release {
+        attributes.push(("release".to_string(), r.clone()));
+    }
     if resend {
         attributes.push(("resend".to_string(), "true".to_string()));
     }
     attributes
 }
 
+/// The subject and members' line of the one announcement of a release's decision.
+fn release_words(r: &ReleaseNote, event: EventKind, subject: String) -> (String, String) {
+    let lines: Vec<&str> = r
+        .members
+        .iter()
+        .filter(|(e, _)| *e == event)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    let name = &r.name;
+    let n = lines.len();
+    let subject = match event {
+        EventKind::RolledBack => format!(
+            "ROLLED BACK release {name}: {}",
+            subject.strip_prefix("ROLLED BACK ").unwrap_or(&subject)
+        ),
+        _ if n <= 1 => format!("Release {name}: {subject}"),
+        EventKind::Started => format!("Release {name}: canary started ({n} functions)"),
+        EventKind::Stepped => format!("Release {name}: canary step ({n} functions)"),
+        EventKind::Promoted => format!("Release {name}: promoted to 100% ({n} functions)"),
+        EventKind::Baked => format!("Release {name} baked: the release is done ({n} functions)"),
+        _ => format!("Release {name}: {subject}"),
+    };
+    let what = match event {
+        EventKind::RolledBack => format!(
+            "Release {name} is rolled back as one: every member under way goes back to its stable version: {}.",
+            lines.join("; ")
+        ),
+        _ => format!("Release {name}, as one: {}.", lines.join("; ")),
+    };
+    (subject, what)
+}
+
 /// The full announcement of a decision's own event, by the tick that made it.
 #[must_use]
 pub fn announcement(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> Notification {
     let (subject, what) = action_words(policy, o, ctx);
+    let (subject, members) = match ctx.release {
+        Some(r) => {
+            let (subject, members) = release_words(r, o.event, subject);
+            (subject, Some(members))
+        }
+        None => (subject, None),
+    };
     let mut body = vec![format!("What happened: {what}")];
+    body.extend(members);
     body.push(match ctx.trigger {
         Trigger::Agent => "By: the canary agent.".to_string(),
         Trigger::Manual { command } => format!("By: a person, with `{}`.", one_line(command, 300)),
@@ -558,6 +629,7 @@ mod tests {
             judgement: j,
             trigger,
             problem: None,
+            release: None,
         }
     }
 

@@ -10,20 +10,24 @@
 //! never re-send the same announcement at the same time.
 
 use crate::judge::{judge, judge_bake, Judgement, Observations};
+use crate::notify::ReleaseNote;
 use crate::notify::{Context, Trigger};
 use crate::outage::{Outages, Reach};
 use crate::policy::Policy;
 use crate::ports::{Aliases, Metrics, MetricsQuery, Notifier, PortError, Series, Snapshot};
-use crate::rollout::{baking, decide, Action, AliasState, Decision, Override, OverrideError};
+use crate::rollout::release::Call;
+use crate::rollout::{baking, decide_in, Action, AliasState, Decision, Override, OverrideError};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::text::human_duration;
+pub use release::members_of;
 
 mod outages;
 mod pages;
+mod release;
 
 /// How many times a conflicting write is re-read and re-decided before giving up for this tick.
 const CONFLICT_ATTEMPTS: usize = 3;
@@ -352,73 +356,131 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 .retain(&keys);
         }
         let survey = self.survey(policies, now, deadline).await;
+        let calls = release::calls(policies, &survey, now);
+        let mut slots: Vec<Option<Seen>> = survey.into_iter().map(Some).collect();
+        let units: Vec<Vec<(usize, Seen)>> = release::units(policies, &calls)
+            .into_iter()
+            .map(|unit| {
+                unit.into_iter()
+                    .filter_map(|i| slots[i].take().map(|seen| (i, seen)))
+                    .collect()
+            })
+            .collect();
         let permits = tokio::sync::Semaphore::new(CONCURRENCY);
-        let work = policies.iter().zip(survey).map(|(policy, seen)| {
+        let calls = &calls;
+        let work = units.into_iter().map(|unit| {
             let permits = &permits;
             async move {
                 let _permit = permits.acquire().await;
-                let mut out = Outcome::new(policy);
-                let mut failure: outages::Failure = None;
-                match seen.snap {
-                    Err(e) => {
-                        out.error = Some(e.to_string());
-                        failure = Some((Reach::Read, e.to_string()));
-                    }
-                    Ok(snap) => {
-                        out.judgement = seen.judgement;
-                        out.error.clone_from(&seen.metrics_error);
-                        let applied = until(
+                let mut done = Vec::with_capacity(unit.len());
+                for (i, seen) in unit {
+                    let (out, written, failure) = self
+                        .decide_and_write(&policies[i], seen, &calls[i], now, deadline)
+                        .await;
+                    done.push((i, out, written, failure));
+                }
+                let note = release::note(policies, &done);
+                let mut outs = Vec::with_capacity(done.len());
+                for (i, mut out, written, failure) in done {
+                    let policy = &policies[i];
+                    if let Some(w) = written {
+                        let problem = out.error.clone();
+                        let sent = until(
                             deadline,
-                            self.apply(
-                                policy,
-                                snap,
-                                None,
-                                now,
-                                &Trigger::Agent,
-                                seen.metrics_error.as_deref(),
-                                &mut out,
-                            ),
+                            self.announce(policy, w, &Trigger::Agent, problem.as_deref(), note.as_ref(), &mut out),
                         )
                         .await;
-                        let error = match applied {
-                            None => Some(
-                                "did not finish before the tick's deadline; the next tick carries on"
+                        if sent.is_none() {
+                            out.error = Some(
+                                "sending the announcement did not finish before the tick's deadline; the next tick re-sends it"
                                     .to_string(),
-                            ),
-                            Some(Err(e)) => Some(e.to_string()),
-                            Some(Ok(())) => None,
-                        };
-                        if let Some(e) = error {
-                            // After a write went through, what failed was a page, not the alias.
-                            if !out.wrote {
-                                failure = Some((Reach::Write, e.clone()));
-                            }
-                            out.error = Some(e);
+                            );
                         }
                     }
+                    self.watch_reach(policy, &mut out, failure, now, deadline)
+                        .await;
+                    log(&out, self.dry_run);
+                    outs.push((i, out));
                 }
-                self.watch_reach(policy, &mut out, failure, now, deadline)
-                    .await;
-                log(&out, self.dry_run);
-                out
+                outs
             }
         });
-        futures_util::future::join_all(work).await
+        let mut outs: Vec<(usize, Outcome)> = futures_util::future::join_all(work)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        outs.sort_by_key(|(i, _)| *i);
+        outs.into_iter().map(|(_, out)| out).collect()
+    }
+
+    /// Decides and writes one policy's alias for the tick (no announcement yet): its outcome,
+    /// what was written, and whether its alias could not be read or written.
+    async fn decide_and_write(
+        &self,
+        policy: &Policy,
+        seen: Seen,
+        call: &Call,
+        now: i64,
+        deadline: Option<Instant>,
+    ) -> (Outcome, Option<Written>, outages::Failure) {
+        let mut out = Outcome::new(policy);
+        let snap = match seen.snap {
+            Err(e) => {
+                out.error = Some(e.to_string());
+                let failure = Some((Reach::Read, e.to_string()));
+                return (out, None, failure);
+            }
+            Ok(snap) => snap,
+        };
+        out.judgement = seen.judgement;
+        out.error.clone_from(&seen.metrics_error);
+        let written = until(
+            deadline,
+            self.write(policy, snap, None, call, now, &mut out),
+        )
+        .await;
+        let (error, written) = match written {
+            None => (
+                Some(
+                    "did not finish before the tick's deadline; the next tick carries on"
+                        .to_string(),
+                ),
+                None,
+            ),
+            Some(Err(e)) => (Some(e.to_string()), None),
+            Some(Ok(w)) => (None, w),
+        };
+        let mut failure = None;
+        if let Some(e) = error {
+            failure = Some((Reach::Write, e.clone()));
+            out.error = Some(e);
+        }
+        (out, written, failure)
     }
 
     /// Judges without deciding or writing: what `canary status` shows.
     pub async fn status(&self, policies: &[Policy], now: i64) -> Vec<Outcome> {
         let survey = self.survey(policies, now, None).await;
+        let calls = release::calls(policies, &survey, now);
         policies
             .iter()
             .zip(survey)
-            .map(|(policy, seen)| {
+            .zip(&calls)
+            .map(|((policy, seen), call)| {
                 let mut out = Outcome::new(policy);
                 match seen.snap {
                     Err(e) => out.error = Some(e.to_string()),
                     Ok(snap) => {
-                        out.decision =
-                            decide(&snap.state, policy, seen.judgement.as_ref(), None, now).ok();
+                        out.decision = decide_in(
+                            &snap.state,
+                            policy,
+                            seen.judgement.as_ref(),
+                            None,
+                            call,
+                            now,
+                        )
+                        .ok();
                         let mut state = snap.state;
                         out.problems = state.record.sanitize(policy.steps.len(), now);
                         out.before = Some(state);
@@ -443,6 +505,19 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         command_line: &str,
         now: i64,
     ) -> Result<Outcome, CommandError> {
+        self.command_with(policy, ovr, command_line, &Call::alone(), now)
+            .await
+    }
+
+    /// [`Agent::command`] with the policy's part in its release.
+    async fn command_with(
+        &self,
+        policy: &Policy,
+        ovr: &Override,
+        command_line: &str,
+        call: &Call,
+        now: i64,
+    ) -> Result<Outcome, CommandError> {
         let target = match ovr {
             Override::Start { version: Some(v) } | Override::Rollback { to: Some(v), .. } => {
                 Some(*v)
@@ -459,7 +534,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         }
         let snap = self.aliases.read(policy).await?;
         // Fail before writing if the command does not apply.
-        decide(&snap.state, policy, None, Some(ovr), now)?;
+        decide_in(&snap.state, policy, None, Some(ovr), call, now)?;
         let mut out = Outcome::new(policy);
         let trigger = Trigger::Manual {
             command: command_line.to_string(),
@@ -474,7 +549,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 .map(|series| judge_series(policy, &snap.state, series, now)),
             None => None,
         };
-        self.apply(policy, snap, Some(ovr), now, &trigger, None, &mut out)
+        self.apply(policy, snap, Some(ovr), call, now, &trigger, &mut out)
             .await?;
         Ok(out)
     }
@@ -484,39 +559,77 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
     async fn apply(
         &self,
         policy: &Policy,
-        mut snap: Snapshot,
+        snap: Snapshot,
         ovr: Option<&Override>,
+        call: &Call,
         now: i64,
         trigger: &Trigger,
-        problem: Option<&str>,
         out: &mut Outcome,
     ) -> Result<(), CommandError> {
+        if let Some(w) = self.write(policy, snap, ovr, call, now, out).await? {
+            self.announce(policy, w, trigger, None, None, out).await;
+        }
+        Ok(())
+    }
+
+    /// Sends what a written decision owes: its own announcement in full (with the release's
+    /// members when `release` is given), and re-sends of owed ones it claimed.
+    async fn announce(
+        &self,
+        policy: &Policy,
+        w: Written,
+        trigger: &Trigger,
+        problem: Option<&str>,
+        release: Option<&ReleaseNote>,
+        out: &mut Outcome,
+    ) {
+        let ctx = Context {
+            before: &w.before,
+            action: &w.action,
+            judgement: out.judgement.as_ref(),
+            trigger,
+            problem,
+            release,
+        };
+        out.notified = self
+            .send_owed(policy, w.next, w.revision, &ctx, &w.new_ids, &w.claimed)
+            .await;
+    }
+
+    /// Decides and writes one alias with one conditional update, re-reading and re-deciding
+    /// on a conflict. `None` when nothing was written (nothing changes, or a dry run).
+    async fn write(
+        &self,
+        policy: &Policy,
+        mut snap: Snapshot,
+        ovr: Option<&Override>,
+        call: &Call,
+        now: i64,
+        out: &mut Outcome,
+    ) -> Result<Option<Written>, CommandError> {
         out.before = Some(snap.state.clone());
         for attempt in 1..=CONFLICT_ATTEMPTS {
-            let decision = decide(&snap.state, policy, out.judgement.as_ref(), ovr, now)?;
+            let decision = decide_in(&snap.state, policy, out.judgement.as_ref(), ovr, call, now)?;
             out.problems.clone_from(&decision.problems);
             out.decision = Some(decision.clone());
             if self.dry_run {
-                return Ok(());
+                return Ok(None);
             }
             let (next, new_ids, claimed) = self.plan(policy, &snap.state, &decision, now);
             let Some(next) = next else {
-                return Ok(());
+                return Ok(None);
             };
             match self.aliases.write(policy, &next, &snap.revision).await {
                 Ok(revision) => {
                     out.wrote = true;
-                    let ctx = Context {
-                        before: &snap.state,
-                        action: &decision.action,
-                        judgement: out.judgement.as_ref(),
-                        trigger,
-                        problem,
-                    };
-                    out.notified = self
-                        .send_owed(policy, next, revision, &ctx, &new_ids, &claimed)
-                        .await;
-                    return Ok(());
+                    return Ok(Some(Written {
+                        before: snap.state,
+                        next,
+                        revision,
+                        action: decision.action,
+                        new_ids,
+                        claimed,
+                    }));
                 }
                 Err(PortError::Conflict) if attempt < CONFLICT_ATTEMPTS => {
                     tracing::warn!(function = %policy.function, attempt, "alias changed under us; re-reading");
@@ -551,6 +664,22 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         }
         Err(PortError::Conflict.into())
     }
+}
+
+/// A decision written to its alias, and what it owes on-call.
+struct Written {
+    /// The alias as read before the decision.
+    before: AliasState,
+    /// The alias as written.
+    next: AliasState,
+    /// Its revision after the write.
+    revision: String,
+    /// The decision's action.
+    action: Action,
+    /// Announcements this decision owes.
+    new_ids: std::collections::HashSet<String>,
+    /// Owed announcements claimed for a re-send.
+    claimed: std::collections::HashSet<String>,
 }
 
 /// Logs one outcome: failures and repairs at ERROR (an alarm on the agent's log group sees

@@ -31,6 +31,12 @@ fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
             "promoted_at": record.map(|r| r.since),
             "until": b.until,
         })),
+        "release": policy.release.as_ref().map(|name| json!({
+            "name": name,
+            "started_at": record.and_then(|r| r.release).map(|m| m.id),
+            "rolled_back": record.and_then(|r| r.release).is_some_and(|m| m.rolled_back),
+            "rolled_back_with_another_member": record.and_then(|r| r.release).is_some_and(|m| m.rolled_back && m.follower),
+        })),
         "paused": record.is_some_and(|r| r.paused),
         "rejected_version": record.and_then(|r| r.rejected),
         "metrics": out.judgement.as_ref().map(|j| json!({
@@ -49,23 +55,33 @@ fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
     })
 }
 
-pub(super) fn print_status(policies: &[Policy], outs: &[Outcome], output: Output) {
+/// Prints each alias's status; with `release`, a first line about the release as a whole.
+pub(super) fn print_status(shown: &[(Policy, Outcome)], release: Option<&str>, output: Output) {
     if output == Output::Json {
-        let items: Vec<_> = policies
-            .iter()
-            .zip(outs)
-            .map(|(p, o)| status_json(p, o))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "aliases": items }))
-                .unwrap_or_default()
-        );
+        let items: Vec<_> = shown.iter().map(|(p, o)| status_json(p, o)).collect();
+        let mut doc = serde_json::json!({ "aliases": items });
+        if let Some(name) = release {
+            doc["release"] = serde_json::json!(name);
+        }
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
     let t = now();
-    for (p, o) in policies.iter().zip(outs) {
+    if let Some(name) = release {
+        println!("{}", release_line(name, shown));
+    }
+    for (p, o) in shown {
         println!("{}:{}", o.function, o.alias);
+        if let (Some(name), Some(m)) =
+            (&p.release, o.before.as_ref().and_then(|s| s.record.release))
+        {
+            let how = match (m.rolled_back, m.follower) {
+                (false, _) => String::new(),
+                (true, false) => ", rolled back".to_string(),
+                (true, true) => ", rolled back with another member".to_string(),
+            };
+            println!("  release: {name} (started {}{how})", clock(m.id));
+        }
         if let Some(e) = &o.error {
             println!("  error: {e}");
         }
@@ -104,6 +120,41 @@ pub(super) fn print_status(policies: &[Policy], outs: &[Outcome], output: Output
             println!("  last decision: {last}");
         }
     }
+}
+
+/// The release in one line: how many members are under way, and the newest release's start.
+fn release_line(name: &str, shown: &[(Policy, Outcome)]) -> String {
+    let states: Vec<&AliasState> = shown
+        .iter()
+        .filter_map(|(_, o)| o.before.as_ref())
+        .collect();
+    let under_way = states
+        .iter()
+        .filter(|s| crate::rollout::judged(s).is_some())
+        .count();
+    let started = states
+        .iter()
+        .filter_map(|s| s.record.release.map(|m| m.id))
+        .max();
+    let back = states
+        .iter()
+        .filter(|s| {
+            s.record
+                .release
+                .is_some_and(|m| m.rolled_back && Some(m.id) == started)
+        })
+        .count();
+    let mut line = format!(
+        "release {name}: {} members, {under_way} under way",
+        shown.len()
+    );
+    if let Some(id) = started {
+        line.push_str(&format!("; last release started {}", clock(id)));
+        if back > 0 {
+            line.push_str(&format!(", {back} member(s) rolled back"));
+        }
+    }
+    line
 }
 
 /// The alias in one line: its versions, the canary's step or the bake, and a pause.

@@ -5,7 +5,7 @@ use super::{now, CliError};
 use crate::policy::Policy;
 use crate::ports::{Aliases, Metrics, Notifier};
 use crate::rollout::wait::{finished, standing, Finished};
-use crate::rollout::Version;
+use crate::rollout::{judged, Version};
 use crate::text::{clock, human_duration};
 use crate::tick::Agent;
 use std::time::Duration;
@@ -103,6 +103,138 @@ where
         _ => Err(CliError::Failed(format!(
             "{}:{} did not promote the deploy",
             policy.function, policy.alias
+        ))),
+    }
+}
+
+/// [`wait_for`] for every member of a release: the versions it waits for are, at the first
+/// look, each member's canary or bake under way, or its new candidate (members with neither are
+/// not part of the deploy). It ends when every one has an outcome: promoted when all are
+/// (and baked), rolled back when any is.
+///
+/// # Errors
+/// As [`wait_for`]; [`CliError::Usage`] when no member has anything to wait for.
+pub async fn wait_release_for<A, M, N>(
+    agent: &Agent<A, M, N>,
+    name: &str,
+    members: &[Policy],
+    timeout: Duration,
+    interval: Duration,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<Finished, CliError>
+where
+    A: Aliases + Sync,
+    M: Metrics + Sync,
+    N: Notifier + Sync,
+{
+    let deadline = Instant::now() + timeout;
+    let mut targets: Option<Vec<Option<Version>>> = None;
+    let mut last = vec![String::new(); members.len()];
+    loop {
+        let outs = agent.status(members, now()).await;
+        if targets.is_none() && outs.iter().all(|o| o.before.is_some()) {
+            let t: Vec<Option<Version>> = outs
+                .iter()
+                .filter_map(|o| o.before.as_ref())
+                .map(|s| judged(s).or(s.candidate.filter(|&c| c != s.stable)))
+                .collect();
+            let list: Vec<String> = members
+                .iter()
+                .zip(&t)
+                .filter_map(|(p, v)| v.map(|v| format!("{} v{v}", p.function)))
+                .collect();
+            if list.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "release {name}: no member has a new candidate or a canary under way; deploy first"
+                )));
+            }
+            say(&format!("release {name}: waiting for {}", list.join(", ")));
+            targets = Some(t);
+        }
+        let mut results: Vec<Option<Finished>> = vec![None; members.len()];
+        for (i, (p, o)) in members.iter().zip(&outs).enumerate() {
+            let who = format!("{}:{}", p.function, p.alias);
+            let wanted = targets.as_ref().and_then(|t| t[i]);
+            let line = match (&o.before, wanted) {
+                (None, _) => format!(
+                    "cannot read {who} yet: {}",
+                    o.error.as_deref().unwrap_or("no answer")
+                ),
+                (Some(state), Some(v)) => match finished(state, v) {
+                    Some(done) => {
+                        results[i] = Some(done);
+                        format!("{who}: {}", ending(done, v))
+                    }
+                    None => format!("{who}: {}", standing(state, v, o.judgement.as_ref())),
+                },
+                (Some(_), None) => continue,
+            };
+            if line != last[i] {
+                say(&line);
+                last[i] = line;
+            }
+        }
+        if let Some(t) = &targets {
+            let done: Vec<Finished> = t
+                .iter()
+                .zip(&results)
+                .filter(|(v, _)| v.is_some())
+                .filter_map(|(_, r)| *r)
+                .collect();
+            if done.len() == t.iter().flatten().count() {
+                let outcome = if done.iter().all(|d| *d == Finished::Promoted) {
+                    Finished::Promoted
+                } else if done.contains(&Finished::RolledBack) {
+                    Finished::RolledBack
+                } else {
+                    done.into_iter()
+                        .find(|d| *d != Finished::Promoted)
+                        .unwrap_or(Finished::RolledBack)
+                };
+                say(&format!(
+                    "release {name}: {}",
+                    match outcome {
+                        Finished::Promoted => "promoted and baked, every member",
+                        Finished::RolledBack => "rolled back",
+                        Finished::Superseded(_) => "replaced by a newer deploy before it finished",
+                    }
+                ));
+                return Ok(outcome);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let waited = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+            return Err(CliError::TimedOut(format!(
+                "release {name}: no outcome after {}",
+                human_duration(waited)
+            )));
+        }
+        tokio::time::sleep(interval.min(left)).await;
+    }
+}
+
+/// `canary wait --release NAME` on the terminal, as [`run`].
+///
+/// # Errors
+/// As [`wait_release_for`], and [`CliError::Failed`] when the release was not promoted.
+pub(super) async fn run_release<A, M, N>(
+    agent: &Agent<A, M, N>,
+    name: &str,
+    members: &[Policy],
+    timeout: Duration,
+    interval: Duration,
+) -> Result<(), CliError>
+where
+    A: Aliases + Sync,
+    M: Metrics + Sync,
+    N: Notifier + Sync,
+{
+    let mut say = |line: &str| println!("{} {line}", clock(now()));
+    match wait_release_for(agent, name, members, timeout, interval, &mut say).await? {
+        Finished::Promoted => Ok(()),
+        _ => Err(CliError::Failed(format!(
+            "release {name} did not promote the deploy"
         ))),
     }
 }

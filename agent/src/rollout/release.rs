@@ -401,6 +401,45 @@ fn announce_once(views: &[View<'_>], calls: &mut [Call]) {
     }
 }
 
+/// The release under way among `members` (all of one release): its id, if any member's canary
+/// or bake is under way, and whether its rollback is under way (a member is marked rolled back
+/// while another is still under way).
+#[must_use]
+pub fn under_way(members: &[Member<'_>], now: i64) -> (Option<i64>, bool) {
+    let views: Vec<View<'_>> = members.iter().map(|&m| view(m, now)).collect();
+    let id = views.iter().filter_map(|v| v.live).max();
+    let pending = id.is_some_and(|id| {
+        views.iter().any(|v| {
+            v.adopted
+                .record
+                .release
+                .is_some_and(|m| m.id == id && m.rolled_back)
+        })
+    });
+    (id, pending)
+}
+
+/// A member's line in its release's announcement: its function and what happened to it
+/// (`notes-get v7 -> v6`).
+#[must_use]
+pub fn member_line(function: &str, before: &AliasState, action: &Action) -> String {
+    match action {
+        Action::Start { version, weight } => format!("{function} v{version} at {weight}%"),
+        Action::Step {
+            version, weight, ..
+        } => format!("{function} v{version} to {weight}%"),
+        Action::Promote { version } => {
+            format!("{function} v{version} at 100% (was v{})", before.stable)
+        }
+        Action::Rollback { to, rejected, .. } => match rejected {
+            Some(r) => format!("{function} v{r} -> v{to}"),
+            None => format!("{function} -> v{to}"),
+        },
+        Action::Baked { version } => format!("{function} v{version}"),
+        other => format!("{function}: {other}"),
+    }
+}
+
 /// The order to write a release's members in: those that owe the release's announcement first
 /// (a rollback cut short after them is finished by the next tick, and announced), then the
 /// others, each in the order given.
