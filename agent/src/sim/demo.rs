@@ -1,8 +1,9 @@
 //! `canary demo`: the classic bad deploy, told in seconds on a simulated AWS.
 //!
-//! A healthy build is live; a build whose create handler fails every request is deployed; the agent
-//! starts it at the first step, judges it on the first visible datapoint, rolls it back and pages
-//! on-call; the fixed build then walks every step to 100% and bakes.
+//! A healthy release of two functions (create and get) is live; a deploy changes both, and the
+//! new get handler fails every request. The agent starts both as one release at the first step,
+//! judges get on the first visible datapoints, rolls both back and pages on-call once; the fix
+//! (a new get only) then walks every step to 100% with create's new version, and bakes.
 
 use super::traffic::{Build, Traffic};
 use super::{agent, block_on, Shared, SimFunction, World};
@@ -12,9 +13,10 @@ use crate::tick::Outcome;
 /// Demo settings.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
-    /// The policy of the function the story happens to.
+    /// The policy of the functions in the story: used for create as given, and for get with
+    /// its function name changed (both in one release).
     pub policy: Policy,
-    /// Requests per second to the alias.
+    /// Requests per second to each alias.
     pub rps: f64,
     /// Seconds between agent ticks.
     pub tick: i64,
@@ -30,8 +32,8 @@ fn clock(t: i64) -> String {
     format!("T+{:02}:{:02}", d / 60, d % 60)
 }
 
-fn weights(world: &World) -> String {
-    let f = &world.functions[0];
+fn weights(world: &World, i: usize) -> String {
+    let f = &world.functions[i];
     match f.canary {
         Some(c) => format!(
             "v{} {:>3}% | v{} {:>3}%",
@@ -48,7 +50,7 @@ fn describe(out: &Outcome) -> String {
     let numbers = out
         .judgement
         .as_ref()
-        .map_or(String::new(), |j| format!("\n{:>32}{}", "", j.summary()));
+        .map_or(String::new(), |j| format!("\n{:>44}{}", "", j.summary()));
     let what = match (&out.error, &out.decision) {
         (Some(e), _) => format!("error: {e}"),
         (None, Some(d)) => d.action.to_string(),
@@ -57,28 +59,51 @@ fn describe(out: &Outcome) -> String {
     format!("{what}{numbers}")
 }
 
+/// The story's two functions: create (the policy as given) and get, in one release.
+fn release_of(policy: &Policy) -> Vec<Policy> {
+    let release = policy
+        .release
+        .clone()
+        .unwrap_or_else(|| "notes-api".to_string());
+    let mut create = policy.clone();
+    create.release = Some(release.clone());
+    let mut get = create.clone();
+    get.function = if create.function.ends_with("-create") {
+        create.function.replace("-create", "-get")
+    } else {
+        format!("{}-get", create.function)
+    };
+    vec![create, get]
+}
+
 /// Runs the story and returns the timeline, line by line.
 #[must_use]
 pub fn run(config: &DemoConfig) -> Vec<String> {
-    let policy = config.policy.clone();
-    let delay = super::visibility_delay(&policy);
-    let mut world = World::new(START - 600, Traffic::steady(config.rps), delay, config.seed);
-    world.functions.push(SimFunction::new(
-        policy.clone(),
-        Build::healthy(),
-        START - 600,
-    ));
+    let policies = release_of(&config.policy);
+    let policy = &policies[0];
+    let release = policy.release.clone().unwrap_or_default();
+    let delay = super::visibility_delay(policy);
+    let mut world = World::new(
+        START - 4200,
+        Traffic::steady(config.rps),
+        delay,
+        config.seed,
+    );
+    for p in &policies {
+        world
+            .functions
+            .push(SimFunction::new(p.clone(), Build::healthy(), START - 4200));
+    }
     let shared = Shared::new(world);
     let mut agent = agent(&shared);
     agent.topic_override = Some(policy.notify.as_ref().map_or(
         "arn:aws:sns:us-east-1:123456789012:canary-alerts".to_string(),
         |n| n.topic_arn.clone(),
     ));
-    let policies = vec![policy.clone()];
+    let (create, get) = (&policies[0].function, &policies[1].function);
     let mut lines = vec![
         format!(
-            "lambda-canary demo: {} at {} req/s, steps {:?}%, {}-second metrics visible {} s after each period, agent tick every {} s",
-            policy.function,
+            "lambda-canary demo: release {release} ({create} and {get}) at {} req/s each, steps {:?}%, {}-second metrics visible {} s after each period, agent tick every {} s",
             config.rps,
             policy.steps,
             policy.metrics.period().as_secs(),
@@ -87,11 +112,13 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
         ),
         String::new(),
     ];
-    let tick = |lines: &mut Vec<String>, label: &str| {
+    let tick = |lines: &mut Vec<String>| {
         let now = shared.lock().now;
-        let before = weights(&shared.lock());
+        let before: Vec<String> = (0..policies.len())
+            .map(|i| weights(&shared.lock(), i))
+            .collect();
         let outs = block_on(agent.tick(&policies, now));
-        for out in &outs {
+        for (i, out) in outs.iter().enumerate() {
             let hold = matches!(
                 out.decision.as_ref().map(|d| &d.action),
                 Some(crate::rollout::Action::Hold(_))
@@ -106,8 +133,10 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
             let every = if baking { 300 } else { 60 };
             if !hold || (now - START) % every == 0 {
                 lines.push(format!(
-                    "{}  {before}  {label}{}",
+                    "{}  {:<13} {}  {}",
                     clock(now),
+                    out.function,
+                    before[i],
                     describe(out)
                 ));
             }
@@ -123,47 +152,55 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
     };
     shared.lock().advance(START);
 
-    lines.push("1. v1 is live and healthy. A deploy publishes v2, whose create handler fails every request (the classic `gibberish.what;` build):".to_string());
-    let bad = Build {
-        error_rate: 1.0,
-        ..Build::healthy()
-    };
-    shared.lock().functions[0].deploy(bad);
+    lines.push(format!(
+        "1. v1 of both is live and healthy. One deploy publishes v2 of both; {get}'s v2 fails every request (the classic `gibberish.what;` build):"
+    ));
+    {
+        let mut w = shared.lock();
+        w.functions[0].deploy(Build::healthy());
+        w.functions[1].deploy(Build {
+            error_rate: 1.0,
+            ..Build::healthy()
+        });
+    }
     for _ in 0..20 {
-        tick(&mut lines, "");
-        if shared.lock().functions[0].canary.is_none()
-            && shared.lock().functions[0].served.contains_key(&2)
+        tick(&mut lines);
+        let w = shared.lock();
+        if w.functions.iter().all(|f| f.canary.is_none()) && w.functions[1].served.contains_key(&2)
         {
             break;
         }
     }
     for _ in 0..2 {
-        tick(&mut lines, "");
+        tick(&mut lines);
     }
     let (failed_v2, served_v2) = {
         let w = shared.lock();
-        let f = &w.functions[0];
+        let f = &w.functions[1];
         (
             f.failed.get(&2).copied().unwrap_or(0),
             f.served.get(&2).copied().unwrap_or(0),
         )
     };
     lines.push(format!(
-        "   v2 answered {served_v2} requests ({failed_v2} failed) before the alias was back on v1; v2 will not be started again."
+        "   {get} v2 answered {served_v2} requests ({failed_v2} failed) before both aliases were back on v1: no mixed release is left behind."
     ));
     lines.push(String::new());
     lines.push(format!(
-        "2. The fix is deployed as v3; it walks every step to 100%, then bakes for {} (judged against v1's numbers from before its canary):",
+        "2. The fix is deployed as {get} v3 ({create} is unchanged: its v2 was rolled back only because of {get}). Both walk every step to 100% together, then bake for {} (judged against v1's numbers from before the canary):",
         crate::text::human_duration(policy.bake_secs())
     ));
-    shared.lock().functions[0].deploy(Build::healthy());
+    shared.lock().functions[1].deploy(Build::healthy());
     let done = |w: &World| {
-        let f = &w.functions[0];
-        f.stable == 3 && crate::rollout::baking(&f.alias_state()).is_none()
+        w.functions[0].stable == 2
+            && w.functions[1].stable == 3
+            && w.functions
+                .iter()
+                .all(|f| crate::rollout::baking(&f.alias_state()).is_none())
     };
     let ticks = (policy.bake_secs() + 3600) / config.tick.max(1);
     for _ in 0..ticks {
-        tick(&mut lines, "");
+        tick(&mut lines);
         if done(&shared.lock()) {
             break;
         }
@@ -171,8 +208,9 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
     let w = shared.lock();
     lines.push(String::new());
     lines.push(format!(
-        "Done: live is on v{}{}. Same agent, same judge, same state machine as `canary run`; only the ports are in memory.",
+        "Done: {create} is on v{}, {get} on v{}{}. Same agent, same judge, same state machine as `canary run`; only the ports are in memory.",
         w.functions[0].stable,
+        w.functions[1].stable,
         if done(&w) { ", baked" } else { "" }
     ));
     lines
@@ -183,7 +221,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_story_rolls_back_the_bad_build_and_promotes_the_fix() {
+    fn the_story_rolls_back_the_release_as_one_and_ships_its_fix_as_one() {
         let lines = run(&DemoConfig {
             policy: Policy::with_defaults("notes-create"),
             rps: 10.0,
@@ -191,11 +229,32 @@ mod tests {
             seed: 1,
         });
         let text = lines.join("\n");
-        assert!(text.contains("ROLLED BACK notes-create v2 -> v1"), "{text}");
-        assert!(text.contains("promote v3 to 100%"), "{text}");
-        assert!(text.contains("Done: live is on v3, baked"), "{text}");
+        let pages: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("SNS to on-call"))
+            .collect();
+        let rollbacks: Vec<&&String> = pages.iter().filter(|l| l.contains("ROLLED BACK")).collect();
+        assert_eq!(
+            rollbacks.len(),
+            1,
+            "one page for the release's rollback:\n{text}"
+        );
         assert!(
-            text.contains("SNS to on-call: Baked notes-create v3"),
+            rollbacks[0].contains("ROLLED BACK release notes-api: notes-get v2 -> v1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("notes-create v2 -> v1; notes-get v2 -> v1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Done: notes-create is on v2, notes-get on v3, baked"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "SNS to on-call: Release notes-api baked: the release is done (2 functions)"
+            ),
             "{text}"
         );
         let rollback = lines
@@ -206,6 +265,6 @@ mod tests {
             .iter()
             .position(|l| l.contains("start v2"))
             .expect("started");
-        assert!(rollback - start <= 4, "judged within a few ticks:\n{text}");
+        assert!(rollback - start <= 8, "judged within a few ticks:\n{text}");
     }
 }

@@ -87,8 +87,10 @@ pub(super) fn note(
     let name = done
         .first()
         .and_then(|(i, ..)| policies[*i].release.clone())?;
-    let members = done
-        .iter()
+    let mut in_order: Vec<_> = done.iter().collect();
+    in_order.sort_by_key(|(i, ..)| *i);
+    let members = in_order
+        .into_iter()
         .filter_map(|(i, _, w, _)| {
             let w = w.as_ref()?;
             let event = w.action.event()?;

@@ -231,6 +231,18 @@ impl World {
     }
 }
 
+#[path = "release.rs"]
+mod release;
+
+/// One tick over several policies, none of which fails.
+async fn tick_all(agent: &AwsAgent, policies: &[Policy], now: i64) -> Vec<Outcome> {
+    let outs = agent.tick(policies, now).await;
+    for out in &outs {
+        assert_eq!(out.error, None, "tick at {now} failed: {out:?}");
+    }
+    outs
+}
+
 /// One tick of one policy.
 async fn tick(agent: &AwsAgent, policy: &Policy, now: i64) -> Outcome {
     let mut outs = agent.tick(std::slice::from_ref(policy), now).await;
