@@ -329,6 +329,56 @@ fn find_policy(dir: &Path, function: &str) -> Result<Policy, CliError> {
     }
 }
 
+/// `canary status`: every policy, one function, or one release's members. A member is judged
+/// and decided with its release: all are read, the one asked for is shown.
+async fn status(
+    conf: Option<&aws_config::SdkConfig>,
+    function: Option<String>,
+    release: Option<String>,
+    output: Output,
+    dir: &Path,
+) -> Result<(), CliError> {
+    // A member is judged and decided with its release: read them all, show it.
+    let (list, only) = match (&function, &release) {
+        (Some(f), _) => {
+            let p = find_policy(dir, f)?;
+            match p.release.as_deref() {
+                Some(r) => (manual::release_policies(dir, r)?, Some(p)),
+                None => (vec![p], None),
+            }
+        }
+        (None, Some(r)) => (manual::release_policies(dir, r)?, None),
+        (None, None) => {
+            let report = policy::load_dir(dir);
+            report_problems(&report);
+            if report.policies.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "no valid policies in {}",
+                    dir.display()
+                )));
+            }
+            (report.policies, None)
+        }
+    };
+    let agent = aws_agent(conf).await?;
+    let outs = agent.status(&list, now()).await;
+    let shown: Vec<(Policy, tick::Outcome)> = list
+        .into_iter()
+        .zip(outs)
+        .filter(|(p, _)| {
+            only.as_ref()
+                .is_none_or(|o| o.function == p.function && o.alias == p.alias)
+        })
+        .collect();
+    print_status(&shown, release.as_deref(), output);
+    if shown.iter().any(|(_, o)| o.error.is_some()) {
+        return Err(CliError::Failed(
+            "some aliases could not be read (see above)".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs a parsed command.
 ///
 /// # Errors
@@ -370,47 +420,7 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
             release,
             output,
             policies,
-        } => {
-            // A member is judged and decided with its release: read them all, show it.
-            let (list, only) = match (&function, &release) {
-                (Some(f), _) => {
-                    let p = find_policy(&policies.dir, f)?;
-                    match p.release.as_deref() {
-                        Some(r) => (manual::release_policies(&policies.dir, r)?, Some(p)),
-                        None => (vec![p], None),
-                    }
-                }
-                (None, Some(r)) => (manual::release_policies(&policies.dir, r)?, None),
-                (None, None) => {
-                    let report = policy::load_dir(&policies.dir);
-                    report_problems(&report);
-                    if report.policies.is_empty() {
-                        return Err(CliError::Usage(format!(
-                            "no valid policies in {}",
-                            policies.dir.display()
-                        )));
-                    }
-                    (report.policies, None)
-                }
-            };
-            let agent = aws_agent(conf).await?;
-            let outs = agent.status(&list, now()).await;
-            let shown: Vec<(Policy, tick::Outcome)> = list
-                .into_iter()
-                .zip(outs)
-                .filter(|(p, _)| {
-                    only.as_ref()
-                        .is_none_or(|o| o.function == p.function && o.alias == p.alias)
-                })
-                .collect();
-            print_status(&shown, release.as_deref(), output);
-            if shown.iter().any(|(_, o)| o.error.is_some()) {
-                return Err(CliError::Failed(
-                    "some aliases could not be read (see above)".to_string(),
-                ));
-            }
-            Ok(())
-        }
+        } => status(conf, function, release, output, &policies.dir).await,
         Command::Wait {
             function,
             release,

@@ -174,33 +174,16 @@ where
                 last[i] = line;
             }
         }
-        if let Some(t) = &targets {
-            let done: Vec<Finished> = t
-                .iter()
-                .zip(&results)
-                .filter(|(v, _)| v.is_some())
-                .filter_map(|(_, r)| *r)
-                .collect();
-            if done.len() == t.iter().flatten().count() {
-                let outcome = if done.iter().all(|d| *d == Finished::Promoted) {
-                    Finished::Promoted
-                } else if done.contains(&Finished::RolledBack) {
-                    Finished::RolledBack
-                } else {
-                    done.into_iter()
-                        .find(|d| *d != Finished::Promoted)
-                        .unwrap_or(Finished::RolledBack)
-                };
-                say(&format!(
-                    "release {name}: {}",
-                    match outcome {
-                        Finished::Promoted => "promoted and baked, every member",
-                        Finished::RolledBack => "rolled back",
-                        Finished::Superseded(_) => "replaced by a newer deploy before it finished",
-                    }
-                ));
-                return Ok(outcome);
-            }
+        if let Some(outcome) = targets.as_ref().and_then(|t| release_outcome(t, &results)) {
+            say(&format!(
+                "release {name}: {}",
+                match outcome {
+                    Finished::Promoted => "promoted and baked, every member",
+                    Finished::RolledBack => "rolled back",
+                    Finished::Superseded(_) => "replaced by a newer deploy before it finished",
+                }
+            ));
+            return Ok(outcome);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -212,6 +195,29 @@ where
         }
         tokio::time::sleep(interval.min(left)).await;
     }
+}
+
+/// The release's outcome once every version waited for has one: promoted when all are, rolled
+/// back when any is, else superseded.
+fn release_outcome(targets: &[Option<Version>], results: &[Option<Finished>]) -> Option<Finished> {
+    let done: Vec<Finished> = targets
+        .iter()
+        .zip(results)
+        .filter(|(v, _)| v.is_some())
+        .filter_map(|(_, r)| *r)
+        .collect();
+    if done.len() < targets.iter().flatten().count() {
+        return None;
+    }
+    Some(if done.iter().all(|d| *d == Finished::Promoted) {
+        Finished::Promoted
+    } else if done.contains(&Finished::RolledBack) {
+        Finished::RolledBack
+    } else {
+        done.into_iter()
+            .find(|d| *d != Finished::Promoted)
+            .unwrap_or(Finished::RolledBack)
+    })
 }
 
 /// `canary wait --release NAME` on the terminal, as [`run`].
@@ -253,6 +259,29 @@ fn ending(done: Finished, v: Version) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_release_is_promoted_when_every_member_is_and_rolled_back_when_any_is() {
+        use Finished::{Promoted, RolledBack, Superseded};
+        let t = [Some(5), None, Some(7)];
+        assert_eq!(release_outcome(&t, &[Some(Promoted), None, None]), None);
+        assert_eq!(
+            release_outcome(&t, &[Some(Promoted), None, Some(Promoted)]),
+            Some(Promoted)
+        );
+        assert_eq!(
+            release_outcome(&t, &[Some(RolledBack), None, Some(Promoted)]),
+            Some(RolledBack)
+        );
+        assert_eq!(
+            release_outcome(&t, &[Some(Superseded(6)), None, Some(RolledBack)]),
+            Some(RolledBack)
+        );
+        assert_eq!(
+            release_outcome(&t, &[Some(Superseded(6)), None, Some(Promoted)]),
+            Some(Superseded(6))
+        );
+    }
 
     #[test]
     fn lines_are_stamped_with_the_utc_time_of_day() {

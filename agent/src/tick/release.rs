@@ -112,6 +112,45 @@ pub fn members_of<'a>(policies: &'a [Policy], name: &str) -> Vec<&'a Policy> {
         .collect()
 }
 
+/// The members a release command acts on: for a start, those with a new candidate; for a
+/// promote or rollback, those under way; for pause and resume, all.
+fn targets(
+    name: &str,
+    states: &[&crate::rollout::AliasState],
+    ovr: &Override,
+    pending: bool,
+) -> Result<Vec<usize>, OverrideError> {
+    let targets: Vec<usize> = (0..states.len())
+        .filter(|&i| {
+            let s = states[i];
+            match ovr {
+                Override::Start { .. } => s.candidate.is_some_and(|c| c != s.stable),
+                Override::Promote | Override::PromoteFull | Override::Rollback { .. } => {
+                    judged(s).is_some()
+                }
+                Override::Pause | Override::Resume => true,
+            }
+        })
+        .collect();
+    if targets.is_empty() {
+        return Err(match ovr {
+            Override::Start { .. } => OverrideError::NothingToStart(format!(
+                "no member of release {name} has a new candidate"
+            )),
+            Override::Rollback { .. } => OverrideError::NothingToRollBack(format!(
+                "no member of release {name} is under way"
+            )),
+            _ => OverrideError::NoCanary(format!("release {name}")),
+        });
+    }
+    if pending && matches!(ovr, Override::Start { .. }) {
+        return Err(OverrideError::NothingToStart(format!(
+            "release {name} is being rolled back; let the agent finish it first"
+        )));
+    }
+    Ok(targets)
+}
+
 impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
     /// A person's command on one member of a release: it acts on that member only, within its
     /// release: a start joins the release under way; a rollback marks the release rolled back,
@@ -200,36 +239,8 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             })
             .collect();
         let (id, pending) = under_way(&views, now);
-        let targets: Vec<usize> = (0..members.len())
-            .filter(|&i| {
-                let s = &snaps[i].state;
-                match ovr {
-                    Override::Start { .. } => s.candidate.is_some_and(|c| c != s.stable),
-                    Override::Promote | Override::PromoteFull | Override::Rollback { .. } => {
-                        judged(s).is_some()
-                    }
-                    Override::Pause | Override::Resume => true,
-                }
-            })
-            .collect();
-        let none = || match ovr {
-            Override::Start { .. } => OverrideError::NothingToStart(format!(
-                "no member of release {name} has a new candidate"
-            )),
-            Override::Rollback { .. } => OverrideError::NothingToRollBack(format!(
-                "no member of release {name} is under way"
-            )),
-            _ => OverrideError::NoCanary(format!("release {name}")),
-        };
-        if targets.is_empty() {
-            return Err(none().into());
-        }
-        if pending && matches!(ovr, Override::Start { .. }) {
-            return Err(OverrideError::NothingToStart(format!(
-                "release {name} is being rolled back; let the agent finish it first"
-            ))
-            .into());
-        }
+        let states: Vec<&crate::rollout::AliasState> = snaps.iter().map(|s| &s.state).collect();
+        let targets = targets(&name, &states, ovr, pending)?;
         let calls: Vec<Call> = (0..targets.len())
             .map(|k| Call {
                 id: Some(id.unwrap_or(now)),

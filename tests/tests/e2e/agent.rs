@@ -1089,7 +1089,7 @@ async fn the_scheduled_tick_protects_notes_create_with_the_shipped_policy() {
     assert!(
         started
             .subject
-            .starts_with("Canary started: notes-create v2 at 5%"),
+            .starts_with("Release notes-api: Canary started: notes-create v2 at 5%"),
         "{}",
         started.subject
     );
