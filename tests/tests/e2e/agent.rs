@@ -1110,7 +1110,7 @@ async fn the_scheduled_tick_protects_notes_create_with_the_shipped_policy() {
     let page = one_message(&w).await;
     assert!(
         page.subject
-            .starts_with("ROLLED BACK notes-create v2 -> v1"),
+            .starts_with("ROLLED BACK release notes-api: notes-create v2 -> v1"),
         "{}",
         page.subject
     );
