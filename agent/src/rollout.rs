@@ -59,7 +59,7 @@ pub fn decide_in(
     }
     let mut d = match (ovr, &call.order) {
         (Some(o), _) => manual::manual(&adopted, policy, o, now)?,
-        (None, Order::Follow(why)) => follow(&adopted, why),
+        (None, Order::Follow(why) | Order::HoldBack(why)) => follow(&adopted, why, call.id),
         (None, Order::Restart(v)) => start(&adopted, policy, *v, now),
         (None, Order::Finish) => match baking(&adopted) {
             Some(b) => end_bake(
@@ -147,12 +147,30 @@ fn mark_release(d: &mut Decision, adopted: &AliasState, call: &Call) {
 
 /// Rolls back with the release: a canary to the stable version, a bake to the version before
 /// it. Its version is recorded as rolled back, like any other (a person may start it again; the
-/// release's next deploy restarts it).
-fn follow(state: &AliasState, why: &str) -> Decision {
-    match (state.canary, baking(state)) {
-        (Some(c), _) => rollback(state, state.stable, Some(c.version), why.to_string()),
-        (None, Some(b)) => rollback(state, b.previous, Some(b.version), why.to_string()),
-        (None, None) => hold(format!("nothing to roll back: {why}")),
+/// release's next deploy restarts it). A new candidate not started yet is held back the same
+/// way, with nothing to move.
+fn follow(state: &AliasState, why: &str, id: Option<i64>) -> Decision {
+    match (state.canary, baking(state), state.candidate) {
+        (Some(c), _, _) => rollback(state, state.stable, Some(c.version), why.to_string()),
+        (None, Some(b), _) => rollback(state, b.previous, Some(b.version), why.to_string()),
+        (None, None, Some(v)) if v != state.stable => {
+            let mut next = state.clone();
+            next.record.rejected = next.record.rejected.max(Some(v));
+            next.record.release = id.map(|id| ReleaseMark {
+                id,
+                rolled_back: true,
+                follower: true,
+                announced: false,
+            });
+            next.record.last = Some(format!(
+                "v{v} held back with its release (starts with the release's next deploy): {why}"
+            ));
+            Decision::new(
+                Action::Hold(format!("v{v} held back with its release: {why}")),
+                Some(next),
+            )
+        }
+        (None, None, _) => hold(format!("nothing to roll back: {why}")),
     }
 }
 

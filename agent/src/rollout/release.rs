@@ -6,8 +6,10 @@
 //!
 //! - **Start.** A deploy that moves several members' candidates starts one release canary,
 //!   whose id is the tick's time, written in each member's record ([`ReleaseMark`]). A member
-//!   whose candidate moves within [`JOIN_SECS`] of the start, while every member is still at the
-//!   first step, joins it; later it waits for the release to finish.
+//!   whose candidate moves while the release is under way (`sam deploy` updates functions one
+//!   after the other; a start's write may fail) joins it at the first step, and the members
+//!   ahead wait for it. Only while the release ends its bake or is rolled back does a new
+//!   candidate wait for the release to finish.
 //! - **Steps.** A member moves forward only from the lowest step any member is at, and only when
 //!   every member at that step is ready: each step waits for the slowest member's evidence.
 //! - **Rollback.** Any member rolling back (a regression, in its canary or its bake; a person's
@@ -24,11 +26,6 @@ use super::{adopt, automatic, judged, Action, AliasState, Decision, Version};
 use crate::judge::Judgement;
 use crate::policy::Policy;
 pub use crate::record::ReleaseMark;
-use crate::text::clock;
-
-/// A member whose candidate moves this long after a release started (while every member is
-/// still at the first step) joins it; later, it waits for the release to finish.
-pub const JOIN_SECS: i64 = 300;
 
 /// One protected alias as the coordinator sees it.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +54,10 @@ pub enum Order {
     Restart(Version),
     /// Roll back with the release, because another member regressed or was rolled back.
     Follow(String),
+    /// Hold back a new candidate not started yet with the release's rollback (it starts again
+    /// with the release's next deploy). Written before the rollback itself, so that a tick cut
+    /// short after it finishes the rollback next time rather than starting the candidate alone.
+    HoldBack(String),
     /// End the bake now: another member of the release already ended its own.
     Finish,
 }
@@ -281,9 +282,16 @@ fn rollback_calls(
     };
     let announced = marks.iter().any(|m| m.id == id && m.announced);
     let announcer = causes.first().or(in_flight.first()).copied();
+    // A member whose new candidate has not started yet (its start's write failed, or its
+    // deploy came during the rollback) is held back with the release: it starts again with
+    // the release's next deploy, never alone after the others were rolled back.
     for (i, v) in views.iter().enumerate() {
-        if !v.in_flight() && forward(&v.own.action) {
-            calls[i].order = Order::Wait(format!("release {name} is being rolled back"));
+        if !v.in_flight() && matches!(v.own.action, Action::Start { .. }) {
+            calls[i] = Call {
+                id: Some(id),
+                order: Order::HoldBack(format!("release {name}: {why}")),
+                announce: false,
+            };
         }
     }
     for &i in in_flight {
@@ -324,12 +332,29 @@ fn forward_calls(
         }
         return;
     };
-    let lowest = in_flight
-        .iter()
-        .map(|&i| views[i].level())
-        .min()
-        .unwrap_or(0);
-    let joinable = now.saturating_sub(id) <= JOIN_SECS && lowest == 0;
+    // A member whose candidate moved while the release is under way (a deploy that updates the
+    // functions one after the other, or a start whose write failed) joins it at the first step.
+    let mut joiners: Vec<&str> = Vec::new();
+    for (i, v) in views.iter().enumerate() {
+        if v.in_flight() {
+            continue;
+        }
+        if let Some(version) = v.restartable() {
+            calls[i].order = Order::Restart(version);
+            joiners.push(v.name());
+        } else if matches!(v.own.action, Action::Start { .. }) {
+            joiners.push(v.name());
+        }
+    }
+    let lowest = if joiners.is_empty() {
+        in_flight
+            .iter()
+            .map(|&i| views[i].level())
+            .min()
+            .unwrap_or(0)
+    } else {
+        0
+    };
     let blockers: Vec<usize> = in_flight
         .iter()
         .copied()
@@ -337,15 +362,16 @@ fn forward_calls(
         .collect();
     for (i, v) in views.iter().enumerate() {
         if !v.in_flight() {
-            let candidate = v.adopted.candidate.unwrap_or_default();
-            if forward(&v.own.action) && !joinable {
-                calls[i].order = Order::Wait(format!(
-                    "release {name} is under way (started {}); v{candidate} starts after it",
-                    clock(id)
-                ));
-            } else if let (true, Some(version)) = (joinable, v.restartable()) {
-                calls[i].order = Order::Restart(version);
-            }
+            continue;
+        }
+        if !joiners.is_empty()
+            && forward(&v.own.action)
+            && !matches!(v.own.action, Action::Start { .. })
+        {
+            calls[i].order = Order::Wait(format!(
+                "release {name}: waiting for {} to join at the first step",
+                joiners.join(", ")
+            ));
             continue;
         }
         if !forward(&v.own.action) || matches!(v.own.action, Action::Start { .. }) {
@@ -380,7 +406,7 @@ fn announce_once(views: &[View<'_>], calls: &mut [Call]) {
     let mut seen: Vec<std::mem::Discriminant<Action>> = Vec::new();
     for (i, v) in views.iter().enumerate() {
         let action = match &calls[i].order {
-            Order::Follow(_) => continue, // decided by rollback_calls
+            Order::Follow(_) | Order::HoldBack(_) => continue, // decided by rollback_calls
             Order::Wait(_) if forward(&v.own.action) => continue,
             Order::Restart(_) => Action::Start {
                 version: 0,
@@ -440,13 +466,18 @@ pub fn member_line(function: &str, before: &AliasState, action: &Action) -> Stri
     }
 }
 
-/// The order to write a release's members in: those that owe the release's announcement first
-/// (a rollback cut short after them is finished by the next tick, and announced), then the
-/// others, each in the order given.
+/// The order to write a release's members in: new candidates held back with a rollback first,
+/// then those that owe the release's announcement (a rollback cut short after them is finished
+/// by the next tick, and announced), then the others, each in the order given.
 #[must_use]
 pub fn write_order(calls: &[Call]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..calls.len()).collect();
-    order.sort_by_key(|&i| !(calls[i].announce && calls[i].id.is_some()));
+    order.sort_by_key(|&i| {
+        (
+            !matches!(calls[i].order, Order::HoldBack(_)),
+            !(calls[i].announce && calls[i].id.is_some()),
+        )
+    });
     order
 }
 
@@ -721,7 +752,7 @@ mod tests {
     }
 
     #[test]
-    fn a_member_deployed_soon_after_joins_and_a_late_one_waits_for_the_release() {
+    fn a_member_deployed_later_joins_the_release_and_the_members_ahead_wait_for_it() {
         let ps = policies(3);
         let mut s = vec![live(4), live(6), live(2)];
         deploy(&mut s, &[0]);
@@ -732,19 +763,49 @@ mod tests {
         let t = tick(&ps, &mut s, &[Some(waiting.clone()), None, None], now, None);
         assert_eq!(kinds(&t)[1], Some(EventKind::Started));
         assert_eq!(s[1].record.release.map(|m| m.id), Some(T0), "joined");
-        deploy(&mut s, &[2]);
-        let now = T0 + JOIN_SECS + 60;
-        let t = tick(
+        // f0 and f1 reach the second step; then f2's candidate moves: it joins at the first
+        // step, and the others wait for it there.
+        let now = T0 + 300;
+        tick(
             &ps,
             &mut s,
-            &[Some(waiting.clone()), Some(waiting), None],
+            &[Some(healthy(now)), Some(healthy(now)), None],
             now,
             None,
         );
-        match &t.actions[2] {
-            Some(Action::Hold(why)) => assert!(why.contains("release api is under way"), "{why}"),
+        assert!(s[..2].iter().all(|a| a.record.step == 1), "{s:?}");
+        deploy(&mut s, &[2]);
+        let now = T0 + 3600;
+        let t = tick(
+            &ps,
+            &mut s,
+            &[Some(healthy(now)), Some(healthy(now)), None],
+            now,
+            None,
+        );
+        assert_eq!(kinds(&t)[2], Some(EventKind::Started));
+        assert_eq!(
+            s[2].record.release.map(|m| m.id),
+            Some(T0),
+            "joined an hour later"
+        );
+        match &t.actions[0] {
+            Some(Action::Hold(why)) => assert!(why.contains("waiting for f2 to join"), "{why}"),
             other => panic!("{other:?}"),
         }
+        let now = now + 120;
+        let t = tick(
+            &ps,
+            &mut s,
+            &[Some(healthy(now)), Some(healthy(now)), Some(healthy(now))],
+            now,
+            None,
+        );
+        match &t.actions[0] {
+            Some(Action::Hold(why)) => assert!(why.contains("waiting for f2 to catch up"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(kinds(&t)[2], Some(EventKind::Stepped));
     }
 
     #[test]

@@ -298,16 +298,25 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
 mod tests {
     use crate::policy::Policy;
     use crate::ports::Notification;
+    use crate::ports::{Aliases, PortError, Snapshot};
     use crate::record::EventKind;
+    use crate::rollout::AliasState;
     use crate::rollout::Override;
     use crate::sim::traffic::{Build, Traffic};
+    use crate::sim::SimAliases;
     use crate::sim::{agent, block_on, Shared, SimAgent, SimFunction, World};
     use crate::tick::{rolled_back, Outcome};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
 
     const T0: i64 = 1_795_428_020;
 
     fn release(functions: &[&str]) -> (Shared, Vec<Policy>) {
-        let mut w = World::new(T0 - 4000, Traffic::steady(10.0), 60, 11);
+        release_seeded(functions, 11)
+    }
+
+    fn release_seeded(functions: &[&str], seed: u64) -> (Shared, Vec<Policy>) {
+        let mut w = World::new(T0 - 4000, Traffic::steady(10.0), 60, seed);
         let mut policies = Vec::new();
         for f in functions {
             let mut p = Policy::with_defaults(f);
@@ -567,5 +576,115 @@ mod tests {
             "{}",
             pages[0].1.subject
         );
+    }
+
+    /// Alias writes that fail, as a crash would leave them, once `budget` (when not negative)
+    /// writes went through.
+    #[derive(Clone)]
+    struct Crashing {
+        inner: SimAliases,
+        budget: Arc<AtomicI64>,
+    }
+
+    impl Aliases for Crashing {
+        async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
+            self.inner.read(policy).await
+        }
+        async fn write(
+            &self,
+            policy: &Policy,
+            next: &AliasState,
+            revision: &str,
+        ) -> Result<String, PortError> {
+            match self.budget.load(Ordering::SeqCst) {
+                0 => return Err(PortError::Failed("the agent crashed".into())),
+                n if n > 0 => {
+                    self.budget.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ => {}
+            }
+            self.inner.write(policy, next, revision).await
+        }
+        async fn version_exists(&self, policy: &Policy, version: u64) -> Result<bool, PortError> {
+            self.inner.version_exists(policy, version).await
+        }
+    }
+
+    /// No release has a member rolled back while another finished in it; after a whole tick, no
+    /// member of a rolled-back release is still under way.
+    fn mixed(w: &Shared, whole_tick: bool) -> Option<String> {
+        let states: Vec<AliasState> = w
+            .lock()
+            .functions
+            .iter()
+            .map(SimFunction::alias_state)
+            .collect();
+        for a in &states {
+            let Some(m) = a.record.release.filter(|m| m.rolled_back) else {
+                continue;
+            };
+            for b in &states {
+                let same = b
+                    .record
+                    .release
+                    .is_some_and(|n| n.id == m.id && !n.rolled_back);
+                let under_way = crate::rollout::judged(b).is_some();
+                if same && (!under_way || whole_tick) {
+                    return Some(format!("{states:?}"));
+                }
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn no_mixed_release_is_left_behind_when_a_tick_stops_at_any_write(
+            bad in 0usize..3,
+            // Per tick: how many alias writes go through before the agent "crashes" (-1: none).
+            budgets in proptest::collection::vec(-1i64..3, 40),
+            seed in 0u64..1000,
+        ) {
+            let (w, ps) = release_seeded(&["create", "get"], seed);
+            let base = agent(&w);
+            let budget = Arc::new(AtomicI64::new(-1));
+            let a = crate::tick::Agent::new(
+                Crashing { inner: base.aliases.clone(), budget: budget.clone() },
+                base.metrics.clone(),
+                base.notifier.clone(),
+            );
+            {
+                let mut w = w.lock();
+                for (i, f) in w.functions.iter_mut().enumerate() {
+                    // bad == 2: both healthy.
+                    let error_rate = if i == bad { 0.3 } else { 0.0 };
+                    f.deploy(Build { error_rate, ..Build::healthy() });
+                }
+            }
+            let mut now = T0;
+            for (k, &b) in budgets.iter().enumerate() {
+                now += 60;
+                w.lock().advance(now);
+                budget.store(b, Ordering::SeqCst);
+                block_on(a.tick(&ps, now));
+                let whole = b < 0;
+                proptest::prop_assert!(mixed(&w, whole).is_none(), "tick {}: {:?}", k, mixed(&w, whole));
+            }
+            // Then no more crashes until the release is over.
+            budget.store(-1, Ordering::SeqCst);
+            for _ in 0..40 {
+                now += 60;
+                w.lock().advance(now);
+                block_on(a.tick(&ps, now));
+                proptest::prop_assert!(mixed(&w, true).is_none(), "{:?}", mixed(&w, true));
+            }
+            let w = w.lock();
+            let stable: Vec<u64> = w.functions.iter().map(|f| f.stable).collect();
+            proptest::prop_assert!(stable == [1, 1] || stable == [2, 2], "mixed at the end: {:?}", stable);
+            if bad == 2 {
+                proptest::prop_assert_eq!(stable, vec![2, 2]);
+            }
+        }
     }
 }
