@@ -317,7 +317,7 @@ fn forward_calls(
     now: i64,
     calls: &mut [Call],
 ) {
-    let Some(id) = id else {
+    if id.is_none() {
         // Nothing under way: a deploy that moved some candidates starts a new release, which
         // takes the members rolled back only because another member was with it.
         let id = now;
@@ -331,7 +331,7 @@ fn forward_calls(
             }
         }
         return;
-    };
+    }
     // A member whose candidate moved while the release is under way (a deploy that updates the
     // functions one after the other, or a start whose write failed) joins it at the first step.
     let mut joiners: Vec<&str> = Vec::new();
