@@ -998,15 +998,26 @@ mod tests {
         assert_eq!((r.unjudged_since, r.unprotected_paged), (None, false));
     }
 
-    /// Aliases whose writes fail (as with a missing `lambda:UpdateAlias` permission) while
-    /// `denied` is set.
+    /// Aliases whose writes fail with `error` once `budget` writes went through (never, while
+    /// it is negative): a missing `lambda:UpdateAlias` permission at 0, a crash after N writes.
     #[derive(Clone)]
-    struct Denied {
-        inner: SimAliases,
-        denied: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub(super) struct WriteBudget {
+        pub(super) inner: SimAliases,
+        pub(super) budget: std::sync::Arc<std::sync::atomic::AtomicI64>,
+        pub(super) error: &'static str,
     }
 
-    impl Aliases for Denied {
+    impl WriteBudget {
+        pub(super) fn new(inner: SimAliases, error: &'static str) -> Self {
+            Self {
+                inner,
+                budget: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1)),
+                error,
+            }
+        }
+    }
+
+    impl Aliases for WriteBudget {
         async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
             self.inner.read(policy).await
         }
@@ -1016,10 +1027,12 @@ mod tests {
             next: &AliasState,
             revision: &str,
         ) -> Result<String, PortError> {
-            if self.denied.load(Ordering::SeqCst) {
-                return Err(PortError::Failed(
-                    "AccessDeniedException: not authorized to perform lambda:UpdateAlias".into(),
-                ));
+            match self.budget.load(Ordering::SeqCst) {
+                0 => return Err(PortError::Failed(self.error.into())),
+                n if n > 0 => {
+                    self.budget.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ => {}
             }
             self.inner.write(policy, next, revision).await
         }
@@ -1036,18 +1049,15 @@ mod tests {
         policies[0].unprotected_after = std::time::Duration::from_secs(300);
         w.lock().functions[0].deploy(Build::healthy());
         let base = agent(&w);
-        let denied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let a = Agent::new(
-            Denied {
-                inner: base.aliases.clone(),
-                denied: denied.clone(),
-            },
-            base.metrics.clone(),
-            base.notifier.clone(),
+        let ports = WriteBudget::new(
+            base.aliases.clone(),
+            "AccessDeniedException: not authorized to perform lambda:UpdateAlias",
         );
+        let denied = ports.budget.clone();
+        let a = Agent::new(ports, base.metrics.clone(), base.notifier.clone());
         block_on(a.tick(&policies, T0));
         a.notifier.take();
-        denied.store(true, Ordering::SeqCst);
+        denied.store(0, Ordering::SeqCst);
         let mut pages = Vec::new();
         let mut now = T0;
         let mut first_failure = None;
@@ -1084,7 +1094,7 @@ mod tests {
             "{}",
             page.body
         );
-        denied.store(false, Ordering::SeqCst);
+        denied.store(-1, Ordering::SeqCst);
         now += 60;
         w.lock().advance(now);
         let outs = block_on(a.tick(&policies, now));
@@ -1092,7 +1102,7 @@ mod tests {
         let back = taken_events(&a.notifier);
         assert!(back.contains(&"protected".to_string()), "{back:?}");
         // The outage is over: a new short one pages nothing.
-        denied.store(true, Ordering::SeqCst);
+        denied.store(0, Ordering::SeqCst);
         now += 60;
         w.lock().advance(now);
         block_on(a.tick(&policies, now));

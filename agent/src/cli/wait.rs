@@ -68,16 +68,36 @@ where
             say(&line);
             last = line;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let waited = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
-            return Err(CliError::TimedOut(format!(
-                "{name}: no outcome after {}; last: {last}",
-                human_duration(waited)
-            )));
-        }
-        tokio::time::sleep(interval.min(left)).await;
+        pause(
+            deadline,
+            timeout,
+            interval,
+            &name,
+            &format!("; last: {last}"),
+        )
+        .await?;
     }
+}
+
+/// Sleeps until the next look, or fails with [`CliError::TimedOut`] ("`who`: no outcome after
+/// 30m`then`") once the deadline has passed.
+async fn pause(
+    deadline: Instant,
+    timeout: Duration,
+    interval: Duration,
+    who: &str,
+    then: &str,
+) -> Result<(), CliError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        let waited = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        return Err(CliError::TimedOut(format!(
+            "{who}: no outcome after {}{then}",
+            human_duration(waited)
+        )));
+    }
+    tokio::time::sleep(interval.min(left)).await;
+    Ok(())
 }
 
 /// `canary wait` on the terminal: each line stamped with the time of day, and the outcome as an
@@ -97,12 +117,21 @@ where
     M: Metrics + Sync,
     N: Notifier + Sync,
 {
-    let mut say = |line: &str| println!("{} {line}", clock(now()));
-    match wait_for(agent, policy, version, timeout, interval, &mut say).await? {
+    let done = wait_for(agent, policy, version, timeout, interval, &mut stamped).await?;
+    promoted(done, &format!("{}:{}", policy.function, policy.alias))
+}
+
+/// Prints a line stamped with the UTC time of day.
+fn stamped(line: &str) {
+    println!("{} {line}", clock(now()));
+}
+
+/// The exit of a wait on the terminal: ok when promoted, [`CliError::Failed`] (exit 1) else.
+fn promoted(done: Finished, who: &str) -> Result<(), CliError> {
+    match done {
         Finished::Promoted => Ok(()),
         _ => Err(CliError::Failed(format!(
-            "{}:{} did not promote the deploy",
-            policy.function, policy.alias
+            "{who} did not promote the deploy"
         ))),
     }
 }
@@ -185,15 +214,7 @@ where
             ));
             return Ok(outcome);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let waited = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
-            return Err(CliError::TimedOut(format!(
-                "release {name}: no outcome after {}",
-                human_duration(waited)
-            )));
-        }
-        tokio::time::sleep(interval.min(left)).await;
+        pause(deadline, timeout, interval, &format!("release {name}"), "").await?;
     }
 }
 
@@ -236,13 +257,8 @@ where
     M: Metrics + Sync,
     N: Notifier + Sync,
 {
-    let mut say = |line: &str| println!("{} {line}", clock(now()));
-    match wait_release_for(agent, name, members, timeout, interval, &mut say).await? {
-        Finished::Promoted => Ok(()),
-        _ => Err(CliError::Failed(format!(
-            "release {name} did not promote the deploy"
-        ))),
-    }
+    let done = wait_release_for(agent, name, members, timeout, interval, &mut stamped).await?;
+    promoted(done, &format!("release {name}"))
 }
 
 /// The last line of a wait.

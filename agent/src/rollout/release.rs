@@ -604,6 +604,14 @@ mod tests {
         }
     }
 
+    /// Why member `i` held this tick; panics if it did anything else.
+    fn hold_reason(t: &Ticked, i: usize) -> &str {
+        match &t.actions[i] {
+            Some(Action::Hold(why)) => why,
+            other => panic!("f{i} must hold, got {other:?}"),
+        }
+    }
+
     fn kinds(t: &Ticked) -> Vec<Option<EventKind>> {
         t.actions
             .iter()
@@ -638,13 +646,11 @@ mod tests {
             now,
         );
         let t = tick(&ps, &mut s, &[Some(healthy(now)), Some(waiting)], now, None);
-        match &t.actions[0] {
-            Some(Action::Hold(why)) => assert!(
-                why.contains("waiting for f1: waiting for canary requests"),
-                "{why}"
-            ),
-            other => panic!("f0 must wait for f1, got {other:?}"),
-        }
+        let why = hold_reason(&t, 0);
+        assert!(
+            why.contains("waiting for f1: waiting for canary requests"),
+            "{why}"
+        );
         let t = tick(
             &ps,
             &mut s,
@@ -789,10 +795,8 @@ mod tests {
             Some(T0),
             "joined an hour later"
         );
-        match &t.actions[0] {
-            Some(Action::Hold(why)) => assert!(why.contains("waiting for f2 to join"), "{why}"),
-            other => panic!("{other:?}"),
-        }
+        let why = hold_reason(&t, 0);
+        assert!(why.contains("waiting for f2 to join"), "{why}");
         let now = now + 120;
         let t = tick(
             &ps,
@@ -801,10 +805,8 @@ mod tests {
             now,
             None,
         );
-        match &t.actions[0] {
-            Some(Action::Hold(why)) => assert!(why.contains("waiting for f2 to catch up"), "{why}"),
-            other => panic!("{other:?}"),
-        }
+        let why = hold_reason(&t, 0);
+        assert!(why.contains("waiting for f2 to catch up"), "{why}");
         assert_eq!(kinds(&t)[2], Some(EventKind::Stepped));
     }
 
@@ -855,10 +857,8 @@ mod tests {
             now,
             None,
         );
-        match &t.actions[0] {
-            Some(Action::Hold(why)) => assert!(why.contains("waiting for f1"), "{why}"),
-            other => panic!("{other:?}"),
-        }
+        let why = hold_reason(&t, 0);
+        assert!(why.contains("waiting for f1"), "{why}");
         // A person ends f0's bake (`canary promote f0`); then f1 looks regressed: the
         // release's bake is over, and f1 ends its own rather than rolling back alone (which
         // would leave f0 on its new version: a mixed release).

@@ -298,16 +298,14 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
 mod tests {
     use crate::policy::Policy;
     use crate::ports::Notification;
-    use crate::ports::{Aliases, PortError, Snapshot};
     use crate::record::EventKind;
     use crate::rollout::AliasState;
     use crate::rollout::Override;
     use crate::sim::traffic::{Build, Traffic};
-    use crate::sim::SimAliases;
     use crate::sim::{agent, block_on, Shared, SimAgent, SimFunction, World};
+    use crate::tick::tests::WriteBudget;
     use crate::tick::{rolled_back, Outcome};
-    use std::sync::atomic::{AtomicI64, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
 
     const T0: i64 = 1_795_428_020;
 
@@ -578,38 +576,6 @@ mod tests {
         );
     }
 
-    /// Alias writes that fail, as a crash would leave them, once `budget` (when not negative)
-    /// writes went through.
-    #[derive(Clone)]
-    struct Crashing {
-        inner: SimAliases,
-        budget: Arc<AtomicI64>,
-    }
-
-    impl Aliases for Crashing {
-        async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
-            self.inner.read(policy).await
-        }
-        async fn write(
-            &self,
-            policy: &Policy,
-            next: &AliasState,
-            revision: &str,
-        ) -> Result<String, PortError> {
-            match self.budget.load(Ordering::SeqCst) {
-                0 => return Err(PortError::Failed("the agent crashed".into())),
-                n if n > 0 => {
-                    self.budget.fetch_sub(1, Ordering::SeqCst);
-                }
-                _ => {}
-            }
-            self.inner.write(policy, next, revision).await
-        }
-        async fn version_exists(&self, policy: &Policy, version: u64) -> Result<bool, PortError> {
-            self.inner.version_exists(policy, version).await
-        }
-    }
-
     /// No release has a member rolled back while another finished in it; after a whole tick, no
     /// member of a rolled-back release is still under way.
     fn mixed(w: &Shared, whole_tick: bool) -> Option<String> {
@@ -648,9 +614,10 @@ mod tests {
         ) {
             let (w, ps) = release_seeded(&["create", "get"], seed);
             let base = agent(&w);
-            let budget = Arc::new(AtomicI64::new(-1));
+            let ports = WriteBudget::new(base.aliases.clone(), "the agent crashed");
+            let budget = ports.budget.clone();
             let a = crate::tick::Agent::new(
-                Crashing { inner: base.aliases.clone(), budget: budget.clone() },
+                ports,
                 base.metrics.clone(),
                 base.notifier.clone(),
             );
