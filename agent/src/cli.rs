@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
-
 mod bench;
+pub mod deployed;
+pub mod emf;
+pub mod logs;
 mod manual;
 mod run;
 mod status;
@@ -30,6 +31,15 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// AWS region (default: AWS_REGION, or the profile's).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS shared-config profile (default: AWS_PROFILE, or `default`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// More log lines on stderr: -v adds the agent's info and the AWS SDK's warnings, -vv debug.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Output format of `canary status` and `canary bench`.
@@ -208,9 +218,28 @@ pub enum PolicyCommand {
         /// second to the alias (both versions together).
         #[arg(long, value_parser = parse_rate)]
         rate: Option<f64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
     /// Print the JSON Schema of a policy file.
     Schema,
+    /// List the policy files of a directory, or (--deployed) the ones the deployed agent runs,
+    /// compared file by file with the directory's.
+    Show {
+        /// Directory of policy files.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        /// Ask the deployed agent (one `lambda:InvokeFunction` of it) instead.
+        #[arg(long)]
+        deployed: bool,
+        /// The deployed agent's function name (the agent stack's `AgentName`).
+        #[arg(long, default_value = "lambda-canary", requires = "deployed")]
+        agent: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -263,13 +292,14 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Policies compiled into the binary (for the scheduled Lambda).
+/// The shipped notes-create policy: the function of `canary demo` and `canary bench` when no
+/// `--policy` is given.
 #[must_use]
-pub fn embedded_policies() -> DirReport {
-    let files = EMBEDDED
-        .iter()
-        .map(|(name, text)| (PathBuf::from(name), Ok((*text).to_string())));
-    policy::load_texts(files, DirReport::default())
+pub fn example_policy() -> Policy {
+    const FILE: &str = "notes-create.yaml";
+    const TEXT: &str = include_str!("../../policies/notes-create.yaml");
+    policy::parse_policy(Path::new(FILE), TEXT)
+        .unwrap_or_else(|_| Policy::with_defaults("notes-create"))
 }
 
 fn report_problems(report: &DirReport) {
@@ -393,9 +423,27 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// # Errors
 /// As [`run`].
 pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(), CliError> {
+    // --region / --profile: the configuration is loaded here, once, with them.
+    let conf = match conf {
+        Some(c) => Some(c),
+        None if cli.region.is_some() || cli.profile.is_some() => Some(
+            crate::aws::sdk_config(cli.region.as_deref(), cli.profile.as_deref())
+                .await
+                .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
+        ),
+        None => None,
+    };
     let conf = conf.as_ref();
     match cli.command {
-        Command::Policy(PolicyCommand::Check { dir, rate }) => policy_check(&dir, rate),
+        Command::Policy(PolicyCommand::Check { dir, rate, output }) => {
+            policy_check(&dir, rate, output)
+        }
+        Command::Policy(PolicyCommand::Show {
+            dir,
+            deployed,
+            agent,
+            output,
+        }) => policy_show(conf, &dir, deployed.then_some(agent.as_str()), output).await,
         Command::Policy(PolicyCommand::Schema) => {
             println!(
                 "{}",
@@ -455,25 +503,73 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
     }
 }
 
-fn policy_check(dir: &Path, rate: Option<f64>) -> Result<(), CliError> {
+/// `canary policy check`: one line per valid policy (and its step estimate at `rate`), one per
+/// problem as `FILE:LINE: FIELD: MESSAGE`; or the same as one JSON object.
+fn policy_check(dir: &Path, rate: Option<f64>, output: Output) -> Result<(), CliError> {
     let report = policy::load_dir(dir);
-    for p in &report.policies {
-        println!(
-            "ok  {}  ({}:{}, steps {:?}%)",
-            p.source.display(),
-            p.function,
-            p.alias,
-            p.steps
-        );
-        if let Some(rps) = rate {
-            println!("    {}", step_estimate(p, rps));
+    let steps = |p: &Policy| {
+        p.steps
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match output {
+        Output::Text => {
+            for p in &report.policies {
+                println!(
+                    "ok  {}  ({}:{}, steps {}%)",
+                    p.source.display(),
+                    p.function,
+                    p.alias,
+                    steps(p)
+                );
+                if let Some(rps) = rate {
+                    println!("    {}", step_estimate(p, rps));
+                }
+            }
+            for p in &report.problems {
+                println!("{p}");
+            }
+            if report.is_ok() {
+                println!("{} policies valid", report.policies.len());
+            }
+        }
+        Output::Json => {
+            let policies: Vec<serde_json::Value> = report
+                .policies
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "file": p.source.display().to_string(),
+                        "function": p.function,
+                        "alias": p.alias,
+                        "release": p.release,
+                        "steps": p.steps,
+                        "estimate": rate.map(|rps| step_estimate(p, rps)),
+                    })
+                })
+                .collect();
+            let problems: Vec<serde_json::Value> = report
+                .problems
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "file": p.file.display().to_string(),
+                        "line": p.line,
+                        "column": p.column,
+                        "field": p.field,
+                        "message": p.message,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"valid": report.is_ok(), "policies": policies, "problems": problems})
+            );
         }
     }
-    for p in &report.problems {
-        println!("error  {p}");
-    }
     if report.is_ok() {
-        println!("{} policies valid", report.policies.len());
         Ok(())
     } else {
         Err(CliError::Usage(format!(
@@ -482,6 +578,28 @@ fn policy_check(dir: &Path, rate: Option<f64>) -> Result<(), CliError> {
             dir.display()
         )))
     }
+}
+
+/// `canary policy show [--deployed]`.
+async fn policy_show(
+    conf: Option<&aws_config::SdkConfig>,
+    dir: &Path,
+    agent: Option<&str>,
+    output: Output,
+) -> Result<(), CliError> {
+    let Some(agent) = agent else {
+        return deployed::print_show(dir, None, output);
+    };
+    let client = match conf {
+        Some(c) => aws_sdk_lambda::Client::new(c),
+        None => aws_sdk_lambda::Client::new(
+            &crate::aws::sdk_config(None, None)
+                .await
+                .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
+        ),
+    };
+    let answer = deployed::ask_agent(&client, agent, Duration::from_secs(3)).await?;
+    deployed::print_show(dir, Some((agent, &answer)), output)
 }
 
 /// One line: how long each step of `policy` takes at `rps`, and the total to 100%.
@@ -516,11 +634,7 @@ pub(crate) fn read_policy(path: &Path) -> Result<Policy, CliError> {
 fn demo(path: Option<&Path>, rps: f64, seed: u64) -> Result<(), CliError> {
     let policy = match path {
         Some(p) => read_policy(p)?,
-        None => embedded_policies()
-            .policies
-            .into_iter()
-            .find(|p| p.function == "notes-create")
-            .unwrap_or_else(|| Policy::with_defaults("notes-create")),
+        None => example_policy(),
     };
     if !(rps > 0.0 && rps.is_finite()) {
         return Err(CliError::Usage("--rps must be positive".to_string()));
@@ -570,18 +684,30 @@ mod tests {
     }
 
     #[test]
-    fn the_binary_carries_every_shipped_policy_and_they_are_valid() {
-        let embedded = embedded_policies();
-        assert!(embedded.is_ok(), "{:?}", embedded.problems);
+    fn the_example_policy_is_the_shipped_notes_create_policy_and_every_shipped_policy_is_valid() {
         let on_disk = policy::load_dir(&shipped());
-        assert_eq!(embedded.policies.len(), on_disk.policies.len());
-        assert_eq!(embedded.policies.len(), 5);
+        assert!(on_disk.is_ok(), "{:?}", on_disk.problems);
+        assert_eq!(on_disk.policies.len(), 5);
+        let example = example_policy();
+        let shipped_create = on_disk
+            .policies
+            .iter()
+            .find(|p| p.function == "notes-create")
+            .expect("notes-create");
+        // Equal but for the path it was read from.
+        assert_eq!(
+            Policy {
+                source: shipped_create.source.clone(),
+                ..example
+            },
+            *shipped_create
+        );
     }
 
     #[test]
     fn policy_check_exits_2_on_any_invalid_file_and_0_otherwise() {
-        assert!(policy_check(&shipped(), None).is_ok());
-        assert!(policy_check(&shipped(), Some(0.05)).is_ok());
+        assert!(policy_check(&shipped(), None, Output::Text).is_ok());
+        assert!(policy_check(&shipped(), Some(0.05), Output::Json).is_ok());
         let p = Policy::with_defaults("f");
         assert_eq!(
             step_estimate(&p, 0.05),
@@ -595,11 +721,11 @@ mod tests {
             "function: bad\nerrors:\n  max_rate: 1.5\n",
         )
         .expect("write");
-        let err = policy_check(&dir, None).expect_err("invalid file");
+        let err = policy_check(&dir, None, Output::Text).expect_err("invalid file");
         assert_eq!(err.exit_code(), 2);
         let empty = temp_dir("empty");
         assert_eq!(
-            policy_check(&empty, None)
+            policy_check(&empty, None, Output::Json)
                 .expect_err("no files")
                 .exit_code(),
             2
@@ -612,7 +738,7 @@ mod tests {
         let dir = temp_dir("dangling");
         std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
         std::os::unix::fs::symlink(dir.join("moved.yaml"), dir.join("bad.yaml")).expect("link");
-        let err = policy_check(&dir, None).expect_err("dangling link");
+        let err = policy_check(&dir, None, Output::Text).expect_err("dangling link");
         assert_eq!(err.exit_code(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }

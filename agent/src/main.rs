@@ -6,28 +6,10 @@ use canary_agent::cli::{self, Cli};
 use clap::Parser;
 use std::process::ExitCode;
 
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { "warn" }));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .without_time()
-            .init();
-    } else {
-        builder.compact().init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     if std::env::var("CANARY_LAMBDA").is_ok_and(|v| v == "1") {
-        init_logs(true);
+        cli::logs::init(cli::logs::Mode::Lambda);
         // Built once per execution environment: warm invocations reuse the clients and what
         // the agent remembers between ticks.
         let ticker = match cli::LambdaTicker::from_env().await {
@@ -45,7 +27,7 @@ async fn main() -> ExitCode {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                     let budget = cli::tick_budget(event.context.deadline, now_ms);
-                    Box::pin(ticker.tick(budget))
+                    Box::pin(ticker.handle(&event.payload, budget))
                         .await
                         .map_err(|e| lambda_runtime::Error::from(e.to_string()))
                 }
@@ -66,7 +48,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logs(false);
+    cli::logs::init(cli::logs::Mode::Command {
+        verbose: cli.verbose,
+    });
     match Box::pin(cli::run(cli)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

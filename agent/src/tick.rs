@@ -96,7 +96,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(policy: &Policy) -> Self {
+    pub(crate) fn new(policy: &Policy) -> Self {
         Self {
             function: policy.function.clone(),
             alias: policy.alias.clone(),

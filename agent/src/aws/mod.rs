@@ -77,13 +77,7 @@ impl AwsPorts {
     /// at the first call (the chain resolves them lazily), as
     /// "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".
     pub async fn from_env() -> Result<Self, PortError> {
-        let conf = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        if conf.region().is_none() {
-            return Err(PortError::Failed(
-                "no AWS region: set AWS_REGION or a profile region".to_string(),
-            ));
-        }
-        Ok(Self::from_conf(&conf))
+        Ok(Self::from_conf(&sdk_config(None, None).await?))
     }
 
     /// Builds the three adapters from a loaded configuration (region, credentials, endpoint),
@@ -103,6 +97,31 @@ impl AwsPorts {
                 .with_endpoint(endpoint_label(conf, "sns")),
         }
     }
+}
+
+/// Loads the standard AWS configuration chain, with the command line's `--region` and
+/// `--profile` (when given) taking precedence over the environment's.
+///
+/// # Errors
+/// [`PortError::Failed`] when no region is configured.
+pub async fn sdk_config(
+    region: Option<&str>,
+    profile: Option<&str>,
+) -> Result<SdkConfig, PortError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_string()));
+    }
+    let conf = loader.load().await;
+    if conf.region().is_none() {
+        return Err(PortError::Failed(
+            "no AWS region: pass --region, or set AWS_REGION or a profile region".to_string(),
+        ));
+    }
+    Ok(conf)
 }
 
 /// Where a service's calls go, for "could not reach" messages: the endpoint override when one is

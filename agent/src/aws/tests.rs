@@ -1282,3 +1282,84 @@ async fn a_failing_publish_is_an_error() {
         )
     );
 }
+
+mod deployed_agent {
+    //! `canary policy show --deployed`'s one invocation of the agent: no emulator runs a Lambda
+    //! function's code without Docker, so Lambda's answers are mocked here.
+    use super::*;
+    use crate::cli::deployed::{ask_agent, POLICIES_REQUEST};
+    use aws_sdk_lambda::operation::invoke::{InvokeError, InvokeOutput};
+    use aws_sdk_lambda::types::error::TooManyRequestsException;
+    use aws_smithy_types::Blob;
+
+    fn busy() -> Rule {
+        mock!(aws_sdk_lambda::Client::invoke).then_error(|| {
+            InvokeError::TooManyRequestsException(
+                TooManyRequestsException::builder()
+                    .message("Rate Exceeded.")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("TooManyRequestsException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        })
+    }
+
+    #[tokio::test]
+    async fn the_agent_is_asked_for_its_policies_and_asked_again_while_its_one_slot_ticks() {
+        let answer = mock!(aws_sdk_lambda::Client::invoke)
+            .match_requests(|r| {
+                r.function_name() == Some("lambda-canary")
+                    && r.payload().map(Blob::as_ref) == Some(POLICIES_REQUEST.as_bytes())
+            })
+            .then_output(|| {
+                InvokeOutput::builder()
+                    .status_code(200)
+                    .payload(Blob::new(r#"{"dir":"/opt/policies","files":[]}"#))
+                    .build()
+            });
+        // Throttled (a tick holds the reserved slot) more often than the SDK retries, then free.
+        let (b1, b2, b3, b4) = (busy(), busy(), busy(), busy());
+        let client = mock_client!(
+            aws_sdk_lambda,
+            RuleMode::Sequential,
+            [&b1, &b2, &b3, &b4, &answer]
+        );
+        let got = ask_agent(&client, "lambda-canary", Duration::from_millis(1))
+            .await
+            .expect("answered after the tick");
+        assert_eq!(got["dir"], "/opt/policies");
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_fails_or_answers_nonsense_is_named_in_the_error() {
+        let failed = mock!(aws_sdk_lambda::Client::invoke).then_output(|| {
+            InvokeOutput::builder()
+                .status_code(200)
+                .function_error("Unhandled")
+                .payload(Blob::new(r#"{"errorMessage":"unknown request"}"#))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&failed]);
+        let err = ask_agent(&client, "old-agent", Duration::from_millis(1))
+            .await
+            .expect_err("function error");
+        assert!(
+            err.to_string().contains("old-agent") && err.to_string().contains("Unhandled"),
+            "{err}"
+        );
+        let text = mock!(aws_sdk_lambda::Client::invoke).then_output(|| {
+            InvokeOutput::builder()
+                .status_code(200)
+                .payload(Blob::new("null-ish"))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&text]);
+        let err = ask_agent(&client, "x", Duration::from_millis(1))
+            .await
+            .expect_err("not json");
+        assert!(err.to_string().contains("not JSON"), "{err}");
+    }
+}

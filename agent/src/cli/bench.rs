@@ -1,6 +1,6 @@
 //! `canary bench`: the built-in judge benchmark, or the scenarios of a file (SCENARIOS.md).
 
-use super::{embedded_policies, read_policy, CliError, Output};
+use super::{example_policy, read_policy, CliError, Output};
 use crate::policy::Policy;
 use crate::sim::bench::{self, report};
 use crate::sim::scenario;
@@ -120,11 +120,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
 /// The `--policy` files, or the shipped notes-create policy when none is given.
 fn policies(files: &[PathBuf]) -> Result<Vec<Policy>, CliError> {
     if files.is_empty() {
-        return Ok(embedded_policies()
-            .policies
-            .into_iter()
-            .filter(|p| p.function == "notes-create")
-            .collect());
+        return Ok(vec![example_policy()]);
     }
     files.iter().map(|p| read_policy(p)).collect()
 }

@@ -1,6 +1,7 @@
 //! The agent loop (`canary run`) and the scheduled Lambda's tick.
 
-use super::{aws_agent, embedded_policies, now, report_problems, AwsAgent, CliError};
+use super::deployed::{policy_files, request_of, Request};
+use super::{aws_agent, emf, now, report_problems, AwsAgent, CliError};
 use crate::policy;
 use crate::ports::{Aliases, Metrics, Notifier};
 use crate::tick::{Agent, Outcome, DEFAULT_TICK_BUDGET};
@@ -55,18 +56,22 @@ where
     }
 }
 
+/// Where the deployed agent reads its policy files when `CANARY_POLICIES_DIR` is not set: the
+/// policies layer's files (agent/template.yaml).
+pub const LAYER_POLICIES_DIR: &str = "/opt/policies";
+
 /// The scheduled Lambda's agent: built once per execution environment, so the AWS clients'
 /// connections and what the agent remembers between ticks (aliases it could not write, see
 /// [`crate::outage`]) outlive one invocation.
 pub struct LambdaTicker {
     agent: AwsAgent,
-    dir: Option<PathBuf>,
+    dir: PathBuf,
 }
 
 impl LambdaTicker {
     /// The ticker the deployed function runs: clients from the environment, the stack's topic
-    /// (`CANARY_TOPIC_ARN`), and the compiled-in policies unless `CANARY_POLICIES_DIR` names a
-    /// directory.
+    /// (`CANARY_TOPIC_ARN`), and the policy files of `CANARY_POLICIES_DIR` (default
+    /// [`LAYER_POLICIES_DIR`]).
     ///
     /// # Errors
     /// When the AWS clients cannot be built.
@@ -77,42 +82,61 @@ impl LambdaTicker {
         let dir = std::env::var("CANARY_POLICIES_DIR")
             .ok()
             .filter(|s| !s.is_empty())
-            .map(PathBuf::from);
+            .map_or_else(|| PathBuf::from(LAYER_POLICIES_DIR), PathBuf::from);
         Self::new(None, topic, dir).await
     }
 
     /// A ticker with its configuration given: the AWS configuration (default: the
-    /// environment's), the topic that overrides the policies' (the stack's), and a policy
-    /// directory instead of the compiled-in policies.
+    /// environment's), the topic that overrides the policies' (the stack's), and the policy
+    /// directory.
     ///
     /// # Errors
     /// When the AWS clients cannot be built.
     pub async fn new(
         conf: Option<&aws_config::SdkConfig>,
         topic: Option<String>,
-        dir: Option<PathBuf>,
+        dir: PathBuf,
     ) -> Result<Self, CliError> {
         let mut agent = aws_agent(conf).await?;
         agent.topic_override = topic;
         Ok(Self { agent, dir })
     }
 
-    /// One tick within `budget`. The invocation fails (so Lambda's `Errors` metric and an alarm
-    /// on it see it) when any policy failed or a page could not be sent; the error carries the
-    /// same summary a successful invocation returns.
+    /// Answers one invocation: a tick within `budget`, or (for `{"canary": "policies"}`) the
+    /// policy files this agent runs.
     ///
     /// # Errors
-    /// [`CliError::Failed`] with the summary when any policy failed or a policy file is invalid.
+    /// As [`Self::tick`]; [`CliError::Usage`] for an event with an unknown `canary` request.
+    pub async fn handle(
+        &self,
+        event: &serde_json::Value,
+        budget: Duration,
+    ) -> Result<serde_json::Value, CliError> {
+        match request_of(event).map_err(CliError::Usage)? {
+            Request::Policies => Ok(policy_files(&self.dir)),
+            Request::Tick => self.tick(budget).await,
+        }
+    }
+
+    /// One tick within `budget`. The invocation fails (so Lambda's `Errors` metric and an alarm
+    /// on it see it) when any policy failed or a page could not be sent; the error carries the
+    /// same summary a successful invocation returns. Each policy's outcome is also printed as
+    /// an EMF line ([`emf::lines`]) for the agent's metrics.
+    ///
+    /// # Errors
+    /// [`CliError::Failed`] with the summary when any policy failed or a policy file is invalid
+    /// (or there is none).
     pub async fn tick(&self, budget: Duration) -> Result<serde_json::Value, CliError> {
-        let report = match &self.dir {
-            Some(dir) => policy::load_dir(dir),
-            None => embedded_policies(),
-        };
+        let report = policy::load_dir(&self.dir);
         report_problems(&report);
         let outs = self
             .agent
             .tick_within(&report.policies, now(), Some(budget))
             .await;
+        let now_ms = u64::try_from(now()).unwrap_or(0).saturating_mul(1000);
+        for line in emf::lines(&outs, now_ms) {
+            println!("{line}");
+        }
         let failed = outs.iter().filter(|o| o.failed()).count();
         let summary = serde_json::json!({
             "policies": report.policies.len(),
@@ -148,7 +172,7 @@ pub fn tick_budget(deadline_ms: u64, now_ms: u64) -> Duration {
 pub async fn lambda_tick_with(
     conf: Option<&aws_config::SdkConfig>,
     topic: Option<String>,
-    dir: Option<&Path>,
+    dir: &Path,
 ) -> Result<serde_json::Value, CliError> {
     lambda_tick_within(conf, topic, dir, DEFAULT_TICK_BUDGET).await
 }
@@ -160,10 +184,10 @@ pub async fn lambda_tick_with(
 pub async fn lambda_tick_within(
     conf: Option<&aws_config::SdkConfig>,
     topic: Option<String>,
-    dir: Option<&Path>,
+    dir: &Path,
     budget: Duration,
 ) -> Result<serde_json::Value, CliError> {
-    LambdaTicker::new(conf, topic, dir.map(Path::to_path_buf))
+    LambdaTicker::new(conf, topic, dir.to_path_buf())
         .await?
         .tick(budget)
         .await

@@ -1069,9 +1069,8 @@ async fn the_scheduled_tick_protects_notes_create_with_the_shipped_policy() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(w.dir().join("notes-create.yaml"), for_moto).expect("write policy");
-    let tick = || {
-        canary_agent::cli::lambda_tick_with(Some(&w.sdk), Some(w.topic_arn.clone()), Some(w.dir()))
-    };
+    let tick =
+        || canary_agent::cli::lambda_tick_with(Some(&w.sdk), Some(w.topic_arn.clone()), w.dir());
 
     let report = tick().await.expect("tick");
     assert_eq!(
@@ -1177,10 +1176,9 @@ async fn the_scheduled_tick_fails_the_invocation_when_a_policy_fails() {
         "function: no-such-function\nsteps: [10, 100]\n",
     )
     .expect("write policy");
-    let err =
-        canary_agent::cli::lambda_tick_with(Some(&w.sdk), Some(w.topic_arn.clone()), Some(w.dir()))
-            .await
-            .expect_err("one policy failed");
+    let err = canary_agent::cli::lambda_tick_with(Some(&w.sdk), Some(w.topic_arn.clone()), w.dir())
+        .await
+        .expect_err("one policy failed");
     let text = err.to_string();
     assert!(text.contains("1 of 2 policies failed"), "{text}");
     assert!(text.contains("no function no-such-function"), "{text}");
