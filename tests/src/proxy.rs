@@ -5,7 +5,8 @@
 //!   never changes it, and ignores the `RevisionId` of `UpdateAlias`. The proxy keeps its own
 //!   revision per alias: a generation that moves on every write through the proxy and whenever the
 //!   alias (version, routing, description) is seen changed by someone who went to moto directly.
-//!   `GetAlias`, `UpdateAlias` and `CreateAlias` answers carry the proxy's revision. An
+//!   `GetAlias`, `ListAliases`, `UpdateAlias` and `CreateAlias` answers carry the proxy's
+//!   revision. An
 //!   `UpdateAlias` whose `RevisionId` is not the current one is answered `412
 //!   PreconditionFailedException` without reaching moto; the check and the write are atomic with
 //!   respect to every other alias call through the proxy (a per-alias lock is held from reading
@@ -923,6 +924,7 @@ async fn exchange(upstream: &str, request: &Request) -> std::io::Result<Response
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AliasOp {
     Get(AliasKey),
+    List(String),
     Update(AliasKey),
     Delete(AliasKey),
     Create(String),
@@ -977,6 +979,9 @@ fn alias_op(request: &Request) -> Option<AliasOp> {
     match parts.as_slice() {
         ["", _, "functions", function, "aliases"] if request.method == "POST" => {
             Some(AliasOp::Create(percent_decode(function)))
+        }
+        ["", _, "functions", function, "aliases"] if request.method == "GET" => {
+            Some(AliasOp::List(percent_decode(function)))
         }
         ["", _, "functions", function, "aliases", name] if !name.is_empty() => {
             let key = (percent_decode(function), percent_decode(name));
@@ -1246,6 +1251,7 @@ impl Shared {
                 self.observe(&key, &mut rev, &mut response, false);
                 response
             }
+            AliasOp::List(function) => self.list_aliases(&function, request).await,
             AliasOp::Create(function) => {
                 let mut response = self.forward(request).await;
                 let name = serde_json::from_slice::<serde_json::Value>(&response.body)
@@ -1298,14 +1304,68 @@ impl Shared {
             return None;
         }
         let mut alias: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
-        let seen = fingerprint(&alias);
+        self.stamp(key, rev, &mut alias, written);
+        response.set_json_body(&alias);
+        Some(alias)
+    }
+
+    /// [`Self::observe`] on one alias object.
+    fn stamp(
+        &self,
+        key: &AliasKey,
+        rev: &mut AliasRevision,
+        alias: &mut serde_json::Value,
+        written: bool,
+    ) {
+        let seen = fingerprint(alias);
         if written || rev.fingerprint.as_deref() != Some(seen.as_str()) {
             rev.generation += 1;
             rev.fingerprint = Some(seen);
         }
         alias["RevisionId"] = serde_json::Value::String(self.revision(key, rev.generation));
-        response.set_json_body(&alias);
-        Some(alias)
+    }
+
+    /// `ListAliases`: every alias of the function the proxy knows is locked (in key order, so
+    /// two lists never deadlock; a writer holds one lock only) while moto answers, then each
+    /// listed alias gets the proxy's revision, as a `GetAlias` of it would.
+    async fn list_aliases(&self, function: &str, request: &Request) -> Response {
+        let mut known: Vec<AliasKey> = lock(&self.aliases)
+            .keys()
+            .filter(|k| k.0 == function)
+            .cloned()
+            .collect();
+        known.sort();
+        let entries: Vec<_> = known.iter().map(|k| self.alias_lock(k)).collect();
+        let mut guards = Vec::with_capacity(entries.len());
+        for e in &entries {
+            guards.push(e.lock().await);
+        }
+        let mut response = self.forward(request).await;
+        if !response.is_success() {
+            return response;
+        }
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&response.body) else {
+            return response;
+        };
+        if let Some(list) = body["Aliases"].as_array_mut() {
+            for alias in list {
+                let Some(name) = alias["Name"].as_str().map(str::to_string) else {
+                    continue;
+                };
+                let key = (function.to_string(), name);
+                match known.binary_search(&key) {
+                    Ok(i) => self.stamp(&key, &mut guards[i], alias, false),
+                    Err(_) => {
+                        // First sighting (created around the proxy): its own lock is free.
+                        let entry = self.alias_lock(&key);
+                        let mut rev = entry.lock().await;
+                        self.stamp(&key, &mut rev, alias, false);
+                    }
+                }
+            }
+        }
+        response.set_json_body(&body);
+        response
     }
 
     async fn update_alias(

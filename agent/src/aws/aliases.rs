@@ -1,14 +1,15 @@
-//! [`Aliases`] on Lambda: `GetAlias`, one conditional `UpdateAlias`, `GetFunctionConfiguration`.
+//! [`Aliases`] on Lambda: one `ListAliases` per read (the production and the candidate alias in
+//! one call), one conditional `UpdateAlias` per write, `GetFunctionConfiguration` for a version.
 
 use super::{default_endpoint, sdk_failure, service_code, HttpResponse};
 use crate::policy::Policy;
 use crate::ports::{Aliases, PortError, Snapshot};
 use crate::rollout::{AliasState, Record, Routing, Version};
 use aws_sdk_lambda::error::SdkError;
-use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationError;
+use aws_sdk_lambda::operation::list_aliases::ListAliasesError;
 use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
-use aws_sdk_lambda::types::AliasRoutingConfiguration;
+use aws_sdk_lambda::types::{AliasConfiguration, AliasRoutingConfiguration};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::collections::HashMap;
 
@@ -51,8 +52,8 @@ impl LambdaAliases {
         sdk_failure(SERVICE, &self.endpoint, operation, err)
     }
 
-    /// Explains a `ResourceNotFoundException` on `function:alias`: is the function missing, or
-    /// only the alias? (One extra call, on the error path only.)
+    /// Explains a `ResourceNotFoundException` of `UpdateAlias` on `function:alias`: is the
+    /// function missing, or only the alias? (One extra call, on the error path only.)
     async fn alias_not_found(&self, function: &str, alias: &str) -> PortError {
         match self.function_exists(function, None).await {
             Ok(false) => PortError::NotFound(format!("no function {function}")),
@@ -89,32 +90,52 @@ impl LambdaAliases {
         }
     }
 
-    /// `GetAlias`; `Ok(None)` when the alias (or function) does not exist.
-    async fn get_alias(
+    /// Every alias of `function` (`ListAliases`, following `NextMarker`); `Ok(None)` when the
+    /// function does not exist.
+    async fn list_aliases(
         &self,
         function: &str,
-        alias: &str,
-    ) -> Result<Option<GetAliasOutput>, PortError> {
-        match self
-            .client
-            .get_alias()
-            .function_name(function)
-            .name(alias)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(out)),
-            Err(e)
-                if is_not_found(&e)
-                    || e.as_service_error()
-                        .is_some_and(GetAliasError::is_resource_not_found_exception) =>
+    ) -> Result<Option<Vec<AliasConfiguration>>, PortError> {
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        // A function has at most a few aliases; the bound only stops a service that never ends
+        // its pages.
+        for _ in 0..MAX_ALIAS_PAGES {
+            let page = match self
+                .client
+                .list_aliases()
+                .function_name(function)
+                .max_items(ALIAS_PAGE)
+                .set_marker(marker.take())
+                .send()
+                .await
             {
-                Ok(None)
+                Ok(page) => page,
+                Err(e)
+                    if is_not_found(&e)
+                        || e.as_service_error()
+                            .is_some_and(ListAliasesError::is_resource_not_found_exception) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.failure("ListAliases", &e)),
+            };
+            all.extend(page.aliases().iter().cloned());
+            match page.next_marker().filter(|m| !m.is_empty()) {
+                Some(m) => marker = Some(m.to_string()),
+                None => return Ok(Some(all)),
             }
-            Err(e) => Err(self.failure("GetAlias", &e)),
         }
+        Err(PortError::Failed(format!(
+            "Lambda ListAliases of {function} did not end after {MAX_ALIAS_PAGES} pages"
+        )))
     }
 }
+
+/// Aliases asked for per `ListAliases` page (Lambda allows up to 10,000).
+const ALIAS_PAGE: i32 = 50;
+/// Pages of `ListAliases` read at most for one function.
+const MAX_ALIAS_PAGES: usize = 20;
 
 /// Whether an SDK error is Lambda's `ResourceNotFoundException`.
 fn is_not_found<E, R>(err: &SdkError<E, R>) -> bool
@@ -142,7 +163,7 @@ fn parse_version(text: &str, function: &str, alias: &str) -> Result<Version, Por
 
 /// The canary half of an alias's routing: none, or exactly one extra version (weight in percent).
 fn parse_routing(
-    out: &GetAliasOutput,
+    out: &AliasConfiguration,
     function: &str,
     alias: &str,
 ) -> Result<Option<Routing>, PortError> {
@@ -176,14 +197,17 @@ impl Aliases for LambdaAliases {
     async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
         let (function, alias) = (policy.function.as_str(), policy.alias.as_str());
         let candidate_alias = policy.candidate_alias.as_str();
-        // Both aliases at once: one round trip per tick and policy.
-        let (live, candidate) = tokio::join!(
-            self.get_alias(function, alias),
-            self.get_alias(function, candidate_alias)
-        );
-        let Some(live) = live? else {
-            return Err(self.alias_not_found(function, alias).await);
+        // Both aliases in one call: one request per function and tick.
+        let Some(aliases) = self.list_aliases(function).await? else {
+            return Err(PortError::NotFound(format!("no function {function}")));
         };
+        let named = |name: &str| aliases.iter().find(|a| a.name() == Some(name)).cloned();
+        let Some(live) = named(alias) else {
+            return Err(PortError::NotFound(format!(
+                "{function} has no alias {alias}"
+            )));
+        };
+        let candidate = Ok::<_, PortError>(named(candidate_alias));
         let stable = parse_version(live.function_version().unwrap_or_default(), function, alias)?;
         let canary = parse_routing(&live, function, alias)?;
         let record = Record::decode(live.description().unwrap_or_default());
@@ -192,7 +216,7 @@ impl Aliases for LambdaAliases {
             .filter(|r| !r.is_empty())
             .ok_or_else(|| {
                 PortError::Failed(format!(
-                    "Lambda GetAlias answered without a RevisionId for {function}:{alias}; the \
+                    "Lambda ListAliases answered without a RevisionId for {function}:{alias}; the \
                      agent cannot update the alias safely"
                 ))
             })?

@@ -8,13 +8,13 @@ use crate::ports::{Aliases, Metrics, MetricsQuery, Notification, Notifier, Serie
 use crate::rollout::{AliasState, Record, Routing};
 use aws_sdk_cloudwatch::operation::get_metric_data::{GetMetricDataInput, GetMetricDataOutput};
 use aws_sdk_cloudwatch::types::{MetricDataResult, ScanBy, StatusCode};
-use aws_sdk_lambda::operation::get_alias::{GetAliasError, GetAliasOutput};
 use aws_sdk_lambda::operation::get_function_configuration::{
     GetFunctionConfigurationError, GetFunctionConfigurationOutput,
 };
+use aws_sdk_lambda::operation::list_aliases::{ListAliasesError, ListAliasesOutput};
 use aws_sdk_lambda::operation::update_alias::{UpdateAliasError, UpdateAliasOutput};
 use aws_sdk_lambda::types::error::{PreconditionFailedException, ResourceNotFoundException};
-use aws_sdk_lambda::types::AliasRoutingConfiguration;
+use aws_sdk_lambda::types::{AliasConfiguration, AliasRoutingConfiguration};
 use aws_sdk_sns::operation::publish::{PublishError, PublishOutput};
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
 use aws_smithy_types::error::ErrorMetadata;
@@ -79,8 +79,8 @@ fn alias(
     weights: &[(&str, f64)],
     description: &str,
     revision: &str,
-) -> GetAliasOutput {
-    let mut out = GetAliasOutput::builder()
+) -> AliasConfiguration {
+    let mut out = AliasConfiguration::builder()
         .name("live")
         .function_version(version)
         .description(description)
@@ -100,29 +100,37 @@ fn alias(
     out.build()
 }
 
-fn get_alias_rule(name: &'static str, out: GetAliasOutput) -> Rule {
-    mock!(aws_sdk_lambda::Client::get_alias)
-        .match_requests(move |r| {
-            r.function_name() == Some("notes-create") && r.name() == Some(name)
-        })
-        .then_output(move || out.clone())
+/// `alias` renamed (the builder above names every alias `live`).
+fn named(name: &str, mut a: AliasConfiguration) -> AliasConfiguration {
+    a.name = Some(name.to_string());
+    a
 }
 
-fn alias_not_found(name: &'static str) -> Rule {
-    mock!(aws_sdk_lambda::Client::get_alias)
-        .match_requests(move |r| r.name() == Some(name))
-        .then_error(|| {
-            GetAliasError::ResourceNotFoundException(
-                ResourceNotFoundException::builder()
-                    .message("Cannot find alias arn")
-                    .meta(
-                        ErrorMetadata::builder()
-                            .code("ResourceNotFoundException")
-                            .build(),
-                    )
-                    .build(),
-            )
+/// `ListAliases` of notes-create answering these aliases.
+fn list_rule(aliases: Vec<AliasConfiguration>) -> Rule {
+    mock!(aws_sdk_lambda::Client::list_aliases)
+        .match_requests(|r| r.function_name() == Some("notes-create"))
+        .then_output(move || {
+            ListAliasesOutput::builder()
+                .set_aliases(Some(aliases.clone()))
+                .build()
         })
+}
+
+/// `ListAliases` of a function that does not exist.
+fn function_not_found() -> Rule {
+    mock!(aws_sdk_lambda::Client::list_aliases).then_error(|| {
+        ListAliasesError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .message("Function not found")
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("ResourceNotFoundException")
+                        .build(),
+                )
+                .build(),
+        )
+    })
 }
 
 fn record() -> Record {
@@ -138,15 +146,11 @@ fn record() -> Record {
 
 #[tokio::test]
 async fn read_parses_stable_routing_record_and_revision() {
-    let live = get_alias_rule(
-        "live",
+    let both = list_rule(vec![
         alias("6", &[("7", 0.1)], &record().encode(), "rev-1"),
-    );
-    let candidate = get_alias_rule("candidate", alias("7", &[], "", "rev-c"));
-    let snap = lambda(&[&live, &candidate])
-        .read(&policy())
-        .await
-        .expect("reads");
+        named("candidate", alias("7", &[], "", "rev-c")),
+    ]);
+    let snap = lambda(&[&both]).read(&policy()).await.expect("reads");
     assert_eq!(snap.revision, "rev-1");
     assert_eq!(snap.state.stable, 6);
     // 0.1 * 100 is 10.000000000000002 in f64: rounded to a clean percent.
@@ -159,16 +163,13 @@ async fn read_parses_stable_routing_record_and_revision() {
     );
     assert_eq!(snap.state.candidate, Some(7));
     assert_eq!(snap.state.record, record());
-    assert_eq!((live.num_calls(), candidate.num_calls()), (1, 1));
+    assert_eq!(both.num_calls(), 1, "one ListAliases reads both aliases");
 }
 
 #[tokio::test]
 async fn read_without_routing_or_record_or_candidate() {
-    let live = get_alias_rule("live", alias("3", &[], "Production alias", "rev-9"));
-    let snap = lambda(&[&live, &alias_not_found("candidate")])
-        .read(&policy())
-        .await
-        .expect("reads");
+    let live = list_rule(vec![alias("3", &[], "Production alias", "rev-9")]);
+    let snap = lambda(&[&live]).read(&policy()).await.expect("reads");
     assert_eq!(snap.state.stable, 3);
     assert_eq!(snap.state.canary, None);
     assert_eq!(
@@ -181,21 +182,17 @@ async fn read_without_routing_or_record_or_candidate() {
         "someone else's description"
     );
     // An empty routing map is no canary either.
-    let empty = get_alias_rule("live", alias("3", &[], "", "rev-9"));
-    let with_empty_map = mock!(aws_sdk_lambda::Client::get_alias)
-        .match_requests(|r| r.name() == Some("live"))
-        .then_output(|| {
-            GetAliasOutput::builder()
-                .function_version("3")
-                .routing_config(
-                    AliasRoutingConfiguration::builder()
-                        .set_additional_version_weights(Some(HashMap::new()))
-                        .build(),
-                )
-                .revision_id("r")
-                .build()
-        });
-    let snap = lambda(&[&with_empty_map, &empty, &alias_not_found("candidate")])
+    let with_empty_map = list_rule(vec![AliasConfiguration::builder()
+        .name("live")
+        .function_version("3")
+        .routing_config(
+            AliasRoutingConfiguration::builder()
+                .set_additional_version_weights(Some(HashMap::new()))
+                .build(),
+        )
+        .revision_id("r")
+        .build()]);
+    let snap = lambda(&[&with_empty_map])
         .read(&policy())
         .await
         .expect("reads");
@@ -203,9 +200,32 @@ async fn read_without_routing_or_record_or_candidate() {
 }
 
 #[tokio::test]
+async fn a_function_with_many_aliases_is_read_page_by_page() {
+    let pages = mock!(aws_sdk_lambda::Client::list_aliases)
+        .sequence()
+        .output(|| {
+            ListAliasesOutput::builder()
+                .aliases(named("blue", alias("1", &[], "", "b")))
+                .next_marker("page-2")
+                .build()
+        })
+        .output(|| {
+            ListAliasesOutput::builder()
+                .aliases(alias("5", &[], "", "rev-5"))
+                .aliases(named("candidate", alias("6", &[], "", "c")))
+                .build()
+        })
+        .build();
+    let snap = lambda(&[&pages]).read(&policy()).await.expect("reads");
+    assert_eq!((snap.state.stable, snap.state.candidate), (5, Some(6)));
+    assert_eq!(snap.revision, "rev-5");
+    assert_eq!(pages.num_calls(), 2);
+}
+
+#[tokio::test]
 async fn latest_and_several_routed_versions_are_unsupported() {
-    let latest = get_alias_rule("live", alias("$LATEST", &[], "", "r"));
-    let err = lambda(&[&latest, &alias_not_found("candidate")])
+    let latest = list_rule(vec![alias("$LATEST", &[], "", "r")]);
+    let err = lambda(&[&latest])
         .read(&policy())
         .await
         .expect_err("$LATEST");
@@ -214,8 +234,8 @@ async fn latest_and_several_routed_versions_are_unsupported() {
         "{err:?}"
     );
 
-    let two = get_alias_rule("live", alias("6", &[("7", 0.1), ("8", 0.2)], "", "r"));
-    let err = lambda(&[&two, &alias_not_found("candidate")])
+    let two = list_rule(vec![alias("6", &[("7", 0.1), ("8", 0.2)], "", "r")]);
+    let err = lambda(&[&two])
         .read(&policy())
         .await
         .expect_err("two routed versions");
@@ -227,10 +247,11 @@ async fn latest_and_several_routed_versions_are_unsupported() {
 
 #[tokio::test]
 async fn read_without_revision_fails() {
-    let live = mock!(aws_sdk_lambda::Client::get_alias)
-        .match_requests(|r| r.name() == Some("live"))
-        .then_output(|| GetAliasOutput::builder().function_version("1").build());
-    let err = lambda(&[&live, &alias_not_found("candidate")])
+    let live = list_rule(vec![AliasConfiguration::builder()
+        .name("live")
+        .function_version("1")
+        .build()]);
+    let err = lambda(&[&live])
         .read(&policy())
         .await
         .expect_err("no revision");
@@ -262,27 +283,20 @@ fn function_configuration(exists: bool) -> Rule {
 
 #[tokio::test]
 async fn missing_alias_and_missing_function_are_named() {
-    let err = lambda(&[
-        &alias_not_found("live"),
-        &alias_not_found("candidate"),
-        &function_configuration(true),
-    ])
-    .read(&policy())
-    .await
-    .expect_err("no alias");
+    let only_candidate = list_rule(vec![named("candidate", alias("2", &[], "", "r"))]);
+    let err = lambda(&[&only_candidate])
+        .read(&policy())
+        .await
+        .expect_err("no alias");
     assert_eq!(
         err,
         PortError::NotFound("notes-create has no alias live".into())
     );
 
-    let err = lambda(&[
-        &alias_not_found("live"),
-        &alias_not_found("candidate"),
-        &function_configuration(false),
-    ])
-    .read(&policy())
-    .await
-    .expect_err("no function");
+    let err = lambda(&[&function_not_found()])
+        .read(&policy())
+        .await
+        .expect_err("no function");
     assert_eq!(err, PortError::NotFound("no function notes-create".into()));
 }
 
@@ -405,13 +419,12 @@ async fn throttling_is_retried_a_bounded_number_of_times_then_reported() {
         (429, "TooManyRequestsException"),
         (400, "ThrottlingException"),
     ] {
-        let rule = mock!(aws_sdk_lambda::Client::get_alias)
-            .match_requests(|r| r.name() == Some("live"))
+        let rule = mock!(aws_sdk_lambda::Client::list_aliases)
             .sequence()
             .http_status(status, Some(lambda_error_body(code)))
             .repeatedly()
             .build();
-        let err = lambda(&[&rule, &alias_not_found("candidate")])
+        let err = lambda(&[&rule])
             .read(&policy())
             .await
             .expect_err("throttled");
@@ -429,14 +442,17 @@ async fn throttling_is_retried_a_bounded_number_of_times_then_reported() {
 
 #[tokio::test]
 async fn throttling_that_clears_up_within_the_retries_succeeds() {
-    let rule = mock!(aws_sdk_lambda::Client::get_alias)
-        .match_requests(|r| r.name() == Some("live"))
+    let rule = mock!(aws_sdk_lambda::Client::list_aliases)
         .sequence()
         .http_status(429, Some(lambda_error_body("TooManyRequestsException")))
         .times(2)
-        .output(|| alias("4", &[], "", "r"))
+        .output(|| {
+            ListAliasesOutput::builder()
+                .aliases(alias("4", &[], "", "r"))
+                .build()
+        })
         .build();
-    let snap = lambda(&[&rule, &alias_not_found("candidate")])
+    let snap = lambda(&[&rule])
         .read(&policy())
         .await
         .expect("third attempt succeeds");
@@ -452,8 +468,8 @@ fn sdk_errors_read_like_a_tool() {
     use aws_smithy_types::body::SdkBody;
     type Raw = aws_sdk_lambda::config::http::HttpResponse;
 
-    let throttled: SdkError<GetAliasError, Raw> = SdkError::service_error(
-        GetAliasError::generic(
+    let throttled: SdkError<ListAliasesError, Raw> = SdkError::service_error(
+        ListAliasesError::generic(
             ErrorMetadata::builder()
                 .code("Throttling")
                 .message("slow down")
@@ -467,24 +483,24 @@ fn sdk_errors_read_like_a_tool() {
         "throttled by CloudWatch after retries (GetMetricData: Throttling: slow down)"
     );
 
-    let denied: SdkError<GetAliasError, Raw> = SdkError::service_error(
-        GetAliasError::generic(
+    let denied: SdkError<ListAliasesError, Raw> = SdkError::service_error(
+        ListAliasesError::generic(
             ErrorMetadata::builder()
                 .code("AccessDeniedException")
-                .message("not authorized to perform: lambda:GetAlias")
+                .message("not authorized to perform: lambda:ListAliases")
                 .build(),
         ),
         Raw::new(403.try_into().expect("status"), SdkBody::empty()),
     );
-    let m = sdk_failure("Lambda", "https://x", "GetAlias", &denied).to_string();
+    let m = sdk_failure("Lambda", "https://x", "ListAliases", &denied).to_string();
     assert_eq!(
         m,
-        "Lambda GetAlias failed: AccessDeniedException: not authorized to perform: lambda:GetAlias"
+        "Lambda ListAliases failed: AccessDeniedException: not authorized to perform: lambda:ListAliases"
     );
 
-    let refused: SdkError<GetAliasError, Raw> =
+    let refused: SdkError<ListAliasesError, Raw> =
         SdkError::dispatch_failure(aws_smithy_runtime_api_shim::connector_error());
-    let m = sdk_failure("Lambda", "http://127.0.0.1:9", "GetAlias", &refused).to_string();
+    let m = sdk_failure("Lambda", "http://127.0.0.1:9", "ListAliases", &refused).to_string();
     assert!(
         m.starts_with("could not reach Lambda at http://127.0.0.1:9: "),
         "{m}"

@@ -46,6 +46,23 @@ async fn revision(lambda: &aws_sdk_lambda::Client) -> String {
         .to_string()
 }
 
+/// The `live` revision as `ListAliases` (the agent's read) answers it.
+async fn listed_revision(lambda: &aws_sdk_lambda::Client) -> String {
+    let listed = lambda
+        .list_aliases()
+        .function_name(F)
+        .send()
+        .await
+        .expect("list aliases");
+    listed
+        .aliases()
+        .iter()
+        .find(|a| a.name() == Some("live"))
+        .and_then(|a| a.revision_id())
+        .expect("live with a RevisionId")
+        .to_string()
+}
+
 fn update(
     lambda: &aws_sdk_lambda::Client,
     description: &str,
@@ -89,6 +106,11 @@ async fn the_proxy_answers_a_stale_update_alias_with_precondition_failed_and_cha
     let r2 = written.revision_id().expect("new revision").to_string();
     assert_ne!(r2, r1, "every write moves the revision");
     assert_eq!(revision(&lambda).await, r2);
+    assert_eq!(
+        listed_revision(&lambda).await,
+        r2,
+        "ListAliases agrees with GetAlias"
+    );
 
     // A second writer that read r1 loses.
     let err = update(&lambda, "stale")
@@ -119,8 +141,9 @@ async fn the_proxy_answers_a_stale_update_alias_with_precondition_failed_and_cha
             .is_some_and(|e| e.is_precondition_failed_exception()),
         "{err:?}"
     );
-    let r3 = revision(&lambda).await;
-    assert_ne!(r3, r2);
+    let r3 = listed_revision(&lambda).await;
+    assert_ne!(r3, r2, "a list sees the write around the proxy too");
+    assert_eq!(revision(&lambda).await, r3);
     // Without a RevisionId, a write is unconditional (as in Lambda).
     update(&lambda, "unconditional")
         .send()
