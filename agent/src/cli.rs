@@ -654,14 +654,46 @@ fn demo(path: Option<&Path>, rps: f64, seed: u64) -> Result<(), CliError> {
 type AwsAgent =
     Agent<crate::aws::LambdaAliases, crate::aws::CloudWatchMetrics, crate::aws::SnsNotifier>;
 
+/// Lambda control-plane requests a second the agent allows itself by default: two thirds of
+/// the account's 15, leaving the rest to deploys and people.
+pub const DEFAULT_LAMBDA_RPS: f64 = 10.0;
+
+/// The agent's Lambda request rate: `CANARY_LAMBDA_RPS`, or [`DEFAULT_LAMBDA_RPS`].
+///
+/// # Errors
+/// [`CliError::Usage`] when the variable is not a number from 0.1 to 1000.
+pub fn lambda_rps(value: Option<&str>) -> Result<f64, CliError> {
+    let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(DEFAULT_LAMBDA_RPS);
+    };
+    match text.parse::<f64>() {
+        Ok(r) if (0.1..=1000.0).contains(&r) => Ok(r),
+        _ => Err(CliError::Usage(format!(
+            "CANARY_LAMBDA_RPS must be a number of Lambda requests a second from 0.1 to 1000, got {text:?}"
+        ))),
+    }
+}
+
+/// Aliases a tick reads at most at `rps` Lambda requests a second: the reads may use 60% of the
+/// tick's budget, the rest is for writes, version checks and retries.
+#[must_use]
+pub fn reads_per_tick(rps: f64) -> usize {
+    let reads = rps * crate::tick::DEFAULT_TICK_BUDGET.as_secs_f64() * 0.6;
+    // Bounded by lambda_rps: at most 1000 × 40 × 0.6.
+    reads.floor().max(1.0) as usize
+}
+
 async fn aws_agent(conf: Option<&aws_config::SdkConfig>) -> Result<AwsAgent, CliError> {
-    let ports = match conf {
+    let rps = lambda_rps(std::env::var("CANARY_LAMBDA_RPS").ok().as_deref())?;
+    let mut ports = match conf {
         Some(c) => crate::aws::AwsPorts::from_conf(c),
         None => crate::aws::AwsPorts::from_env()
             .await
             .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
     };
+    ports.aliases = ports.aliases.with_pace(rps);
     let mut agent = Agent::new(ports.aliases, ports.metrics, ports.notifier);
+    agent.reads_per_tick = Some(reads_per_tick(rps));
     agent.topic_override = std::env::var("CANARY_TOPIC_ARN")
         .ok()
         .filter(|s| !s.is_empty());

@@ -27,6 +27,7 @@ pub use release::members_of;
 mod outages;
 mod pages;
 mod release;
+pub mod rotation;
 mod write;
 
 use write::Written;
@@ -54,6 +55,11 @@ pub struct Agent<A, M, N> {
     pub topic_override: Option<String>,
     /// Aliases this process could not read or write, kept between ticks (shared by clones).
     pub outages: Arc<Mutex<Outages>>,
+    /// At most this many aliases read per tick (`None`: all). Aliases with something under way
+    /// are always read; idle ones take turns ([`rotation`]).
+    pub reads_per_tick: Option<usize>,
+    /// Which aliases are busy, and whose turn it is, kept between ticks (shared by clones).
+    pub rotation: Arc<Mutex<rotation::Rotation>>,
 }
 
 impl<A, M, N> Agent<A, M, N> {
@@ -67,6 +73,8 @@ impl<A, M, N> Agent<A, M, N> {
             dry_run: false,
             topic_override: None,
             outages: Arc::default(),
+            reads_per_tick: None,
+            rotation: Arc::default(),
         }
     }
 }
@@ -93,6 +101,8 @@ pub struct Outcome {
     pub problems: Vec<String>,
     /// Whether the decision was written to the alias.
     pub wrote: bool,
+    /// Not read this tick: idle, waiting for its turn ([`Agent::reads_per_tick`]).
+    pub skipped: bool,
 }
 
 impl Outcome {
@@ -107,6 +117,7 @@ impl Outcome {
             error: None,
             problems: Vec::new(),
             wrote: false,
+            skipped: false,
         }
     }
 
@@ -124,6 +135,9 @@ impl Outcome {
             (Some(e), Some(d)) => format!("{} (error: {e})", d.action),
             (Some(e), None) => format!("error: {e}"),
             (None, Some(d)) => d.action.to_string(),
+            (None, None) if self.skipped => {
+                "idle, not read this tick (idle aliases are read in turn, within the agent's Lambda request budget)".to_string()
+            }
             (None, None) => "nothing decided".to_string(),
         };
         let numbers = self
@@ -340,6 +354,44 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .retain(&keys);
         }
+        let rotation = || {
+            self.rotation
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let read = rotation().choose(policies, self.reads_per_tick);
+        if read.len() == policies.len() {
+            let outs = self.tick_these(policies, now, deadline).await;
+            rotation().learn(policies, &read, &outs);
+            return outs;
+        }
+        let these: Vec<Policy> = read.iter().map(|&i| policies[i].clone()).collect();
+        let outs = self.tick_these(&these, now, deadline).await;
+        rotation().learn(policies, &read, &outs);
+        let mut outs = outs.into_iter();
+        let mut read = read.into_iter().peekable();
+        policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if read.next_if_eq(&i).is_some() {
+                    outs.next().unwrap_or_else(|| Outcome::new(p))
+                } else {
+                    let mut o = Outcome::new(p);
+                    o.skipped = true;
+                    o
+                }
+            })
+            .collect()
+    }
+
+    /// [`Self::tick_within`] over exactly these policies.
+    async fn tick_these(
+        &self,
+        policies: &[Policy],
+        now: i64,
+        deadline: Option<Instant>,
+    ) -> Vec<Outcome> {
         let survey = self.survey(policies, now, deadline).await;
         let calls = release::calls(policies, &survey, now);
         let mut slots: Vec<Option<Seen>> = survey.into_iter().map(Some).collect();
@@ -625,6 +677,45 @@ mod tests {
         ));
         assert_eq!(w.lock().functions[0].canary, None);
         assert!(a.notifier.take().is_empty());
+    }
+
+    #[test]
+    fn with_a_read_budget_idle_aliases_take_turns_and_a_bad_deploy_is_still_rolled_back() {
+        let names: Vec<String> = (0..60).map(|i| format!("f{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (w, policies) = world(&refs);
+        let mut a = agent(&w);
+        a.reads_per_tick = Some(20);
+        let mut now = T0;
+        let mut reads = Vec::new();
+        for t in 0..12 {
+            if t == 4 {
+                w.lock().functions[47].deploy(bad());
+            }
+            let before = w.lock().alias_reads;
+            let outs = block_on(a.tick(&policies, now));
+            reads.push(w.lock().alias_reads - before);
+            assert_eq!(outs.len(), 60);
+            assert!(
+                outs.iter().all(|o| !o.failed()),
+                "a skipped alias is not a failure"
+            );
+            now += 60;
+            w.lock().advance(now);
+        }
+        // 60 idle aliases at 20 a tick: each read every 3 ticks; f47 (busy once deployed) on
+        // top of the budget by at most itself.
+        assert!(reads.iter().all(|&r| r <= 21), "{reads:?}");
+        let world = w.lock();
+        let f = &world.functions[47];
+        assert_eq!(f.stable, 1, "the bad build was rolled back");
+        assert_eq!(f.canary, None);
+        let started = world
+            .history
+            .iter()
+            .filter(|(_, i, _, c)| *i == 47 && c.is_some())
+            .count();
+        assert!(started >= 1, "it was started first");
     }
 
     #[test]

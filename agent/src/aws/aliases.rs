@@ -22,6 +22,44 @@ const SERVICE: &str = "Lambda";
 pub struct LambdaAliases {
     client: aws_sdk_lambda::Client,
     endpoint: String,
+    pace: Option<std::sync::Arc<Pace>>,
+}
+
+/// Client-side pacing of Lambda control-plane calls: at most one call per `interval`, spread
+/// evenly, so a tick over many aliases never bursts into the account's quota (15 requests a
+/// second, shared with deploys and people) and gets everyone throttled. Hand-written (a few
+/// lines over tokio's clock) rather than a rate-limiting crate, to keep the dependency set lean.
+#[derive(Debug)]
+pub struct Pace {
+    interval: std::time::Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pace {
+    /// At most `per_second` calls a second (bounded to 0.1-1000).
+    #[must_use]
+    pub fn new(per_second: f64) -> Self {
+        let rate = if per_second.is_finite() {
+            per_second.clamp(0.1, 1000.0)
+        } else {
+            10.0
+        };
+        Self {
+            interval: std::time::Duration::from_secs_f64(1.0 / rate),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for this call's slot.
+    pub async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
 }
 
 impl LambdaAliases {
@@ -29,7 +67,24 @@ impl LambdaAliases {
     #[must_use]
     pub fn new(client: aws_sdk_lambda::Client) -> Self {
         let endpoint = default_endpoint(client.config().region(), "lambda");
-        Self { client, endpoint }
+        Self {
+            client,
+            endpoint,
+            pace: None,
+        }
+    }
+
+    /// Paces every call at most `per_second` a second ([`Pace`]).
+    #[must_use]
+    pub fn with_pace(mut self, per_second: f64) -> Self {
+        self.pace = Some(std::sync::Arc::new(Pace::new(per_second)));
+        self
+    }
+
+    async fn paced(&self) {
+        if let Some(p) = &self.pace {
+            p.wait().await;
+        }
     }
 
     /// Names the endpoint the client talks to, for "could not reach Lambda at ..." messages.
@@ -69,6 +124,7 @@ impl LambdaAliases {
         function: &str,
         qualifier: Option<String>,
     ) -> Result<bool, PortError> {
+        self.paced().await;
         match self
             .client
             .get_function_configuration()
@@ -101,6 +157,7 @@ impl LambdaAliases {
         // A function has at most a few aliases; the bound only stops a service that never ends
         // its pages.
         for _ in 0..MAX_ALIAS_PAGES {
+            self.paced().await;
             let page = match self
                 .client
                 .list_aliases()
@@ -262,6 +319,7 @@ impl Aliases for LambdaAliases {
             .iter()
             .map(|c| (c.version.to_string(), c.weight / 100.0))
             .collect();
+        self.paced().await;
         let result = self
             .client
             .update_alias()

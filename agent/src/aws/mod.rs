@@ -20,7 +20,7 @@ mod notifier;
 #[cfg(test)]
 mod tests;
 
-pub use aliases::LambdaAliases;
+pub use aliases::{LambdaAliases, Pace};
 pub use metrics::CloudWatchMetrics;
 pub use notifier::SnsNotifier;
 

@@ -1379,3 +1379,34 @@ mod deployed_agent {
         assert!(err.to_string().contains("not JSON"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn paced_calls_take_one_slot_each() {
+    let pace = super::aliases::Pace::new(200.0);
+    let started = tokio::time::Instant::now();
+    for _ in 0..5 {
+        pace.wait().await;
+    }
+    // Five slots 5 ms apart: the fifth is at least 20 ms after the first.
+    assert!(
+        started.elapsed() >= Duration::from_millis(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_lambda_request_rate_is_bounded_and_named_when_wrong() {
+    use crate::cli::{lambda_rps, reads_per_tick, DEFAULT_LAMBDA_RPS};
+    assert_eq!(lambda_rps(None).ok(), Some(DEFAULT_LAMBDA_RPS));
+    assert_eq!(lambda_rps(Some(" 2.5 ")).ok(), Some(2.5));
+    for bad in ["0", "-1", "1e9", "fast", "NaN"] {
+        let err = lambda_rps(Some(bad)).expect_err(bad);
+        assert!(
+            err.to_string().contains("CANARY_LAMBDA_RPS") && err.exit_code() == 2,
+            "{err}"
+        );
+    }
+    assert_eq!(reads_per_tick(DEFAULT_LAMBDA_RPS), 240);
+    assert_eq!(reads_per_tick(0.1), 2);
+}

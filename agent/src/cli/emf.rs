@@ -16,10 +16,14 @@ pub const NAMESPACE: &str = "LambdaCanary";
 /// - `Held`: 1 when a running canary was held;
 /// - `Failed`: 1 when the policy failed (an error, or a page SNS did not take).
 ///
-/// Each line also carries `decision`, the line `canary run` prints, for Logs Insights.
+/// Each line also carries `decision`, the line `canary run` prints, for Logs Insights. An alias
+/// not read this tick (idle, waiting for its turn) has no line.
 #[must_use]
 pub fn lines(outs: &[Outcome], now_ms: u64) -> Vec<String> {
-    outs.iter().map(|o| line(o, now_ms).to_string()).collect()
+    outs.iter()
+        .filter(|o| !o.skipped)
+        .map(|o| line(o, now_ms).to_string())
+        .collect()
 }
 
 fn line(o: &Outcome, now_ms: u64) -> serde_json::Value {

@@ -258,6 +258,10 @@ pub struct World {
     pub history: Vec<(i64, usize, Version, Option<Routing>)>,
     /// Metrics calls made (the agent batches one per tick).
     pub metric_calls: u64,
+    /// Alias reads (one `ListAliases` each on Lambda).
+    pub alias_reads: u64,
+    /// Alias writes (`UpdateAlias`), conflicts included.
+    pub alias_writes: u64,
     /// The current minute (its start) and its shared conditions.
     minute: Option<(i64, MinuteConditions)>,
 }
@@ -275,6 +279,8 @@ impl World {
             functions: Vec::new(),
             history: Vec::new(),
             metric_calls: 0,
+            alias_reads: 0,
+            alias_writes: 0,
             minute: None,
         }
     }
@@ -380,7 +386,8 @@ pub struct SimAliases(pub Shared);
 impl Aliases for SimAliases {
     async fn read(&self, policy: &Policy) -> Result<Snapshot, PortError> {
         let i = self.0.index(policy)?;
-        let w = self.0.lock();
+        let mut w = self.0.lock();
+        w.alias_reads += 1;
         let f = &w.functions[i];
         Ok(Snapshot {
             state: f.alias_state(),
@@ -396,6 +403,7 @@ impl Aliases for SimAliases {
     ) -> Result<String, PortError> {
         let i = self.0.index(policy)?;
         let mut w = self.0.lock();
+        w.alias_writes += 1;
         let now = w.now;
         let f = &mut w.functions[i];
         if f.revision.to_string() != revision {

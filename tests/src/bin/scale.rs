@@ -1,0 +1,162 @@
+//! `scale`: one agent over many protected aliases on the simulator (the same tick, judge and
+//! rotation as the deployed agent; in-memory ports), counting the Lambda control-plane calls each
+//! tick makes against the account's quota. Prints a Markdown table.
+//!
+//! ```text
+//! cargo run --release -p lambda-canary-tests --bin scale -- --functions 1000 --ticks 30
+//! ```
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use canary_agent::cli::{reads_per_tick, DEFAULT_LAMBDA_RPS};
+use canary_agent::policy::Policy;
+use canary_agent::sim::traffic::{Build, Traffic};
+use canary_agent::sim::{agent, block_on, Shared, SimFunction, World};
+use clap::Parser;
+
+/// Lambda's control-plane quota per account and region (requests a second).
+const QUOTA_RPS: f64 = 15.0;
+
+/// Ticks an agent over many aliases, some deployed (healthy and bad), and reports the calls.
+#[derive(Debug, Parser)]
+#[command(name = "scale")]
+struct Args {
+    /// Protected aliases.
+    #[arg(long, default_value_t = 1000)]
+    functions: usize,
+    /// One-minute ticks.
+    #[arg(long, default_value_t = 30)]
+    ticks: usize,
+    /// Healthy deploys at tick 3 (every 10th function), and this many bad ones.
+    #[arg(long, default_value_t = 5)]
+    bad: usize,
+    /// The agent's Lambda request rate (CANARY_LAMBDA_RPS).
+    #[arg(long, default_value_t = DEFAULT_LAMBDA_RPS)]
+    rps: f64,
+}
+
+struct Run {
+    label: String,
+    calls: Vec<u64>,
+    writes: u64,
+    pages: usize,
+    wall_ms: Vec<f64>,
+    rolled_back: usize,
+    promoted: usize,
+}
+
+fn run(args: &Args, budget: Option<usize>) -> Run {
+    let t0: i64 = 1_795_428_000;
+    let mut w = World::new(t0 - 300, Traffic::steady(2.0), 60, 11);
+    let mut policies = Vec::new();
+    for i in 0..args.functions {
+        let mut p = Policy::with_defaults(&format!("fn-{i:04}"));
+        p.bake = std::time::Duration::ZERO;
+        p.notify = Some(canary_agent::policy::Notify {
+            topic_arn: "arn:aws:sns:us-east-1:123456789012:alerts".into(),
+        });
+        w.functions
+            .push(SimFunction::new(p.clone(), Build::healthy(), t0 - 300));
+        policies.push(p);
+    }
+    w.advance(t0);
+    let w = Shared::new(w);
+    let mut a = agent(&w);
+    a.reads_per_tick = budget;
+    let mut run = Run {
+        label: budget.map_or("no read budget (every alias every tick)".to_string(), |b| {
+            format!("read budget {b} a tick ({} req/s)", args.rps)
+        }),
+        calls: Vec::new(),
+        writes: 0,
+        pages: 0,
+        wall_ms: Vec::new(),
+        rolled_back: 0,
+        promoted: 0,
+    };
+    let mut now = t0;
+    let mut deployed = Vec::new();
+    for t in 0..args.ticks {
+        if t == 3 {
+            let mut lock = w.lock();
+            for i in (0..args.functions).step_by(10) {
+                let bad = deployed.len() < args.bad;
+                lock.functions[i].deploy(if bad {
+                    Build {
+                        error_rate: 0.5,
+                        ..Build::healthy()
+                    }
+                } else {
+                    Build::healthy()
+                });
+                deployed.push((i, bad));
+            }
+        }
+        let (r0, w0) = {
+            let l = w.lock();
+            (l.alias_reads, l.alias_writes)
+        };
+        let started = Instant::now();
+        block_on(a.tick(&policies, now));
+        run.wall_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        let (r1, w1) = {
+            let l = w.lock();
+            (l.alias_reads, l.alias_writes)
+        };
+        run.calls.push((r1 - r0) + (w1 - w0));
+        run.writes += w1 - w0;
+        run.pages += a.notifier.take().len();
+        now += 60;
+        w.lock().advance(now);
+    }
+    let lock = w.lock();
+    for &(i, bad) in &deployed {
+        let f = &lock.functions[i];
+        if bad && f.stable == 1 && f.canary.is_none() {
+            run.rolled_back += 1;
+        }
+        if !bad && f.stable == 2 {
+            run.promoted += 1;
+        }
+    }
+    run
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.functions == 0 || args.ticks < 4 || !(0.1..=1000.0).contains(&args.rps) {
+        eprintln!("scale: --functions > 0, --ticks >= 4 and --rps 0.1-1000");
+        return ExitCode::from(2);
+    }
+    let runs = [run(&args, None), run(&args, Some(reads_per_tick(args.rps)))];
+    let deploys = args.functions.div_ceil(10);
+    println!(
+        "{} protected aliases, {} one-minute ticks; at tick 3 every 10th function is deployed ({} healthy, {} failing half its requests). Lambda's control-plane quota: {QUOTA_RPS} req/s.\n",
+        args.functions,
+        args.ticks,
+        deploys.saturating_sub(args.bad.min(deploys)),
+        args.bad.min(deploys)
+    );
+    println!("| agent | Lambda calls per tick: max / mean | longest tick at the pace (calls ÷ req/s) | UpdateAlias calls | pages | UpdateAlias per page | healthy promoted | bad rolled back | sim wall time per tick: max / mean |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &runs {
+        let max = r.calls.iter().copied().max().unwrap_or(0);
+        let mean = r.calls.iter().sum::<u64>() as f64 / r.calls.len() as f64;
+        let wall_max = r.wall_ms.iter().copied().fold(0.0, f64::max);
+        let wall_mean = r.wall_ms.iter().sum::<f64>() / r.wall_ms.len() as f64;
+        println!(
+            "| {} | {max} / {mean:.0} | {:.0} s | {} | {} | {:.2} | {} of {} | {} of {} | {wall_max:.0} ms / {wall_mean:.0} ms |",
+            r.label,
+            max as f64 / args.rps,
+            r.writes,
+            r.pages,
+            r.writes as f64 / r.pages.max(1) as f64,
+            r.promoted,
+            deploys.saturating_sub(args.bad.min(deploys)),
+            r.rolled_back,
+            args.bad.min(deploys),
+        );
+    }
+    ExitCode::SUCCESS
+}
