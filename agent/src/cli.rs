@@ -590,15 +590,16 @@ async fn policy_show(
     let Some(agent) = agent else {
         return deployed::print_show(dir, None, output);
     };
-    let client = match conf {
-        Some(c) => aws_sdk_lambda::Client::new(c),
-        None => aws_sdk_lambda::Client::new(
-            &crate::aws::sdk_config(None, None)
-                .await
-                .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
-        ),
+    let loaded = match conf {
+        Some(c) => c.clone(),
+        None => crate::aws::sdk_config(None, None)
+            .await
+            .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
     };
-    let answer = deployed::ask_agent(&client, agent, Duration::from_secs(3)).await?;
+    let client = crate::aws::deployed::lambda_client(&loaded);
+    let answer = crate::aws::deployed::ask_agent(&client, agent, Duration::from_secs(3))
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     deployed::print_show(dir, Some((agent, &answer)), output)
 }
 

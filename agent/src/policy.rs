@@ -526,6 +526,18 @@ impl DirReport {
 /// problems too: a policy file that silently disappears leaves its function unprotected.
 #[must_use]
 pub fn load_dir(dir: &Path) -> DirReport {
+    let (texts, report) = read_dir(dir);
+    load_texts(texts, report)
+}
+
+/// One policy file: its path, and its contents or why it cannot be read.
+pub type PolicyText = (PathBuf, Result<String, String>);
+
+/// The policy files of a directory (`*.yaml`, `*.yml`, any case), in name order, each with its
+/// contents or why it cannot be read, and the directory's own problems (cannot be listed, no
+/// policy file). What [`load_dir`] parses; read once by anyone who also needs the texts.
+#[must_use]
+pub fn read_dir(dir: &Path) -> (Vec<PolicyText>, DirReport) {
     let mut report = DirReport::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -534,7 +546,7 @@ pub fn load_dir(dir: &Path) -> DirReport {
                 dir,
                 format!("cannot read policy directory: {e}"),
             ));
-            return report;
+            return (Vec::new(), report);
         }
     };
     let mut files: Vec<PathBuf> = Vec::new();
@@ -564,13 +576,16 @@ pub fn load_dir(dir: &Path) -> DirReport {
                 dir.display()
             ),
         ));
-        return report;
+        return (Vec::new(), report);
     }
-    let texts = files.into_iter().map(|file| {
-        let text = read_policy_file(&file);
-        (file, text)
-    });
-    load_texts(texts, report)
+    let texts = files
+        .into_iter()
+        .map(|file| {
+            let text = read_policy_file(&file);
+            (file, text)
+        })
+        .collect();
+    (texts, report)
 }
 
 /// The contents of one policy file, or why it cannot be read. Symbolic links are followed; a
@@ -603,13 +618,9 @@ fn read_policy_file(file: &Path) -> Result<String, String> {
 
 /// Parses policy files given as (path, contents or read error), in order, into `report`: the
 /// valid policies, and every problem, a second policy for the same `function` + `alias` (the
-/// later file) included. [`load_dir`] reads a directory into it; the agent's compiled-in
-/// policies go through it too.
+/// later file) included. [`load_dir`] reads a directory into it.
 #[must_use]
-pub fn load_texts(
-    files: impl IntoIterator<Item = (PathBuf, Result<String, String>)>,
-    mut report: DirReport,
-) -> DirReport {
+pub fn load_texts(files: impl IntoIterator<Item = PolicyText>, mut report: DirReport) -> DirReport {
     let mut seen: HashMap<(String, String), PathBuf> = HashMap::new();
     let mut releases: HashMap<String, (PathBuf, Vec<f64>)> = HashMap::new();
     for (file, text) in files {

@@ -360,14 +360,17 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
         let read = rotation().choose(policies, self.reads_per_tick);
-        if read.len() == policies.len() {
-            let outs = self.tick_these(policies, now, deadline).await;
-            rotation().learn(policies, &read, &outs);
-            return outs;
-        }
-        let these: Vec<Policy> = read.iter().map(|&i| policies[i].clone()).collect();
+        let all = read.len() == policies.len();
+        let these: std::borrow::Cow<'_, [Policy]> = if all {
+            policies.into()
+        } else {
+            read.iter().map(|&i| policies[i].clone()).collect()
+        };
         let outs = self.tick_these(&these, now, deadline).await;
         rotation().learn(policies, &read, &outs);
+        if all {
+            return outs;
+        }
         let mut outs = outs.into_iter();
         let mut read = read.into_iter().peekable();
         policies

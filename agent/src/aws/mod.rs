@@ -14,6 +14,7 @@
 //! answers costs at most [`OPERATION_TIMEOUT`], never a hang.
 
 mod aliases;
+pub mod deployed;
 mod history;
 mod metrics;
 mod notifier;

@@ -1303,7 +1303,7 @@ mod deployed_agent {
     //! `canary policy show --deployed`'s one invocation of the agent: no emulator runs a Lambda
     //! function's code without Docker, so Lambda's answers are mocked here.
     use super::*;
-    use crate::cli::deployed::{ask_agent, POLICIES_REQUEST};
+    use crate::aws::deployed::{ask_agent, POLICIES_REQUEST};
     use aws_sdk_lambda::operation::invoke::{InvokeError, InvokeOutput};
     use aws_sdk_lambda::types::error::TooManyRequestsException;
     use aws_smithy_types::Blob;

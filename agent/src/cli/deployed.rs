@@ -1,19 +1,18 @@
 //! What the deployed agent runs: the policy files it reads (its layer's `/opt/policies`), asked
-//! for by `canary policy show --deployed` through a `{"canary": "policies"}` invocation and
-//! compared, file by file, with a local policy directory.
+//! for by `canary policy show --deployed` through a `{"canary": "policies"}` invocation
+//! ([`crate::aws::deployed::ask_agent`]) and compared, file by file, with a local policy
+//! directory.
 
 use super::{CliError, Output};
 use crate::policy;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::Duration;
 
-/// The payload that asks the deployed agent for its policy files instead of a tick.
-pub const POLICIES_REQUEST: &str = r#"{"canary":"policies"}"#;
+pub use crate::aws::deployed::POLICIES_REQUEST;
 
 /// Policy files larger than this are not read into an answer (a policy is a few kilobytes; a
 /// synchronous invocation answers at most 6 MB).
-const MAX_FILE_BYTES: u64 = 256 * 1024;
+const MAX_FILE_BYTES: usize = 256 * 1024;
 
 /// What one invocation of the scheduled agent asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,60 +51,68 @@ pub struct PolicyFile {
     pub text: String,
 }
 
-/// Every policy file of a directory (`*.yaml`, `*.yml`), in name order, with its text and what
-/// `canary policy check` says of it. What the deployed agent answers to [`POLICIES_REQUEST`].
-#[must_use]
-pub fn policy_files(dir: &Path) -> serde_json::Value {
-    let report = policy::load_dir(dir);
-    let mut files: Vec<PolicyFile> = Vec::new();
-    let names = std::fs::read_dir(dir).map_or_else(
-        |_| Vec::new(),
-        |entries| {
-            let mut names: Vec<String> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
-                .collect();
-            names.sort();
-            names
-        },
-    );
-    for name in names {
-        let path = dir.join(&name);
-        let same = |p: &Path| p.file_name().is_some_and(|n| n.to_string_lossy() == name);
-        let text = std::fs::metadata(&path)
-            .ok()
-            .filter(|m| m.len() <= MAX_FILE_BYTES)
-            .and_then(|_| std::fs::read_to_string(&path).ok())
-            .unwrap_or_default();
-        files.push(PolicyFile {
-            policy: report
-                .policies
-                .iter()
-                .find(|p| same(&p.source))
-                .map(|p| format!("{}:{}", p.function, p.alias)),
-            problems: report
-                .problems
-                .iter()
-                .filter(|p| same(&p.file))
-                .map(ToString::to_string)
-                .collect(),
-            text,
-            file: name,
-        });
-    }
-    serde_json::json!({
-        "dir": dir.display().to_string(),
-        "files": files,
-        "problems": report.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })
+/// The policy files of a directory: what the deployed agent answers to [`POLICIES_REQUEST`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFiles {
+    /// The directory.
+    pub dir: String,
+    /// Every policy file, in name order.
+    pub files: Vec<PolicyFile>,
+    /// Every problem, the directory's own included, as `canary policy check` prints them.
+    pub problems: Vec<String>,
 }
 
-/// The files of a [`policy_files`] answer.
-fn files_of(answer: &serde_json::Value) -> Result<Vec<PolicyFile>, CliError> {
-    serde_json::from_value(answer.get("files").cloned().unwrap_or_default()).map_err(|e| {
+/// Every policy file of a directory ([`policy::read_dir`]: the files the agent loads, each read
+/// once), with its text and what `canary policy check` says of it.
+#[must_use]
+pub fn policy_files(dir: &Path) -> PolicyFiles {
+    let (texts, listed) = policy::read_dir(dir);
+    let files: Vec<(String, String)> = texts
+        .iter()
+        .map(|(path, text)| {
+            let name = path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let text = text
+                .as_ref()
+                .ok()
+                .filter(|t| t.len() <= MAX_FILE_BYTES)
+                .cloned()
+                .unwrap_or_default();
+            (name, text)
+        })
+        .collect();
+    let report = policy::load_texts(texts, listed);
+    let named = |p: &Path, name: &str| p.file_name().is_some_and(|n| n.to_string_lossy() == name);
+    PolicyFiles {
+        dir: dir.display().to_string(),
+        files: files
+            .into_iter()
+            .map(|(file, text)| PolicyFile {
+                policy: report
+                    .policies
+                    .iter()
+                    .find(|p| named(&p.source, &file))
+                    .map(|p| format!("{}:{}", p.function, p.alias)),
+                problems: report
+                    .problems
+                    .iter()
+                    .filter(|p| named(&p.file, &file))
+                    .map(ToString::to_string)
+                    .collect(),
+                text,
+                file,
+            })
+            .collect(),
+        problems: report.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// A deployed agent's answer to [`POLICIES_REQUEST`].
+fn answer_of(answer: &serde_json::Value) -> Result<PolicyFiles, CliError> {
+    PolicyFiles::deserialize(answer).map_err(|e| {
         CliError::Failed(format!(
-            "the agent's answer has no readable \"files\" list ({e}); is it a lambda-canary agent of this version?"
+            "the agent's answer is not a list of policy files ({e}); is it a lambda-canary agent of this version?"
         ))
     })
 }
@@ -130,57 +137,58 @@ pub fn print_show(
     deployed: Option<(&str, &serde_json::Value)>,
     output: Output,
 ) -> Result<(), CliError> {
-    let local = files_of(&policy_files(local_dir))?;
+    let local = policy_files(local_dir);
     let Some((agent, answer)) = deployed else {
-        if local.is_empty() {
+        if local.files.is_empty() {
             return Err(CliError::Usage(format!(
                 "no policy files (*.yaml) in {}",
                 local_dir.display()
             )));
         }
         match output {
-            Output::Json => println!("{}", policy_files(local_dir)),
+            Output::Json => println!("{}", serde_json::json!(local)),
             Output::Text => {
-                for f in &local {
+                for f in &local.files {
                     println!("{}  {}", f.file, f.policy.as_deref().unwrap_or("INVALID"));
                 }
             }
         }
         return Ok(());
     };
-    let files = files_of(answer)?;
+    let answer = answer_of(answer)?;
     match output {
         Output::Json => {
-            let mut answer = answer.clone();
-            if let Some(list) = answer.get_mut("files").and_then(|f| f.as_array_mut()) {
-                for (entry, file) in list.iter_mut().zip(&files) {
-                    entry["local"] = compare(file, &local).into();
+            let mut json = serde_json::json!(answer);
+            if let Some(list) = json["files"].as_array_mut() {
+                for (entry, file) in list.iter_mut().zip(&answer.files) {
+                    entry["local"] = compare(file, &local.files).into();
                 }
             }
-            answer["agent"] = agent.into();
-            println!("{answer}");
+            json["agent"] = agent.into();
+            println!("{json}");
         }
         Output::Text => {
-            let dir = answer.get("dir").and_then(|d| d.as_str()).unwrap_or("?");
             println!(
-                "{agent} runs {} policy file(s) from {dir} (compared with {}):",
-                files.len(),
+                "{agent} runs {} policy file(s) from {} (compared with {}):",
+                answer.files.len(),
+                answer.dir,
                 local_dir.display()
             );
-            for f in &files {
+            for f in &answer.files {
                 println!(
                     "  {}  {}  {}",
                     f.file,
                     f.policy.as_deref().unwrap_or("INVALID"),
-                    compare(f, &local)
+                    compare(f, &local.files)
                 );
                 for p in &f.problems {
                     println!("      {p}");
                 }
             }
             for l in local
+                .files
                 .iter()
-                .filter(|l| !files.iter().any(|f| f.file == l.file))
+                .filter(|l| !answer.files.iter().any(|f| f.file == l.file))
             {
                 println!(
                     "  {}  not deployed (only in {})",
@@ -191,66 +199,6 @@ pub fn print_show(
         }
     }
     Ok(())
-}
-
-/// How long `policy show --deployed` keeps asking while the agent's one reserved slot is busy
-/// with a tick (a tick takes at most 50 s).
-const BUSY_WAIT: Duration = Duration::from_secs(90);
-
-/// Asks the deployed agent `agent` for its policy files (one synchronous invocation, retried
-/// while the agent is busy with a tick).
-///
-/// # Errors
-/// [`CliError::Failed`] naming the agent and what Lambda or the agent answered.
-pub async fn ask_agent(
-    client: &aws_sdk_lambda::Client,
-    agent: &str,
-    pause: Duration,
-) -> Result<serde_json::Value, CliError> {
-    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-    let started = std::time::Instant::now();
-    loop {
-        let sent = client
-            .invoke()
-            .function_name(agent)
-            .payload(aws_smithy_types::Blob::new(POLICIES_REQUEST))
-            .send()
-            .await;
-        let out = match sent {
-            Ok(out) => out,
-            Err(e)
-                if e.code() == Some("TooManyRequestsException")
-                    && started.elapsed() < BUSY_WAIT =>
-            {
-                tokio::time::sleep(pause).await;
-                continue;
-            }
-            Err(e) => {
-                return Err(CliError::Failed(format!(
-                    "could not ask the agent {agent}: {}",
-                    e.message().map_or_else(
-                        || aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-                        str::to_string
-                    )
-                )))
-            }
-        };
-        let body = out
-            .payload()
-            .map(|b| b.as_ref().to_vec())
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body);
-        if let Some(kind) = out.function_error() {
-            return Err(CliError::Failed(format!(
-                "the agent {agent} failed to answer ({kind}): {text}; is it a lambda-canary agent of this version?"
-            )));
-        }
-        return serde_json::from_str(&text).map_err(|e| {
-            CliError::Failed(format!(
-                "the agent {agent} answered something that is not JSON ({e}): {text}"
-            ))
-        });
-    }
 }
 
 #[cfg(test)]
@@ -284,8 +232,8 @@ mod tests {
         std::fs::write(dir.join("a.yaml"), "function: a\n").expect("write");
         std::fs::write(dir.join("b.yaml"), "function: b\nsteps: [50, 20]\n").expect("write");
         std::fs::write(dir.join("notes.txt"), "not a policy").expect("write");
-        let answer = policy_files(&dir);
-        let files = files_of(&answer).expect("files");
+        let answer = serde_json::json!(policy_files(&dir));
+        let files = answer_of(&answer).expect("files").files;
         assert_eq!(
             files.iter().map(|f| f.file.as_str()).collect::<Vec<_>>(),
             ["a.yaml", "b.yaml"]
@@ -304,7 +252,7 @@ mod tests {
         std::fs::write(local_dir.join("a.yaml"), "function: a\nsteps: [10, 100]\n").expect("write");
         std::fs::write(local_dir.join("b.yaml"), "function: b\nsteps: [50, 20]\n").expect("write");
         std::fs::write(local_dir.join("c.yaml"), "function: c\n").expect("write");
-        let local = files_of(&policy_files(&local_dir)).expect("local");
+        let local = policy_files(&local_dir).files;
         assert_eq!(compare(&files[0], &local), "differs");
         assert_eq!(compare(&files[1], &local), "same");
         let gone = PolicyFile {
@@ -322,7 +270,11 @@ mod tests {
             Output::Text,
         )
         .expect_err("not an answer");
-        assert!(err.to_string().contains("\"files\""), "{err}");
+        assert!(
+            err.to_string().contains("not a list of policy files")
+                && err.to_string().contains("missing field"),
+            "{err}"
+        );
         let empty = temp_dir("empty");
         assert_eq!(
             print_show(&empty, None, Output::Text)

@@ -113,7 +113,7 @@ impl LambdaTicker {
         budget: Duration,
     ) -> Result<serde_json::Value, CliError> {
         match request_of(event).map_err(CliError::Usage)? {
-            Request::Policies => Ok(policy_files(&self.dir)),
+            Request::Policies => Ok(serde_json::json!(policy_files(&self.dir))),
             Request::Tick => self.tick(budget).await,
         }
     }

@@ -10,6 +10,7 @@ use crate::rollout::release::{
     coordinate, member_line, under_way, write_order, Call, Member, Order,
 };
 use crate::rollout::{decide_in, judged, Override, OverrideError};
+use std::collections::HashMap;
 
 /// Each policy's part in its release this tick. A release with a member whose alias could not
 /// be read moves no member forward (its rollbacks still happen).
@@ -51,31 +52,39 @@ pub(super) fn calls(policies: &[Policy], survey: &[Seen], now: i64) -> Vec<Call>
 /// The tick's units of work, in policy order of their first member: each release's members in
 /// their write order, and every other policy alone.
 pub(super) fn units(policies: &[Policy], calls: &[Call]) -> Vec<Vec<usize>> {
-    let mut units: Vec<Vec<usize>> = Vec::new();
-    let mut done = vec![false; policies.len()];
-    for i in 0..policies.len() {
-        if done[i] {
-            continue;
+    groups(policies)
+        .into_iter()
+        .map(|members| {
+            if policies[members[0]].release.is_none() {
+                return members;
+            }
+            let group_calls: Vec<Call> = members.iter().map(|&j| calls[j].clone()).collect();
+            write_order(&group_calls)
+                .into_iter()
+                .map(|k| members[k])
+                .collect()
+        })
+        .collect()
+}
+
+/// Policy indices grouped by release: a release's members together (in policy order), every
+/// other policy alone; groups in the order of their first policy.
+pub(super) fn groups(policies: &[Policy]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut by_release: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in policies.iter().enumerate() {
+        match p.release.as_deref() {
+            Some(r) => match by_release.get(r) {
+                Some(&g) => groups[g].push(i),
+                None => {
+                    by_release.insert(r, groups.len());
+                    groups.push(vec![i]);
+                }
+            },
+            None => groups.push(vec![i]),
         }
-        let Some(name) = policies[i].release.as_deref() else {
-            done[i] = true;
-            units.push(vec![i]);
-            continue;
-        };
-        let members: Vec<usize> = (i..policies.len())
-            .filter(|&j| policies[j].release.as_deref() == Some(name))
-            .collect();
-        let group_calls: Vec<Call> = members.iter().map(|&j| calls[j].clone()).collect();
-        let unit: Vec<usize> = write_order(&group_calls)
-            .into_iter()
-            .map(|k| members[k])
-            .collect();
-        for &j in &unit {
-            done[j] = true;
-        }
-        units.push(unit);
     }
-    units
+    groups
 }
 
 /// What a release's members' written decisions were, for its one announcement; `None` for a

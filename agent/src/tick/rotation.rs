@@ -53,22 +53,7 @@ impl Rotation {
         let Some(capacity) = capacity.filter(|&c| c < n) else {
             return (0..n).collect();
         };
-        // Groups: a release's members together, every other policy alone.
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut by_release: std::collections::HashMap<&str, usize> =
-            std::collections::HashMap::new();
-        for (i, p) in policies.iter().enumerate() {
-            match p.release.as_deref() {
-                Some(r) => match by_release.get(r) {
-                    Some(&g) => groups[g].push(i),
-                    None => {
-                        by_release.insert(r, groups.len());
-                        groups.push(vec![i]);
-                    }
-                },
-                None => groups.push(vec![i]),
-            }
-        }
+        let groups = super::release::groups(policies);
         let busy = |g: &Vec<usize>| g.iter().any(|&i| self.busy.contains(&key(&policies[i])));
         let mut chosen = vec![false; n];
         let mut count = 0;
