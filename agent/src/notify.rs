@@ -14,6 +14,8 @@ use crate::record::{EventKind, Owed};
 use crate::rollout::{Action, AliasState};
 use crate::text::{ascii_subject, clock, human_duration, one_line};
 
+pub mod chat;
+
 /// SNS's limit on a subject: fewer than this many characters.
 pub const SUBJECT_LIMIT: usize = 100;
 
@@ -309,7 +311,7 @@ fn numbers(
 }
 
 /// The commands on-call may want next.
-fn overrides(policy: &Policy, o: &Owed) -> Vec<String> {
+fn commands(policy: &Policy, o: &Owed) -> Vec<String> {
     let f = &policy.function;
     let mut cmds = vec![format!("canary status {f}")];
     match o.event {
@@ -354,16 +356,52 @@ fn overrides(policy: &Policy, o: &Owed) -> Vec<String> {
             _ => {}
         }
     }
-    let mut lines = vec![String::new(), "To override:".to_string()];
-    lines.extend(cmds.into_iter().map(|c| format!("  {c}")));
+    cmds
+}
+
+/// The link to the alias's metrics, in the topic's region.
+fn metrics_link(policy: &Policy) -> String {
     let region = policy
         .notify
         .as_ref()
         .and_then(|n| region_of(&n.topic_arn))
         .unwrap_or("us-east-1");
-    lines.push(String::new());
-    lines.push(format!("Metrics: {}", console_link(policy, region)));
-    lines
+    console_link(policy, region)
+}
+
+/// The finished message from its parts: the text form (`lines`, the commands to override, the
+/// metrics link and the id) and the chat form of the same parts ([`chat::message`]).
+fn finish(
+    policy: &Policy,
+    o: &Owed,
+    subject: &str,
+    lines: Vec<String>,
+    resend: bool,
+) -> Notification {
+    let subject = ascii_subject(subject, SUBJECT_LIMIT);
+    let commands = commands(policy, o);
+    let metrics = metrics_link(policy);
+    let attributes = attributes(policy, o, resend);
+    let chat = chat::message(&chat::Parts {
+        subject: &subject,
+        lines: &lines,
+        commands: &commands,
+        metrics: &metrics,
+        attributes: &attributes,
+    });
+    let mut body = lines;
+    body.push(String::new());
+    body.push("To override:".to_string());
+    body.extend(commands.iter().map(|c| format!("  {c}")));
+    body.push(String::new());
+    body.push(format!("Metrics: {metrics}"));
+    body.push(format!("Id: {}", o.id(&policy.function, &policy.alias)));
+    Notification {
+        subject,
+        body: body.join("\n"),
+        attributes,
+        chat,
+    }
 }
 
 /// Message attributes for subscription filter policies: the same on the first send and on
@@ -450,13 +488,7 @@ pub fn announcement(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> Notificatio
             }
         });
     }
-    body.extend(overrides(policy, o));
-    body.push(format!("Id: {}", o.id(&policy.function, &policy.alias)));
-    Notification {
-        subject: ascii_subject(&subject, SUBJECT_LIMIT),
-        body: body.join("\n"),
-        attributes: attributes(policy, o, false),
-    }
+    finish(policy, o, &subject, body, false)
 }
 
 /// An announcement from its owed entry alone: an event that is not the decision's action (e.g.
@@ -489,18 +521,12 @@ pub fn notice(policy: &Policy, o: &Owed, last: Option<&str>, resend: bool) -> No
             one_line(last, 300)
         ));
     }
-    body.extend(overrides(policy, o));
-    body.push(format!("Id: {}", o.id(&policy.function, &policy.alias)));
     let subject = if resend {
         format!("(re-sent) {subject}")
     } else {
         subject
     };
-    Notification {
-        subject: ascii_subject(&subject, SUBJECT_LIMIT),
-        body: body.join("\n"),
-        attributes: attributes(policy, o, resend),
-    }
+    finish(policy, o, &subject, body, resend)
 }
 
 /// The page about an alias the agent cannot read or write ([`crate::outage`]): "unprotected"
@@ -541,23 +567,17 @@ pub fn outage(policy: &Policy, o: &Outage, now: i64, back: bool) -> Notification
         (
             format!("CANARY UNPROTECTED: the agent cannot {verb} {f}:{a} for {lasted}"),
             format!(
-                "Every attempt to {verb} {f}:{a} since {} (epoch seconds), {lasted} ago, has failed; {stake}. Last error: {}. Check the agent's permissions (lambda:GetAlias and lambda:UpdateAlias on {f}:{a}) and its log group.",
+                "Every attempt to {verb} {f}:{a} since {} (epoch seconds), {lasted} ago, has failed; {stake}. Last error: {}. Check the agent's permissions (lambda:ListAliases and lambda:UpdateAlias on {f}:{a}) and its log group.",
                 o.since,
                 one_line(&o.error, 300)
             ),
         )
     };
-    let mut body = vec![
+    let body = vec![
         format!("What happened: {what}"),
         "By: the canary agent.".to_string(),
     ];
-    body.extend(overrides(policy, &owed));
-    body.push(format!("Id: {}", owed.id(f, a)));
-    Notification {
-        subject: ascii_subject(&subject, SUBJECT_LIMIT),
-        body: body.join("\n"),
-        attributes: attributes(policy, &owed, false),
-    }
+    finish(policy, &owed, &subject, body, false)
 }
 
 #[cfg(test)]

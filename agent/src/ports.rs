@@ -173,6 +173,8 @@ pub struct Notification {
     pub body: String,
     /// Message attributes for subscription filter policies (`event`, `function`, versions).
     pub attributes: Vec<(String, String)>,
+    /// The same message as an AWS Chatbot custom notification (JSON), for chat subscribers.
+    pub chat: String,
 }
 
 /// Publishes notifications.

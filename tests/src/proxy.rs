@@ -12,7 +12,10 @@
 //!   respect to every other alias call through the proxy (a per-alias lock is held from reading
 //!   the current alias upstream to the end of the forwarded write).
 //! - **SNS `Publish` subjects** are checked against SNS's rules ([`SubjectRule`]); a bad subject is
-//!   answered `400 InvalidParameter`.
+//!   answered `400 InvalidParameter`. So are messages SNS refuses ([`check_message`]): over
+//!   256 KB, or a `MessageStructure` `json` whose message is not a JSON object of strings with a
+//!   `default` entry. Every accepted `Publish` is kept ([`Proxy::published`]), so a test can read
+//!   what a protocol moto cannot deliver to (`https`, e.g. AWS Chatbot) would have received.
 //! - **Faults**, per service ([`Service`]) with a probability each ([`FaultRates`]): HTTP 500, 503,
 //!   throttling, a connection reset before forwarding, a reset after forwarding (moto applied the
 //!   request, the client never hears), a truncated response body, and a delay of the answer. Drawn
@@ -50,6 +53,8 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// SNS's `Publish` subject limit: subjects must be shorter than this many characters.
 pub const SNS_SUBJECT_LIMIT: usize = 100;
+/// SNS's message size limit (bytes of the message; attributes count too, not checked here).
+pub const SNS_MESSAGE_LIMIT: usize = 262_144;
 
 /// Which AWS service a request is for (faults are configured per service).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -259,6 +264,45 @@ pub enum SubjectRule {
     Utf8,
 }
 
+/// Checks an SNS `Publish` message and its `MessageStructure`; `Ok` holds the per-protocol
+/// messages of a `json` structure (empty for a plain message), `Err` says what SNS would refuse.
+///
+/// # Errors
+/// The message is over [`SNS_MESSAGE_LIMIT`] bytes, the structure is not `json`, or a `json`
+/// message is not a JSON object whose values are strings with a `default` entry.
+pub fn check_message(
+    message: &str,
+    structure: Option<&str>,
+) -> Result<BTreeMap<String, String>, String> {
+    if message.len() > SNS_MESSAGE_LIMIT {
+        return Err(format!(
+            "the message is {} bytes; SNS takes at most {SNS_MESSAGE_LIMIT}",
+            message.len()
+        ));
+    }
+    match structure {
+        None => return Ok(BTreeMap::new()),
+        Some("json") => {}
+        Some(other) => return Err(format!("MessageStructure {other:?} is not \"json\"")),
+    }
+    let value: serde_json::Value = serde_json::from_str(message)
+        .map_err(|e| format!("Message Structure - JSON message body failed to parse: {e}"))?;
+    let object = value
+        .as_object()
+        .ok_or("Message Structure - the JSON message body is not an object")?;
+    let mut out = BTreeMap::new();
+    for (protocol, text) in object {
+        let text = text.as_str().ok_or(format!(
+            "Message Structure - the {protocol:?} entry is not a string"
+        ))?;
+        out.insert(protocol.clone(), text.to_string());
+    }
+    if !out.contains_key("default") {
+        return Err("Message Structure - No default entry in JSON message body".to_string());
+    }
+    Ok(out)
+}
+
 /// Checks an SNS `Publish` subject; `Err` says what is wrong.
 ///
 /// # Errors
@@ -373,6 +417,8 @@ pub struct Stats {
     pub precondition_failed: u64,
     /// `Publish` requests answered 400 for their subject.
     pub subject_rejected: u64,
+    /// `Publish` requests answered 400 for their message (size or `MessageStructure`).
+    pub message_rejected: u64,
     /// Faults injected, per service and kind.
     pub faults: BTreeMap<(Service, FaultKind), u64>,
     /// Exchanges with moto that failed (answered 502).
@@ -420,6 +466,30 @@ pub struct AliasWrite {
     pub revision: String,
     /// The fault applied to the answer of this write, if any (e.g. the client never heard).
     pub answer_fault: Option<FaultKind>,
+}
+
+/// A `Publish` the proxy accepted and forwarded to moto (whether or not the answer then reached
+/// the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The subject, if any.
+    pub subject: Option<String>,
+    /// The message as sent.
+    pub message: String,
+    /// Per-protocol messages of a `MessageStructure` `json` publish (`default`, `https`, ...);
+    /// empty for a plain message.
+    pub by_protocol: BTreeMap<String, String>,
+}
+
+impl Published {
+    /// What a subscriber of `protocol` receives: its own entry, else `default`, else the message.
+    #[must_use]
+    pub fn for_protocol(&self, protocol: &str) -> &str {
+        self.by_protocol
+            .get(protocol)
+            .or_else(|| self.by_protocol.get("default"))
+            .map_or(self.message.as_str(), String::as_str)
+    }
 }
 
 /// A subject SNS would have refused, and why.
@@ -472,6 +542,7 @@ impl Proxy {
             aliases: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             rejected_subjects: Mutex::new(Vec::new()),
+            published: Mutex::new(Vec::new()),
         });
         let accept = Arc::clone(&shared);
         let task = tokio::spawn(async move {
@@ -539,6 +610,12 @@ impl Proxy {
             .unwrap_or_default()
     }
 
+    /// Every `Publish` accepted so far, in order.
+    #[must_use]
+    pub fn published(&self) -> Vec<Published> {
+        lock(&self.shared.published).clone()
+    }
+
     /// Every `Publish` subject refused so far.
     #[must_use]
     pub fn rejected_subjects(&self) -> Vec<RejectedSubject> {
@@ -582,6 +659,7 @@ struct Shared {
     aliases: Mutex<HashMap<AliasKey, Arc<tokio::sync::Mutex<AliasRevision>>>>,
     log: Mutex<Vec<AliasWrite>>,
     rejected_subjects: Mutex<Vec<RejectedSubject>>,
+    published: Mutex<Vec<Published>>,
 }
 
 /// An HTTP/1.1 request as read from a client.
@@ -1217,12 +1295,36 @@ impl Shared {
 
     fn check_publish(&self, request: &Request) -> Option<Response> {
         let pairs = form_pairs(&request.body);
-        let is_publish = pairs.iter().any(|(k, v)| k == "Action" && v == "Publish");
-        let subject = pairs.iter().find(|(k, _)| k == "Subject").map(|(_, v)| v);
-        let (true, Some(subject)) = (is_publish, subject) else {
+        if !pairs.iter().any(|(k, v)| k == "Action" && v == "Publish") {
+            return None;
+        }
+        let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let subject = field("Subject");
+        let message = field("Message").map_or("", String::as_str);
+        let structure = field("MessageStructure").map(String::as_str);
+        let by_protocol = match check_message(message, structure) {
+            Ok(by_protocol) => by_protocol,
+            Err(why) => {
+                self.count(|s| s.message_rejected += 1);
+                return Some(query_error(
+                    Service::Sns,
+                    400,
+                    "Sender",
+                    "InvalidParameter",
+                    &format!("Invalid parameter: {why}"),
+                ));
+            }
+        };
+        let refused =
+            subject.and_then(|s| Some((s, check_subject(s, self.config.subject_rule).err()?)));
+        let Some((subject, why)) = refused else {
+            lock(&self.published).push(Published {
+                subject: subject.cloned(),
+                message: message.to_string(),
+                by_protocol,
+            });
             return None;
         };
-        let why = check_subject(subject, self.config.subject_rule).err()?;
         self.count(|s| s.subject_rejected += 1);
         lock(&self.rejected_subjects).push(RejectedSubject {
             subject: subject.clone(),

@@ -8,6 +8,14 @@ use aws_sdk_sns::types::MessageAttributeValue;
 /// The service name in messages.
 const SERVICE: &str = "SNS";
 
+/// The `Message` of a `Publish` with `MessageStructure` `json`: the text for every protocol
+/// (`default`: e-mail, SMS, SQS, Lambda) and the chat form for `https` subscribers, which is
+/// how AWS Chatbot subscribes to a topic.
+#[must_use]
+pub fn structured(message: &Notification) -> String {
+    serde_json::json!({"default": message.body, "https": message.chat}).to_string()
+}
+
 /// Publishes notifications to an SNS topic, on `aws-sdk-sns`.
 #[derive(Debug, Clone)]
 pub struct SnsNotifier {
@@ -44,7 +52,8 @@ impl Notifier for SnsNotifier {
             .publish()
             .topic_arn(topic_arn)
             .subject(&message.subject)
-            .message(&message.body);
+            .message_structure("json")
+            .message(structured(message));
         for (name, value) in &message.attributes {
             let attribute = MessageAttributeValue::builder()
                 .data_type("String")

@@ -1252,6 +1252,7 @@ async fn publish_sends_subject_message_and_string_attributes() {
             ("event".into(), "rolled_back".into()),
             ("function".into(), "notes-create".into()),
         ],
+        chat: r#"{"version":"1.0","source":"custom"}"#.into(),
     };
     sns(&[&rule])
         .publish(TOPIC, &message)
@@ -1261,7 +1262,13 @@ async fn publish_sends_subject_message_and_string_attributes() {
     let input = &seen[0];
     assert_eq!(input.topic_arn(), Some(TOPIC));
     assert_eq!(input.subject(), Some(message.subject.as_str()));
-    assert_eq!(input.message(), Some(message.body.as_str()));
+    assert_eq!(input.message_structure(), Some("json"));
+    let structured: serde_json::Value =
+        serde_json::from_str(input.message().expect("message")).expect("JSON message");
+    assert_eq!(
+        structured,
+        serde_json::json!({"default": message.body, "https": message.chat})
+    );
     let attributes = input.message_attributes().expect("attributes");
     assert_eq!(attributes.len(), 2);
     let event = &attributes["event"];
@@ -1286,6 +1293,7 @@ async fn a_failing_publish_is_an_error() {
         subject: "s".into(),
         body: "b".into(),
         attributes: vec![],
+        chat: "{}".into(),
     };
     let err = sns(&[&rule])
         .publish("arn:aws:sns:us-east-1:123456789012:t", &message)

@@ -8,6 +8,7 @@ use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use lambda_canary_tests::campaign::Lab;
 use lambda_canary_tests::proxy::{
     check_subject, FaultKind, FaultRates, Proxy, ProxyConfig, Service, SubjectRule,
+    SNS_MESSAGE_LIMIT,
 };
 
 const F: &str = "notes-create";
@@ -532,4 +533,76 @@ async fn an_agent_that_may_not_write_the_alias_pages_once_and_again_when_it_may(
     assert_eq!(events, ["protected", "rolled_back"]);
     let live = lab.alias(F, "live").await;
     assert_eq!((live.stable, live.weights.len()), (1, 0), "v2 rolled back");
+
+    // Chat subscribers (`https`, how AWS Chatbot subscribes) get the same pages as custom
+    // notifications; e-mail and SQS get the text on-call read above.
+    let published = p.published();
+    let rollback = published
+        .iter()
+        .find(|m| m.for_protocol("sqs").contains("was pointed back at v1"))
+        .expect("the rollback went through the proxy");
+    assert_eq!(
+        rollback.by_protocol.keys().collect::<Vec<_>>(),
+        ["default", "https"]
+    );
+    let chat: serde_json::Value =
+        serde_json::from_str(rollback.for_protocol("https")).expect("the chat form is JSON");
+    assert_eq!(
+        (&chat["version"], &chat["source"]),
+        (&"1.0".into(), &"custom".into())
+    );
+    let title = chat["content"]["title"].as_str().unwrap_or_default();
+    assert!(
+        title.contains("ROLLED BACK notes-create v2 -> v1"),
+        "{chat:#}"
+    );
+    assert_eq!(chat["metadata"]["eventType"], "rolled_back");
+    assert_eq!(
+        chat["metadata"]["threadId"],
+        "lambda-canary/notes-create:live/v2"
+    );
+    let steps = chat["content"]["nextSteps"].to_string();
+    assert!(
+        steps.contains("`canary start notes-create --version 2`"),
+        "{steps}"
+    );
+    assert_eq!(p.stats().message_rejected, 0);
+}
+
+#[tokio::test]
+async fn the_proxy_refuses_messages_that_sns_refuses() {
+    let lab = lab().await;
+    let proxy = proxy(&lab, |c| c).await;
+    let sns = aws_sdk_sns::Client::new(&via(&lab, &proxy, "tester").await);
+    let publish = |message: String, structure: Option<&'static str>| {
+        sns.publish()
+            .topic_arn(&lab.topic_arn)
+            .subject("s")
+            .set_message_structure(structure.map(str::to_string))
+            .message(message)
+            .send()
+    };
+    publish(r#"{"default": "text", "https": "{}"}"#.into(), Some("json"))
+        .await
+        .expect("a structured message with a default entry");
+    for (message, structure, why) in [
+        (
+            r#"{"https": "x"}"#.to_string(),
+            Some("json"),
+            "No default entry",
+        ),
+        ("not json".to_string(), Some("json"), "failed to parse"),
+        (
+            r#"{"default": 1}"#.to_string(),
+            Some("json"),
+            "not a string",
+        ),
+        ("x".repeat(SNS_MESSAGE_LIMIT + 1), None, "bytes"),
+    ] {
+        let err = publish(message, structure).await.expect_err(why);
+        assert_eq!(err.code(), Some("InvalidParameter"), "{why}: {err:?}");
+        assert!(err.message().unwrap_or_default().contains(why), "{err:?}");
+    }
+    assert_eq!(proxy.stats().message_rejected, 4);
+    assert_eq!(proxy.published().len(), 1);
 }
