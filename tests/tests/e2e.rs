@@ -5,6 +5,8 @@
 mod agent;
 #[path = "e2e/campaign.rs"]
 mod campaign;
+#[path = "e2e/gameday.rs"]
+mod gameday;
 #[path = "e2e/notes.rs"]
 mod notes;
 #[path = "e2e/proxy.rs"]
