@@ -1,4 +1,5 @@
-//! What on-call reads: subject, body and attributes of every announcement. Pure.
+//! What on-call reads: subject, body and attributes of every announcement, and the same in chat
+//! form ([`chat`], for AWS Chatbot). Pure.
 //!
 //! Every announcement is first an [`Owed`] entry in the alias record, written with the decision
 //! it announces. The tick that made the decision sends the full text ([`announcement`]); a later
