@@ -18,6 +18,7 @@ mod run;
 mod status;
 mod wait;
 
+use manual::Target;
 use run::run_loop;
 pub use run::{lambda_tick_with, lambda_tick_within, tick_budget, LambdaTicker};
 use status::print_status;
@@ -59,6 +60,17 @@ pub struct PolicyDir {
     pub dir: PathBuf,
 }
 
+/// What a person's command acts on: one function, or every member of a release (exactly one).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Subject {
+    /// Function name (or FUNCTION:ALIAS).
+    #[arg(required_unless_present = "release")]
+    pub function: Option<String>,
+    /// Every member of this release instead of one function.
+    #[arg(long, conflicts_with = "function")]
+    pub release: Option<String>,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -93,12 +105,9 @@ pub enum Command {
     },
     /// Begin a canary of VERSION (default: the candidate alias's version).
     Start {
-        /// Function name (or FUNCTION:ALIAS).
-        #[arg(required_unless_present = "release")]
-        function: Option<String>,
-        /// Every member of this release instead of one function.
-        #[arg(long, conflicts_with = "function")]
-        release: Option<String>,
+        /// The function, or the release.
+        #[command(flatten)]
+        subject: Subject,
         /// Version to canary.
         #[arg(long, conflicts_with = "release")]
         version: Option<Version>,
@@ -109,12 +118,9 @@ pub enum Command {
     /// Move the canary to its next step now, or straight to 100% with --full; during a bake,
     /// end the bake now.
     Promote {
-        /// Function name (or FUNCTION:ALIAS).
-        #[arg(required_unless_present = "release")]
-        function: Option<String>,
-        /// Every member of this release instead of one function.
-        #[arg(long, conflicts_with = "function")]
-        release: Option<String>,
+        /// The function, or the release.
+        #[command(flatten)]
+        subject: Subject,
         /// Straight to 100%.
         #[arg(long)]
         full: bool,
@@ -125,12 +131,9 @@ pub enum Command {
     /// Point the alias back at the stable version (during a bake: the version before it), or at
     /// --to VERSION, now.
     Rollback {
-        /// Function name (or FUNCTION:ALIAS).
-        #[arg(required_unless_present = "release")]
-        function: Option<String>,
-        /// Every member of this release instead of one function.
-        #[arg(long, conflicts_with = "function")]
-        release: Option<String>,
+        /// The function, or the release.
+        #[command(flatten)]
+        subject: Subject,
         /// Version to go back to (default: the stable version).
         #[arg(long, conflicts_with = "release")]
         to: Option<Version>,
@@ -143,24 +146,18 @@ pub enum Command {
     },
     /// Freeze forward moves (rollback protection stays on).
     Pause {
-        /// Function name (or FUNCTION:ALIAS).
-        #[arg(required_unless_present = "release")]
-        function: Option<String>,
-        /// Every member of this release instead of one function.
-        #[arg(long, conflicts_with = "function")]
-        release: Option<String>,
+        /// The function, or the release.
+        #[command(flatten)]
+        subject: Subject,
         /// Policy directory.
         #[command(flatten)]
         policies: PolicyDir,
     },
     /// Allow forward moves again.
     Resume {
-        /// Function name (or FUNCTION:ALIAS).
-        #[arg(required_unless_present = "release")]
-        function: Option<String>,
-        /// Every member of this release instead of one function.
-        #[arg(long, conflicts_with = "function")]
-        release: Option<String>,
+        /// The function, or the release.
+        #[command(flatten)]
+        subject: Subject,
         /// Policy directory.
         #[command(flatten)]
         policies: PolicyDir,
@@ -168,12 +165,9 @@ pub enum Command {
     /// Block until a deploy's version is promoted and baked (exit 0) or rolled back (exit 1),
     /// printing each change; exit 3 on timeout. For CI after `sam deploy`.
     Wait {
-        /// Function name (or FUNCTION:ALIAS).
-        #[arg(required_unless_present = "release")]
-        function: Option<String>,
-        /// Every member of this release instead of one function.
-        #[arg(long, conflicts_with = "function")]
-        release: Option<String>,
+        /// The function, or the release.
+        #[command(flatten)]
+        subject: Subject,
         /// The version to wait for (default: the candidate alias's version).
         #[arg(long, conflicts_with = "release")]
         version: Option<Version>,
@@ -470,26 +464,22 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
             policies,
         } => status(conf, function, release, output, &policies.dir).await,
         Command::Wait {
-            function,
-            release,
+            subject,
             version,
             timeout,
             interval,
             policies,
         } => {
             let agent = aws_agent(conf).await?;
-            match (function, release) {
-                (Some(f), _) => {
+            match subject.target()? {
+                Target::Function(f) => {
                     let policy = find_policy(&policies.dir, &f)?;
                     wait::run(&agent, &policy, version, timeout, interval).await
                 }
-                (None, Some(r)) => {
+                Target::Release(r) => {
                     let members = manual::release_policies(&policies.dir, &r)?;
                     wait::run_release(&agent, &r, &members, timeout, interval).await
                 }
-                (None, None) => Err(CliError::Usage(
-                    "name a FUNCTION or --release NAME".to_string(),
-                )),
             }
         }
         Command::Start { .. }

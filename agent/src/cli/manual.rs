@@ -1,7 +1,7 @@
 //! People's commands (start, promote, rollback, pause, resume) on one function or, with
 //! `--release NAME`, on every member of a release.
 
-use super::{aws_agent, find_policy, now, CliError, Command};
+use super::{aws_agent, find_policy, now, CliError, Command, Subject};
 use crate::policy::{self, Policy};
 use crate::rollout::Override;
 use crate::tick::{members_of, CommandError, Outcome};
@@ -25,13 +25,17 @@ pub(super) struct Manual {
     line: String,
 }
 
-fn target(function: Option<String>, release: Option<String>) -> Result<Target, CliError> {
-    match (function, release) {
-        (Some(f), None) => Ok(Target::Function(f)),
-        (None, Some(r)) => Ok(Target::Release(r)),
-        _ => Err(CliError::Usage(
-            "name a FUNCTION or --release NAME (one of them)".to_string(),
-        )),
+impl Subject {
+    /// The one function or release named (clap already refuses both and neither; this says so
+    /// again for a `Command` built by hand).
+    pub(super) fn target(self) -> Result<Target, CliError> {
+        match (self.function, self.release) {
+            (Some(f), None) => Ok(Target::Function(f)),
+            (None, Some(r)) => Ok(Target::Release(r)),
+            _ => Err(CliError::Usage(
+                "name a FUNCTION or --release NAME (one of them)".to_string(),
+            )),
+        }
     }
 }
 
@@ -44,27 +48,23 @@ fn shown(t: &Target) -> String {
 
 /// A manual command as its target, policy directory, override and command line.
 pub(super) fn override_of(command: Command) -> Result<Manual, CliError> {
-    let (function, release, dir, ovr, extra) = match command {
+    let (subject, dir, ovr, extra) = match command {
         Command::Start {
-            function,
-            release,
+            subject,
             version,
             policies,
         } => (
-            function,
-            release,
+            subject,
             policies.dir,
             Override::Start { version },
             version.map_or(String::new(), |v| format!(" --version {v}")),
         ),
         Command::Promote {
-            function,
-            release,
+            subject,
             full,
             policies,
         } => (
-            function,
-            release,
+            subject,
             policies.dir,
             if full {
                 Override::PromoteFull
@@ -74,8 +74,7 @@ pub(super) fn override_of(command: Command) -> Result<Manual, CliError> {
             if full { " --full" } else { "" }.to_string(),
         ),
         Command::Rollback {
-            function,
-            release,
+            subject,
             to,
             reason,
             policies,
@@ -88,30 +87,14 @@ pub(super) fn override_of(command: Command) -> Result<Manual, CliError> {
                     .map_or(String::new(), |r| format!(" --reason {r:?}"))
             );
             let ovr = Override::Rollback { to, reason };
-            (function, release, policies.dir, ovr, extra)
+            (subject, policies.dir, ovr, extra)
         }
-        Command::Pause {
-            function,
-            release,
-            policies,
-        } => (
-            function,
-            release,
-            policies.dir,
-            Override::Pause,
-            String::new(),
-        ),
-        Command::Resume {
-            function,
-            release,
-            policies,
-        } => (
-            function,
-            release,
-            policies.dir,
-            Override::Resume,
-            String::new(),
-        ),
+        Command::Pause { subject, policies } => {
+            (subject, policies.dir, Override::Pause, String::new())
+        }
+        Command::Resume { subject, policies } => {
+            (subject, policies.dir, Override::Resume, String::new())
+        }
         _ => return Err(CliError::Usage("not a manual command".to_string())),
     };
     let verb = match ovr {
@@ -121,7 +104,7 @@ pub(super) fn override_of(command: Command) -> Result<Manual, CliError> {
         Override::Pause => "pause",
         Override::Resume => "resume",
     };
-    let target = target(function, release)?;
+    let target = subject.target()?;
     let line = format!("canary {verb} {}{extra}", shown(&target));
     Ok(Manual {
         target,
