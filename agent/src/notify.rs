@@ -615,15 +615,9 @@ mod tests {
                 latency_ms: Some(120.0),
             },
             canary_requests_at_step: 12.0,
-            last_canary_traffic: Some(0),
             ceiling_evidence: 1e9,
             increase_evidence: 1e9,
-            latency_evidence: 1.0,
-            slow_evidence: None,
-            slow_shares: None,
-            cold_evidence: None,
-            tests: 4.0,
-            threshold: 300.0,
+            ..Judgement::fixture(Verdict::Healthy, Some(0))
         }
     }
 

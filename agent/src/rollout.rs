@@ -596,25 +596,11 @@ fn rollback(state: &AliasState, to: Version, rejected: Option<Version>, why: Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::{Judgement, Totals};
+    use crate::judge::Judgement;
     use proptest::prelude::*;
 
     fn judgement(verdict: Verdict, last_traffic: Option<i64>) -> Judgement {
-        Judgement {
-            verdict,
-            canary: Totals::default(),
-            baseline: Totals::default(),
-            canary_requests_at_step: 0.0,
-            last_canary_traffic: last_traffic,
-            ceiling_evidence: 1.0,
-            increase_evidence: 1.0,
-            latency_evidence: 1.0,
-            slow_evidence: None,
-            slow_shares: None,
-            cold_evidence: None,
-            tests: 4.0,
-            threshold: 300.0,
-        }
+        Judgement::fixture(verdict, last_traffic)
     }
 
     fn healthy(now: i64) -> Judgement {

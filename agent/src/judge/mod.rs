@@ -154,6 +154,29 @@ pub struct Judgement {
     pub threshold: f64,
 }
 
+#[cfg(test)]
+impl Judgement {
+    /// A judgement with `verdict` and neutral numbers (no requests, evidence 1 on every test,
+    /// threshold 300), for tests of what is decided from a verdict.
+    pub(crate) fn fixture(verdict: Verdict, last_canary_traffic: Option<i64>) -> Judgement {
+        Judgement {
+            verdict,
+            canary: Totals::default(),
+            baseline: Totals::default(),
+            canary_requests_at_step: 0.0,
+            last_canary_traffic,
+            ceiling_evidence: 1.0,
+            increase_evidence: 1.0,
+            latency_evidence: 1.0,
+            slow_evidence: None,
+            slow_shares: None,
+            cold_evidence: None,
+            tests: 4.0,
+            threshold: 300.0,
+        }
+    }
+}
+
 impl Judgement {
     /// A one-line, human summary: rates with counts, latency, and each test's evidence against
     /// the evidence a rollback needs, with the confidence that sets it.

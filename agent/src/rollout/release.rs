@@ -485,7 +485,7 @@ pub fn write_order(calls: &[Call]) -> Vec<usize> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::judge::{Totals, Verdict};
+    use crate::judge::Verdict;
     use crate::rollout::{decide_in, EventKind, Record};
     use proptest::prelude::*;
     use std::time::Duration;
@@ -515,19 +515,9 @@ mod tests {
 
     fn judgement(verdict: Verdict, now: i64) -> Judgement {
         Judgement {
-            verdict,
-            canary: Totals::default(),
-            baseline: Totals::default(),
             canary_requests_at_step: 1000.0,
-            last_canary_traffic: Some(now - 60),
-            ceiling_evidence: 1.0,
-            increase_evidence: 1.0,
-            latency_evidence: 1.0,
-            slow_evidence: None,
-            slow_shares: None,
-            cold_evidence: None,
-            tests: 4.0,
             threshold: 400.0,
+            ..Judgement::fixture(verdict, Some(now - 60))
         }
     }
 
