@@ -662,14 +662,19 @@ struct Shared {
     published: Mutex<Vec<Published>>,
 }
 
-/// An HTTP/1.1 request as read from a client.
+/// An HTTP/1.1 request as read from a client ([`read_request`]).
 #[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    target: String,
-    version: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub struct Request {
+    /// The method, e.g. `GET`.
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// The protocol version, e.g. `HTTP/1.1`.
+    pub version: String,
+    /// The headers, in order, as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
 }
 
 /// An HTTP response to send to a client.
@@ -704,11 +709,15 @@ fn hop_by_hop(name: &str) -> bool {
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
+    /// The first header called `name` (any case).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
         header(&self.headers, name)
     }
 
-    fn path(&self) -> &str {
+    /// The path: the target without its query.
+    #[must_use]
+    pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or_default()
     }
 
@@ -945,7 +954,12 @@ async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
     }
 }
 
-async fn read_request(
+/// Reads one request from `stream` (bytes already read but not used are in `buf`, and what is
+/// read past this request stays there); `None` when the client closed first.
+///
+/// # Errors
+/// A malformed or oversized request, or a failed read.
+pub async fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<Request>> {

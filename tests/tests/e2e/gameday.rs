@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
+use lambda_canary_tests::proxy::{read_request, Request};
 use lambda_canary_tests::Moto;
 use notes_api::{App, FaultConfig, Operation, Settings};
 use notes_load::cognito::{call, sign_in, Login};
 use notes_load::load::{run, Mix, Plan};
 use notes_load::{sign_request, LoadError};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const REGION: &str = "us-east-1";
@@ -92,69 +93,9 @@ fn amz_date(text: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// One HTTP/1.1 request as the stand-in reads it.
-struct Incoming {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Incoming {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-async fn read_request(stream: &mut TcpStream) -> Option<Incoming> {
-    let mut buf = Vec::new();
-    let end = loop {
-        let mut chunk = [0_u8; 4096];
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).ok()?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, target) = (first.next()?.to_string(), first.next()?.to_string());
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[end + 4..].to_vec();
-    while body.len() < length {
-        let mut chunk = vec![0_u8; length - body.len()];
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some(Incoming {
-        method,
-        target,
-        headers,
-        body,
-    })
-}
-
 /// API Gateway's `AWS_IAM` check: the request, signed again with the identity's credentials at
 /// its own `x-amz-date` over the headers it says it signed, must give the same `authorization`.
-fn signature_holds(req: &Incoming, credentials: &Credentials) -> bool {
+fn signature_holds(req: &Request, credentials: &Credentials) -> bool {
     let (Some(auth), Some(time)) = (
         req.header("authorization"),
         req.header("x-amz-date").and_then(amz_date),
@@ -199,8 +140,8 @@ struct Gateway {
 
 impl Gateway {
     /// The handler's answer (status, body) for a request that passed the signature check.
-    async fn dispatch(&self, req: &Incoming) -> (u16, Vec<u8>) {
-        let path = req.target.split('?').next().unwrap_or_default();
+    async fn dispatch(&self, req: &Request) -> (u16, Vec<u8>) {
+        let path = req.path();
         let id = path
             .strip_prefix("/prod/notes/")
             .filter(|id| !id.is_empty());
@@ -232,7 +173,7 @@ impl Gateway {
     }
 
     async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        let Some(req) = read_request(&mut stream).await else {
+        let Ok(Some(req)) = read_request(&mut stream, &mut Vec::new()).await else {
             return;
         };
         let (status, body) = if signature_holds(&req, &self.credentials) {
