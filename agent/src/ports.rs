@@ -153,6 +153,9 @@ pub struct Series {
     pub cold: Vec<ColdStarts>,
     /// The stable version's median cold start before the canary (milliseconds), if known.
     pub stable_cold_ms: Option<f64>,
+    /// How much the stable version's latency level wandered in the hours before the canary
+    /// ([`crate::judge::wander`]), if known.
+    pub latency_wander: Option<f64>,
 }
 
 /// Reads per-version metrics, all policies of a tick in as few calls as possible.

@@ -237,6 +237,7 @@ fn judge_series(policy: &Policy, state: &AliasState, series: Series, now: i64) -
         cold_limit_ms: series
             .stable_cold_ms
             .map(|m| crate::judge::cold_limit(&policy.latency, m)),
+        latency_wander: series.latency_wander,
     };
     if baking(state).is_none() {
         return judge(policy, &obs);

@@ -1,8 +1,10 @@
 //! What the judge needs from before a canary started, read from CloudWatch first in a tick: the
 //! stable version's p99 over the hour before (the tail test's threshold when the policy sets no
-//! `latency.slow_ms`) and, with EMF metrics, its median cold start (`ColdLatency` p50) over the
-//! day before (the cold-start test's reference; a steady version starts few environments an
-//! hour). One `GetMetricData` call per distinct canary start and kind, one period each.
+//! `latency.slow_ms`), its latency statistic per minute over the six hours before (how much its
+//! level wanders: the latency test's variance is never below it) and, with EMF metrics, its
+//! median cold start (`ColdLatency` p50) over the day before (the cold-start test's reference;
+//! a steady version starts few environments an hour). One `GetMetricData` call per distinct
+//! canary start and kind (more when the answer would exceed CloudWatch's 100,800 datapoints).
 //!
 //! A number that cannot be read leaves its test without data for this tick, logged at WARN; it
 //! never fails the rest of the judgement (moto, for one, computes no percentiles). A number whose
@@ -13,7 +15,7 @@ use super::metrics::{emf_metric, lambda_metric, metric_query, CloudWatchMetrics}
 use super::sdk_failure;
 use crate::policy::MetricsSource;
 use crate::ports::MetricsQuery;
-use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery};
+use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, ScanBy, StatusCode};
 use aws_smithy_types::DateTime;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,22 +26,25 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 /// CloudWatch's limit on metric queries in one `GetMetricData` call.
 const MAX_QUERIES: usize = 500;
+/// CloudWatch's limit on datapoints in one `GetMetricData` answer.
+const MAX_DATAPOINTS: i64 = 100_800;
 /// How long after a window ends its datapoints may still arrive (CloudWatch's delivery delay,
 /// generously).
 const SETTLE: i64 = 600;
 /// The most settled numbers kept; beyond it the memory starts over.
 const MAX_SETTLED: usize = 10_000;
 
-/// Settled numbers from before canaries, by metric, statistic and window.
+/// Settled numbers from before canaries, by metric, statistic and window; `None` when the
+/// window had no number to give (a version too new, no percentiles).
 #[derive(Debug, Clone, Default)]
-pub(super) struct Settled(Arc<Mutex<HashMap<String, f64>>>);
+pub(super) struct Settled(Arc<Mutex<HashMap<String, Option<f64>>>>);
 
 impl Settled {
-    fn get(&self, key: &str) -> Option<f64> {
+    fn get(&self, key: &str) -> Option<Option<f64>> {
         self.0.lock().ok()?.get(key).copied()
     }
 
-    fn put(&self, key: String, value: f64) {
+    fn put(&self, key: String, value: Option<f64>) {
         if let Ok(mut map) = self.0.lock() {
             if map.len() >= MAX_SETTLED {
                 map.clear();
@@ -56,6 +61,8 @@ pub(super) struct History {
     pub slow_ms: Option<f64>,
     /// The stable version's median cold start (EMF only).
     pub stable_cold_ms: Option<f64>,
+    /// How much the stable version's latency level wandered ([`crate::judge::wander`]).
+    pub latency_wander: Option<f64>,
 }
 
 /// One statistic of one metric over a window that ends at a canary's start.
@@ -63,7 +70,50 @@ struct Ask {
     index: usize,
     start: i64,
     metric: Metric,
+    stat: &'static str,
 }
+
+/// What to read before a canary, and how its datapoints become one number.
+struct Reading {
+    /// Seconds before the canary's start.
+    window: i64,
+    /// Seconds per datapoint.
+    period: i64,
+    /// What the number is, for the log.
+    what: &'static str,
+    /// The number from the datapoints `(start, value)`, oldest first.
+    reduce: fn(&[(i64, f64)]) -> Option<f64>,
+}
+
+/// The one datapoint of a window read as a single period, if positive.
+fn single(points: &[(i64, f64)]) -> Option<f64> {
+    points
+        .first()
+        .map(|&(_, v)| v)
+        .filter(|v| v.is_finite() && *v > 0.0)
+}
+
+/// The stable version's p99 over the hour before (the tail threshold).
+const P99: Reading = Reading {
+    window: HOUR,
+    period: HOUR,
+    what: "p99 (the tail test's threshold)",
+    reduce: single,
+};
+/// The stable version's median cold start over the day before.
+const COLD: Reading = Reading {
+    window: DAY,
+    period: DAY,
+    what: "median cold start",
+    reduce: single,
+};
+/// The stable version's per-minute latency statistic over the hours before (its wander).
+const WANDER: Reading = Reading {
+    window: crate::judge::WANDER_SECS,
+    period: 60,
+    what: "latency per minute (how much it wanders)",
+    reduce: |points| crate::judge::wander(points, 60),
+};
 
 impl CloudWatchMetrics {
     /// The numbers from before each query's canary.
@@ -72,51 +122,52 @@ impl CloudWatchMetrics {
             .iter()
             .map(|q| History {
                 slow_ms: q.slow_ms,
-                stable_cold_ms: None,
+                ..History::default()
             })
             .collect();
-        let mut p99 = Vec::new();
-        let mut cold = Vec::new();
+        let (mut p99, mut cold, mut wander) = (Vec::new(), Vec::new(), Vec::new());
         for (index, q) in queries.iter().enumerate() {
             let Some(start) = q.canary_start else {
                 continue;
             };
-            match &q.source {
-                MetricsSource::Lambda if q.slow_ms.is_none() => p99.push(Ask {
-                    index,
-                    start,
-                    metric: lambda_metric(q, q.stable, "Duration"),
-                }),
-                MetricsSource::Lambda => {}
+            let ask = |metric: Metric, stat: &'static str| Ask {
+                index,
+                start,
+                metric,
+                stat,
+            };
+            let latency = match &q.source {
+                MetricsSource::Lambda => lambda_metric(q, q.stable, "Duration"),
                 MetricsSource::Emf { namespace, .. } => {
-                    if q.slow_ms.is_none() {
-                        p99.push(Ask {
-                            index,
-                            start,
-                            metric: emf_metric(q, namespace, q.stable, "Latency"),
-                        });
-                    }
-                    cold.push(Ask {
-                        index,
-                        start,
-                        metric: emf_metric(q, namespace, q.stable, "ColdLatency"),
-                    });
+                    cold.push(ask(
+                        emf_metric(q, namespace, q.stable, "ColdLatency"),
+                        "p50",
+                    ));
+                    emf_metric(q, namespace, q.stable, "Latency")
                 }
+            };
+            if q.slow_ms.is_none() {
+                p99.push(ask(latency.clone(), "p99"));
             }
+            wander.push(ask(latency, q.stat.cloudwatch_name()));
         }
-        for (i, v) in self.read_before(p99, HOUR, "p99").await {
+        for (i, v) in self.read_before(p99, &P99).await {
             out[i].slow_ms = Some(v);
         }
-        for (i, v) in self.read_before(cold, DAY, "p50").await {
+        for (i, v) in self.read_before(cold, &COLD).await {
             out[i].stable_cold_ms = Some(v);
+        }
+        for (i, v) in self.read_before(wander, &WANDER).await {
+            out[i].latency_wander = Some(v);
         }
         out
     }
 
-    /// `stat` of each asked metric over the `window` seconds before its start (whole minutes),
-    /// by query index; positive finite values only. Settled numbers come from memory.
-    async fn read_before(&self, asks: Vec<Ask>, window: i64, stat: &str) -> HashMap<usize, f64> {
-        let key = |a: &Ask| format!("{stat}/{window}/{}/{:?}", a.start, a.metric);
+    /// Each asked metric over the reading's window before its start (whole minutes), made one
+    /// number, by query index. Settled numbers come from memory.
+    async fn read_before(&self, asks: Vec<Ask>, reading: &Reading) -> HashMap<usize, f64> {
+        let Reading { window, period, .. } = *reading;
+        let key = |a: &Ask| format!("{}/{window}/{period}/{}/{:?}", a.stat, a.start, a.metric);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -125,22 +176,30 @@ impl CloudWatchMetrics {
             .into_iter()
             .filter(|a| match self.settled.get(&key(a)) {
                 Some(v) => {
-                    found.insert(a.index, v);
+                    if let Some(v) = v {
+                        found.insert(a.index, v);
+                    }
                     false
                 }
                 None => true,
             })
             .collect();
+        // Every answer fits one response: at most MAX_DATAPOINTS datapoints in all.
+        let per_call = usize::try_from(MAX_DATAPOINTS / (window / period).max(1))
+            .unwrap_or(1)
+            .clamp(1, MAX_QUERIES);
         let mut starts: Vec<i64> = asks.iter().map(|a| a.start).collect();
         starts.sort_unstable();
         starts.dedup();
         for start in starts {
             let from = start.saturating_sub(window).div_euclid(60) * 60;
             let group: Vec<&Ask> = asks.iter().filter(|a| a.start == start).collect();
-            for chunk in group.chunks(MAX_QUERIES) {
+            for chunk in group.chunks(per_call) {
                 let queries: Vec<MetricDataQuery> = chunk
                     .iter()
-                    .map(|a| metric_query(format!("h{}", a.index), a.metric.clone(), window, stat))
+                    .map(|a| {
+                        metric_query(format!("h{}", a.index), a.metric.clone(), period, a.stat)
+                    })
                     .collect();
                 let answer = self
                     .client()
@@ -148,31 +207,45 @@ impl CloudWatchMetrics {
                     .set_metric_data_queries(Some(queries))
                     .start_time(DateTime::from_secs(from))
                     .end_time(DateTime::from_secs(from.saturating_add(window)))
+                    .scan_by(ScanBy::TimestampAscending)
                     .send()
                     .await;
-                match answer {
-                    Ok(result) => {
-                        for r in result.metric_data_results() {
-                            let index = r
-                                .id()
-                                .and_then(|id| id.strip_prefix('h'))
-                                .and_then(|n| n.parse::<usize>().ok());
-                            if let (Some(i), Some(&v)) = (index, r.values().first()) {
-                                if v.is_finite() && v > 0.0 {
-                                    found.insert(i, v);
-                                    let asked = chunk.iter().find(|a| a.index == i);
-                                    if let Some(a) = asked.filter(|a| a.start + SETTLE <= now) {
-                                        self.settled.put(key(a), v);
-                                    }
-                                }
-                            }
-                        }
+                let result = match answer {
+                    Ok(result) => result,
+                    Err(e) => {
+                        tracing::warn!(
+                            queries = chunk.len(),
+                            "the stable versions' {} before the canary could not be read, so the tests that need it have less to go on this tick: {}",
+                            reading.what,
+                            sdk_failure("CloudWatch", self.endpoint(), "GetMetricData", &e)
+                        );
+                        continue;
                     }
-                    Err(e) => tracing::warn!(
-                        queries = chunk.len(),
-                        "the stable versions' {stat} before the canary could not be read, so the tests that need it have no data this tick: {}",
-                        sdk_failure("CloudWatch", self.endpoint(), "GetMetricData", &e)
-                    ),
+                };
+                for r in result.metric_data_results() {
+                    let index = r
+                        .id()
+                        .and_then(|id| id.strip_prefix('h'))
+                        .and_then(|n| n.parse::<usize>().ok());
+                    let Some(i) = index else { continue };
+                    let mut points: Vec<(i64, f64)> = r
+                        .timestamps()
+                        .iter()
+                        .map(DateTime::secs)
+                        .zip(r.values().iter().copied())
+                        .collect();
+                    points.sort_by_key(|&(t, _)| t);
+                    let v = (reading.reduce)(&points);
+                    if let Some(v) = v {
+                        found.insert(i, v);
+                    }
+                    // A complete answer over a window that can no longer change is final,
+                    // whether or not it held a number.
+                    let complete = r.status_code() == Some(&StatusCode::Complete);
+                    let asked = chunk.iter().find(|a| a.index == i);
+                    if let Some(a) = asked.filter(|a| complete && a.start + SETTLE <= now) {
+                        self.settled.put(key(a), v);
+                    }
                 }
             }
         }

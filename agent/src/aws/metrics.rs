@@ -533,6 +533,7 @@ impl<'q> Planned<'q> {
             slow_ms: self.before.slow_ms,
             cold,
             stable_cold_ms: self.before.stable_cold_ms,
+            latency_wander: self.before.latency_wander,
         })
     }
 }

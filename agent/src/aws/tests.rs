@@ -7,7 +7,7 @@ use crate::policy::{LatencyStat, MetricsSource, Policy};
 use crate::ports::{Aliases, Metrics, MetricsQuery, Notification, Notifier, Series};
 use crate::rollout::{AliasState, Record, Routing};
 use aws_sdk_cloudwatch::operation::get_metric_data::{GetMetricDataInput, GetMetricDataOutput};
-use aws_sdk_cloudwatch::types::{MetricDataResult, ScanBy, StatusCode};
+use aws_sdk_cloudwatch::types::{MetricDataResult, MetricStat, ScanBy, StatusCode};
 use aws_sdk_lambda::operation::get_function_configuration::{
     GetFunctionConfigurationError, GetFunctionConfigurationOutput,
 };
@@ -741,7 +741,11 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
     assert_eq!(series.canary[0].slow, Some(4.0));
     assert_eq!(series.baseline[0].slow, Some(9.0));
     let seen = seen.lock().expect("lock");
-    assert_eq!(seen.len(), 2, "the history first, then the window");
+    assert_eq!(
+        seen.len(),
+        3,
+        "the history first (p99, wander), then the window"
+    );
     let history = &seen[0];
     assert_eq!(history.start_time(), Some(&DateTime::from_secs(T0 - 3600)));
     assert_eq!(history.end_time(), Some(&DateTime::from_secs(T0)));
@@ -757,13 +761,74 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
         .map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default()))
         .collect();
     assert!(dims.contains(&("ExecutedVersion", "6")), "{dims:?}");
-    let stats: Vec<Option<&str>> = seen[1]
+    let stats: Vec<Option<&str>> = seen[2]
         .metric_data_queries()
         .iter()
         .filter(|q| q.id().is_some_and(|id| id.ends_with("_pr")))
         .map(|q| q.metric_stat().and_then(|m| m.stat()))
         .collect();
     assert_eq!(stats, [Some("PR(:263.5)"), Some("PR(:263.5)")]);
+}
+
+#[tokio::test]
+async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_before() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    // Six hours of the stable version's p50 per minute, its level stepping every 5 minutes.
+    let minutes: Vec<(i64, f64)> = (0..360)
+        .map(|m| {
+            (
+                T0 - 21_600 + m * 60,
+                if (m / 5) % 2 == 0 { 100.0 } else { 120.0 },
+            )
+        })
+        .collect();
+    let points = minutes.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            let per_minute = input.metric_data_queries()[0]
+                .metric_stat()
+                .and_then(MetricStat::period)
+                == Some(60);
+            let h0 = if per_minute {
+                points.clone()
+            } else {
+                vec![(T0 - 3600, 263.5)]
+            };
+            answer(input, &HashMap::from([("h0", h0)]))
+        });
+    let query = MetricsQuery {
+        canary_start: Some(T0),
+        slow_ms: Some(400.0),
+        ..lambda_query(6, 7, LatencyStat::P50)
+    };
+    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
+        .clone()
+        .expect("answered");
+    let expected = crate::judge::wander(&minutes, 60).expect("enough points");
+    assert!(expected > 0.0);
+    assert_eq!(series.latency_wander, Some(expected));
+    let seen = seen.lock().expect("lock");
+    assert_eq!(
+        seen.len(),
+        2,
+        "the wander (slow_ms is set: no p99), then the window"
+    );
+    let wander = &seen[0];
+    assert_eq!(wander.start_time(), Some(&DateTime::from_secs(T0 - 21_600)));
+    assert_eq!(wander.end_time(), Some(&DateTime::from_secs(T0)));
+    let m = wander.metric_data_queries()[0]
+        .metric_stat()
+        .expect("metric stat");
+    assert_eq!(
+        (
+            m.metric().and_then(|m| m.metric_name()),
+            m.stat(),
+            m.period()
+        ),
+        (Some("Duration"), Some("p50"), Some(60))
+    );
 }
 
 #[tokio::test]
@@ -794,7 +859,8 @@ async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick(
             .expect("answered");
         assert_eq!(series.slow_ms, Some(263.5));
     }
-    assert_eq!(history_calls(&seen), 1);
+    // The p99 and the wander (here too few minutes for one: settled as none all the same).
+    assert_eq!(history_calls(&seen), 2);
     // One that started a moment ago: late datapoints may still arrive, so read again.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -806,7 +872,7 @@ async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick(
     };
     metrics.fetch(std::slice::from_ref(&fresh)).await;
     metrics.fetch(std::slice::from_ref(&fresh)).await;
-    assert_eq!(history_calls(&seen), 3);
+    assert_eq!(history_calls(&seen), 6);
 }
 
 #[tokio::test]
@@ -845,7 +911,11 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
         }]
     );
     let seen = seen.lock().expect("lock");
-    assert_eq!(seen.len(), 2, "the day before, then the window: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "the day before, the wander, then the window: {seen:?}"
+    );
     let before = &seen[0];
     assert_eq!(before.start_time(), Some(&DateTime::from_secs(T0 - 86_400)));
     let h = before.metric_data_queries()[0]
@@ -860,7 +930,7 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
         (Some("ColdLatency"), Some("p50"), Some(86_400))
     );
     // The limit: the defaults' 1.3x the stable version's 600 ms median cold start.
-    let cold: Vec<(&str, Option<&str>)> = seen[1]
+    let cold: Vec<(&str, Option<&str>)> = seen[2]
         .metric_data_queries()
         .iter()
         .filter(|q| {
@@ -946,6 +1016,7 @@ async fn lambda_metrics_become_samples_with_the_policy_statistic() {
             slow_ms: None,
             cold: vec![],
             stable_cold_ms: None,
+            latency_wander: None,
         }
     );
 

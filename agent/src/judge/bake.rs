@@ -16,9 +16,7 @@
 //! points the alias back at the previous version, which the outage hits alike.
 
 use super::counts::{capped_ceiling, dispersion, slow_share_periods};
-use super::latency::{
-    latency_diffs, latency_limit, latency_var_floor, mixture_evidence, warm_periods,
-};
+use super::latency::{latency_evidence, latency_limit, warm_periods};
 use super::{cold_starts, pct, totals, Judgement, Observations, Sample, Verdict};
 use crate::policy::Policy;
 use statrs::distribution::{ContinuousCDF, Gamma};
@@ -118,14 +116,14 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
     let alone = Observations {
         canary: current.clone(),
         step_start: obs.step_start,
+        latency_wander: obs.latency_wander,
         ..Observations::default()
     };
     let warm = warm_periods(&alone, policy.warmup_secs());
     let lat = policy.latency;
     let reference = reference_latency(&obs.baseline);
     let limit = latency_limit(&lat, reference);
-    let diffs = latency_diffs(policy, &alone, &warm, reference);
-    let latency = mixture_evidence(&diffs, latency_var_floor(lat.stat));
+    let (latency, periods) = latency_evidence(policy, &alone, &warm, reference, 1.0);
     let slow_ms = obs.slow_ms.or(lat.slow_ms);
     let slow = slow_ms
         .and_then(|_| slow_evidence(obs, &current, &warm, (beta, cap), lat.max_slow_increase));
@@ -175,7 +173,7 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
             baseline
                 .latency_ms
                 .map_or("(none)".to_string(), |b| format!("{b:.0} ms")),
-            diffs.len(),
+            periods,
             limit
         ));
     }

@@ -32,18 +32,19 @@ pub(super) fn latency_limit(lat: &crate::policy::LatencyRule, baseline: Option<f
 
 /// Per-observation `ln(canary / limit)` for the latency test, pooling consecutive periods (a
 /// request-weighted mean of the log statistic of each version) until each observation rests on
-/// at least [`LATENCY_MIN_REQUESTS`] canary requests. An observation whose periods the baseline
-/// did not serve is held against `fallback` (the bake's reference statistic), or `max_ms`.
-pub(super) fn latency_diffs(
+/// at least [`LATENCY_MIN_REQUESTS`] canary requests, with the number of periods pooled. An
+/// observation whose periods the baseline did not serve is held against `fallback` (the bake's
+/// reference statistic), or `max_ms`.
+fn latency_diffs(
     policy: &Policy,
     obs: &Observations,
     warm: &dyn Fn(i64) -> bool,
     fallback: Option<f64>,
-) -> Vec<f64> {
+) -> Vec<(f64, u32)> {
     let lat = policy.latency;
     let limit = |baseline: Option<f64>| latency_limit(&lat, baseline.or(fallback));
     let mut diffs = Vec::new();
-    let (mut n, mut log_c, mut nb, mut log_b) = (0.0, 0.0, 0.0, 0.0);
+    let (mut n, mut log_c, mut nb, mut log_b, mut pooled) = (0.0, 0.0, 0.0, 0.0, 0_u32);
     for c in &obs.canary {
         let Some(cl) = c
             .latency_ms
@@ -53,6 +54,7 @@ pub(super) fn latency_diffs(
         };
         n += c.requests;
         log_c += c.requests * cl.ln();
+        pooled = pooled.saturating_add(1);
         if let Some((bn, bl)) = obs
             .baseline
             .iter()
@@ -68,11 +70,121 @@ pub(super) fn latency_diffs(
         }
         if n >= LATENCY_MIN_REQUESTS {
             let baseline = (nb > 0.0).then(|| (log_b / nb).exp());
-            diffs.push(log_c / n - limit(baseline).ln());
-            (n, log_c, nb, log_b) = (0.0, 0.0, 0.0, 0.0);
+            diffs.push((log_c / n - limit(baseline).ln(), pooled));
+            (n, log_c, nb, log_b, pooled) = (0.0, 0.0, 0.0, 0.0, 0);
         }
     }
     diffs
+}
+
+/// The latency test's evidence and how many observations it rests on. `versions` is how many
+/// wandering levels each observation differs by: 2 against the concurrent baseline (each
+/// version's level wanders on its own), 1 against a fixed reference (the bake).
+pub(super) fn latency_evidence(
+    policy: &Policy,
+    obs: &Observations,
+    warm: &dyn Fn(i64) -> bool,
+    fallback: Option<f64>,
+    versions: f64,
+) -> (f64, usize) {
+    let diffs = latency_diffs(policy, obs, warm, fallback);
+    let values: Vec<f64> = diffs.iter().map(|&(d, _)| d).collect();
+    let mut floor = latency_var_floor(policy.latency.stat);
+    if let Some(w) = obs.latency_wander {
+        let period = policy.metrics.period_secs().max(1) as f64;
+        let secs: Vec<f64> = diffs.iter().map(|&(_, k)| f64::from(k) * period).collect();
+        floor = floor.max(wander_floor(w, versions, &secs));
+    }
+    (mixture_evidence(&values, floor), values.len())
+}
+
+/// The per-observation variance a `wander` (log² × seconds) implies for observations of
+/// `secs` seconds each, differing by `versions` wandering levels. An observation over s
+/// seconds has its level's variance at most w / s (a positively correlated level averages out
+/// no faster); the mean of those is the variance of the observations' mean times their number.
+pub(super) fn wander_floor(wander: f64, versions: f64, secs: &[f64]) -> f64 {
+    if secs.is_empty() {
+        return 0.0;
+    }
+    let inverse = secs.iter().map(|s| 1.0 / s.max(1.0)).sum::<f64>() / secs.len() as f64;
+    versions * wander * inverse
+}
+
+/// The hours of the stable version's per-minute latency statistic read before a canary, to
+/// measure how much its level wanders ([`wander`]).
+pub const WANDER_SECS: i64 = 6 * 3600;
+/// Fewest points [`wander`] fits; with fewer the latency test relies on its own periods.
+pub const WANDER_MIN_POINTS: usize = 30;
+
+/// How much a version's latency level wanders by itself: the long-run variance of the log of
+/// its per-period statistic, per second (log² × seconds), fitted on the stable version's
+/// `(start, statistic)` series from the hours before the canary. A linear trend (the day's
+/// traffic ramping) is taken out first; what is left is fitted as AR(1) over neighbouring
+/// periods `period_secs` apart, as in [`long_run_variance`]. `None` with fewer than
+/// [`WANDER_MIN_POINTS`] positive points, or with points that do not fit.
+///
+/// The latency test's per-observation variance is then never below what this wander implies
+/// (twice it against the concurrent baseline): a canary's level is assumed to wander no more
+/// than the stable version's did. A few periods of its own cannot tell a slow wander from a
+/// shift; hours of the stable version's can.
+#[must_use]
+pub fn wander(points: &[(i64, f64)], period_secs: i64) -> Option<f64> {
+    let mut ys: Vec<(i64, f64)> = points
+        .iter()
+        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+        .map(|&(t, v)| (t, v.ln()))
+        .collect();
+    ys.sort_by_key(|&(t, _)| t);
+    ys.dedup_by_key(|&mut (t, _)| t);
+    if ys.len() < WANDER_MIN_POINTS || period_secs <= 0 {
+        return None;
+    }
+    let n = ys.len() as f64;
+    let t0 = ys[0].0;
+    let ts: Vec<f64> = ys
+        .iter()
+        .map(|&(t, _)| t.saturating_sub(t0) as f64)
+        .collect();
+    let mean_t = ts.iter().sum::<f64>() / n;
+    let mean_y = ys.iter().map(|&(_, y)| y).sum::<f64>() / n;
+    let stt: f64 = ts.iter().map(|t| (t - mean_t).powi(2)).sum();
+    let sty: f64 = ts
+        .iter()
+        .zip(&ys)
+        .map(|(t, &(_, y))| (t - mean_t) * (y - mean_y))
+        .sum();
+    let slope = if stt > 0.0 { sty / stt } else { 0.0 };
+    let resid: Vec<f64> = ts
+        .iter()
+        .zip(&ys)
+        .map(|(t, &(_, y))| y - mean_y - slope * (t - mean_t))
+        .collect();
+    let g0 = resid.iter().map(|e| e * e).sum::<f64>() / n;
+    let (mut g1, mut pairs) = (0.0, 0.0);
+    for i in 1..ys.len() {
+        if ys[i].0.saturating_sub(ys[i - 1].0) == period_secs {
+            g1 += resid[i] * resid[i - 1];
+            pairs += 1.0;
+        }
+    }
+    let r = if pairs > 0.0 && g0 > 0.0 {
+        g1 / pairs / g0
+    } else {
+        0.0
+    };
+    // One standard error up (Bartlett: √((1 − ρ²)/n)): hours of a slow wander are still few
+    // independent stretches, and an underestimate is what would make the test too eager.
+    let r = r + ((1.0 - r * r).max(0.0) / n).sqrt();
+    let w = g0 * ar1_factor(r, n, 0.98) * period_secs as f64;
+    w.is_finite().then_some(w)
+}
+
+/// The AR(1) long-run variance factor (1 + ρ)/(1 − ρ) for a lag-1 autocorrelation `r` measured
+/// on `n` points: corrected for its small-sample bias (Kendall: about −(1 + 3ρ)/n) and kept in
+/// [0, `most`] (a short series cannot tell a higher one from a trend).
+fn ar1_factor(r: f64, n: f64, most: f64) -> f64 {
+    let rho = (r + (1.0 + 3.0 * r) / n).clamp(0.0, most);
+    (1.0 + rho) / (1.0 - rho)
 }
 
 /// A canary share of requests this many times the largest before it is a weight increase.
@@ -138,9 +250,7 @@ pub(super) fn long_run_variance(d: &[f64], mean: f64) -> f64 {
         .map(|(a, b)| (a - mean) * (b - mean))
         .sum::<f64>()
         / n;
-    let r = g1 / g0;
-    let rho = (r + (1.0 + 3.0 * r) / n).clamp(0.0, 0.95);
-    g0 * (1.0 + rho) / (1.0 - rho)
+    g0 * ar1_factor(g1 / g0, n, 0.95)
 }
 
 /// Normal-mixture SPRT evidence that the mean of `d` is above 0 (one-sided; Johari, Pekelis &

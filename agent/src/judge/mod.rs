@@ -39,7 +39,8 @@ use crate::policy::Policy;
 pub use bake::judge_bake;
 use counts::{ceiling_evidence, slow_requests, Tail};
 pub use counts::{dispersion, error_event_evidence};
-use latency::{latency_diffs, latency_var_floor, mixture_evidence, warm_periods};
+use latency::{latency_evidence, warm_periods};
+pub use latency::{wander, WANDER_MIN_POINTS, WANDER_SECS};
 use std::fmt;
 
 /// One metric period of one version.
@@ -87,6 +88,10 @@ pub struct Observations {
     /// The cold-start test's limit in milliseconds: the stable version's median cold start,
     /// moved by `latency.max_ratio` and `min_increase_ms`; `None` when not known.
     pub cold_limit_ms: Option<f64>,
+    /// How much the stable version's latency level wandered in the hours before the canary
+    /// ([`wander`]: log² × seconds); `None` when not known (the latency test then relies on its
+    /// own periods).
+    pub latency_wander: Option<f64>,
 }
 
 /// The judge's conclusion.
@@ -309,14 +314,14 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let baseline = totals(&obs.baseline);
     let errors = five_xx(policy, obs, &baseline);
     let warm = warm_periods(obs, policy.warmup_secs());
-    let diffs = latency_diffs(policy, obs, &warm, None);
+    let (latency, latency_periods) = latency_evidence(policy, obs, &warm, None, 2.0);
     let slow_ms = obs.slow_ms.or(policy.latency.slow_ms);
     let tail = slow_requests(obs, &warm, threshold, policy.latency.max_slow_increase);
     let (cold, cold_counts) = cold_starts(obs);
     let ev = Evidence {
         errors,
-        latency: mixture_evidence(&diffs, latency_var_floor(policy.latency.stat)),
-        latency_periods: diffs.len(),
+        latency,
+        latency_periods,
         slow: slow_ms.map(|_| tail.evidence),
         slow_ms,
         tail,

@@ -23,6 +23,7 @@ pub(super) fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
         slow_ms: None,
         cold: vec![],
         cold_limit_ms: None,
+        latency_wander: None,
     }
 }
 
@@ -188,6 +189,69 @@ fn doubled_latency_is_caught_after_a_few_minutes_and_not_before() {
 }
 
 #[test]
+fn a_latency_rise_the_stable_versions_own_wander_could_explain_needs_more_periods() {
+    let p = Policy::with_defaults("f");
+    let series = |n: i64, wander: Option<f64>| {
+        let canary = (0..n)
+            .map(|i| {
+                minute(
+                    i * 60,
+                    60.0,
+                    0.0,
+                    Some(400.0 * (1.0 + 0.05 * (i % 3) as f64)),
+                )
+            })
+            .collect();
+        let base = (0..n)
+            .map(|i| minute(i * 60, 600.0, 0.0, Some(200.0)))
+            .collect();
+        Observations {
+            latency_wander: wander,
+            ..obs(canary, base)
+        }
+    };
+    let regressed = |o: &Observations| matches!(judge(&p, o).verdict, Verdict::Regressed(_));
+    // A stable version whose level held still: 8 minutes are enough (as above).
+    assert!(regressed(&series(8, Some(0.01))));
+    // One whose level wandered by about ±0.3 in log over 10-minute stretches before the
+    // canary (6 log²·s): a doubling over 5 judged minutes could be that wander; over 27 it
+    // cannot.
+    assert!(!regressed(&series(8, Some(6.0))));
+    assert!(regressed(&series(30, Some(6.0))));
+}
+
+#[test]
+fn the_wander_is_fitted_after_the_trend_and_grows_with_how_long_a_level_lasts() {
+    let minutes = |f: &dyn Fn(i64) -> f64, n: i64| -> Vec<(i64, f64)> {
+        (0..n).map(|m| (m * 60, f(m))).collect()
+    };
+    // Too few minutes: no fit.
+    assert_eq!(wander(&minutes(&|_| 100.0, 29), 60), None);
+    // A steady ramp (latency up 2% an hour) alone is not a wander.
+    let ramp = wander(
+        &minutes(&|m| 100.0 * (0.02 * m as f64 / 60.0).exp(), 360),
+        60,
+    );
+    assert!(ramp.is_some_and(|w| w < 1e-4), "{ramp:?}");
+    // Levels ±10% that last 10 minutes wander more than ones that alternate every minute.
+    let steps = |every: i64| {
+        wander(
+            &minutes(&|m| if (m / every) % 2 == 0 { 100.0 } else { 120.0 }, 360),
+            60,
+        )
+        .expect("fits")
+    };
+    assert!(steps(10) > 5.0 * steps(1), "{} vs {}", steps(10), steps(1));
+    // Order, duplicates and points that are no statistic do not matter.
+    let mut shuffled = minutes(&|m| if (m / 10) % 2 == 0 { 100.0 } else { 120.0 }, 360);
+    shuffled.reverse();
+    shuffled.push((0, 100.0));
+    shuffled.push((-60, f64::NAN));
+    shuffled.push((-120, 0.0));
+    assert_eq!(wander(&shuffled, 60), Some(steps(10)));
+}
+
+#[test]
 fn latency_ceiling_applies_without_a_baseline() {
     let p = Policy::with_defaults("f");
     let c = (0..6)
@@ -260,6 +324,7 @@ fn a_build_whose_cold_starts_doubled_is_rolled_back_and_a_healthy_one_is_not() {
                     })
                     .collect(),
                 cold_limit_ms: Some(limit),
+                latency_wander: None,
             },
         )
     };
@@ -354,6 +419,18 @@ proptest! {
         }
     }
 
+    /// Whatever the stable version's minutes hold (any times, NaN, infinities, negatives,
+    /// any period), its wander is a finite non-negative number or none, never a panic.
+    #[test]
+    fn the_wander_is_finite_or_none_on_any_points(
+        points in proptest::collection::vec((any::<i64>(), any::<f64>()), 0..120),
+        period in -5i64..4000,
+    ) {
+        if let Some(w) = wander(&points, period) {
+            prop_assert!(w.is_finite() && w >= 0.0, "{w}");
+        }
+    }
+
     /// Whatever CloudWatch answers (slow or cold counts above the requests, zero or huge
     /// thresholds, NaN-free but extreme values), the judge answers with finite or infinite
     /// evidence and never panics; with EMF metrics α is split five ways.
@@ -390,6 +467,7 @@ proptest! {
                 slow: k.floor(),
             }).collect(),
             cold_limit_ms: cold_limit,
+            latency_wander: None,
         };
         let j = judge(&p, &o);
         prop_assert!((j.threshold - 500.0).abs() < 1e-6);
@@ -832,27 +910,98 @@ mod error_event_tests {
 }
 
 mod latency_null_tests {
-    use super::super::latency::mixture_evidence;
+    use super::super::latency::{mixture_evidence, wander, wander_floor, WANDER_SECS};
     use crate::sim::rng::Rng;
 
-    /// Share of runs in which the latency test ever reaches `threshold` (any prefix: the agent
-    /// looks after every observation) on `runs` series of `n` observations at the null boundary
-    /// (mean 0), AR(1) with coefficient `phi` and Student-t innovations of `dof` degrees of
-    /// freedom (heavy tails), scaled to a per-observation standard deviation `sd`.
-    fn ever_rejects(runs: u32, n: usize, phi: f64, dof: f64, sd: f64, threshold: f64) -> f64 {
-        let mut rng = Rng::new(17);
+    /// Null worlds per case.
+    const RUNS: u32 = 3000;
+
+    /// A unit-variance Student t draw with `dof` degrees of freedom (heavy tails): a normal
+    /// over the root of a scaled chi-square (statrs Gamma).
+    fn student(rng: &mut Rng, dof: f64) -> f64 {
+        let t = rng.normal() / (2.0 * rng.gamma(dof / 2.0) / dof).sqrt();
+        t / (dof / (dof - 2.0)).sqrt()
+    }
+
+    /// One null world, minute by minute: each version's latency level wanders as AR(1) with
+    /// coefficient `phi` and t(`dof`) innovations; each minute's statistic adds white noise.
+    struct World {
+        rng: Rng,
+        phi: f64,
+        dof: f64,
+        /// Each version's level: its standard deviation, and the stable and canary levels.
+        level_sd: f64,
+        stable: f64,
+        canary: f64,
+        /// Per-minute sampling noise of an observation's statistic.
+        white: f64,
+    }
+
+    impl World {
+        fn step(&mut self, level: f64) -> f64 {
+            let a = (1.0 - self.phi * self.phi).sqrt();
+            self.phi * level + a * student(&mut self.rng, self.dof)
+        }
+
+        /// The stable version's log statistic per minute over the hours before the canary
+        /// (its own sampling noise smaller: it serves all the traffic).
+        fn history(&mut self) -> Vec<(i64, f64)> {
+            (0..WANDER_SECS / 60)
+                .map(|m| {
+                    self.stable = self.step(self.stable);
+                    let noise = 0.3 * self.white * self.rng.normal();
+                    (m * 60, (self.level_sd * self.stable + noise).exp())
+                })
+                .collect()
+        }
+
+        /// The next observation at the null boundary: the canary's level minus the stable's.
+        fn observation(&mut self) -> f64 {
+            self.stable = self.step(self.stable);
+            self.canary = self.step(self.canary);
+            let noise = self.white * student(&mut self.rng, self.dof);
+            self.level_sd * (self.canary - self.stable) + noise
+        }
+    }
+
+    /// Share of `runs` null worlds in which the latency test ever reaches `threshold` over `n`
+    /// one-minute observations (any prefix: the agent looks after every observation), with
+    /// the per-minute difference's standard deviation `sd` of which `white` is sampling noise.
+    /// With `history`, the test's variance is floored by the wander the judge measures on the
+    /// stable version's hours before (as the agent reads them); without, it has its own data.
+    fn ever_rejects(
+        runs: u32,
+        n: usize,
+        (phi, dof): (f64, f64),
+        sd: f64,
+        white: f64,
+        history: bool,
+    ) -> f64 {
+        let threshold = 300.0;
         let mut rejected = 0;
+        let mut w = World {
+            rng: Rng::new(17),
+            phi,
+            dof,
+            level_sd: ((sd * sd - white * white).max(0.0) / 2.0).sqrt(),
+            stable: 0.0,
+            canary: 0.0,
+            white,
+        };
         for _ in 0..runs {
-            let mut level = 0.0;
+            w.stable = student(&mut w.rng, dof);
+            w.canary = student(&mut w.rng, dof);
+            let mut floor: f64 = 0.04;
+            if history {
+                let points = w.history();
+                let measured = wander(&points, 60).expect("six hours of points");
+                floor = floor.max(wander_floor(measured, 2.0, &[60.0]));
+            }
             let mut d = Vec::with_capacity(n);
             let mut hit = false;
             for _ in 0..n {
-                // Student t: a normal over the root of a scaled chi-square (statrs Gamma).
-                let t = rng.normal() / (2.0 * rng.gamma(dof / 2.0) / dof).sqrt();
-                let unit = t / (dof / (dof - 2.0)).sqrt();
-                level = phi * level + (1.0 - phi * phi).sqrt() * unit;
-                d.push(sd * level);
-                if mixture_evidence(&d, 0.04) >= threshold {
+                d.push(w.observation());
+                if mixture_evidence(&d, floor) >= threshold {
                     hit = true;
                     break;
                 }
@@ -863,27 +1012,48 @@ mod latency_null_tests {
     }
 
     #[test]
-    fn the_latency_test_keeps_its_share_of_alpha_on_heavy_tailed_periods_and_bounds_autocorrelated_ones(
-    ) {
-        // α = 1% split over 3 tests: each may reject at most 1/300 of null runs (5000 runs of
-        // 90 looks at the p99 floor: two standard errors of sampling noise allowed).
-        let threshold = 300.0;
-        let share: f64 = 1.0 / threshold;
-        let noise = 2.0 * (share / 5000.0).sqrt();
-        let rate = ever_rejects(5000, 90, 0.0, 3.0, 0.3, threshold);
-        assert!(rate <= share + noise, "t(3): {:.2}%", rate * 100.0);
-        // Autocorrelated periods: the AR(1) long-run variance takes most of the excess out, not
-        // all of it (measured: 0.8%, 4.8% and 1.3% at AR 0.5, 0.8 and 0.9, against a share of
-        // 0.33%). Bounded here so it cannot grow unseen; README "Judge" states the miss.
-        for (phi, dof, sd, bound) in [
-            (0.5, 3.0, 0.2, 0.012),
-            (0.8, 4.0, 0.2, 0.06),
-            (0.9, 5.0, 0.1, 0.02),
+    fn the_latency_test_keeps_its_share_of_alpha_on_heavy_tailed_and_autocorrelated_periods() {
+        // α = 1% split over 3 tests: each may reject at most 1/300 of null runs (RUNS runs of
+        // 90 looks at the p99 floor: two standard errors of sampling noise allowed). Measured:
+        // 0.10%, 0.10%, 0.03%, 0.03%, 0.03% and 0.12%.
+        let share: f64 = 1.0 / 300.0;
+        let noise = 2.0 * (share / f64::from(RUNS)).sqrt();
+        for (ar, sd, white) in [
+            ((0.0, 3.0), 0.3, 0.3),
+            ((0.5, 3.0), 0.2, 0.05),
+            ((0.8, 4.0), 0.2, 0.05),
+            ((0.9, 5.0), 0.1, 0.02),
+            ((0.9, 5.0), 0.3, 0.05),
+            ((0.95, 5.0), 0.3, 0.05),
         ] {
-            let rate = ever_rejects(5000, 90, phi, dof, sd, threshold);
+            let rate = ever_rejects(RUNS, 90, ar, sd, white, true);
+            assert!(
+                rate <= share + noise,
+                "AR({}) t({}) sd {sd}: {:.2}%",
+                ar.0,
+                ar.1,
+                rate * 100.0
+            );
+        }
+    }
+
+    #[test]
+    fn without_the_stable_versions_history_autocorrelated_periods_stay_bounded() {
+        // A function too new for six hours of history (or an emulator with no percentiles):
+        // the AR(1) long-run variance of its own periods takes most of the excess out, not all
+        // (measured: 1.3%, 8.1% and 3.3% at AR 0.5, 0.8 and 0.9 against a share of 0.33%).
+        // Bounded here so it cannot grow unseen; README "Judge" states the miss.
+        for (ar, sd, white, bound) in [
+            ((0.5, 3.0), 0.2, 0.05, 0.02),
+            ((0.8, 4.0), 0.2, 0.05, 0.1),
+            ((0.9, 5.0), 0.1, 0.02, 0.045),
+        ] {
+            let rate = ever_rejects(RUNS, 90, ar, sd, white, false);
             assert!(
                 rate <= bound,
-                "AR({phi}) t({dof}) sd {sd}: {:.2}%",
+                "AR({}) t({}) sd {sd}: {:.2}%",
+                ar.0,
+                ar.1,
                 rate * 100.0
             );
         }

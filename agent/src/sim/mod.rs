@@ -51,6 +51,8 @@ pub struct SimFunction {
     pub versions: BTreeMap<Version, VersionState>,
     partial: BTreeMap<Version, Partial>,
     period_start: i64,
+    /// The reference version whose wander was measured, and the measure.
+    wander: Option<(Version, Option<f64>)>,
 }
 
 /// One version's unfinished period.
@@ -84,6 +86,7 @@ impl SimFunction {
             versions: BTreeMap::from([(1, VersionState::serving(1.0))]),
             partial: BTreeMap::new(),
             period_start: now.div_euclid(period) * period,
+            wander: None,
         }
     }
 
@@ -194,6 +197,34 @@ impl SimFunction {
             .and_then(Build::cold_median)
     }
 
+    /// How much the reference version's latency level wandered over the hours before
+    /// `canary_start`, measured as the agent does ([`crate::judge::wander`]) on the per-minute
+    /// series that version served then ([`traffic::history`]); drawn once per reference
+    /// version from `seed`, apart from the world's random stream.
+    fn latency_wander(&mut self, traffic: &Traffic, seed: u64, canary_start: i64) -> Option<f64> {
+        let reference = self.reference_version();
+        if let Some((v, w)) = self.wander {
+            if v == reference {
+                return w;
+            }
+        }
+        let w = self.builds.get(&reference).and_then(|build| {
+            let mut rng = Rng::new(seed ^ reference.rotate_left(32));
+            let minutes = u32::try_from(crate::judge::WANDER_SECS / 60).unwrap_or(0);
+            let points = traffic::history(
+                &mut rng,
+                traffic,
+                build,
+                self.policy.latency.stat,
+                canary_start,
+                minutes,
+            );
+            crate::judge::wander(&points, 60)
+        });
+        self.wander = Some((reference, w));
+        w
+    }
+
     /// Closes the period ending at `end`: its datapoints become visible at `visible`.
     fn close_period(&mut self, rng: &mut Rng, end: i64, visible: i64) {
         let stat = self.policy.latency.stat;
@@ -264,6 +295,8 @@ pub struct World {
     pub alias_writes: u64,
     /// The current minute (its start) and its shared conditions.
     minute: Option<(i64, MinuteConditions)>,
+    /// The seed the world was made with (histories before canaries are drawn from it).
+    seed: u64,
 }
 
 impl World {
@@ -282,6 +315,7 @@ impl World {
             alias_reads: 0,
             alias_writes: 0,
             minute: None,
+            seed,
         }
     }
 
@@ -433,15 +467,23 @@ impl Metrics for SimMetrics {
     async fn fetch(&self, queries: &[MetricsQuery]) -> Vec<Result<Series, PortError>> {
         let mut w = self.0.lock();
         w.metric_calls += 1;
-        let now = w.now;
+        let World {
+            now,
+            seed,
+            ref traffic,
+            ref mut functions,
+            ..
+        } = *w;
         queries
             .iter()
             .map(|q| {
-                let f = w
-                    .functions
-                    .iter()
+                let f = functions
+                    .iter_mut()
                     .find(|f| f.policy.function == q.function && f.policy.alias == q.alias)
                     .ok_or_else(|| PortError::NotFound(format!("no function {}", q.function)))?;
+                let latency_wander = q
+                    .canary_start
+                    .and_then(|start| f.latency_wander(traffic, seed, start));
                 let pick = |v: Version| {
                     f.samples
                         .iter()
@@ -465,6 +507,7 @@ impl Metrics for SimMetrics {
                     slow_ms: f.slow_threshold(),
                     cold,
                     stable_cold_ms: f.stable_cold_ms(),
+                    latency_wander,
                 })
             })
             .collect()

@@ -406,6 +406,41 @@ pub fn serve(
     }
 }
 
+/// A version's per-minute latency statistic over the `minutes` minutes before `until`, as
+/// CloudWatch would hold it: `build` serving all of the steady traffic (minute-to-minute rate
+/// noise, no scheduled changes), warm, its level drifting as its build says. What the agent
+/// reads of the stable version before a canary to measure its wander.
+pub fn history(
+    rng: &mut Rng,
+    traffic: &Traffic,
+    build: &Build,
+    stat: crate::policy::LatencyStat,
+    until: i64,
+    minutes: u32,
+) -> Vec<(i64, f64)> {
+    let steady = Traffic {
+        changes: Vec::new(),
+        outages: Vec::new(),
+        ..traffic.clone()
+    };
+    let mut state = VersionState::serving(1.0);
+    let first = until.div_euclid(60) * 60 - i64::from(minutes) * 60;
+    (0..i64::from(minutes))
+        .filter_map(|m| {
+            let from = first + m * 60;
+            let span = Span {
+                traffic: &steady,
+                conditions: steady.minute_conditions(rng),
+                from,
+                to: from + 60,
+            };
+            let (mut warm, mut cold) = (Mixture::default(), Mixture::default());
+            serve(rng, &span, build, &mut state, &mut warm, &mut cold);
+            warm.statistic(rng, stat).map(|v| (from, v))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
