@@ -9,11 +9,26 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// `println!` for the commands' output, through [`out::write`] (a closed pipe is no panic).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::out::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the commands' output, through [`out::write`].
+macro_rules! put {
+    ($($arg:tt)*) => {
+        $crate::cli::out::write(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 pub mod deployed;
 pub mod emf;
 pub mod logs;
 mod manual;
+pub mod out;
 mod run;
 mod status;
 mod wait;
@@ -439,7 +454,7 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
             output,
         }) => policy_show(conf, &dir, deployed.then_some(agent.as_str()), output).await,
         Command::Policy(PolicyCommand::Schema) => {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&policy::json_schema()).unwrap_or_default()
             );
@@ -507,7 +522,7 @@ fn policy_check(dir: &Path, rate: Option<f64>, output: Output) -> Result<(), Cli
     match output {
         Output::Text => {
             for p in &report.policies {
-                println!(
+                say!(
                     "ok  {}  ({}:{}, steps {}%)",
                     p.source.display(),
                     p.function,
@@ -515,14 +530,14 @@ fn policy_check(dir: &Path, rate: Option<f64>, output: Output) -> Result<(), Cli
                     steps(p)
                 );
                 if let Some(rps) = rate {
-                    println!("    {}", step_estimate(p, rps));
+                    say!("    {}", step_estimate(p, rps));
                 }
             }
             for p in &report.problems {
-                println!("{p}");
+                say!("{p}");
             }
             if report.is_ok() {
-                println!("{} policies valid", report.policies.len());
+                say!("{} policies valid", report.policies.len());
             }
         }
         Output::Json => {
@@ -553,7 +568,7 @@ fn policy_check(dir: &Path, rate: Option<f64>, output: Output) -> Result<(), Cli
                     })
                 })
                 .collect();
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({"valid": report.is_ok(), "policies": policies, "problems": problems})
             );
@@ -637,7 +652,7 @@ fn demo(path: Option<&Path>, rps: f64, seed: u64) -> Result<(), CliError> {
         tick,
         seed,
     }) {
-        println!("{line}");
+        say!("{line}");
     }
     Ok(())
 }

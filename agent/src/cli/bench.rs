@@ -50,7 +50,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         None if args.output == Output::Text => {
             let text =
                 report::builtin_text(args.runs, args.seed, &policies, args.scenario.as_deref());
-            print!("{text}");
+            put!("{text}");
             return Ok(());
         }
         None => (
@@ -94,7 +94,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         Output::Json => {
             rows.extend(equal);
             rows.extend(features);
-            println!("{}", report::json(&rows));
+            say!("{}", report::json(&rows));
         }
         Output::Text if from_file => {
             let lowering = bench::floor_lowering_ids(&judges);
@@ -104,12 +104,12 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
                 features: &features,
                 lowering: &lowering,
             };
-            print!(
+            put!(
                 "{}",
                 report::scenario_report(&parts, &scenarios, args.runs, args.seed)
             );
         }
-        Output::Text => print!(
+        Output::Text => put!(
             "{}",
             report::scenario_text(&rows, &scenarios, args.runs, args.seed)
         ),

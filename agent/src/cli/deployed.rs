@@ -146,10 +146,10 @@ pub fn print_show(
             )));
         }
         match output {
-            Output::Json => println!("{}", serde_json::json!(local)),
+            Output::Json => say!("{}", serde_json::json!(local)),
             Output::Text => {
                 for f in &local.files {
-                    println!("{}  {}", f.file, f.policy.as_deref().unwrap_or("INVALID"));
+                    say!("{}  {}", f.file, f.policy.as_deref().unwrap_or("INVALID"));
                 }
             }
         }
@@ -165,24 +165,24 @@ pub fn print_show(
                 }
             }
             json["agent"] = agent.into();
-            println!("{json}");
+            say!("{json}");
         }
         Output::Text => {
-            println!(
+            say!(
                 "{agent} runs {} policy file(s) from {} (compared with {}):",
                 answer.files.len(),
                 answer.dir,
                 local_dir.display()
             );
             for f in &answer.files {
-                println!(
+                say!(
                     "  {}  {}  {}",
                     f.file,
                     f.policy.as_deref().unwrap_or("INVALID"),
                     compare(f, &local.files)
                 );
                 for p in &f.problems {
-                    println!("      {p}");
+                    say!("      {p}");
                 }
             }
             for l in local
@@ -190,7 +190,7 @@ pub fn print_show(
                 .iter()
                 .filter(|l| !answer.files.iter().any(|f| f.file == l.file))
             {
-                println!(
+                say!(
                     "  {}  not deployed (only in {})",
                     l.file,
                     local_dir.display()

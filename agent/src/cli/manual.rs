@@ -150,7 +150,7 @@ pub(super) fn release_policies(dir: &Path, name: &str) -> Result<Vec<Policy>, Cl
 }
 
 fn print(out: &Outcome) {
-    println!("{}", out.line());
+    say!("{}", out.line());
     if let Some(Err(e)) = &out.notified {
         eprintln!("warning: on-call was not told ({e}); the agent re-sends on its next tick");
     }

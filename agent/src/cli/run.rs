@@ -28,7 +28,7 @@ where
             .tick_within(&report.policies, now(), Some(DEFAULT_TICK_BUDGET))
             .await;
         for o in &outs {
-            println!(
+            say!(
                 "{}{}",
                 if agent.dry_run { "[dry-run] " } else { "" },
                 o.line()
@@ -135,7 +135,7 @@ impl LambdaTicker {
             .await;
         let now_ms = u64::try_from(now()).unwrap_or(0).saturating_mul(1000);
         for line in emf::lines(&outs, now_ms) {
-            println!("{line}");
+            say!("{line}");
         }
         let failed = outs.iter().filter(|o| o.failed()).count();
         let summary = serde_json::json!({

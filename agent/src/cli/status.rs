@@ -63,15 +63,15 @@ pub(super) fn print_status(shown: &[(Policy, Outcome)], release: Option<&str>, o
         if let Some(name) = release {
             doc["release"] = serde_json::json!(name);
         }
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
     let t = now();
     if let Some(name) = release {
-        println!("{}", release_line(name, shown));
+        say!("{}", release_line(name, shown));
     }
     for (p, o) in shown {
-        println!("{}:{}", o.function, o.alias);
+        say!("{}:{}", o.function, o.alias);
         if let (Some(name), Some(m)) =
             (&p.release, o.before.as_ref().and_then(|s| s.record.release))
         {
@@ -80,44 +80,44 @@ pub(super) fn print_status(shown: &[(Policy, Outcome)], release: Option<&str>, o
                 (true, false) => ", rolled back".to_string(),
                 (true, true) => ", rolled back with another member".to_string(),
             };
-            println!("  release: {name} (started {}{how})", clock(m.id));
+            say!("  release: {name} (started {}{how})", clock(m.id));
         }
         if let Some(e) = &o.error {
-            println!("  error: {e}");
+            say!("  error: {e}");
         }
         let Some(s) = &o.before else { continue };
         for problem in &o.problems {
-            println!("  record repaired on next tick: {problem}");
+            say!("  record repaired on next tick: {problem}");
         }
         let r = &s.record;
-        println!("{}", alias_line(p, s, t));
+        say!("{}", alias_line(p, s, t));
         if let Some(j) = &o.judgement {
             for line in metric_rows(p, s, j) {
-                println!("{line}");
+                say!("{line}");
             }
         }
         if let Some(d) = &o.decision {
-            println!("  next tick: {}", d.action);
+            say!("  next tick: {}", d.action);
         }
         if let Some(rej) = r.rejected {
-            println!(
+            say!(
                 "  rolled back: v{rej} (no version up to v{rej} is started automatically; a newer candidate is)"
             );
         }
         if let Some(u) = r.unjudged_since {
-            println!(
+            say!(
                 "  UNPROTECTED: not judged for {}",
                 human_duration(t.saturating_sub(u))
             );
         }
         if !r.owed.is_empty() {
-            println!(
+            say!(
                 "  owed announcements: {} (re-sent by the next tick)",
                 r.owed.len()
             );
         }
         if let Some(last) = &r.last {
-            println!("  last decision: {last}");
+            say!("  last decision: {last}");
         }
     }
 }

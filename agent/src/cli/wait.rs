@@ -123,7 +123,7 @@ where
 
 /// Prints a line stamped with the UTC time of day.
 fn stamped(line: &str) {
-    println!("{} {line}", clock(now()));
+    say!("{} {line}", clock(now()));
 }
 
 /// The exit of a wait on the terminal: ok when promoted, [`CliError::Failed`] (exit 1) else.
