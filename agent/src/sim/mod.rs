@@ -200,7 +200,7 @@ impl SimFunction {
     /// How much the reference version's latency level wandered over the hours before
     /// `canary_start`, measured as the agent does ([`crate::judge::wander`]) on the per-minute
     /// series that version served then ([`traffic::history`]); drawn once per reference
-    /// version from `seed`, apart from the world's random stream.
+    /// version from `seed` and the function's name, apart from the world's random stream.
     fn latency_wander(&mut self, traffic: &Traffic, seed: u64, canary_start: i64) -> Option<f64> {
         let reference = self.reference_version();
         if let Some((v, w)) = self.wander {
@@ -209,7 +209,15 @@ impl SimFunction {
             }
         }
         let w = self.builds.get(&reference).and_then(|build| {
-            let mut rng = Rng::new(seed ^ reference.rotate_left(32));
+            // Each function its own hours: the seed, the version and the function's name.
+            let name = self
+                .policy
+                .function
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+            let mut rng = Rng::new(seed ^ reference.rotate_left(32) ^ name);
             let minutes = u32::try_from(crate::judge::WANDER_SECS / 60).unwrap_or(0);
             let points = traffic::history(
                 &mut rng,
