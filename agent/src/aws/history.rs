@@ -15,6 +15,7 @@ use super::metrics::{emf_metric, lambda_metric, metric_query, CloudWatchMetrics}
 use super::sdk_failure;
 use crate::policy::MetricsSource;
 use crate::ports::MetricsQuery;
+use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
 use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, ScanBy, StatusCode};
 use aws_smithy_types::DateTime;
 use std::collections::HashMap;
@@ -83,6 +84,14 @@ struct Reading {
     what: &'static str,
     /// The number from the datapoints `(start, value)`, oldest first.
     reduce: fn(&[(i64, f64)]) -> Option<f64>,
+}
+
+impl Reading {
+    /// What a settled answer to `a` is kept under.
+    fn key(&self, a: &Ask) -> String {
+        let Self { window, period, .. } = self;
+        format!("{}/{window}/{period}/{}/{:?}", a.stat, a.start, a.metric)
+    }
 }
 
 /// The one datapoint of a window read as a single period, if positive.
@@ -167,14 +176,10 @@ impl CloudWatchMetrics {
     /// number, by query index. Settled numbers come from memory.
     async fn read_before(&self, asks: Vec<Ask>, reading: &Reading) -> HashMap<usize, f64> {
         let Reading { window, period, .. } = *reading;
-        let key = |a: &Ask| format!("{}/{window}/{period}/{}/{:?}", a.stat, a.start, a.metric);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let mut found = HashMap::new();
         let asks: Vec<Ask> = asks
             .into_iter()
-            .filter(|a| match self.settled.get(&key(a)) {
+            .filter(|a| match self.settled.get(&reading.key(a)) {
                 Some(v) => {
                     if let Some(v) = v {
                         found.insert(a.index, v);
@@ -210,45 +215,54 @@ impl CloudWatchMetrics {
                     .scan_by(ScanBy::TimestampAscending)
                     .send()
                     .await;
-                let result = match answer {
-                    Ok(result) => result,
-                    Err(e) => {
-                        tracing::warn!(
-                            queries = chunk.len(),
-                            "the stable versions' {} before the canary could not be read, so the tests that need it have less to go on this tick: {}",
-                            reading.what,
-                            sdk_failure("CloudWatch", self.endpoint(), "GetMetricData", &e)
-                        );
-                        continue;
-                    }
-                };
-                for r in result.metric_data_results() {
-                    let index = r
-                        .id()
-                        .and_then(|id| id.strip_prefix('h'))
-                        .and_then(|n| n.parse::<usize>().ok());
-                    let Some(i) = index else { continue };
-                    let mut points: Vec<(i64, f64)> = r
-                        .timestamps()
-                        .iter()
-                        .map(DateTime::secs)
-                        .zip(r.values().iter().copied())
-                        .collect();
-                    points.sort_by_key(|&(t, _)| t);
-                    let v = (reading.reduce)(&points);
-                    if let Some(v) = v {
-                        found.insert(i, v);
-                    }
-                    // A complete answer over a window that can no longer change is final,
-                    // whether or not it held a number.
-                    let complete = r.status_code() == Some(&StatusCode::Complete);
-                    let asked = chunk.iter().find(|a| a.index == i);
-                    if let Some(a) = asked.filter(|a| complete && a.start + SETTLE <= now) {
-                        self.settled.put(key(a), v);
-                    }
+                match answer {
+                    Ok(result) => self.keep(&result, chunk, reading, &mut found),
+                    Err(e) => tracing::warn!(
+                        queries = chunk.len(),
+                        "the stable versions' {} before the canary could not be read, so the tests that need it have less to go on this tick: {}",
+                        reading.what,
+                        sdk_failure("CloudWatch", self.endpoint(), "GetMetricData", &e)
+                    ),
                 }
             }
         }
         found
+    }
+
+    /// Makes each answered query of `chunk` one number into `found`; a complete answer over
+    /// a window that can no longer change is kept, whether or not it held a number.
+    fn keep(
+        &self,
+        result: &GetMetricDataOutput,
+        chunk: &[&Ask],
+        reading: &Reading,
+        found: &mut HashMap<usize, f64>,
+    ) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        for r in result.metric_data_results() {
+            let index = r
+                .id()
+                .and_then(|id| id.strip_prefix('h'))
+                .and_then(|n| n.parse::<usize>().ok());
+            let Some(i) = index else { continue };
+            let mut points: Vec<(i64, f64)> = r
+                .timestamps()
+                .iter()
+                .map(DateTime::secs)
+                .zip(r.values().iter().copied())
+                .collect();
+            points.sort_by_key(|&(t, _)| t);
+            let v = (reading.reduce)(&points);
+            if let Some(v) = v {
+                found.insert(i, v);
+            }
+            let complete = r.status_code() == Some(&StatusCode::Complete);
+            let asked = chunk.iter().find(|a| a.index == i);
+            if let Some(a) = asked.filter(|a| complete && a.start + SETTLE <= now) {
+                self.settled.put(reading.key(a), v);
+            }
+        }
     }
 }
