@@ -3,7 +3,6 @@
 
 use crate::policy::{self, DirReport, Policy};
 use crate::rollout::Version;
-use crate::text::human_duration;
 use crate::tick::{self, Agent};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -29,11 +28,13 @@ pub mod emf;
 pub mod logs;
 mod manual;
 pub mod out;
+mod policies;
 mod run;
 mod status;
 mod wait;
 
 use manual::Target;
+use policies::{policy_check, policy_show};
 use run::run_loop;
 pub use run::{lambda_tick_with, lambda_tick_within, tick_budget, LambdaTicker};
 use status::print_status;
@@ -508,128 +509,6 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
     }
 }
 
-/// `canary policy check`: one line per valid policy (and its step estimate at `rate`), one per
-/// problem as `FILE:LINE: FIELD: MESSAGE`; or the same as one JSON object.
-fn policy_check(dir: &Path, rate: Option<f64>, output: Output) -> Result<(), CliError> {
-    let report = policy::load_dir(dir);
-    let steps = |p: &Policy| {
-        p.steps
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match output {
-        Output::Text => {
-            for p in &report.policies {
-                say!(
-                    "ok  {}  ({}:{}, steps {}%)",
-                    p.source.display(),
-                    p.function,
-                    p.alias,
-                    steps(p)
-                );
-                if let Some(rps) = rate {
-                    say!("    {}", step_estimate(p, rps));
-                }
-            }
-            for p in &report.problems {
-                say!("{p}");
-            }
-            if report.is_ok() {
-                say!("{} policies valid", report.policies.len());
-            }
-        }
-        Output::Json => {
-            let policies: Vec<serde_json::Value> = report
-                .policies
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "file": p.source.display().to_string(),
-                        "function": p.function,
-                        "alias": p.alias,
-                        "release": p.release,
-                        "steps": p.steps,
-                        "estimate": rate.map(|rps| step_estimate(p, rps)),
-                    })
-                })
-                .collect();
-            let problems: Vec<serde_json::Value> = report
-                .problems
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "file": p.file.display().to_string(),
-                        "line": p.line,
-                        "column": p.column,
-                        "field": p.field,
-                        "message": p.message,
-                    })
-                })
-                .collect();
-            say!(
-                "{}",
-                serde_json::json!({"valid": report.is_ok(), "policies": policies, "problems": problems})
-            );
-        }
-    }
-    if report.is_ok() {
-        Ok(())
-    } else {
-        Err(CliError::Usage(format!(
-            "{} problem(s) in {}",
-            report.problems.len(),
-            dir.display()
-        )))
-    }
-}
-
-/// `canary policy show [--deployed]`.
-async fn policy_show(
-    conf: Option<&aws_config::SdkConfig>,
-    dir: &Path,
-    agent: Option<&str>,
-    output: Output,
-) -> Result<(), CliError> {
-    let Some(agent) = agent else {
-        return deployed::print_show(dir, None, output);
-    };
-    let loaded = match conf {
-        Some(c) => c.clone(),
-        None => crate::aws::sdk_config(None, None)
-            .await
-            .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
-    };
-    let client = crate::aws::deployed::lambda_client(&loaded);
-    let answer = crate::aws::deployed::ask_agent(&client, agent, Duration::from_secs(3))
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    deployed::print_show(dir, Some((agent, &answer)), output)
-}
-
-/// One line: how long each step of `policy` takes at `rps`, and the total to 100%.
-fn step_estimate(policy: &Policy, rps: f64) -> String {
-    let steps = policy.step_seconds(rps);
-    let total = steps.iter().fold(0_i64, |t, s| t.saturating_add(s.1));
-    let each: Vec<String> = steps
-        .iter()
-        .map(|&(w, secs)| {
-            let slow = secs > policy.step_interval_secs();
-            format!(
-                "{w}% {}{}",
-                human_duration(secs),
-                if slow { " (min_requests)" } else { "" }
-            )
-        })
-        .collect();
-    format!(
-        "at {rps} req/s: {}; about {} to 100% when healthy",
-        each.join(", "),
-        human_duration(total)
-    )
-}
-
 /// Reads and validates one policy file named on the command line.
 pub(crate) fn read_policy(path: &Path) -> Result<Policy, CliError> {
     let text = std::fs::read_to_string(path)
@@ -708,6 +587,7 @@ async fn aws_agent(conf: Option<&aws_config::SdkConfig>) -> Result<AwsAgent, Cli
 
 #[cfg(test)]
 mod tests {
+    use super::policies::step_estimate;
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
