@@ -7,11 +7,16 @@
 //! let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
 //! ```
 //!
+//! Current CloudWatch clients speak the RPC v2 CBOR protocol, which moto does not serve: every
+//! [`Moto`] has a [`gateway`] in front that translates it to moto's JSON 1.0 ([`cbor`]).
+//!
 //! [`proxy`] puts a loopback proxy in front of moto that enforces Lambda's `RevisionId` and SNS's
 //! subject rules and injects faults; [`campaign`] drives the canary agent through it in rounds of
 //! races and faults and checks what must hold.
 
 pub mod campaign;
+pub mod cbor;
+pub mod gateway;
 pub mod proxy;
 
 use std::io::{Read, Write};
@@ -29,14 +34,18 @@ const INSTALL_HINT: &str =
     "install it with `python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.5'` \
      in the workspace root, or set MOTO_SERVER to the moto_server executable";
 
-/// A running `moto_server` on 127.0.0.1, killed (and waited for) on drop. Its output goes to
+/// A running `moto_server` on 127.0.0.1, killed (and waited for) on drop, behind a
+/// [`gateway::Gateway`] that serves CloudWatch's RPC v2 CBOR protocol. Its output goes to
 /// `target/<profile>/moto-logs/`, kept only for failing tests.
 #[derive(Debug)]
 pub struct Moto {
-    /// Base URL of the server, e.g. `http://127.0.0.1:41234`.
+    /// Base URL for clients, e.g. `http://127.0.0.1:41234`: the gateway in front of the server.
     pub endpoint: String,
+    /// `host:port` of the server itself.
+    server: String,
     child: Child,
     log: PathBuf,
+    gateway: Option<gateway::Gateway>,
 }
 
 /// Where `moto_server` is looked for: `$MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server` if it
@@ -122,13 +131,23 @@ impl Moto {
                 ),
                 Err(e) => panic!("cannot start moto_server ({}): {e}", program.display()),
             };
+            let server = format!("127.0.0.1:{port}");
             let mut moto = Moto {
-                endpoint: format!("http://127.0.0.1:{port}"),
+                endpoint: format!("http://{server}"),
+                server,
                 child,
                 log,
+                gateway: None,
             };
             match moto.wait_ready(port) {
-                Ok(()) => return moto,
+                Ok(()) => {
+                    let gateway = gateway::Gateway::start(&moto.server).unwrap_or_else(|e| {
+                        panic!("cannot start the CloudWatch gateway in front of moto: {e}")
+                    });
+                    moto.endpoint = gateway.endpoint().to_string();
+                    moto.gateway = Some(gateway);
+                    return moto;
+                }
                 Err(why) => last_failure = why,
             }
         }
@@ -223,7 +242,7 @@ impl Moto {
     /// # Errors
     /// The connection failed, or moto answered with a non-2xx status (the message has the body).
     pub fn query_api(&self, service: &str, params: &[(&str, &str)]) -> Result<String, String> {
-        let host = self.endpoint.trim_start_matches("http://");
+        let host = self.server.as_str();
         let body = params
             .iter()
             .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))

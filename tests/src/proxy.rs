@@ -679,11 +679,11 @@ pub struct Request {
 
 /// An HTTP response to send to a client.
 #[derive(Debug, Clone)]
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     reason: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -721,7 +721,13 @@ impl Request {
         self.target.split('?').next().unwrap_or_default()
     }
 
-    fn wants_close(&self) -> bool {
+    /// Whether the request speaks the Smithy RPC v2 CBOR protocol (current CloudWatch clients).
+    pub(crate) fn is_rpc_v2_cbor(&self) -> bool {
+        self.header("smithy-protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("rpc-v2-cbor"))
+    }
+
+    pub(crate) fn wants_close(&self) -> bool {
         self.header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"))
             || self.version == "HTTP/1.0"
@@ -756,7 +762,7 @@ impl Request {
 }
 
 impl Response {
-    fn new(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
+    pub(crate) fn new(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
         Self {
             status,
             reason: reason_phrase(status).to_string(),
@@ -765,12 +771,17 @@ impl Response {
         }
     }
 
-    fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
+    /// The first header called `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
     /// Status line and headers, with `Content-Length` announcing `declared` bytes.
-    fn head_bytes(&self, declared: usize, close: bool) -> Vec<u8> {
+    pub(crate) fn head_bytes(&self, declared: usize, close: bool) -> Vec<u8> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason).into_bytes();
         for (name, value) in &self.headers {
             if !hop_by_hop(name) {
@@ -983,7 +994,7 @@ pub async fn read_request(
 }
 
 /// Sends `request` to moto on a new connection and reads the whole answer.
-async fn exchange(upstream: &str, request: &Request) -> std::io::Result<Response> {
+pub(crate) async fn exchange(upstream: &str, request: &Request) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(upstream).await?;
     stream.write_all(&request.to_upstream_bytes()).await?;
     let mut buf = Vec::new();
@@ -1113,6 +1124,12 @@ fn classify(request: &Request) -> Service {
     }
     if request
         .path()
+        .starts_with("/service/GraniteServiceVersion20100801/")
+    {
+        return Service::Monitoring;
+    }
+    if request
+        .path()
         .split('/')
         .nth(1)
         .is_some_and(|seg| seg.len() == 10 && seg.starts_with("20"))
@@ -1174,48 +1191,60 @@ fn query_error(service: Service, status: u16, kind: &str, code: &str, message: &
     )
 }
 
-/// The answer of a fault that stops a request before moto sees it.
-fn fault_response(service: Service, kind: FaultKind) -> Option<Response> {
-    let lambda = service == Service::Lambda;
-    Some(match kind {
-        FaultKind::Http500 if lambda => lambda_error(
+/// The answer of a fault that stops a request before moto sees it, in the request's protocol:
+/// Lambda's REST-JSON, CloudWatch's RPC v2 CBOR (`cbor`: what current SDKs send) or the Query
+/// protocol's XML.
+fn fault_response(service: Service, kind: FaultKind, cbor: bool) -> Option<Response> {
+    if service == Service::Lambda {
+        return Some(match kind {
+            FaultKind::Http500 => lambda_error(
+                500,
+                "ServiceException",
+                "Service",
+                "injected internal error",
+            ),
+            FaultKind::Http503 => lambda_error(
+                503,
+                "ServiceException",
+                "Service",
+                "injected: service unavailable",
+            ),
+            FaultKind::Throttle => {
+                let mut r = lambda_error(429, "TooManyRequestsException", "User", "Rate exceeded");
+                r.set_json_body(&serde_json::json!({
+                    "Type": "User",
+                    "message": "Rate exceeded",
+                    "Reason": "CallerRateLimitExceeded"
+                }));
+                r
+            }
+            _ => return None,
+        });
+    }
+    let (status, kind, code, message) = match kind {
+        FaultKind::Http500 if service == Service::Monitoring => (
             500,
-            "ServiceException",
-            "Service",
+            "Receiver",
+            "InternalServiceFault",
             "injected internal error",
         ),
-        FaultKind::Http500 => {
-            let code = if service == Service::Monitoring {
-                "InternalServiceFault"
-            } else {
-                "InternalError"
-            };
-            query_error(service, 500, "Receiver", code, "injected internal error")
-        }
-        FaultKind::Http503 if lambda => lambda_error(
-            503,
-            "ServiceException",
-            "Service",
-            "injected: service unavailable",
-        ),
-        FaultKind::Http503 => query_error(
-            service,
+        FaultKind::Http500 => (500, "Receiver", "InternalError", "injected internal error"),
+        FaultKind::Http503 => (
             503,
             "Receiver",
             "ServiceUnavailable",
             "injected: service unavailable",
         ),
-        FaultKind::Throttle if lambda => {
-            let mut r = lambda_error(429, "TooManyRequestsException", "User", "Rate exceeded");
-            r.set_json_body(&serde_json::json!({
-                "Type": "User",
-                "message": "Rate exceeded",
-                "Reason": "CallerRateLimitExceeded"
-            }));
-            r
-        }
-        FaultKind::Throttle => query_error(service, 400, "Sender", "Throttling", "Rate exceeded"),
+        FaultKind::Throttle => (400, "Sender", "Throttling", "Rate exceeded"),
         _ => return None,
+    };
+    Some(if cbor {
+        let mut r = crate::gateway::cbor_error(status, code, message);
+        r.headers
+            .push(("x-amzn-query-error".into(), format!("{code};{kind}")));
+        r
+    } else {
+        query_error(service, status, kind, code, message)
     })
 }
 
@@ -1583,10 +1612,12 @@ async fn serve_connection(shared: Arc<Shared>, mut client: TcpStream) {
         let answer_fault = fault.filter(|k| k.forwards());
         let response = match fault {
             Some(FaultKind::ResetBefore) => return reset(client),
-            Some(kind) if !kind.forwards() => match fault_response(service, kind) {
-                Some(r) => r,
-                None => return reset(client),
-            },
+            Some(kind) if !kind.forwards() => {
+                match fault_response(service, kind, request.is_rpc_v2_cbor()) {
+                    Some(r) => r,
+                    None => return reset(client),
+                }
+            }
             _ => shared.process(service, &request, answer_fault).await,
         };
         match answer_fault {

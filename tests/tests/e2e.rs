@@ -7,6 +7,8 @@ mod agent;
 mod campaign;
 #[path = "e2e/gameday.rs"]
 mod gameday;
+#[path = "e2e/gateway.rs"]
+mod gateway;
 #[path = "e2e/notes.rs"]
 mod notes;
 #[path = "e2e/proxy.rs"]
