@@ -1,7 +1,8 @@
 //! What the judge needs from before a canary started, read from CloudWatch first in a tick: the
 //! stable version's p99 over the hour before (the tail test's threshold when the policy sets no
 //! `latency.slow_ms`), its latency statistic per minute over the six hours before (how much its
-//! level wanders: the latency test's variance is never below it) and, with EMF metrics, its
+//! level wanders: the latency test's variance is never below it; every version's together when
+//! the stable version has too few minutes of its own) and, with EMF metrics, its
 //! median cold start (`ColdLatency` p50) over the day before (the cold-start test's reference;
 //! a steady version starts few environments an hour). One `GetMetricData` call per distinct
 //! canary start and kind (more when the answer would exceed CloudWatch's 100,800 datapoints).
@@ -11,7 +12,7 @@
 //! window ended more than [`SETTLE`] ago cannot change any more: it is kept ([`Settled`]) and
 //! not read again by later ticks or `canary wait`'s looks.
 
-use super::metrics::{emf_metric, lambda_metric, metric_query, CloudWatchMetrics};
+use super::metrics::{dimension, emf_metric, lambda_metric, metric_query, CloudWatchMetrics};
 use super::sdk_failure;
 use crate::policy::MetricsSource;
 use crate::ports::MetricsQuery;
@@ -62,7 +63,8 @@ pub(super) struct History {
     pub slow_ms: Option<f64>,
     /// The stable version's median cold start (EMF only).
     pub stable_cold_ms: Option<f64>,
-    /// How much the stable version's latency level wandered ([`crate::judge::wander`]).
+    /// How much the stable version's latency level wandered ([`crate::judge::wander`]); every
+    /// version's together when the stable version has too few minutes of its own.
     pub latency_wander: Option<f64>,
 }
 
@@ -123,6 +125,30 @@ const WANDER: Reading = Reading {
     what: "latency per minute (how much it wanders)",
     reduce: |points| crate::judge::wander(points, 60),
 };
+/// The same over every version behind the alias (the function's, with EMF), for a stable
+/// version with too few minutes of its own (promoted moments ago): a level that changed with
+/// a version only adds to the wander, so the latency test gets slower, never more eager.
+const WANDER_ALL_VERSIONS: Reading = Reading {
+    what: "latency per minute over all versions (how much it wanders)",
+    ..WANDER
+};
+
+/// A query's latency metric over every version: the alias's (`FunctionName`, `Resource`) in
+/// AWS/Lambda, the function's (`FunctionName`) with EMF.
+fn all_versions_latency(q: &MetricsQuery) -> Metric {
+    let (namespace, name) = match &q.source {
+        MetricsSource::Lambda => ("AWS/Lambda", "Duration"),
+        MetricsSource::Emf { namespace, .. } => (namespace.as_str(), "Latency"),
+    };
+    let mut metric = Metric::builder()
+        .namespace(namespace)
+        .metric_name(name)
+        .dimensions(dimension("FunctionName", &q.function));
+    if q.source == MetricsSource::Lambda {
+        metric = metric.dimensions(dimension("Resource", format!("{}:{}", q.function, q.alias)));
+    }
+    metric.build()
+}
 
 impl CloudWatchMetrics {
     /// The numbers from before each query's canary.
@@ -166,7 +192,21 @@ impl CloudWatchMetrics {
         for (i, v) in self.read_before(cold, &COLD).await {
             out[i].stable_cold_ms = Some(v);
         }
+        let mut all_versions = Vec::new();
         for (i, v) in self.read_before(wander, &WANDER).await {
+            out[i].latency_wander = Some(v);
+        }
+        for (index, q) in queries.iter().enumerate() {
+            if let (Some(start), None) = (q.canary_start, out[index].latency_wander) {
+                all_versions.push(Ask {
+                    index,
+                    start,
+                    metric: all_versions_latency(q),
+                    stat: q.stat.cloudwatch_name(),
+                });
+            }
+        }
+        for (i, v) in self.read_before(all_versions, &WANDER_ALL_VERSIONS).await {
             out[i].latency_wander = Some(v);
         }
         out

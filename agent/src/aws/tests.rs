@@ -743,8 +743,8 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
     let seen = seen.lock().expect("lock");
     assert_eq!(
         seen.len(),
-        3,
-        "the history first (p99, wander), then the window"
+        4,
+        "the history first (p99, wander, over all versions: too few minutes), then the window"
     );
     let history = &seen[0];
     assert_eq!(history.start_time(), Some(&DateTime::from_secs(T0 - 3600)));
@@ -761,7 +761,7 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
         .map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default()))
         .collect();
     assert!(dims.contains(&("ExecutedVersion", "6")), "{dims:?}");
-    let stats: Vec<Option<&str>> = seen[2]
+    let stats: Vec<Option<&str>> = seen[3]
         .metric_data_queries()
         .iter()
         .filter(|q| q.id().is_some_and(|id| id.ends_with("_pr")))
@@ -832,6 +832,91 @@ async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_befo
 }
 
 #[tokio::test]
+async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version_behind_the_alias()
+{
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    // The stable version was promoted 20 minutes before the canary; the alias served for six hours.
+    let own: Vec<(i64, f64)> = (340..360).map(|m| (T0 - 21_600 + m * 60, 100.0)).collect();
+    let alias: Vec<(i64, f64)> = (0..360)
+        .map(|m| {
+            (
+                T0 - 21_600 + m * 60,
+                if (m / 7) % 2 == 0 { 100.0 } else { 130.0 },
+            )
+        })
+        .collect();
+    let (own_points, alias_points) = (own.clone(), alias.clone());
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            let versioned = input.metric_data_queries()[0]
+                .metric_stat()
+                .and_then(MetricStat::metric)
+                .is_some_and(|m| {
+                    m.dimensions()
+                        .iter()
+                        .any(|d| d.name() == Some("ExecutedVersion"))
+                });
+            let h0 = if versioned {
+                own_points.clone()
+            } else {
+                alias_points.clone()
+            };
+            answer(input, &HashMap::from([("h0", h0)]))
+        });
+    let query = MetricsQuery {
+        canary_start: Some(T0),
+        slow_ms: Some(400.0),
+        ..lambda_query(6, 7, LatencyStat::P50)
+    };
+    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
+        .clone()
+        .expect("answered");
+    assert_eq!(
+        crate::judge::wander(&own, 60),
+        None,
+        "20 minutes are too few"
+    );
+    let expected = crate::judge::wander(&alias, 60).expect("enough points");
+    assert_eq!(series.latency_wander, Some(expected));
+    let seen = seen.lock().expect("lock");
+    assert_eq!(
+        seen.len(),
+        3,
+        "the stable version's, every version's, the window"
+    );
+    let dims = |i: usize| -> Vec<(String, String)> {
+        seen[i].metric_data_queries()[0]
+            .metric_stat()
+            .and_then(MetricStat::metric)
+            .map(|m| {
+                m.dimensions()
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.name().unwrap_or_default().to_string(),
+                            d.value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        dims(1),
+        [
+            ("FunctionName".to_string(), "notes-create".to_string()),
+            ("Resource".to_string(), "notes-create:live".to_string())
+        ]
+    );
+    assert_eq!(
+        seen[1].start_time(),
+        Some(&DateTime::from_secs(T0 - 21_600))
+    );
+}
+
+#[tokio::test]
 async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick() {
     let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
     let sink = seen.clone();
@@ -859,8 +944,9 @@ async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick(
             .expect("answered");
         assert_eq!(series.slow_ms, Some(263.5));
     }
-    // The p99 and the wander (here too few minutes for one: settled as none all the same).
-    assert_eq!(history_calls(&seen), 2);
+    // The p99, the wander and the wander over all versions (here too few minutes for either:
+    // settled as none all the same).
+    assert_eq!(history_calls(&seen), 3);
     // One that started a moment ago: late datapoints may still arrive, so read again.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -872,7 +958,7 @@ async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick(
     };
     metrics.fetch(std::slice::from_ref(&fresh)).await;
     metrics.fetch(std::slice::from_ref(&fresh)).await;
-    assert_eq!(history_calls(&seen), 6);
+    assert_eq!(history_calls(&seen), 9);
 }
 
 #[tokio::test]
@@ -913,8 +999,8 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
     let seen = seen.lock().expect("lock");
     assert_eq!(
         seen.len(),
-        3,
-        "the day before, the wander, then the window: {seen:?}"
+        4,
+        "the day before, the wander (too few minutes), over all versions, then the window: {seen:?}"
     );
     let before = &seen[0];
     assert_eq!(before.start_time(), Some(&DateTime::from_secs(T0 - 86_400)));
@@ -930,7 +1016,7 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
         (Some("ColdLatency"), Some("p50"), Some(86_400))
     );
     // The limit: the defaults' 1.3x the stable version's 600 ms median cold start.
-    let cold: Vec<(&str, Option<&str>)> = seen[2]
+    let cold: Vec<(&str, Option<&str>)> = seen[3]
         .metric_data_queries()
         .iter()
         .filter(|q| {
