@@ -9,13 +9,12 @@
 //! one whose sender's lease ran out, after claiming it with a conditional write, so two agents
 //! never re-send the same announcement at the same time.
 
-use crate::judge::{judge, judge_bake, Judgement, Observations};
+use crate::judge::Judgement;
 use crate::notify::Trigger;
 use crate::outage::{Outages, Reach};
 use crate::policy::Policy;
-use crate::ports::{Aliases, Metrics, MetricsQuery, Notifier, PortError, Series, Snapshot};
+use crate::ports::{Aliases, Metrics, MetricsQuery, Notifier, PortError, Snapshot};
 use crate::rollout::release::Call;
-use crate::rollout::{baking, decide_in, Action, AliasState, Decision, Override, OverrideError};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,12 +23,20 @@ use tokio::time::Instant;
 pub use crate::text::human_duration;
 pub use release::members_of;
 
+mod commands;
+mod judging;
 mod outages;
+mod outcome;
 mod pages;
 mod release;
 pub mod rotation;
 mod write;
 
+pub use commands::CommandError;
+pub use outcome::{rolled_back, Outcome};
+
+use judging::{judge_series, window};
+use outcome::log;
 use write::Written;
 
 /// How many times a conflicting write is re-read and re-decided before giving up for this tick.
@@ -77,177 +84,6 @@ impl<A, M, N> Agent<A, M, N> {
             rotation: Arc::default(),
         }
     }
-}
-
-/// What happened to one policy in a tick or command.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// Function name.
-    pub function: String,
-    /// Alias name.
-    pub alias: String,
-    /// The alias as read (before any write).
-    pub before: Option<AliasState>,
-    /// The judge's view of the running canary, if there was one and metrics answered.
-    pub judgement: Option<Judgement>,
-    /// The decision (applied unless `dry_run` or `error`).
-    pub decision: Option<Decision>,
-    /// Whether the owed announcements were published: `None` if there was nothing to send,
-    /// else the first failure (the announcement stays owed and is re-sent next tick).
-    pub notified: Option<Result<(), String>>,
-    /// What went wrong, if anything did.
-    pub error: Option<String>,
-    /// What was wrong with the alias record and was repaired.
-    pub problems: Vec<String>,
-    /// Whether the decision was written to the alias.
-    pub wrote: bool,
-    /// Not read this tick: idle, waiting for its turn ([`Agent::reads_per_tick`]).
-    pub skipped: bool,
-}
-
-impl Outcome {
-    pub(crate) fn new(policy: &Policy) -> Self {
-        Self {
-            function: policy.function.clone(),
-            alias: policy.alias.clone(),
-            before: None,
-            judgement: None,
-            decision: None,
-            notified: None,
-            error: None,
-            problems: Vec::new(),
-            wrote: false,
-            skipped: false,
-        }
-    }
-
-    /// Whether this policy failed in a way on-call or the scheduler should hear about: an
-    /// error, or an announcement that could not be published.
-    #[must_use]
-    pub fn failed(&self) -> bool {
-        self.error.is_some() || matches!(self.notified, Some(Err(_)))
-    }
-
-    /// One line for logs and the terminal.
-    #[must_use]
-    pub fn line(&self) -> String {
-        let what = match (&self.error, &self.decision) {
-            (Some(e), Some(d)) => format!("{} (error: {e})", d.action),
-            (Some(e), None) => format!("error: {e}"),
-            (None, Some(d)) => d.action.to_string(),
-            (None, None) if self.skipped => {
-                "idle, not read this tick (idle aliases are read in turn, within the agent's Lambda request budget)".to_string()
-            }
-            (None, None) => "nothing decided".to_string(),
-        };
-        let numbers = self
-            .judgement
-            .as_ref()
-            .map_or(String::new(), |j| format!(" [{}]", j.summary()));
-        let page = match &self.notified {
-            Some(Err(e)) => format!(" (page failed, re-sent next tick: {e})"),
-            _ => String::new(),
-        };
-        let repaired = if self.problems.is_empty() {
-            String::new()
-        } else {
-            format!(" (record repaired: {})", self.problems.join("; "))
-        };
-        format!(
-            "{}:{} {what}{numbers}{page}{repaired}",
-            self.function, self.alias
-        )
-    }
-}
-
-/// Why a person's command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// The command does not apply to the alias's state.
-    #[error(transparent)]
-    Rejected(#[from] OverrideError),
-    /// The version does not exist.
-    #[error("{function} has no version {version}")]
-    NoSuchVersion {
-        /// Function name.
-        function: String,
-        /// The missing version.
-        version: u64,
-    },
-    /// Someone (the agent or another person) changed the alias while the command ran; nothing
-    /// was written. The text says what changed.
-    #[error("{0}")]
-    LostRace(String),
-    /// AWS failed.
-    #[error(transparent)]
-    Port(#[from] PortError),
-}
-
-fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
-    let s = &snap.state;
-    if let Some(b) = baking(s) {
-        return Some(MetricsQuery::for_bake(
-            policy,
-            b.previous,
-            b.version,
-            canary_start(s, now),
-            now,
-        ));
-    }
-    let c = s.canary?;
-    let started = s.record.started;
-    let from = if s.record.canary == Some(c.version)
-        && (crate::record::EARLIEST..=now).contains(&started)
-    {
-        started
-    } else {
-        now.saturating_sub(300)
-    };
-    Some(MetricsQuery::for_policy(
-        policy, s.stable, c.version, from, now,
-    ))
-}
-
-/// When the canary before a bake began (where the previous version's reference hour ends): the
-/// record's `started`, or the promotion itself when that is out of range.
-fn canary_start(s: &AliasState, now: i64) -> i64 {
-    let started = s.record.started;
-    if (crate::record::EARLIEST..=s.record.since.min(now)).contains(&started) {
-        started
-    } else {
-        s.record.since.min(now)
-    }
-}
-
-/// Judges a canary's series, or during a bake the promoted version's since the promotion
-/// against the previous version's hour before the canary. The step's requests include the
-/// period the step began in (it served the step's weight for part of it), so a step is never a
-/// whole period plus the metric delay slower.
-fn judge_series(policy: &Policy, state: &AliasState, series: Series, now: i64) -> Judgement {
-    let period = policy.metrics.period_secs();
-    // A corrupted record is repaired by the decision; judge with the repaired step start.
-    let mut record = state.record.clone();
-    record.sanitize(policy.steps.len(), now);
-    let mut obs = Observations {
-        canary: series.canary,
-        baseline: series.baseline,
-        step_start: record.since.div_euclid(period).saturating_mul(period),
-        slow_ms: series.slow_ms,
-        cold: series.cold,
-        cold_limit_ms: series
-            .stable_cold_ms
-            .map(|m| crate::judge::cold_limit(&policy.latency, m)),
-        latency_wander: series.latency_wander,
-    };
-    if baking(state).is_none() {
-        return judge(policy, &obs);
-    }
-    let start = canary_start(state, now);
-    obs.baseline.retain(|b| {
-        b.start < start && b.start >= start.saturating_sub(crate::ports::REFERENCE_SECS)
-    });
-    obs.cold.retain(|c| c.start >= obs.step_start);
-    judge_bake(policy, &obs)
 }
 
 /// Awaits `fut`, giving up at `deadline` (if any); `None` when it gave up.
@@ -499,146 +335,14 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         }
         (out, written, failure)
     }
-
-    /// Judges without deciding or writing: what `canary status` shows.
-    pub async fn status(&self, policies: &[Policy], now: i64) -> Vec<Outcome> {
-        let survey = self.survey(policies, now, None).await;
-        let calls = release::calls(policies, &survey, now);
-        policies
-            .iter()
-            .zip(survey)
-            .zip(&calls)
-            .map(|((policy, seen), call)| {
-                let mut out = Outcome::new(policy);
-                match seen.snap {
-                    Err(e) => out.error = Some(e.to_string()),
-                    Ok(snap) => {
-                        out.decision = decide_in(
-                            &snap.state,
-                            policy,
-                            seen.judgement.as_ref(),
-                            None,
-                            call,
-                            now,
-                        )
-                        .ok();
-                        let mut state = snap.state;
-                        out.problems = state.record.sanitize(policy.steps.len(), now);
-                        out.before = Some(state);
-                        out.judgement = seen.judgement;
-                        out.error = seen.metrics_error;
-                    }
-                }
-                out
-            })
-            .collect()
-    }
-
-    /// Carries out a person's command at once and announces it.
-    ///
-    /// # Errors
-    /// The command does not apply, the version does not exist, someone changed the alias while
-    /// it ran ([`CommandError::LostRace`]: nothing written), or AWS failed.
-    pub async fn command(
-        &self,
-        policy: &Policy,
-        ovr: &Override,
-        command_line: &str,
-        now: i64,
-    ) -> Result<Outcome, CommandError> {
-        self.command_with(policy, ovr, command_line, &Call::alone(), now)
-            .await
-    }
-
-    /// [`Agent::command`] with the policy's part in its release.
-    async fn command_with(
-        &self,
-        policy: &Policy,
-        ovr: &Override,
-        command_line: &str,
-        call: &Call,
-        now: i64,
-    ) -> Result<Outcome, CommandError> {
-        let target = match ovr {
-            Override::Start { version: Some(v) } | Override::Rollback { to: Some(v), .. } => {
-                Some(*v)
-            }
-            _ => None,
-        };
-        if let Some(version) = target {
-            if !self.aliases.version_exists(policy, version).await? {
-                return Err(CommandError::NoSuchVersion {
-                    function: policy.function.clone(),
-                    version,
-                });
-            }
-        }
-        let snap = self.aliases.read(policy).await?;
-        // Fail before writing if the command does not apply.
-        decide_in(&snap.state, policy, None, Some(ovr), call, now)?;
-        let mut out = Outcome::new(policy);
-        let trigger = Trigger::Manual {
-            command: command_line.to_string(),
-        };
-        out.judgement = match window(policy, &snap, now) {
-            Some(q) => self
-                .metrics
-                .fetch(&[q])
-                .await
-                .pop()
-                .and_then(Result::ok)
-                .map(|series| judge_series(policy, &snap.state, series, now)),
-            None => None,
-        };
-        self.apply(policy, snap, Some(ovr), call, now, &trigger, &mut out)
-            .await?;
-        Ok(out)
-    }
-}
-
-/// Logs one outcome: failures and repairs at ERROR (an alarm on the agent's log group sees
-/// them), decisions at INFO.
-fn log(out: &Outcome, dry_run: bool) {
-    let action = out
-        .decision
-        .as_ref()
-        .map_or("none".to_string(), |d| d.action.to_string());
-    let verdict = out
-        .judgement
-        .as_ref()
-        .map_or("-".to_string(), |j| j.verdict.to_string());
-    let numbers = out
-        .judgement
-        .as_ref()
-        .map_or(String::new(), Judgement::summary);
-    for p in &out.problems {
-        tracing::error!(function = %out.function, alias = %out.alias, problem = %p, "alias record repaired");
-    }
-    if out.failed() {
-        let error = out.error.clone().or_else(|| match &out.notified {
-            Some(Err(e)) => Some(format!("publish failed: {e}")),
-            _ => None,
-        });
-        tracing::error!(function = %out.function, alias = %out.alias, %action, %verdict, %numbers, error = error.as_deref().unwrap_or(""), dry_run, "policy failed");
-    } else {
-        tracing::info!(function = %out.function, alias = %out.alias, %action, %verdict, %numbers, dry_run, "decision");
-    }
-}
-
-/// Whether an outcome moved traffic backwards (for exit codes and summaries).
-#[must_use]
-pub fn rolled_back(out: &Outcome) -> bool {
-    matches!(
-        out.decision.as_ref().map(|d| &d.action),
-        Some(Action::Rollback { .. })
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::Notification;
+    use crate::ports::{Notification, Series};
     use crate::record::LEASE_SECS;
+    use crate::rollout::{Action, AliasState, Override};
     use crate::sim::traffic::{Build, Traffic};
     use crate::sim::{agent, block_on, Shared, SimAliases, SimFunction, World};
     use std::sync::atomic::{AtomicU32, Ordering};
