@@ -297,9 +297,7 @@ impl CliError {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::clock::now_secs()
 }
 
 /// The shipped notes-create policy: the function of `canary demo` and `canary bench` when no

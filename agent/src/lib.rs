@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod clock;
 pub mod judge;
 pub mod notify;
 pub mod outage;

@@ -23,9 +23,7 @@ async fn main() -> ExitCode {
             move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
                 let ticker = std::sync::Arc::clone(&ticker);
                 async move {
-                    let now_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    let now_ms = canary_agent::clock::now_millis();
                     let budget = cli::tick_budget(event.context.deadline, now_ms);
                     Box::pin(ticker.handle(&event.payload, budget))
                         .await

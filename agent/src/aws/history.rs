@@ -278,9 +278,7 @@ impl CloudWatchMetrics {
         reading: &Reading,
         found: &mut HashMap<usize, f64>,
     ) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now = crate::clock::now_secs();
         for r in result.metric_data_results() {
             let index = r
                 .id()

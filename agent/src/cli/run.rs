@@ -133,7 +133,7 @@ impl LambdaTicker {
             .agent
             .tick_within(&report.policies, now(), Some(budget))
             .await;
-        let now_ms = u64::try_from(now()).unwrap_or(0).saturating_mul(1000);
+        let now_ms = crate::clock::now_millis();
         for line in emf::lines(&outs, now_ms) {
             say!("{line}");
         }
