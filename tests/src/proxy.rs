@@ -19,7 +19,9 @@
 //! - **Faults**, per service ([`Service`]) with a probability each ([`FaultRates`]): HTTP 500, 503,
 //!   throttling, a connection reset before forwarding, a reset after forwarding (moto applied the
 //!   request, the client never hears), a truncated response body, and a delay of the answer. Drawn
-//!   from a seeded generator; [`Proxy::set_faults`] turns them off and on.
+//!   from a seeded generator; [`Proxy::set_faults`] turns them off and on. An error is answered
+//!   in the request's protocol: Lambda's REST-JSON, SNS's Query XML, CloudWatch's RPC v2 CBOR
+//!   (which the [`crate::gateway`] behind the proxy translates for moto).
 //! - **A log of every `UpdateAlias` that moto applied** ([`AliasWrite`]), in the order applied per
 //!   alias, so a checker can replay an alias's history.
 //!
@@ -61,7 +63,8 @@ pub const SNS_MESSAGE_LIMIT: usize = 262_144;
 pub enum Service {
     /// AWS Lambda (REST-JSON, paths under `/2015-03-31/`).
     Lambda,
-    /// Amazon CloudWatch (`monitoring`, Query protocol).
+    /// Amazon CloudWatch (`monitoring`: RPC v2 CBOR from current SDKs, the Query protocol from
+    /// older ones).
     Monitoring,
     /// Amazon SNS (Query protocol).
     Sns,
@@ -1173,7 +1176,7 @@ fn lambda_error(status: u16, code: &str, kind: &str, message: &str) -> Response 
     )
 }
 
-/// The Query protocol's XML error of SNS or CloudWatch.
+/// The Query protocol's XML error of SNS (or of CloudWatch, for a client that speaks Query).
 fn query_error(service: Service, status: u16, kind: &str, code: &str, message: &str) -> Response {
     let namespace = match service {
         Service::Monitoring => "http://monitoring.amazonaws.com/doc/2010-08-01/",

@@ -10,16 +10,19 @@ use aws_sdk_cloudwatch::types::{
 use lambda_canary_tests::{cbor, Moto};
 use serde_json::json;
 
+/// The `FunctionName` dimension of `function`.
+fn of(function: &str) -> Dimension {
+    Dimension::builder()
+        .name("FunctionName")
+        .value(function)
+        .build()
+}
+
 fn query(id: &str, function: &str, stat: &str) -> MetricDataQuery {
     let metric = Metric::builder()
         .namespace("AWS/Lambda")
         .metric_name("Duration")
-        .dimensions(
-            Dimension::builder()
-                .name("FunctionName")
-                .value(function)
-                .build(),
-        )
+        .dimensions(of(function))
         .build();
     MetricDataQuery::builder()
         .id(id)
@@ -41,12 +44,7 @@ async fn the_current_cloudwatch_client_writes_and_reads_moto_through_the_gateway
     let datum = |function: &str, second: i64, values: Vec<f64>, counts: Vec<f64>| {
         MetricDatum::builder()
             .metric_name("Duration")
-            .dimensions(
-                Dimension::builder()
-                    .name("FunctionName")
-                    .value(function)
-                    .build(),
-            )
+            .dimensions(of(function))
             .timestamp(DateTime::from_secs_f64(
                 minute as f64 + second as f64 + 0.25,
             ))
@@ -127,7 +125,7 @@ async fn moto_s_errors_reach_the_client_as_cloudwatch_errors() {
         .metric_data(
             MetricDatum::builder()
                 .metric_name("Duration")
-                .dimensions(Dimension::builder().name("FunctionName").value("f").build())
+                .dimensions(of("f"))
                 .timestamp(DateTime::from_secs(1_790_000_100))
                 .value(12.0)
                 .build(),
