@@ -192,10 +192,10 @@ impl CloudWatchMetrics {
         for (i, v) in self.read_before(cold, &COLD).await {
             out[i].stable_cold_ms = Some(v);
         }
-        let mut all_versions = Vec::new();
         for (i, v) in self.read_before(wander, &WANDER).await {
             out[i].latency_wander = Some(v);
         }
+        let mut all_versions = Vec::new();
         for (index, q) in queries.iter().enumerate() {
             if let (Some(start), None) = (q.canary_start, out[index].latency_wander) {
                 all_versions.push(Ask {
