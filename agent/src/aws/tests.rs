@@ -651,6 +651,18 @@ fn answer(
         .build()
 }
 
+/// The dimensions (name, value) of a `GetMetricData` call's first metric query.
+fn first_dimensions(input: &GetMetricDataInput) -> Vec<(&str, &str)> {
+    input.metric_data_queries()[0]
+        .metric_stat()
+        .and_then(MetricStat::metric)
+        .map(|m| m.dimensions())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default()))
+        .collect()
+}
+
 fn sample(start: i64, requests: f64, errors: f64, latency_ms: Option<f64>) -> Sample {
     Sample {
         start,
@@ -753,13 +765,7 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
         .metric_stat()
         .expect("metric stat");
     assert_eq!((h.stat(), h.period()), (Some("p99"), Some(3600)));
-    let dims: Vec<(&str, &str)> = h
-        .metric()
-        .map(|m| m.dimensions())
-        .unwrap_or_default()
-        .iter()
-        .map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default()))
-        .collect();
+    let dims = first_dimensions(history);
     assert!(dims.contains(&("ExecutedVersion", "6")), "{dims:?}");
     let stats: Vec<Option<&str>> = seen[3]
         .metric_data_queries()
@@ -850,14 +856,9 @@ async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version
     let rule =
         mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
             sink.lock().expect("lock").push(input.clone());
-            let versioned = input.metric_data_queries()[0]
-                .metric_stat()
-                .and_then(MetricStat::metric)
-                .is_some_and(|m| {
-                    m.dimensions()
-                        .iter()
-                        .any(|d| d.name() == Some("ExecutedVersion"))
-                });
+            let versioned = first_dimensions(input)
+                .iter()
+                .any(|&(name, _)| name == "ExecutedVersion");
             let h0 = if versioned {
                 own_points.clone()
             } else {
@@ -886,28 +887,11 @@ async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version
         3,
         "the stable version's, every version's, the window"
     );
-    let dims = |i: usize| -> Vec<(String, String)> {
-        seen[i].metric_data_queries()[0]
-            .metric_stat()
-            .and_then(MetricStat::metric)
-            .map(|m| {
-                m.dimensions()
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.name().unwrap_or_default().to_string(),
-                            d.value().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     assert_eq!(
-        dims(1),
+        first_dimensions(&seen[1]),
         [
-            ("FunctionName".to_string(), "notes-create".to_string()),
-            ("Resource".to_string(), "notes-create:live".to_string())
+            ("FunctionName", "notes-create"),
+            ("Resource", "notes-create:live")
         ]
     );
     assert_eq!(
