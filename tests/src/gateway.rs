@@ -16,17 +16,14 @@
 //! blocking calls cannot starve it.
 
 use crate::cbor;
-use crate::proxy::{exchange, read_request, Request, Response};
+use crate::proxy::{accept_each, bad_gateway, exchange_within, read_request, Request, Response};
 use std::io::Read;
 use std::net::Ipv4Addr;
-use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Largest request body once inflated.
 const MAX_BODY: u64 = 32 * 1024 * 1024;
-/// How long moto may take to answer one forwarded request.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running gateway; stops (and its thread ends) on drop.
 #[derive(Debug)]
@@ -57,8 +54,10 @@ impl Gateway {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                         return;
                     };
+                    let serving =
+                        accept_each(listener, move |stream| serve(stream, upstream.clone()));
                     tokio::select! {
-                        () = accept(listener, upstream) => {}
+                        () = serving => {}
                         _ = stopped => {}
                     }
                 });
@@ -89,20 +88,6 @@ impl Drop for Gateway {
     }
 }
 
-async fn accept(listener: tokio::net::TcpListener, upstream: String) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                connections.spawn(serve(stream, upstream.clone()));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
-}
-
 async fn serve(mut client: TcpStream, upstream: String) {
     let mut buf = Vec::new();
     while let Ok(Some(request)) = read_request(&mut client, &mut buf).await {
@@ -121,16 +106,9 @@ async fn serve(mut client: TcpStream, upstream: String) {
 }
 
 async fn forward(upstream: &str, request: &Request) -> Response {
-    let why = match tokio::time::timeout(UPSTREAM_TIMEOUT, exchange(upstream, request)).await {
-        Ok(Ok(response)) => return response,
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "moto did not answer in time".to_string(),
-    };
-    Response::new(
-        502,
-        vec![("Content-Type".into(), "text/plain".into())],
-        format!("gateway: {why}").into_bytes(),
-    )
+    exchange_within(upstream, request)
+        .await
+        .unwrap_or_else(|why| bad_gateway("gateway", &why))
 }
 
 /// An RPC v2 CBOR call, as the JSON 1.0 request moto understands.

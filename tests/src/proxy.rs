@@ -548,19 +548,9 @@ impl Proxy {
             published: Mutex::new(Vec::new()),
         });
         let accept = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                while connections.try_join_next().is_some() {}
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
-                        connections.spawn(serve_connection(Arc::clone(&accept), stream));
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            }
-        });
+        let task = tokio::spawn(accept_each(listener, move |stream| {
+            serve_connection(Arc::clone(&accept), stream)
+        }));
         Ok(Proxy {
             endpoint,
             shared,
@@ -996,6 +986,43 @@ pub async fn read_request(
     }))
 }
 
+/// Accepts connections for ever, serving each on its own task (dropped with the caller's task).
+pub(crate) async fn accept_each<F, Fut>(listener: TcpListener, serve: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                connections.spawn(serve(stream));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// [`exchange`] within [`UPSTREAM_TIMEOUT`]; `Err` says why there is no answer.
+pub(crate) async fn exchange_within(upstream: &str, request: &Request) -> Result<Response, String> {
+    match tokio::time::timeout(UPSTREAM_TIMEOUT, exchange(upstream, request)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("moto did not answer in time".to_string()),
+    }
+}
+
+/// The `502` that `who` (the proxy, the gateway) answers when moto gave no answer.
+pub(crate) fn bad_gateway(who: &str, why: &str) -> Response {
+    Response::new(
+        502,
+        vec![("Content-Type".into(), "text/plain".into())],
+        format!("{who}: {why}").into_bytes(),
+    )
+}
+
 /// Sends `request` to moto on a new connection and reads the whole answer.
 pub(crate) async fn exchange(upstream: &str, request: &Request) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(upstream).await?;
@@ -1303,20 +1330,12 @@ impl Shared {
     }
 
     async fn forward(&self, request: &Request) -> Response {
-        match tokio::time::timeout(UPSTREAM_TIMEOUT, exchange(&self.upstream, request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => self.bad_gateway(&e.to_string()),
-            Err(_) => self.bad_gateway("moto did not answer in time"),
-        }
-    }
-
-    fn bad_gateway(&self, why: &str) -> Response {
-        self.count(|s| s.upstream_errors += 1);
-        Response::new(
-            502,
-            vec![("Content-Type".into(), "text/plain".into())],
-            format!("proxy: {why}").into_bytes(),
-        )
+        exchange_within(&self.upstream, request)
+            .await
+            .unwrap_or_else(|why| {
+                self.count(|s| s.upstream_errors += 1);
+                bad_gateway("proxy", &why)
+            })
     }
 
     /// Applies the rules and forwards; `answer_fault` is what will happen to the answer.
