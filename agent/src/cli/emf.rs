@@ -16,6 +16,13 @@ pub const NAMESPACE: &str = "LambdaCanary";
 /// - `Held`: 1 when a running canary was held;
 /// - `Failed`: 1 when the policy failed (an error, or a page SNS did not take).
 ///
+/// When the tick judged a canary (or a bake), a second directive carries what the judge saw since
+/// it started, whatever the policy's metrics source (the handlers' EMF 5xx are not Lambda
+/// `Errors`, so Lambda's own metrics alone would hide them):
+/// - `Canary5xxRate`, `Baseline5xxRate`: 5xx over requests, in percent (only a side with requests);
+/// - `CanaryLatency`, `BaselineLatency`: the policy's latency statistic in milliseconds (only a
+///   side with a value).
+///
 /// Each line also carries `decision`, the line `canary run` prints, for Logs Insights. An alias
 /// not read this tick (idle, waiting for its turn) has no line.
 #[must_use]
@@ -54,21 +61,22 @@ fn line(o: &Outcome, now_ms: u64) -> serde_json::Value {
     let running = o.before.as_ref().is_some_and(|s| s.canary.is_some());
     let held = running && matches!(action, Some(Action::Hold(_)));
     let flag = |b: bool| u8::from(b);
-    let metric = |name: &str, unit: &str| serde_json::json!({"Name": name, "Unit": unit});
-    serde_json::json!({
+    let judged = judged(o);
+    let mut directives = vec![directive(&[
+        ("CanaryWeight", "Percent"),
+        ("Moved", "Count"),
+        ("RolledBack", "Count"),
+        ("Held", "Count"),
+        ("Failed", "Count"),
+    ])];
+    if !judged.is_empty() {
+        let names: Vec<(&str, &str)> = judged.iter().map(|&(n, u, _)| (n, u)).collect();
+        directives.push(directive(&names));
+    }
+    let mut v = serde_json::json!({
         "_aws": {
             "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["Function", "Alias"]],
-                "Metrics": [
-                    metric("CanaryWeight", "Percent"),
-                    metric("Moved", "Count"),
-                    metric("RolledBack", "Count"),
-                    metric("Held", "Count"),
-                    metric("Failed", "Count"),
-                ],
-            }],
+            "CloudWatchMetrics": directives,
         },
         "Function": o.function,
         "Alias": o.alias,
@@ -78,7 +86,45 @@ fn line(o: &Outcome, now_ms: u64) -> serde_json::Value {
         "Held": flag(held),
         "Failed": flag(o.failed()),
         "decision": o.line(),
+    });
+    for (name, _, value) in judged {
+        v[name] = value.into();
+    }
+    v
+}
+
+/// One EMF metric directive of [`NAMESPACE`] under `Function` and `Alias`.
+fn directive(metrics: &[(&str, &str)]) -> serde_json::Value {
+    let metrics: Vec<serde_json::Value> = metrics
+        .iter()
+        .map(|(name, unit)| serde_json::json!({"Name": name, "Unit": unit}))
+        .collect();
+    serde_json::json!({
+        "Namespace": NAMESPACE,
+        "Dimensions": [["Function", "Alias"]],
+        "Metrics": metrics,
     })
+}
+
+/// What the judge saw this tick, as `(name, unit, value)`: each side's 5xx rate and latency
+/// when it has them. Empty when nothing was judged.
+fn judged(o: &Outcome) -> Vec<(&'static str, &'static str, f64)> {
+    let Some(j) = &o.judgement else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (totals, rate, latency) in [
+        (&j.canary, "Canary5xxRate", "CanaryLatency"),
+        (&j.baseline, "Baseline5xxRate", "BaselineLatency"),
+    ] {
+        if let Some(r) = totals.error_rate().filter(|r| r.is_finite()) {
+            out.push((rate, "Percent", r * 100.0));
+        }
+        if let Some(ms) = totals.latency_ms.filter(|l| l.is_finite()) {
+            out.push((latency, "Milliseconds", ms));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -152,14 +198,68 @@ mod tests {
             v["decision"].as_str().is_some_and(|d| d.contains("25")),
             "{v}"
         );
-        // Every metric the directive names is a number on the line (else CloudWatch drops it).
-        for m in v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        assert_every_declared_metric_is_on_the_line(&v);
+        // Nothing was judged: no directive for the judge's numbers.
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"].as_array().map(Vec::len),
+            Some(1)
+        );
+    }
+
+    /// Every metric a directive names is a number on the line (else CloudWatch drops it).
+    fn assert_every_declared_metric_is_on_the_line(v: &serde_json::Value) {
+        for d in v["_aws"]["CloudWatchMetrics"]
             .as_array()
-            .expect("metrics")
+            .expect("directives")
         {
-            let name = m["Name"].as_str().expect("name");
-            assert!(v[name].is_number(), "{name} missing from {v}");
+            for m in d["Metrics"].as_array().expect("metrics") {
+                let name = m["Name"].as_str().expect("name");
+                assert!(v[name].is_number(), "{name} missing from {v}");
+            }
         }
+    }
+
+    #[test]
+    fn a_judged_tick_publishes_what_the_judge_saw_of_each_side_whatever_the_source() {
+        let running = Routing {
+            version: 2,
+            weight: 25.0,
+        };
+        let mut o = outcome(Some(running), Action::Hold("judging".into()), None);
+        let mut j = crate::judge::Judgement::fixture(crate::judge::Verdict::Healthy, Some(0));
+        j.canary = crate::judge::Totals {
+            requests: 40.0,
+            errors: 2.0,
+            latency_ms: Some(120.0),
+        };
+        j.baseline = crate::judge::Totals {
+            requests: 400.0,
+            errors: 0.0,
+            latency_ms: None,
+        };
+        o.judgement = Some(j);
+        let v = parsed(&o);
+        assert_every_declared_metric_is_on_the_line(&v);
+        let judged: Vec<&str> = v["_aws"]["CloudWatchMetrics"][1]["Metrics"]
+            .as_array()
+            .expect("a second directive")
+            .iter()
+            .filter_map(|m| m["Name"].as_str())
+            .collect();
+        assert_eq!(
+            judged,
+            ["Canary5xxRate", "CanaryLatency", "Baseline5xxRate"]
+        );
+        assert_eq!(
+            (
+                v["Canary5xxRate"].as_f64(),
+                v["Baseline5xxRate"].as_f64(),
+                v["CanaryLatency"].as_f64()
+            ),
+            (Some(5.0), Some(0.0), Some(120.0))
+        );
+        // A side without a latency value publishes none (not a zero the dashboard would draw).
+        assert!(v.get("BaselineLatency").is_none(), "{v}");
     }
 
     #[test]
@@ -191,5 +291,69 @@ mod tests {
         assert_eq!(parsed(&held)["Held"].as_u64(), Some(1));
         let idle = outcome(None, Action::Hold("no candidate".into()), None);
         assert_eq!(parsed(&idle)["Held"].as_u64(), Some(0));
+    }
+}
+
+#[cfg(test)]
+mod dashboard {
+    //! The agent stack's dashboard graphs only metrics these lines publish.
+
+    use super::*;
+
+    /// The dashboard body of `agent/template.yaml` as JSON, with every `${…}` substitution
+    /// replaced by a plain word.
+    fn dashboard() -> serde_json::Value {
+        let template = include_str!("../../template.yaml");
+        let start = template
+            .find("DashboardBody: !Sub")
+            .expect("the template has a dashboard");
+        let body: Vec<&str> = template[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| !l.trim_start().starts_with("- ErrorsAlarm"))
+            .collect();
+        let mut text = body.join("\n");
+        while let Some(open) = text.find("${") {
+            let close = open + text[open..].find('}').expect("a closed substitution");
+            text.replace_range(open..=close, "X");
+        }
+        serde_json::from_str(&text).expect("the dashboard body is JSON")
+    }
+
+    #[test]
+    fn every_agent_metric_the_dashboard_graphs_is_one_the_agent_publishes() {
+        let mut o = Outcome::new(&crate::policy::Policy::with_defaults("f"));
+        let totals = crate::judge::Totals {
+            requests: 10.0,
+            errors: 1.0,
+            latency_ms: Some(80.0),
+        };
+        let mut j = crate::judge::Judgement::fixture(crate::judge::Verdict::Healthy, None);
+        (j.canary, j.baseline) = (totals, totals);
+        o.judgement = Some(j);
+        let line: serde_json::Value =
+            serde_json::from_str(&lines(&[o], 0).remove(0)).expect("JSON");
+        let widgets = dashboard()["widgets"].as_array().expect("widgets").clone();
+        let mut graphed = Vec::new();
+        for w in &widgets {
+            for m in w["properties"]["metrics"].as_array().into_iter().flatten() {
+                let expression = m[0]["expression"].as_str().unwrap_or_default();
+                if let Some(rest) = expression.split("{LambdaCanary,").nth(1) {
+                    let name = rest
+                        .split("MetricName=\"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .expect("a metric name");
+                    graphed.push(name.to_string());
+                }
+            }
+        }
+        assert!(graphed.len() >= 8, "{graphed:?}");
+        for name in &graphed {
+            assert!(
+                line[name.as_str()].is_number(),
+                "{name} is graphed, not published"
+            );
+        }
     }
 }
