@@ -323,8 +323,19 @@ mod tests {
     }
 
     fn release_seeded(functions: &[&str], seed: u64) -> (Shared, Vec<Policy>) {
+        release_among(functions, 0, seed)
+    }
+
+    /// A release of `functions` and `idle` other functions (`idle0`, …) that are no release's.
+    fn release_among(functions: &[&str], idle: usize, seed: u64) -> (Shared, Vec<Policy>) {
         let mut w = World::new(T0 - 4000, Traffic::steady(10.0), 60, seed);
         let mut policies = Vec::new();
+        for i in 0..idle {
+            let p = Policy::with_defaults(&format!("idle{i}"));
+            w.functions
+                .push(SimFunction::new(p.clone(), Build::healthy(), T0 - 4000));
+            policies.push(p);
+        }
         for f in functions {
             let mut p = Policy::with_defaults(f);
             p.release = Some("api".to_string());
@@ -465,6 +476,58 @@ mod tests {
             );
         }
         assert!(!kinds.contains(&EventKind::RolledBack.as_str().to_string()));
+    }
+
+    #[test]
+    fn under_a_read_budget_a_rolled_back_release_takes_turns_and_its_fix_still_ships_whole() {
+        let (w, ps) = release_among(&["create", "get"], 10, 11);
+        let mut a = agent(&w);
+        a.reads_per_tick = Some(4);
+        let (create, get) = (10, 11);
+        {
+            let mut w = w.lock();
+            w.functions[create].deploy(Build::healthy());
+            w.functions[get].deploy(Build {
+                error_rate: 0.5,
+                ..Build::healthy()
+            });
+        }
+        let mut now = T0;
+        run(&a, &w, &ps, &mut now, 20, |o| {
+            o[get]
+                .decision
+                .as_ref()
+                .is_some_and(|d| matches!(d.action, crate::rollout::Action::Rollback { .. }))
+        });
+        // Once its page is out, the rolled-back release waits for a deploy like any idle alias:
+        // it takes its turn instead of a read every tick (both members together or neither).
+        let mut skipped = 0;
+        for _ in 0..6 {
+            let outs = run(&a, &w, &ps, &mut now, 1, |_| true);
+            assert_eq!(outs[create].skipped, outs[get].skipped, "read whole");
+            skipped += usize::from(outs[create].skipped);
+        }
+        assert!(skipped >= 2, "read {} of 6 ticks", 6 - skipped);
+        let pages = a.notifier.take();
+        assert_eq!(events(&pages), ["started", "rolled_back"], "{pages:?}");
+        // The fix of get, noticed at the release's turn, ships create's held-back v2 with it.
+        w.lock().functions[get].deploy(Build::healthy());
+        run(&a, &w, &ps, &mut now, 60, |_| {
+            let w = w.lock();
+            [create, get].iter().all(|&i| {
+                w.functions[i].stable > 1 && w.functions[i].alias_state().record.bake.is_none()
+            })
+        });
+        let w = w.lock();
+        assert_eq!(
+            (w.functions[create].stable, w.functions[get].stable),
+            (2, 3)
+        );
+        drop(w);
+        let kinds = events(&a.notifier.take());
+        for e in ["started", "promoted", "baked"] {
+            assert_eq!(kinds.iter().filter(|k| *k == e).count(), 1, "{kinds:?}");
+        }
     }
 
     #[test]

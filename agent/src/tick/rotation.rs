@@ -24,14 +24,16 @@ fn key(p: &Policy) -> String {
 }
 
 /// Whether an alias needs nothing from the agent until someone deploys: read, nothing running,
-/// baking or owed, and the decision was to hold without writing.
+/// baking or owed, and the decision was to hold without writing. A release member's mark does
+/// not keep it busy: a release that ended or was rolled back waits for a deploy like any alias
+/// (a follower's held-back version is recorded rejected until then), and the release is read
+/// whole when any member is.
 #[must_use]
 pub fn idle(o: &Outcome) -> bool {
     let quiet = o.before.as_ref().is_some_and(|s| {
         s.canary.is_none()
             && s.record.bake.is_none()
             && s.record.owed.is_empty()
-            && s.record.release.is_none()
             && s.candidate
                 .is_none_or(|c| c == s.stable || s.record.rejected.is_some_and(|r| c <= r))
     });
@@ -192,6 +194,33 @@ mod tests {
             s.record.rejected = Some(2);
         }
         assert!(idle(&deployed), "a rejected candidate needs nothing");
+        // A release member held back with its release (a follower): nothing to do until the
+        // release's next deploy, like any rejected candidate; with a page owed it stays busy.
+        if let Some(s) = deployed.before.as_mut() {
+            s.record.release = Some(crate::record::ReleaseMark {
+                id: 1_700_000_000,
+                rolled_back: true,
+                follower: true,
+                announced: false,
+            });
+        }
+        assert!(idle(&deployed), "a held-back follower waits for a deploy");
+        let mut promoted = outcome(&p, false);
+        if let Some(s) = promoted.before.as_mut() {
+            s.record.release = Some(crate::record::ReleaseMark::live(1_700_000_000));
+        }
+        assert!(idle(&promoted), "a release that ended needs nothing");
+        if let Some(s) = deployed.before.as_mut() {
+            s.record.owed.push(crate::record::Owed {
+                event: crate::record::EventKind::RolledBack,
+                version: Some(2),
+                stable: 1,
+                at: 1_700_000_000,
+                manual: false,
+                lease: 1_700_000_120,
+            });
+        }
+        assert!(!idle(&deployed), "a page owed is read every tick");
         assert!(idle(&outcome(&p, false)));
         assert!(!idle(&outcome(&p, true)));
     }
