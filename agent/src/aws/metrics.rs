@@ -303,6 +303,85 @@ pub(super) fn emf_metric(
         .build()
 }
 
+/// The start a query's window is read from, and the period of its source's metrics (seconds).
+/// Sub-minute datapoints exist for 3 hours only, so a high-resolution window starts no earlier;
+/// with EMF metrics it starts at the Lambda `Errors` minute that contains the start.
+fn window(q: &MetricsQuery) -> (i64, i64) {
+    let period = i64::try_from(q.source.period().as_secs())
+        .unwrap_or(MINUTE)
+        .max(1);
+    let mut from = q.from;
+    if period % MINUTE != 0 {
+        let horizon = q.to - HIGH_RESOLUTION_HORIZON;
+        from = from.max(horizon.div_euclid(MINUTE) * MINUTE + MINUTE);
+    }
+    if matches!(q.source, MetricsSource::Emf { .. }) {
+        from = from.div_euclid(MINUTE) * MINUTE;
+    }
+    (from, period)
+}
+
+/// What to read of one version, as `(kind, metric, period, statistic)`: requests, 5xx and the
+/// latency statistic from the policy's source; the percentile rank at the tail threshold
+/// (`rank`) when known; with EMF, Lambda's own `Errors` beside the handler's, and the cold
+/// starts when `cold` (the canary's cold-start limit) is given.
+fn asks(
+    q: &MetricsQuery,
+    version: Version,
+    period: i64,
+    rank: Option<&str>,
+    cold: Option<f64>,
+) -> Vec<(Kind, Metric, i64, String)> {
+    let stat = q.stat.cloudwatch_name().to_string();
+    match &q.source {
+        MetricsSource::Lambda => {
+            let lambda = |name: &str| lambda_metric(q, version, name);
+            let mut asks = vec![
+                (Kind::Requests, lambda("Invocations"), MINUTE, "Sum".into()),
+                (Kind::Errors, lambda("Errors"), MINUTE, "Sum".into()),
+                (Kind::Latency, lambda("Duration"), MINUTE, stat),
+            ];
+            if let Some(rank) = rank {
+                asks.push((Kind::Rank, lambda("Duration"), MINUTE, rank.to_string()));
+            }
+            asks
+        }
+        MetricsSource::Emf { namespace, .. } => {
+            let emf = |name: &str| emf_metric(q, namespace, version, name);
+            let mut asks = vec![
+                (Kind::Requests, emf("Requests"), period, "Sum".into()),
+                (Kind::Errors, emf("5xx"), period, "Sum".into()),
+                (Kind::Latency, emf("Latency"), period, stat),
+                (
+                    Kind::LambdaErrors,
+                    lambda_metric(q, version, "Errors"),
+                    MINUTE,
+                    "Sum".into(),
+                ),
+            ];
+            if let Some(rank) = rank {
+                asks.push((Kind::Rank, emf("Latency"), period, rank.to_string()));
+            }
+            // The canary's cold starts: how many, and the share within the limit.
+            if let Some(limit) = cold {
+                asks.push((
+                    Kind::ColdCount,
+                    emf("ColdLatency"),
+                    period,
+                    "SampleCount".into(),
+                ));
+                asks.push((
+                    Kind::ColdRank,
+                    emf("ColdLatency"),
+                    period,
+                    percentile_rank(limit),
+                ));
+            }
+            asks
+        }
+    }
+}
+
 /// One [`MetricsQuery`] turned into metric queries, with the window it reads.
 struct Planned<'q> {
     /// Position in the caller's slice (also the `n` of the ids).
@@ -322,120 +401,27 @@ struct Planned<'q> {
 
 impl<'q> Planned<'q> {
     fn new(index: usize, q: &'q MetricsQuery, before: History) -> Self {
-        let slow_ms = before.slow_ms;
         let cold_limit = before.stable_cold_ms.map(|m| cold_limit(&q.limits, m));
-        let period = i64::try_from(q.source.period().as_secs())
-            .unwrap_or(MINUTE)
-            .max(1);
-        let high_resolution = period % MINUTE != 0;
-        let mut from = q.from;
-        if high_resolution {
-            // Sub-minute datapoints exist for 3 hours only; an older start gets none at all.
-            let horizon = q.to - HIGH_RESOLUTION_HORIZON;
-            from = from.max(horizon.div_euclid(MINUTE) * MINUTE + MINUTE);
-        }
-        if matches!(q.source, MetricsSource::Emf { .. }) {
-            // The Lambda Errors minute that contains the start.
-            from = from.div_euclid(MINUTE) * MINUTE;
-        }
-        let stat = q.stat.cloudwatch_name();
+        let (from, period) = window(q);
         // CloudWatch's percentile rank: the percentage of values at or under the threshold.
-        let rank = slow_ms.map(percentile_rank);
+        let rank = before.slow_ms.map(percentile_rank);
         let mut metric_queries = Vec::with_capacity(10);
         for (side, version) in [(Side::Canary, q.canary), (Side::Baseline, q.stable)] {
-            let id = |kind| metric_id(index, side, kind);
-            match &q.source {
-                MetricsSource::Lambda => {
-                    metric_queries.extend([
-                        metric_query(
-                            id(Kind::Requests),
-                            lambda_metric(q, version, "Invocations"),
-                            MINUTE,
-                            "Sum",
-                        ),
-                        metric_query(
-                            id(Kind::Errors),
-                            lambda_metric(q, version, "Errors"),
-                            MINUTE,
-                            "Sum",
-                        ),
-                        metric_query(
-                            id(Kind::Latency),
-                            lambda_metric(q, version, "Duration"),
-                            MINUTE,
-                            stat,
-                        ),
-                    ]);
-                    if let Some(rank) = &rank {
-                        metric_queries.push(metric_query(
-                            id(Kind::Rank),
-                            lambda_metric(q, version, "Duration"),
-                            MINUTE,
-                            rank,
-                        ));
-                    }
-                }
-                MetricsSource::Emf { namespace, .. } => {
-                    metric_queries.extend([
-                        metric_query(
-                            id(Kind::Requests),
-                            emf_metric(q, namespace, version, "Requests"),
-                            period,
-                            "Sum",
-                        ),
-                        metric_query(
-                            id(Kind::Errors),
-                            emf_metric(q, namespace, version, "5xx"),
-                            period,
-                            "Sum",
-                        ),
-                        metric_query(
-                            id(Kind::Latency),
-                            emf_metric(q, namespace, version, "Latency"),
-                            period,
-                            stat,
-                        ),
-                        metric_query(
-                            id(Kind::LambdaErrors),
-                            lambda_metric(q, version, "Errors"),
-                            MINUTE,
-                            "Sum",
-                        ),
-                    ]);
-                    if let Some(rank) = &rank {
-                        metric_queries.push(metric_query(
-                            id(Kind::Rank),
-                            emf_metric(q, namespace, version, "Latency"),
-                            period,
-                            rank,
-                        ));
-                    }
-                    // The canary's cold starts: how many, and the share within the limit.
-                    if let (Side::Canary, Some(limit)) = (side, cold_limit) {
-                        metric_queries.extend([
-                            metric_query(
-                                id(Kind::ColdCount),
-                                emf_metric(q, namespace, version, "ColdLatency"),
-                                period,
-                                "SampleCount",
-                            ),
-                            metric_query(
-                                id(Kind::ColdRank),
-                                emf_metric(q, namespace, version, "ColdLatency"),
-                                period,
-                                &percentile_rank(limit),
-                            ),
-                        ]);
-                    }
-                }
-            }
+            let cold = cold_limit.filter(|_| side == Side::Canary);
+            metric_queries.extend(
+                asks(q, version, period, rank.as_deref(), cold)
+                    .into_iter()
+                    .map(|(kind, metric, period, stat)| {
+                        metric_query(metric_id(index, side, kind), metric, period, &stat)
+                    }),
+            );
         }
         Self {
             index,
             query: q,
             from,
             to: q.to,
-            high_resolution,
+            high_resolution: period % MINUTE != 0,
             metric_queries,
             before,
             cold_limit,
