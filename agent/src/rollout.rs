@@ -326,6 +326,8 @@ fn unjudged(state: &AliasState, policy: &Policy, version: Version, now: i64) -> 
     )
 }
 
+/// What the agent does on its own this tick: bake, start, replace, roll back, tell on-call the
+/// canary is quiet or stuck, hold, or move forward.
 fn automatic(
     state: &AliasState,
     policy: &Policy,
@@ -337,24 +339,7 @@ fn automatic(
         return bake(state, policy, judgement, b, now);
     }
     let Some(canary) = state.canary else {
-        return match state.candidate {
-            None => hold(format!("no {} alias", policy.candidate_alias)),
-            Some(v) if v == state.stable => hold(format!("v{v} is live; no new candidate")),
-            Some(v) if !startable(record, v) => {
-                let r = record.rejected.unwrap_or_default();
-                let what = if v == r {
-                    format!("v{v} was rolled back")
-                } else {
-                    format!("v{v} is older than v{r}, which was rolled back")
-                };
-                hold(format!(
-                    "{what}; waiting for a newer {} version (or `canary start {} --version {v}`)",
-                    policy.candidate_alias, policy.function
-                ))
-            }
-            Some(_) if record.paused => hold("paused"),
-            Some(v) => start(state, policy, v, now),
-        };
+        return without_canary(state, policy, now);
     };
     let c = canary.version;
     match state.candidate {
@@ -378,58 +363,13 @@ fn automatic(
     if let Verdict::Regressed(reasons) = &j.verdict {
         return rollback(state, state.stable, Some(c), reasons.join("; "));
     }
-    let quiet_since = j
-        .last_canary_traffic
-        .map_or(record.since, |t| t.max(record.since));
-    if now.saturating_sub(quiet_since) >= policy.no_data_timeout_secs()
-        && j.last_canary_traffic.is_none_or(|t| t < record.since)
-    {
-        match policy.on_no_data {
-            OnNoData::Rollback => {
-                return rollback(
-                    state,
-                    state.stable,
-                    Some(c),
-                    format!(
-                        "no canary traffic for {} (on_no_data: rollback)",
-                        human_duration(now.saturating_sub(quiet_since))
-                    ),
-                );
-            }
-            OnNoData::Hold if !record.quiet_alerted => {
-                let mut next = state.clone();
-                next.record.quiet_alerted = true;
-                next.record.last = Some(format!(
-                    "holding v{c}: no canary traffic for {}",
-                    human_duration(now.saturating_sub(quiet_since))
-                ));
-                return Decision::new(Action::NoData, Some(next));
-            }
-            OnNoData::Hold => {}
-        }
-    }
-    // Some canary traffic, too little to finish the step: tell on-call once why it is stuck.
-    let waited = now.saturating_sub(record.since);
-    let at_step = j.canary_requests_at_step;
-    if matches!(j.verdict, Verdict::NotEnoughData(_))
-        && at_step > 0.0
-        && at_step < policy.min_requests as f64
-        && waited >= policy.no_data_timeout_secs()
-        && !record.quiet_alerted
-        && !record.paused
-    {
-        let mut next = state.clone();
-        next.record.quiet_alerted = true;
-        next.record.last = Some(format!(
-            "holding v{c}: {at_step:.0} of {} canary requests in {}",
-            policy.min_requests,
-            human_duration(waited)
-        ));
-        return Decision::new(Action::NoData, Some(next));
+    if let Some(d) = quiet(state, policy, j, c, now) {
+        return d;
     }
     if record.paused {
         return hold(format!("paused at {}%", canary.weight));
     }
+    let waited = now.saturating_sub(record.since);
     let interval = policy.step_interval_secs();
     match &j.verdict {
         Verdict::NotEnoughData(why) => hold(why.clone()),
@@ -440,6 +380,85 @@ fn automatic(
         )),
         Verdict::Healthy | Verdict::Regressed(_) => forward(state, policy, c, false, now),
     }
+}
+
+/// No canary running: start the candidate when there is a new one that may start, else say why
+/// not.
+fn without_canary(state: &AliasState, policy: &Policy, now: i64) -> Decision {
+    let record = &state.record;
+    match state.candidate {
+        None => hold(format!("no {} alias", policy.candidate_alias)),
+        Some(v) if v == state.stable => hold(format!("v{v} is live; no new candidate")),
+        Some(v) if !startable(record, v) => {
+            let r = record.rejected.unwrap_or_default();
+            let what = if v == r {
+                format!("v{v} was rolled back")
+            } else {
+                format!("v{v} is older than v{r}, which was rolled back")
+            };
+            hold(format!(
+                "{what}; waiting for a newer {} version (or `canary start {} --version {v}`)",
+                policy.candidate_alias, policy.function
+            ))
+        }
+        Some(_) if record.paused => hold("paused"),
+        Some(v) => start(state, policy, v, now),
+    }
+}
+
+/// The canary `c` has had no traffic for `no_data_timeout` (rolled back under `on_no_data:
+/// rollback`, else on-call is told once), or some traffic but too little to finish its step for
+/// as long (on-call is told once why it is stuck). `None` when neither.
+fn quiet(
+    state: &AliasState,
+    policy: &Policy,
+    j: &Judgement,
+    c: Version,
+    now: i64,
+) -> Option<Decision> {
+    let record = &state.record;
+    let quiet_since = j
+        .last_canary_traffic
+        .map_or(record.since, |t| t.max(record.since));
+    if now.saturating_sub(quiet_since) >= policy.no_data_timeout_secs()
+        && j.last_canary_traffic.is_none_or(|t| t < record.since)
+    {
+        let silent = human_duration(now.saturating_sub(quiet_since));
+        match policy.on_no_data {
+            OnNoData::Rollback => {
+                return Some(rollback(
+                    state,
+                    state.stable,
+                    Some(c),
+                    format!("no canary traffic for {silent} (on_no_data: rollback)"),
+                ));
+            }
+            OnNoData::Hold if !record.quiet_alerted => {
+                let mut next = state.clone();
+                next.record.quiet_alerted = true;
+                next.record.last = Some(format!("holding v{c}: no canary traffic for {silent}"));
+                return Some(Decision::new(Action::NoData, Some(next)));
+            }
+            OnNoData::Hold => {}
+        }
+    }
+    let waited = now.saturating_sub(record.since);
+    let at_step = j.canary_requests_at_step;
+    let stuck = matches!(j.verdict, Verdict::NotEnoughData(_))
+        && at_step > 0.0
+        && at_step < policy.min_requests as f64
+        && waited >= policy.no_data_timeout_secs();
+    if !stuck || record.quiet_alerted || record.paused {
+        return None;
+    }
+    let mut next = state.clone();
+    next.record.quiet_alerted = true;
+    next.record.last = Some(format!(
+        "holding v{c}: {at_step:.0} of {} canary requests in {}",
+        policy.min_requests,
+        human_duration(waited)
+    ));
+    Some(Decision::new(Action::NoData, Some(next)))
 }
 
 /// A promoted version under watch: reverted to the previous version on a regression, ended when
