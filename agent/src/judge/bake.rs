@@ -86,7 +86,6 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
     // Each test's share is split between its reference bound and its e-process.
     let tests = 2.0 * super::tests(policy);
     let threshold = tests / policy.alpha();
-    let beta = policy.alpha() / tests;
     let current: Vec<Sample> = obs
         .canary
         .iter()
@@ -95,9 +94,75 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
         .collect();
     let canary = totals(&current);
     let baseline = totals(&obs.baseline);
-    let phi = dispersion(&obs.baseline).max(dispersion(&current));
+    let ev = evidence(policy, obs, &current, threshold, policy.alpha() / tests);
+    let reasons = reasons(policy, obs, &ev, (&canary, &baseline), threshold);
+    let verdict = if !reasons.is_empty() {
+        Verdict::Regressed(reasons)
+    } else if canary.requests <= 0.0 {
+        Verdict::NotEnoughData("no requests since the promotion".to_string())
+    } else {
+        Verdict::Healthy
+    };
+    Judgement {
+        verdict,
+        canary,
+        baseline,
+        canary_requests_at_step: canary.requests,
+        last_canary_traffic: current
+            .iter()
+            .filter(|s| s.requests > 0.0)
+            .map(|s| s.start)
+            .max(),
+        ceiling_evidence: ev.ceiling,
+        increase_evidence: ev.increase,
+        latency_evidence: ev.latency,
+        slow_evidence: ev.slow.map(|s| s.0),
+        slow_shares: ev.slow.map(|s| s.1),
+        cold_evidence: ev.cold,
+        tests,
+        threshold,
+    }
+}
+
+/// The bake's tail test: its evidence, the shares of slow requests (promoted, reference) and the
+/// promoted version's counts (slow, all).
+type TailEvidence = (f64, (f64, f64), (f64, f64));
+
+/// Each bake test's evidence, and what its reasons need to name.
+struct Evidence {
+    /// Against "5xx since the promotion ≤ `max_rate`".
+    ceiling: f64,
+    /// Against "5xx ≤ the reference's rate (at its upper bound) + `max_increase`".
+    increase: f64,
+    /// Against "latency within the limit over the reference's statistic".
+    latency: f64,
+    /// The latency observations it rests on.
+    periods: usize,
+    /// The latency limit (ms).
+    limit: f64,
+    /// The tail test's threshold (ms), when known.
+    slow_ms: Option<f64>,
+    /// The tail test: evidence, shares and counts, when its threshold is known.
+    slow: Option<TailEvidence>,
+    /// The cold-start test's evidence, when its limit is known, and the cold starts counted.
+    cold: Option<f64>,
+    cold_counts: (f64, f64),
+}
+
+/// Every bake test on the promoted version's periods since the promotion (`current`), against
+/// the reference (`obs.baseline`, the previous version's hour before the canary); `beta` is each
+/// reference bound's share of α.
+fn evidence(
+    policy: &Policy,
+    obs: &Observations,
+    current: &[Sample],
+    threshold: f64,
+    beta: f64,
+) -> Evidence {
+    let baseline = totals(&obs.baseline);
+    let phi = dispersion(&obs.baseline).max(dispersion(current));
     let cap = threshold.powf(1.0 / MIN_BLOCKS);
-    let own: Vec<(f64, f64)> = blocks(&current)
+    let own: Vec<(f64, f64)> = blocks(current)
         .iter()
         .map(|b| (b.requests / phi, b.errors / phi))
         .collect();
@@ -114,7 +179,7 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
     // The promoted version alone: no concurrent baseline period, so every observation is held
     // against the reference statistic.
     let alone = Observations {
-        canary: current.clone(),
+        canary: current.to_vec(),
         step_start: obs.step_start,
         latency_wander: obs.latency_wander,
         ..Observations::default()
@@ -122,23 +187,44 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
     let warm = warm_periods(&alone, policy.warmup_secs());
     let lat = policy.latency;
     let reference = reference_latency(&obs.baseline);
-    let limit = latency_limit(&lat, reference);
     let (latency, periods) = latency_evidence(policy, &alone, &warm, reference, 1.0);
     let slow_ms = obs.slow_ms.or(lat.slow_ms);
     let slow = slow_ms
-        .and_then(|_| slow_evidence(obs, &current, &warm, (beta, cap), lat.max_slow_increase));
+        .and_then(|_| slow_evidence(obs, current, &warm, (beta, cap), lat.max_slow_increase));
     let (cold, cold_counts) = cold_starts(obs);
+    Evidence {
+        ceiling,
+        increase,
+        latency,
+        periods,
+        limit: latency_limit(&lat, reference),
+        slow_ms,
+        slow,
+        cold,
+        cold_counts,
+    }
+}
+
+/// A sentence with its numbers for each test whose evidence reached `threshold`.
+fn reasons(
+    policy: &Policy,
+    obs: &Observations,
+    ev: &Evidence,
+    (canary, baseline): (&super::Totals, &super::Totals),
+    threshold: f64,
+) -> Vec<String> {
+    let (rules, lat) = (policy.errors, policy.latency);
     let mut reasons = Vec::new();
     let (kc, nc) = (canary.errors.min(canary.requests), canary.requests);
     let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
-    if ceiling >= threshold {
+    if ev.ceiling >= threshold {
         reasons.push(format!(
             "5xx {} ({kc:.0} of {nc:.0}) since the promotion is above the {} ceiling",
             pct(kc / nc),
             pct(rules.max_rate)
         ));
     }
-    if increase >= threshold {
+    if ev.increase >= threshold {
         reasons.push(format!(
             "5xx {} since the promotion is more than {} above the previous version's {} ({kb:.0} of {nb:.0}) before the canary",
             pct(kc / nc),
@@ -146,26 +232,26 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
             pct(kb / nb)
         ));
     }
-    if let Some((_, shares, counts)) = slow.filter(|s| s.0 >= threshold) {
+    if let Some((_, shares, counts)) = ev.slow.filter(|s| s.0 >= threshold) {
         reasons.push(format!(
             "{} of requests slower than {:.0} ms since the promotion ({:.0} of {:.0}) vs the previous version's {} before the canary, more than {} above",
             pct(shares.0),
-            slow_ms.unwrap_or_default(),
+            ev.slow_ms.unwrap_or_default(),
             counts.0,
             counts.1,
             pct(shares.1),
             pct(lat.max_slow_increase)
         ));
     }
-    if let (Some(e), Some(limit)) = (cold, obs.cold_limit_ms) {
+    if let (Some(e), Some(limit)) = (ev.cold, obs.cold_limit_ms) {
         if e >= threshold {
             reasons.push(format!(
                 "cold starts since the promotion: {:.0} of {:.0} took longer than {limit:.0} ms",
-                cold_counts.1, cold_counts.0
+                ev.cold_counts.1, ev.cold_counts.0
             ));
         }
     }
-    if latency >= threshold {
+    if ev.latency >= threshold {
         reasons.push(format!(
             "{} {:.0} ms since the promotion vs the previous version's {} before the canary over {} periods (limit {:.0} ms)",
             lat.stat.cloudwatch_name(),
@@ -173,36 +259,11 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
             baseline
                 .latency_ms
                 .map_or("(none)".to_string(), |b| format!("{b:.0} ms")),
-            periods,
-            limit
+            ev.periods,
+            ev.limit
         ));
     }
-    let verdict = if !reasons.is_empty() {
-        Verdict::Regressed(reasons)
-    } else if nc <= 0.0 {
-        Verdict::NotEnoughData("no requests since the promotion".to_string())
-    } else {
-        Verdict::Healthy
-    };
-    Judgement {
-        verdict,
-        canary,
-        baseline,
-        canary_requests_at_step: nc,
-        last_canary_traffic: current
-            .iter()
-            .filter(|s| s.requests > 0.0)
-            .map(|s| s.start)
-            .max(),
-        ceiling_evidence: ceiling,
-        increase_evidence: increase,
-        latency_evidence: latency,
-        slow_evidence: slow.map(|s| s.0),
-        slow_shares: slow.map(|s| s.1),
-        cold_evidence: cold,
-        tests,
-        threshold,
-    }
+    reasons
 }
 
 /// The tail test of the bake: the promoted version's share of slow requests in its warm periods
@@ -216,7 +277,7 @@ fn slow_evidence(
     warm: &dyn Fn(i64) -> bool,
     (beta, cap): (f64, f64),
     max_increase: f64,
-) -> Option<(f64, (f64, f64), (f64, f64))> {
+) -> Option<TailEvidence> {
     let reference: Vec<Sample> = slow_share_periods(&obs.baseline, &|_| true);
     let now: Vec<Sample> = slow_share_periods(current, warm);
     let (r, c) = (totals(&reference), totals(&now));
