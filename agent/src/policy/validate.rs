@@ -169,6 +169,97 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// `alias` and `candidate_alias`, which must differ.
+    fn aliases(&mut self, raw: &RawPolicy, defaults: &Policy) -> (String, String) {
+        let alias = self.alias(&raw.alias, "alias", &defaults.alias);
+        let candidate_alias = self.alias(
+            &raw.candidate_alias,
+            "candidate_alias",
+            &defaults.candidate_alias,
+        );
+        if alias == candidate_alias {
+            let at = raw
+                .candidate_alias
+                .as_ref()
+                .or(raw.alias.as_ref())
+                .map(|v| v.referenced);
+            self.problem(
+                at,
+                "candidate_alias",
+                format!("must differ from alias (both are {alias:?})"),
+            );
+        }
+        (alias, candidate_alias)
+    }
+
+    /// `min_requests`: a whole number from 1 to [`MAX_MIN_REQUESTS`].
+    fn min_requests(&mut self, leaf: &Leaf, default: u64) -> u64 {
+        let Some(v) = leaf else {
+            return default;
+        };
+        let parsed = v.value.parse::<u64>();
+        if let Ok(n) = parsed.as_ref().copied() {
+            if (1..=MAX_MIN_REQUESTS).contains(&n) {
+                return n;
+            }
+        }
+        let too_large = parsed.as_ref().is_ok_and(|n| *n > MAX_MIN_REQUESTS)
+            || parsed
+                .as_ref()
+                .is_err_and(|e| *e.kind() == IntErrorKind::PosOverflow);
+        let message = if too_large {
+            format!("must be at most {MAX_MIN_REQUESTS}, got {}", v.value)
+        } else {
+            format!("must be a whole number of at least 1, got {}", v.value)
+        };
+        self.problem(Some(v.referenced), "min_requests", message);
+        default
+    }
+
+    /// `on_no_data`: `hold` or `rollback`.
+    fn on_no_data(&mut self, leaf: &Leaf, default: OnNoData) -> OnNoData {
+        match leaf {
+            None => default,
+            Some(v) if v.value == "hold" => OnNoData::Hold,
+            Some(v) if v.value == "rollback" => OnNoData::Rollback,
+            Some(v) => {
+                self.problem(
+                    Some(v.referenced),
+                    "on_no_data",
+                    format!("must be hold or rollback, got {:?}", v.value),
+                );
+                default
+            }
+        }
+    }
+
+    /// A valid `step_interval` given in the file must be at least the metrics period, or a step
+    /// could pass without a single datapoint.
+    fn step_interval_fits(
+        &mut self,
+        leaf: &Leaf,
+        step_interval: Duration,
+        metrics: &MetricsSource,
+    ) {
+        let Some(v) = leaf else {
+            return;
+        };
+        let period = metrics.period();
+        let valid = parse_duration(&v.value).is_ok_and(|d| d > Duration::ZERO && d <= MAX_DURATION);
+        if valid && step_interval < period {
+            self.problem(
+                Some(v.referenced),
+                "step_interval",
+                format!(
+                    "must be at least the metrics period ({}), or a step could pass without a \
+                     single datapoint, got {}",
+                    format_duration(period),
+                    v.value
+                ),
+            );
+        }
+    }
+
     fn alias(&mut self, leaf: &Leaf, field: &str, default: &str) -> String {
         let Some(v) = leaf else {
             return default.to_string();
@@ -586,53 +677,10 @@ pub(crate) fn build(file: &Path, raw: RawPolicy) -> Result<(Policy, Lines), Vec<
     let mut c = Checker::new(file);
     let function = c.function(&raw.function);
     let defaults = Policy::with_defaults(&function);
-    let alias = c.alias(&raw.alias, "alias", &defaults.alias);
-    let candidate_alias = c.alias(
-        &raw.candidate_alias,
-        "candidate_alias",
-        &defaults.candidate_alias,
-    );
-    if alias == candidate_alias {
-        let at = raw
-            .candidate_alias
-            .as_ref()
-            .or(raw.alias.as_ref())
-            .map(|v| v.referenced);
-        c.problem(
-            at,
-            "candidate_alias",
-            format!("must differ from alias (both are {alias:?})"),
-        );
-    }
+    let (alias, candidate_alias) = c.aliases(&raw, &defaults);
     let steps = c.steps(raw.steps.as_ref());
     let step_interval = c.duration(&raw.step_interval, "step_interval", defaults.step_interval);
-    let min_requests = match &raw.min_requests {
-        None => defaults.min_requests,
-        Some(v) => match v.value.parse::<u64>() {
-            Ok(n) if (1..=MAX_MIN_REQUESTS).contains(&n) => n,
-            parsed
-                if parsed.as_ref().is_ok_and(|n| *n > MAX_MIN_REQUESTS)
-                    || parsed
-                        .as_ref()
-                        .is_err_and(|e| *e.kind() == IntErrorKind::PosOverflow) =>
-            {
-                c.problem(
-                    Some(v.referenced),
-                    "min_requests",
-                    format!("must be at most {MAX_MIN_REQUESTS}, got {}", v.value),
-                );
-                defaults.min_requests
-            }
-            _ => {
-                c.problem(
-                    Some(v.referenced),
-                    "min_requests",
-                    format!("must be a whole number of at least 1, got {}", v.value),
-                );
-                defaults.min_requests
-            }
-        },
-    };
+    let min_requests = c.min_requests(&raw.min_requests, defaults.min_requests);
     let errors = c.errors(raw.errors.as_ref().map(|s| &s.value), defaults.errors);
     let latency = c.latency(raw.latency.as_ref().map(|s| &s.value), defaults.latency);
     let confidence = c.number(
@@ -642,19 +690,7 @@ pub(crate) fn build(file: &Path, raw: RawPolicy) -> Result<(Policy, Lines), Vec<
         |n| n > 0.5 && n < 1.0,
         "greater than 0.5 and less than 1",
     );
-    let on_no_data = match &raw.on_no_data {
-        None => defaults.on_no_data,
-        Some(v) if v.value == "hold" => OnNoData::Hold,
-        Some(v) if v.value == "rollback" => OnNoData::Rollback,
-        Some(v) => {
-            c.problem(
-                Some(v.referenced),
-                "on_no_data",
-                format!("must be hold or rollback, got {:?}", v.value),
-            );
-            defaults.on_no_data
-        }
-    };
+    let on_no_data = c.on_no_data(&raw.on_no_data, defaults.on_no_data);
     let no_data_timeout = c.duration(
         &raw.no_data_timeout,
         "no_data_timeout",
@@ -671,22 +707,7 @@ pub(crate) fn build(file: &Path, raw: RawPolicy) -> Result<(Policy, Lines), Vec<
     };
     let release = c.release(&raw.release);
     let metrics = c.metrics(raw.metrics.as_ref().map(|s| &s.value));
-    if let Some(v) = &raw.step_interval {
-        let period = metrics.period();
-        let valid = parse_duration(&v.value).is_ok_and(|d| d > Duration::ZERO && d <= MAX_DURATION);
-        if valid && step_interval < period {
-            c.problem(
-                Some(v.referenced),
-                "step_interval",
-                format!(
-                    "must be at least the metrics period ({}), or a step could pass without a \
-                     single datapoint, got {}",
-                    format_duration(period),
-                    v.value
-                ),
-            );
-        }
-    }
+    c.step_interval_fits(&raw.step_interval, step_interval, &metrics);
     let notify = c.notify(raw.notify.as_ref());
     if !c.problems.is_empty() {
         return Err(c.problems);
