@@ -6,7 +6,7 @@
 //! (a new get only) then walks every step to 100% with create's new version, and bakes.
 
 use super::traffic::{Build, Traffic};
-use super::{agent, block_on, Shared, SimFunction, World};
+use super::{agent, block_on, Shared, SimAgent, SimFunction, World};
 use crate::policy::Policy;
 use crate::tick::Outcome;
 
@@ -76,55 +76,76 @@ fn release_of(policy: &Policy) -> Vec<Policy> {
     vec![create, get]
 }
 
-/// Runs the story and returns the timeline, line by line.
-#[must_use]
-pub fn run(config: &DemoConfig) -> Vec<String> {
-    let policies = release_of(&config.policy);
-    let policy = &policies[0];
-    let release = policy.release.clone().unwrap_or_default();
-    let delay = super::visibility_delay(policy);
-    let mut world = World::new(
-        START - 4200,
-        Traffic::steady(config.rps),
-        delay,
-        config.seed,
-    );
-    for p in &policies {
-        world
-            .functions
-            .push(SimFunction::new(p.clone(), Build::healthy(), START - 4200));
-    }
-    let shared = Shared::new(world);
-    let mut agent = agent(&shared);
-    agent.topic_override = Some(policy.notify.as_ref().map_or(
-        "arn:aws:sns:us-east-1:123456789012:canary-alerts".to_string(),
-        |n| n.topic_arn.clone(),
-    ));
-    let (create, get) = (&policies[0].function, &policies[1].function);
-    let mut lines = vec![
-        format!(
-            "lambda-canary demo: release {release} ({create} and {get}) at {} req/s each, steps {:?}%, {}-second metrics visible {} s after each period, agent tick every {} s",
-            config.rps,
-            policy.steps,
-            policy.metrics.period().as_secs(),
+/// The story's world, agent and timeline.
+struct Demo {
+    policies: Vec<Policy>,
+    shared: Shared,
+    agent: SimAgent,
+    /// Seconds between agent ticks.
+    tick: i64,
+    lines: Vec<String>,
+}
+
+impl Demo {
+    /// Both functions live and healthy on v1, the agent paging the policy's topic, the clock at
+    /// [`START`].
+    fn new(config: &DemoConfig) -> Self {
+        let policies = release_of(&config.policy);
+        let policy = &policies[0];
+        let delay = super::visibility_delay(policy);
+        let mut world = World::new(
+            START - 4200,
+            Traffic::steady(config.rps),
             delay,
-            config.tick
-        ),
-        String::new(),
-    ];
-    let tick = |lines: &mut Vec<String>| {
-        let now = shared.lock().now;
-        let before: Vec<String> = (0..policies.len())
-            .map(|i| weights(&shared.lock(), i))
+            config.seed,
+        );
+        for p in &policies {
+            world
+                .functions
+                .push(SimFunction::new(p.clone(), Build::healthy(), START - 4200));
+        }
+        let shared = Shared::new(world);
+        let mut agent = agent(&shared);
+        agent.topic_override = Some(policy.notify.as_ref().map_or(
+            "arn:aws:sns:us-east-1:123456789012:canary-alerts".to_string(),
+            |n| n.topic_arn.clone(),
+        ));
+        let (create, get) = (&policies[0].function, &policies[1].function);
+        let lines = vec![
+            format!(
+                "lambda-canary demo: release {} ({create} and {get}) at {} req/s each, steps {:?}%, {}-second metrics visible {} s after each period, agent tick every {} s",
+                policy.release.clone().unwrap_or_default(),
+                config.rps,
+                policy.steps,
+                policy.metrics.period().as_secs(),
+                delay,
+                config.tick
+            ),
+            String::new(),
+        ];
+        shared.lock().advance(START);
+        Self {
+            policies,
+            shared,
+            agent,
+            tick: config.tick,
+            lines,
+        }
+    }
+
+    /// One agent tick: every change is shown when it happens, holds once a minute (every five
+    /// during a bake), and every page with a rollback's body; then the clock moves on.
+    fn tick(&mut self) {
+        let now = self.shared.lock().now;
+        let before: Vec<String> = (0..self.policies.len())
+            .map(|i| weights(&self.shared.lock(), i))
             .collect();
-        let outs = block_on(agent.tick(&policies, now));
+        let outs = block_on(self.agent.tick(&self.policies, now));
         for (i, out) in outs.iter().enumerate() {
             let hold = matches!(
                 out.decision.as_ref().map(|d| &d.action),
                 Some(crate::rollout::Action::Hold(_))
             );
-            // Holds are shown once a minute (every five during a bake); every change is shown
-            // when it happens.
             let baking = out
                 .before
                 .as_ref()
@@ -132,7 +153,7 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
                 .is_some();
             let every = if baking { 300 } else { 60 };
             if !hold || (now - START) % every == 0 {
-                lines.push(format!(
+                self.lines.push(format!(
                     "{}  {:<13} {}  {}",
                     clock(now),
                     out.function,
@@ -141,79 +162,104 @@ pub fn run(config: &DemoConfig) -> Vec<String> {
                 ));
             }
         }
-        for (_, page) in agent.notifier.take() {
-            lines.push(format!("{:>10}>>> SNS to on-call: {}", "", page.subject));
+        for (_, page) in self.agent.notifier.take() {
+            self.lines
+                .push(format!("{:>10}>>> SNS to on-call: {}", "", page.subject));
             if page.subject.starts_with("ROLLED BACK") {
-                lines.extend(page.body.lines().map(|l| format!("{:>14}{l}", "| ")));
+                self.lines
+                    .extend(page.body.lines().map(|l| format!("{:>14}{l}", "| ")));
             }
         }
-        let next = now + config.tick;
-        shared.lock().advance(next);
-    };
-    shared.lock().advance(START);
+        self.shared.lock().advance(now + self.tick);
+    }
 
-    lines.push(format!(
-        "1. v1 of both is live and healthy. One deploy publishes v2 of both; {get}'s v2 fails every request (the classic `gibberish.what;` build):"
-    ));
-    {
-        let mut w = shared.lock();
-        w.functions[0].deploy(Build::healthy());
-        w.functions[1].deploy(Build {
-            error_rate: 1.0,
-            ..Build::healthy()
-        });
-    }
-    for _ in 0..20 {
-        tick(&mut lines);
-        let w = shared.lock();
-        if w.functions.iter().all(|f| f.canary.is_none()) && w.functions[1].served.contains_key(&2)
+    /// Act 1: one deploy publishes v2 of both; get's v2 fails every request. Both are rolled
+    /// back together.
+    fn bad_deploy(&mut self) {
+        let get = self.policies[1].function.clone();
+        self.lines.push(format!(
+            "1. v1 of both is live and healthy. One deploy publishes v2 of both; {get}'s v2 fails every request (the classic `gibberish.what;` build):"
+        ));
         {
-            break;
+            let mut w = self.shared.lock();
+            w.functions[0].deploy(Build::healthy());
+            w.functions[1].deploy(Build {
+                error_rate: 1.0,
+                ..Build::healthy()
+            });
         }
-    }
-    for _ in 0..2 {
-        tick(&mut lines);
-    }
-    let (failed_v2, served_v2) = {
-        let w = shared.lock();
-        let f = &w.functions[1];
-        (
-            f.failed.get(&2).copied().unwrap_or(0),
-            f.served.get(&2).copied().unwrap_or(0),
-        )
-    };
-    lines.push(format!(
-        "   {get} v2 answered {served_v2} requests ({failed_v2} failed) before both aliases were back on v1: no mixed release is left behind."
-    ));
-    lines.push(String::new());
-    lines.push(format!(
-        "2. The fix is deployed as {get} v3 ({create} is unchanged: its v2 was rolled back only because of {get}). Both walk every step to 100% together, then bake for {} (judged against v1's numbers from before the canary):",
-        crate::text::human_duration(policy.bake_secs())
-    ));
-    shared.lock().functions[1].deploy(Build::healthy());
-    let done = |w: &World| {
-        w.functions[0].stable == 2
-            && w.functions[1].stable == 3
-            && w.functions
-                .iter()
-                .all(|f| crate::rollout::baking(&f.alias_state()).is_none())
-    };
-    let ticks = (policy.bake_secs() + 3600) / config.tick.max(1);
-    for _ in 0..ticks {
-        tick(&mut lines);
-        if done(&shared.lock()) {
-            break;
+        for _ in 0..20 {
+            self.tick();
+            let w = self.shared.lock();
+            if w.functions.iter().all(|f| f.canary.is_none())
+                && w.functions[1].served.contains_key(&2)
+            {
+                break;
+            }
         }
+        for _ in 0..2 {
+            self.tick();
+        }
+        let (failed_v2, served_v2) = {
+            let w = self.shared.lock();
+            let f = &w.functions[1];
+            (
+                f.failed.get(&2).copied().unwrap_or(0),
+                f.served.get(&2).copied().unwrap_or(0),
+            )
+        };
+        self.lines.push(format!(
+            "   {get} v2 answered {served_v2} requests ({failed_v2} failed) before both aliases were back on v1: no mixed release is left behind."
+        ));
+        self.lines.push(String::new());
     }
-    let w = shared.lock();
-    lines.push(String::new());
-    lines.push(format!(
+
+    /// Act 2: the fix (get v3) ships with create's v2, walks every step and bakes. Whether
+    /// both ended baked.
+    fn fix(&mut self) -> bool {
+        let bake = self.policies[0].bake_secs();
+        let (create, get) = (&self.policies[0].function, &self.policies[1].function);
+        self.lines.push(format!(
+            "2. The fix is deployed as {get} v3 ({create} is unchanged: its v2 was rolled back only because of {get}). Both walk every step to 100% together, then bake for {} (judged against v1's numbers from before the canary):",
+            crate::text::human_duration(bake)
+        ));
+        self.shared.lock().functions[1].deploy(Build::healthy());
+        let done = |w: &World| {
+            w.functions[0].stable == 2
+                && w.functions[1].stable == 3
+                && w.functions
+                    .iter()
+                    .all(|f| crate::rollout::baking(&f.alias_state()).is_none())
+        };
+        for _ in 0..(bake + 3600) / self.tick.max(1) {
+            self.tick();
+            if done(&self.shared.lock()) {
+                break;
+            }
+        }
+        let baked = done(&self.shared.lock());
+        baked
+    }
+}
+
+/// Runs the story and returns the timeline, line by line.
+#[must_use]
+pub fn run(config: &DemoConfig) -> Vec<String> {
+    let mut demo = Demo::new(config);
+    demo.bad_deploy();
+    let baked = demo.fix();
+    let (create, get) = (&demo.policies[0].function, &demo.policies[1].function);
+    let w = demo.shared.lock();
+    let line = format!(
         "Done: {create} is on v{}, {get} on v{}{}. Same agent, same judge, same state machine as `canary run`; only the ports are in memory.",
         w.functions[0].stable,
         w.functions[1].stable,
-        if done(&w) { ", baked" } else { "" }
-    ));
-    lines
+        if baked { ", baked" } else { "" }
+    );
+    drop(w);
+    demo.lines.push(String::new());
+    demo.lines.push(line);
+    demo.lines
 }
 
 #[cfg(test)]
