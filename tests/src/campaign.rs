@@ -218,6 +218,27 @@ impl Report {
     /// The figures as a Markdown table, then the examples.
     #[must_use]
     pub fn markdown(&self) -> String {
+        let mut out = String::from("| figure | value |\n|---|---|\n");
+        for (k, v) in [self.work_rows(), self.outcome_rows(), self.page_rows()].concat() {
+            out.push_str(&format!("| {k} | {v} |\n"));
+        }
+        if !self.rejected_subjects.is_empty() {
+            out.push_str("\nSubjects refused (first ones):\n");
+            for r in &self.rejected_subjects {
+                out.push_str(&format!("- `{:?}`: {}\n", r.subject, r.why));
+            }
+        }
+        if !self.examples.is_empty() {
+            out.push_str("\nFirst findings:\n");
+            for e in &self.examples {
+                out.push_str(&format!("- {e}\n"));
+            }
+        }
+        out
+    }
+
+    /// What the campaign did: rounds, ticks, commands, requests and the faults injected.
+    fn work_rows(&self) -> Vec<(String, String)> {
         let mut rows: Vec<(String, String)> = vec![
             ("rounds".into(), self.rounds.to_string()),
             (
@@ -264,7 +285,12 @@ impl Report {
                 self.proxy.faults_of(kind).to_string(),
             ));
         }
-        rows.extend([
+        rows
+    }
+
+    /// How the agent fared: refusals, errors, starts, rollbacks and the violations found.
+    fn outcome_rows(&self) -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = vec![
             (
                 "subjects refused (400)".into(),
                 self.proxy.subject_rejected.to_string(),
@@ -285,14 +311,19 @@ impl Report {
             ("rollbacks".into(), self.rollbacks.to_string()),
             ("alias checks".into(), self.alias_checks.to_string()),
             ("**violations**".into(), self.violations_total().to_string()),
-        ]);
+        ];
         for kind in [ViolationKind::HalfApplied, ViolationKind::RestartedRollback] {
             rows.push((
                 format!("  {}", kind.name()),
                 self.violations_of(kind).to_string(),
             ));
         }
-        rows.extend([
+        rows
+    }
+
+    /// What on-call received: pages, losses, re-sends and duplicates; panics, hangs, time.
+    fn page_rows(&self) -> Vec<(String, String)> {
+        vec![
             (
                 "pages received (unfiltered / filtered)".into(),
                 format!("{} / {}", self.pages, self.pages_filtered),
@@ -321,24 +352,7 @@ impl Report {
                 "wall-clock time".into(),
                 format!("{:.0} s", self.elapsed.as_secs_f64()),
             ),
-        ]);
-        let mut out = String::from("| figure | value |\n|---|---|\n");
-        for (k, v) in rows {
-            out.push_str(&format!("| {k} | {v} |\n"));
-        }
-        if !self.rejected_subjects.is_empty() {
-            out.push_str("\nSubjects refused (first ones):\n");
-            for r in &self.rejected_subjects {
-                out.push_str(&format!("- `{:?}`: {}\n", r.subject, r.why));
-            }
-        }
-        if !self.examples.is_empty() {
-            out.push_str("\nFirst findings:\n");
-            for e in &self.examples {
-                out.push_str(&format!("- {e}\n"));
-            }
-        }
-        out
+        ]
     }
 }
 
