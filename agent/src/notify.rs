@@ -11,7 +11,7 @@ use crate::judge::{pct, Judgement, Totals};
 use crate::outage::Outage;
 use crate::policy::Policy;
 use crate::ports::Notification;
-use crate::record::{EventKind, Owed};
+use crate::record::{EventKind, Owed, Version};
 use crate::rollout::{Action, AliasState};
 use crate::text::{ascii_subject, clock, human_duration, one_line};
 
@@ -192,22 +192,7 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
             format!("Canary step: {f} v{version} to {weight}% (stable v{stable})"),
             format!("{f} v{version} now receives {weight}% of {a}'s traffic."),
         ),
-        Action::Promote { version } => {
-            let bake = policy.bake_secs();
-            let watch = if bake > 0 {
-                format!(
-                    " It bakes until {} ({}): a regression against v{stable}'s numbers from before the canary points {a} back at v{stable}.",
-                    clock(o.at.saturating_add(bake)),
-                    human_duration(bake)
-                )
-            } else {
-                format!(" v{stable} is retired.")
-            };
-            (
-                format!("Promoted {f} v{version} to 100% (was v{stable})"),
-                format!("{f}:{a} now sends all traffic to v{version}.{watch}"),
-            )
-        }
+        Action::Promote { version } => promoted_words(policy, o, stable, *version),
         Action::Baked { version } => {
             let how = if *ctx.trigger == Trigger::Agent {
                 "its bake is over with no regression"
@@ -220,20 +205,7 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
             )
         }
         Action::Rollback { to, rejected, why } => {
-            let from = o.version.map_or(String::new(), |r| format!("v{r} "));
-            let h = headline(policy, ctx.judgement, why);
-            let tail = if h.is_empty() || *ctx.trigger != Trigger::Agent {
-                one_line(why, 60)
-            } else {
-                h
-            };
-            (
-                format!("ROLLED BACK {f} {from}-> v{to}: {tail}"),
-                format!(
-                    "{f}:{a} was pointed back at v{to}{}. Why: {why}",
-                    rejected.map_or(String::new(), |r| format!("; v{r} will not be started again until the {} alias points at a newer version", policy.candidate_alias))
-                ),
-            )
+            rollback_words(policy, o, ctx, (*to, *rejected), why)
         }
         Action::NoData if ctx.judgement.is_some_and(|j| j.canary_requests_at_step > 0.0) => {
             starved(policy, ctx, o)
@@ -250,20 +222,84 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
             ),
         ),
         Action::Unprotected { version, since } => {
-            let (subject, what) = plain_words(policy, o);
-            let waited = human_duration(o.at.saturating_sub(*since));
-            (
-                format!("{subject} for {waited}"),
-                format!(
-                    "{what} Not judged since {since} (epoch seconds), {waited} ago. Last error: {}. v{version} stays at {}%.",
-                    ctx.problem.map_or("unknown".to_string(), |p| one_line(p, 300)),
-                    // With no canary, the version is the one baking at 100%.
-                    ctx.before.canary.map_or(100.0, |c| c.weight)
-                ),
-            )
+            unprotected_words(policy, o, ctx, *version, *since)
         }
         Action::Pause | Action::Resume | Action::Hold(_) => plain_words(policy, o),
     }
+}
+
+/// A promotion: all traffic on `version`, and the bake that watches it (or `stable` retired).
+fn promoted_words(
+    policy: &Policy,
+    o: &Owed,
+    stable: Version,
+    version: Version,
+) -> (String, String) {
+    let (f, a) = (&policy.function, &policy.alias);
+    let bake = policy.bake_secs();
+    let watch = if bake > 0 {
+        format!(
+            " It bakes until {} ({}): a regression against v{stable}'s numbers from before the canary points {a} back at v{stable}.",
+            clock(o.at.saturating_add(bake)),
+            human_duration(bake)
+        )
+    } else {
+        format!(" v{stable} is retired.")
+    };
+    (
+        format!("Promoted {f} v{version} to 100% (was v{stable})"),
+        format!("{f}:{a} now sends all traffic to v{version}.{watch}"),
+    )
+}
+
+/// A rollback to `to` (`rejected` not started again), headlined by the judge's numbers when the
+/// agent decided it.
+fn rollback_words(
+    policy: &Policy,
+    o: &Owed,
+    ctx: &Context<'_>,
+    (to, rejected): (Version, Option<Version>),
+    why: &str,
+) -> (String, String) {
+    let (f, a) = (&policy.function, &policy.alias);
+    let from = o.version.map_or(String::new(), |r| format!("v{r} "));
+    let h = headline(policy, ctx.judgement, why);
+    let tail = if h.is_empty() || *ctx.trigger != Trigger::Agent {
+        one_line(why, 60)
+    } else {
+        h
+    };
+    (
+        format!("ROLLED BACK {f} {from}-> v{to}: {tail}"),
+        format!(
+            "{f}:{a} was pointed back at v{to}{}. Why: {why}",
+            rejected.map_or(String::new(), |r| format!(
+                "; v{r} will not be started again until the {} alias points at a newer version",
+                policy.candidate_alias
+            ))
+        ),
+    )
+}
+
+/// The running `version` could not be judged since `since`: for how long, and the last error.
+fn unprotected_words(
+    policy: &Policy,
+    o: &Owed,
+    ctx: &Context<'_>,
+    version: Version,
+    since: i64,
+) -> (String, String) {
+    let (subject, what) = plain_words(policy, o);
+    let waited = human_duration(o.at.saturating_sub(since));
+    (
+        format!("{subject} for {waited}"),
+        format!(
+            "{what} Not judged since {since} (epoch seconds), {waited} ago. Last error: {}. v{version} stays at {}%.",
+            ctx.problem.map_or("unknown".to_string(), |p| one_line(p, 300)),
+            // With no canary, the version is the one baking at 100%.
+            ctx.before.canary.map_or(100.0, |c| c.weight)
+        ),
+    )
 }
 
 /// The numbers behind a decision, for the body: since the canary started, or (`bake`) since
