@@ -307,34 +307,25 @@ fn rollback_calls(
     }
 }
 
-/// Start, join and step together: forward moves only from the lowest step, once every member
-/// there is ready.
-fn forward_calls(
-    name: &str,
-    views: &[View<'_>],
-    in_flight: &[usize],
-    id: Option<i64>,
-    now: i64,
-    calls: &mut [Call],
-) {
-    if id.is_none() {
-        // Nothing under way: a deploy that moved some candidates starts a new release, which
-        // takes the members rolled back only because another member was with it.
-        let id = now;
-        let starts = views
-            .iter()
-            .any(|v| matches!(v.own.action, Action::Start { .. }));
-        for (i, v) in views.iter().enumerate() {
-            calls[i].id = Some(id);
-            if let (true, Some(version)) = (starts, v.restartable()) {
-                calls[i].order = Order::Restart(version);
-            }
+/// Nothing under way: a deploy that moved some candidates starts a new release (its id is
+/// `now`), which takes the members rolled back only because another member was with it.
+fn new_release(views: &[View<'_>], now: i64, calls: &mut [Call]) {
+    let starts = views
+        .iter()
+        .any(|v| matches!(v.own.action, Action::Start { .. }));
+    for (i, v) in views.iter().enumerate() {
+        calls[i].id = Some(now);
+        if let (true, Some(version)) = (starts, v.restartable()) {
+            calls[i].order = Order::Restart(version);
         }
-        return;
     }
-    // A member whose candidate moved while the release is under way (a deploy that updates the
-    // functions one after the other, or a start whose write failed) joins it at the first step.
-    let mut joiners: Vec<&str> = Vec::new();
+}
+
+/// The members not under way that join the release under way at the first step: a candidate
+/// that moved (a deploy that updates the functions one after the other, or a start whose write
+/// failed), or a version rolled back only because of another member (restarted).
+fn joiners<'v>(views: &'v [View<'_>], calls: &mut [Call]) -> Vec<&'v str> {
+    let mut joiners = Vec::new();
     for (i, v) in views.iter().enumerate() {
         if v.in_flight() {
             continue;
@@ -346,6 +337,24 @@ fn forward_calls(
             joiners.push(v.name());
         }
     }
+    joiners
+}
+
+/// Start, join and step together: forward moves only from the lowest step, once every member
+/// there is ready.
+fn forward_calls(
+    name: &str,
+    views: &[View<'_>],
+    in_flight: &[usize],
+    id: Option<i64>,
+    now: i64,
+    calls: &mut [Call],
+) {
+    if id.is_none() {
+        new_release(views, now, calls);
+        return;
+    }
+    let joiners = joiners(views, calls);
     let lowest = if joiners.is_empty() {
         in_flight
             .iter()
