@@ -652,10 +652,25 @@ fn answer(
 }
 
 /// The dimensions (name, value) of a `GetMetricData` call's first metric query.
-fn first_dimensions(input: &GetMetricDataInput) -> Vec<(&str, &str)> {
+/// The metric and statistic of a `GetMetricData` call's first query.
+fn first_stat(input: &GetMetricDataInput) -> &MetricStat {
     input.metric_data_queries()[0]
         .metric_stat()
-        .and_then(MetricStat::metric)
+        .expect("metric stat")
+}
+
+/// A metric stat's metric name, statistic and period.
+fn name_stat_period(m: &MetricStat) -> (Option<&str>, Option<&str>, Option<i32>) {
+    (
+        m.metric().and_then(|m| m.metric_name()),
+        m.stat(),
+        m.period(),
+    )
+}
+
+fn first_dimensions(input: &GetMetricDataInput) -> Vec<(&str, &str)> {
+    first_stat(input)
+        .metric()
         .map(|m| m.dimensions())
         .unwrap_or_default()
         .iter()
@@ -702,26 +717,20 @@ async fn the_tail_test_reads_the_percentile_rank_and_counts_requests_over_the_th
     assert_eq!(slow, [Some(6.0), None]);
     assert_eq!(series.baseline[0].slow, Some(9.0));
     let seen = seen.lock().expect("lock");
-    type Rank<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<i32>);
-    let ranks: Vec<Rank<'_>> = seen[0]
+    let ranks: Vec<_> = seen[0]
         .metric_data_queries()
         .iter()
         .filter(|q| q.id().is_some_and(|id| id.ends_with("_pr")))
         .map(|q| {
             let m = q.metric_stat().expect("metric stat");
-            (
-                q.id().unwrap_or_default(),
-                m.metric().and_then(|m| m.metric_name()),
-                m.stat(),
-                m.period(),
-            )
+            (q.id().unwrap_or_default(), name_stat_period(m))
         })
         .collect();
     assert_eq!(
         ranks,
         [
-            ("q0_c_pr", Some("Latency"), Some("PR(:400)"), Some(10)),
-            ("q0_b_pr", Some("Latency"), Some("PR(:400)"), Some(10)),
+            ("q0_c_pr", (Some("Latency"), Some("PR(:400)"), Some(10))),
+            ("q0_b_pr", (Some("Latency"), Some("PR(:400)"), Some(10))),
         ]
     );
 }
@@ -761,9 +770,7 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
     let history = &seen[0];
     assert_eq!(history.start_time(), Some(&DateTime::from_secs(T0 - 3600)));
     assert_eq!(history.end_time(), Some(&DateTime::from_secs(T0)));
-    let h = history.metric_data_queries()[0]
-        .metric_stat()
-        .expect("metric stat");
+    let h = first_stat(history);
     assert_eq!((h.stat(), h.period()), (Some("p99"), Some(3600)));
     let dims = first_dimensions(history);
     assert!(dims.contains(&("ExecutedVersion", "6")), "{dims:?}");
@@ -824,15 +831,8 @@ async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_befo
     let wander = &seen[0];
     assert_eq!(wander.start_time(), Some(&DateTime::from_secs(T0 - 21_600)));
     assert_eq!(wander.end_time(), Some(&DateTime::from_secs(T0)));
-    let m = wander.metric_data_queries()[0]
-        .metric_stat()
-        .expect("metric stat");
     assert_eq!(
-        (
-            m.metric().and_then(|m| m.metric_name()),
-            m.stat(),
-            m.period()
-        ),
+        name_stat_period(first_stat(wander)),
         (Some("Duration"), Some("p50"), Some(60))
     );
 }
@@ -988,15 +988,9 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
     );
     let before = &seen[0];
     assert_eq!(before.start_time(), Some(&DateTime::from_secs(T0 - 86_400)));
-    let h = before.metric_data_queries()[0]
-        .metric_stat()
-        .expect("metric stat");
+    let h = first_stat(before);
     assert_eq!(
-        (
-            h.metric().and_then(|m| m.metric_name()),
-            h.stat(),
-            h.period()
-        ),
+        name_stat_period(h),
         (Some("ColdLatency"), Some("p50"), Some(86_400))
     );
     // The limit: the defaults' 1.3x the stable version's 600 ms median cold start.
