@@ -344,7 +344,7 @@ mod tests {
     use crate::record::LEASE_SECS;
     use crate::rollout::{Action, AliasState, Override};
     use crate::sim::traffic::{Build, Traffic};
-    use crate::sim::{agent, block_on, Shared, SimAliases, SimFunction, World};
+    use crate::sim::{agent, block_on, Shared, SimAliases, World};
     use std::sync::atomic::{AtomicU32, Ordering};
 
     const T0: i64 = 1_795_428_020;
@@ -357,10 +357,9 @@ mod tests {
             p.notify = Some(crate::policy::Notify {
                 topic_arn: "arn:aws:sns:us-east-1:123456789012:alerts".into(),
             });
-            w.functions
-                .push(SimFunction::new(p.clone(), Build::healthy(), T0 - 300));
             policies.push(p);
         }
+        w.serve_healthy(&policies, T0 - 300);
         w.advance(T0);
         (Shared::new(w), policies)
     }

@@ -368,6 +368,22 @@ pub struct Delivered {
     pub attributes: std::collections::BTreeMap<String, String>,
 }
 
+/// Creates the SNS topic `name` and returns its ARN.
+///
+/// # Panics
+/// If moto refuses the call.
+pub async fn create_topic(sdk: &aws_config::SdkConfig, name: &str) -> String {
+    aws_sdk_sns::Client::new(sdk)
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .expect("create SNS topic")
+        .topic_arn()
+        .expect("topic ARN")
+        .to_string()
+}
+
 /// What on-call receives: an SQS queue subscribed to an SNS topic (protocol `sqs`, raw delivery
 /// off, so every message carries the SNS envelope with subject and attributes).
 #[derive(Debug, Clone)]

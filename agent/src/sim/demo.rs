@@ -6,7 +6,7 @@
 //! (a new get only) then walks every step to 100% with create's new version, and bakes.
 
 use super::traffic::{Build, Traffic};
-use super::{agent, block_on, Shared, SimAgent, SimFunction, World};
+use super::{agent, block_on, Shared, SimAgent, World};
 use crate::policy::Policy;
 use crate::tick::Outcome;
 
@@ -99,11 +99,7 @@ impl Demo {
             delay,
             config.seed,
         );
-        for p in &policies {
-            world
-                .functions
-                .push(SimFunction::new(p.clone(), Build::healthy(), START - 4200));
-        }
+        world.serve_healthy(&policies, START - 4200);
         let shared = Shared::new(world);
         let mut agent = agent(&shared);
         agent.topic_override = Some(policy.notify.as_ref().map_or(

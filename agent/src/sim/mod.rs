@@ -327,6 +327,14 @@ impl World {
         }
     }
 
+    /// Adds one function per policy, each serving a healthy v1 since `since`.
+    pub fn serve_healthy(&mut self, policies: &[Policy], since: i64) {
+        for p in policies {
+            self.functions
+                .push(SimFunction::new(p.clone(), Build::healthy(), since));
+        }
+    }
+
     /// Moves the clock to `to`, serving traffic with each alias's routing as it is now.
     ///
     /// Time moves in spans that end at the next period end, minute, scheduled event, warm-up end

@@ -329,13 +329,9 @@ mod tests {
     /// A release of `functions` and `idle` other functions (`idle0`, …) that are no release's.
     fn release_among(functions: &[&str], idle: usize, seed: u64) -> (Shared, Vec<Policy>) {
         let mut w = World::new(T0 - 4000, Traffic::steady(10.0), 60, seed);
-        let mut policies = Vec::new();
-        for i in 0..idle {
-            let p = Policy::with_defaults(&format!("idle{i}"));
-            w.functions
-                .push(SimFunction::new(p.clone(), Build::healthy(), T0 - 4000));
-            policies.push(p);
-        }
+        let mut policies: Vec<Policy> = (0..idle)
+            .map(|i| Policy::with_defaults(&format!("idle{i}")))
+            .collect();
         for f in functions {
             let mut p = Policy::with_defaults(f);
             p.release = Some("api".to_string());
@@ -343,10 +339,9 @@ mod tests {
             p.notify = Some(crate::policy::Notify {
                 topic_arn: "arn:aws:sns:us-east-1:123456789012:alerts".into(),
             });
-            w.functions
-                .push(SimFunction::new(p.clone(), Build::healthy(), T0 - 4000));
             policies.push(p);
         }
+        w.serve_healthy(&policies, T0 - 4000);
         w.advance(T0);
         (Shared::new(w), policies)
     }

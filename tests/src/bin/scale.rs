@@ -12,7 +12,7 @@ use std::time::Instant;
 use canary_agent::cli::{reads_per_tick, DEFAULT_LAMBDA_RPS};
 use canary_agent::policy::Policy;
 use canary_agent::sim::traffic::{Build, Traffic};
-use canary_agent::sim::{agent, block_on, Shared, SimFunction, World};
+use canary_agent::sim::{agent, block_on, Shared, World};
 use clap::Parser;
 
 /// Lambda's control-plane quota per account and region (requests a second).
@@ -56,10 +56,9 @@ fn run(args: &Args, budget: Option<usize>) -> Run {
         p.notify = Some(canary_agent::policy::Notify {
             topic_arn: "arn:aws:sns:us-east-1:123456789012:alerts".into(),
         });
-        w.functions
-            .push(SimFunction::new(p.clone(), Build::healthy(), t0 - 300));
         policies.push(p);
     }
+    w.serve_healthy(&policies, t0 - 300);
     w.advance(t0);
     let w = Shared::new(w);
     let mut a = agent(&w);

@@ -80,15 +80,7 @@ impl Lab {
         let moto = Moto::start();
         let sdk = moto.sdk_config().await;
         let role = moto.create_lambda_role();
-        let topic_arn = aws_sdk_sns::Client::new(&sdk)
-            .create_topic()
-            .name("canary-alerts")
-            .send()
-            .await
-            .expect("create SNS topic")
-            .topic_arn()
-            .expect("topic ARN")
-            .to_string();
+        let topic_arn = crate::create_topic(&sdk, "canary-alerts").await;
         Lab {
             lambda: aws_sdk_lambda::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),

@@ -111,15 +111,7 @@ impl World {
         let moto = Moto::start();
         let sdk = moto.sdk_config().await;
         let role = moto.create_lambda_role();
-        let topic_arn = aws_sdk_sns::Client::new(&sdk)
-            .create_topic()
-            .name("canary-alerts")
-            .send()
-            .await
-            .expect("create SNS topic")
-            .topic_arn()
-            .expect("topic ARN")
-            .to_string();
+        let topic_arn = lambda_canary_tests::create_topic(&sdk, "canary-alerts").await;
         let inbox = Inbox::subscribe(&sdk, &topic_arn, "on-call").await;
         Self {
             lambda: aws_sdk_lambda::Client::new(&sdk),
