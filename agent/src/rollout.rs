@@ -299,7 +299,7 @@ fn hold(why: impl Into<String>) -> Decision {
 
 /// Whether the candidate `v` may be started without a person: only versions newer than every
 /// version rolled back on this alias.
-fn startable(record: &Record, v: Version) -> bool {
+pub(crate) fn startable(record: &Record, v: Version) -> bool {
     record.rejected.is_none_or(|r| v > r)
 }
 

@@ -35,7 +35,7 @@ pub fn idle(o: &Outcome) -> bool {
             && s.record.bake.is_none()
             && s.record.owed.is_empty()
             && s.candidate
-                .is_none_or(|c| c == s.stable || s.record.rejected.is_some_and(|r| c <= r))
+                .is_none_or(|c| c == s.stable || !crate::rollout::startable(&s.record, c))
     });
     quiet
         && o.error.is_none()
@@ -48,8 +48,8 @@ pub fn idle(o: &Outcome) -> bool {
 impl Rotation {
     /// Indices of the policies to read this tick, in policy order: all of them when `capacity`
     /// is `None` or enough; else every busy alias (however many), then idle ones from the
-    /// cursor on until `capacity` reads (at least one idle group a tick). A release is read whole or not at all, so its members
-    /// are always decided together.
+    /// cursor on until `capacity` reads (at least one idle group a tick). A release is read
+    /// whole or not at all, so its members are always decided together.
     pub fn choose(&mut self, policies: &[Policy], capacity: Option<usize>) -> Vec<usize> {
         let n = policies.len();
         let Some(capacity) = capacity.filter(|&c| c < n) else {
