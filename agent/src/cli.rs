@@ -588,13 +588,6 @@ mod tests {
     use super::policies::step_estimate;
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("canary-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        d
-    }
-
     fn shipped() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
     }
@@ -630,7 +623,7 @@ mod tests {
             "at 0.05 req/s: 10% 5h33m (min_requests), 25% 2h13m (min_requests), 50% 1h6m (min_requests); about 8h53m to 100% when healthy"
         );
         assert!(parse_rate("0").is_err() && parse_rate("x").is_err() && parse_rate("2e6").is_err());
-        let dir = temp_dir("check");
+        let dir = crate::test_dir("cli-check");
         std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
         std::fs::write(
             dir.join("bad.yaml"),
@@ -639,7 +632,7 @@ mod tests {
         .expect("write");
         let err = policy_check(&dir, None, Output::Text).expect_err("invalid file");
         assert_eq!(err.exit_code(), 2);
-        let empty = temp_dir("empty");
+        let empty = crate::test_dir("cli-empty");
         assert_eq!(
             policy_check(&empty, None, Output::Json)
                 .expect_err("no files")
@@ -651,7 +644,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn policy_check_exits_2_on_a_dangling_policy_link() {
-        let dir = temp_dir("dangling");
+        let dir = crate::test_dir("cli-dangling");
         std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
         std::os::unix::fs::symlink(dir.join("moved.yaml"), dir.join("bad.yaml")).expect("link");
         let err = policy_check(&dir, None, Output::Text).expect_err("dangling link");
@@ -709,7 +702,7 @@ mod tests {
         // Issue 8, defect 9: `run --once` exited 0 when every SNS publish failed.
         use crate::sim::traffic::{Build, Traffic};
         use crate::sim::{agent, Shared, SimFunction, World};
-        let dir = temp_dir("pages");
+        let dir = crate::test_dir("cli-pages");
         std::fs::write(
             dir.join("f.yaml"),
             "function: f\nnotify:\n  topic_arn: arn:aws:sns:us-east-1:123456789012:alerts\n",

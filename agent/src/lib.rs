@@ -17,3 +17,17 @@ pub mod rollout;
 pub mod sim;
 pub mod text;
 pub mod tick;
+
+/// A fresh, empty directory under the system temp dir for one test (`name`, the process and
+/// the thread make it unique).
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "canary-test-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

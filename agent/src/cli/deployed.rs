@@ -205,13 +205,6 @@ pub fn print_show(
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("canary-deployed-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        d
-    }
-
     #[test]
     fn the_schedules_events_tick_and_only_the_policies_request_answers_files() {
         let scheduled = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
@@ -228,7 +221,7 @@ mod tests {
 
     #[test]
     fn the_answer_holds_every_file_its_text_and_validity_and_compares_with_a_local_directory() {
-        let dir = temp_dir("answer");
+        let dir = crate::test_dir("deployed-answer");
         std::fs::write(dir.join("a.yaml"), "function: a\n").expect("write");
         std::fs::write(dir.join("b.yaml"), "function: b\nsteps: [50, 20]\n").expect("write");
         std::fs::write(dir.join("notes.txt"), "not a policy").expect("write");
@@ -248,7 +241,7 @@ mod tests {
             files[1].problems
         );
         // A local directory where a changed, b is the same and c is new.
-        let local_dir = temp_dir("local");
+        let local_dir = crate::test_dir("deployed-local");
         std::fs::write(local_dir.join("a.yaml"), "function: a\nsteps: [10, 100]\n").expect("write");
         std::fs::write(local_dir.join("b.yaml"), "function: b\nsteps: [50, 20]\n").expect("write");
         std::fs::write(local_dir.join("c.yaml"), "function: c\n").expect("write");
@@ -275,7 +268,7 @@ mod tests {
                 && err.to_string().contains("missing field"),
             "{err}"
         );
-        let empty = temp_dir("empty");
+        let empty = crate::test_dir("deployed-empty");
         assert_eq!(
             print_show(&empty, None, Output::Text)
                 .expect_err("nothing")

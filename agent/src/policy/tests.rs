@@ -965,21 +965,9 @@ fn policy_yaml_path_heuristic() {
     assert_eq!(yaml_path_at(flush, 4, 3), "scenarios[1].build");
 }
 
-/// A fresh directory under the system temp dir.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "canary-policy-{name}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn policy_load_dir_duplicates_name_both_files() {
-    let dir = temp_dir("dup");
+    let dir = crate::test_dir("policy-dup");
     std::fs::write(dir.join("a.yaml"), "function: notes-get\n").unwrap();
     std::fs::write(
         dir.join("b.yml"),
@@ -1028,7 +1016,7 @@ fn policy_release_names_and_members_with_different_steps_are_errors() {
         Some("notes-api.v2")
     );
     assert_eq!(parse("function: f\n").unwrap().release, None);
-    let dir = temp_dir("release");
+    let dir = crate::test_dir("policy-release");
     std::fs::write(
         dir.join("a.yaml"),
         "function: a\nrelease: api\nsteps: [10, 100]\n",
@@ -1073,7 +1061,7 @@ fn policy_release_names_and_members_with_different_steps_are_errors() {
 
 #[test]
 fn policy_load_dir_missing_and_empty() {
-    let dir = temp_dir("empty");
+    let dir = crate::test_dir("policy-empty");
     let report = load_dir(&dir);
     assert!(report.policies.is_empty());
     assert_eq!(report.problems.len(), 1);
@@ -1089,7 +1077,7 @@ fn policy_load_dir_missing_and_empty() {
 #[cfg(unix)]
 #[test]
 fn policy_load_dir_names_dangling_links_and_non_files() {
-    let dir = temp_dir("links");
+    let dir = crate::test_dir("policy-links");
     std::fs::write(dir.join("a.yaml"), "function: notes-get\n").unwrap();
     std::fs::write(dir.join("real.txt"), "function: notes-list\n").unwrap();
     // A link to a file that is a policy by its link name is followed.
@@ -1127,7 +1115,7 @@ fn policy_load_dir_names_dangling_links_and_non_files() {
     std::fs::remove_dir_all(&dir).unwrap();
 
     // Only a dangling link: that is the problem, not "no policy files".
-    let dir = temp_dir("only-link");
+    let dir = crate::test_dir("policy-only-link");
     std::os::unix::fs::symlink(dir.join("gone.yaml"), dir.join("x.yaml")).unwrap();
     let report = load_dir(&dir);
     assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
