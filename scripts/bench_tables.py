@@ -8,6 +8,9 @@
         --policy agent/scenarios/policies/notes-create-no-bake.yaml \
         --policy agent/scenarios/policies/defaults-no-bake.yaml --runs 1000 --seed 1 --output json > bake.json
     scripts/bench_tables.py bake bake.json                     # with and without the bake
+    canary bench --scenarios agent/scenarios/production.yaml \
+        --policy agent/scenarios/policies/defaults-insights.yaml --runs 1000 --seed 1 --output json > insights.json
+    scripts/bench_tables.py insights insights.json             # the defaults with Lambda Insights
 """
 import json
 import sys
@@ -102,6 +105,19 @@ def bake(path):
         print(f"| {s} | {build} | " + " | ".join(cells) + " |")
 
 
+def insights(path):
+    """The defaults on AWS/Lambda metrics alone and with Lambda Insights' init_duration."""
+    r = rows(path)
+    judges = ["lambda-canary:defaults", "lambda-canary:defaults-insights.yaml"]
+    print("| scenario | build | defaults | defaults with `metrics.insights: true` |")
+    print("|---|---|---:|---:|")
+    for s in scenarios(path):
+        build = r[(s, judges[0])]["build"]
+        bad = build == "bad"
+        cells = [cell(r.get((s, j)), bad) for j in judges]
+        print(f"| {s} | {build} | {' | '.join(cells)} |")
+
+
 def compare(before, after):
     b, a, names = rows(before), rows(after), scenarios(after)
     print("| scenario | build | defaults before → after | notes-create.yaml before → after |")
@@ -118,4 +134,5 @@ if __name__ == "__main__":
         "targets": lambda: targets(sys.argv[2]),
         "compare": lambda: compare(sys.argv[2], sys.argv[3]),
         "bake": lambda: bake(sys.argv[2]),
+        "insights": lambda: insights(sys.argv[2]),
     }[sys.argv[1]]()

@@ -195,7 +195,12 @@ pub enum OnNoData {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricsSource {
     /// `AWS/Lambda` Invocations, Errors (a Lambda error counts as a 5xx) and Duration, 60 s periods.
-    Lambda,
+    Lambda {
+        /// Also read Lambda Insights' `init_duration` (namespace `LambdaInsights`, dimensions
+        /// `function_name` and `version`) for the cold-start test: `metrics.insights: true`, for
+        /// functions that run the Lambda Insights extension.
+        insights: bool,
+    },
     /// The handler's own Embedded Metric Format metrics (`Requests`, `5xx`, `Latency`) in `namespace`,
     /// with dimensions `FunctionName` and `Version`, read at `period` (high resolution allows 1–30 s),
     /// plus `AWS/Lambda` Errors (a crashed invocation never writes its own 5xx).
@@ -208,11 +213,21 @@ pub enum MetricsSource {
 }
 
 impl MetricsSource {
+    /// `AWS/Lambda` metrics without Lambda Insights: the default.
+    pub const LAMBDA: Self = Self::Lambda { insights: false };
+
+    /// Whether the judge sees cold starts on their own (the cold-start test runs): EMF's
+    /// `ColdLatency`, or Lambda Insights' `init_duration` next to `AWS/Lambda` metrics.
+    #[must_use]
+    pub fn judges_cold_starts(&self) -> bool {
+        matches!(self, Self::Emf { .. } | Self::Lambda { insights: true })
+    }
+
     /// The period of one datapoint.
     #[must_use]
     pub fn period(&self) -> Duration {
         match self {
-            Self::Lambda => Duration::from_secs(60),
+            Self::Lambda { .. } => Duration::from_secs(60),
             Self::Emf { period, .. } => *period,
         }
     }
@@ -283,7 +298,7 @@ impl Policy {
     pub fn warmup_secs(&self) -> i64 {
         match (self.latency.warmup, &self.metrics) {
             (Some(d), _) => bounded_secs(d),
-            (None, MetricsSource::Lambda) => bounded_secs(LAMBDA_WARMUP),
+            (None, MetricsSource::Lambda { .. }) => bounded_secs(LAMBDA_WARMUP),
             (None, MetricsSource::Emf { .. }) => 0,
         }
     }
@@ -330,7 +345,7 @@ impl Policy {
             unprotected_after: Duration::from_secs(5 * 60),
             bake: DEFAULT_BAKE,
             release: None,
-            metrics: MetricsSource::Lambda,
+            metrics: MetricsSource::LAMBDA,
             notify: None,
         }
     }

@@ -78,8 +78,8 @@ pub struct MetricsQuery {
     /// The canary's start, for what the adapter reads from before it: with no `slow_ms`, the
     /// stable version's p99 over the hour before (the tail test's threshold: both versions'
     /// share of requests slower than what the stable version's slowest 1% took); with EMF
-    /// metrics, the stable version's median cold start over the day before (the cold-start
-    /// test's reference).
+    /// metrics or Lambda Insights, the stable version's median cold start over the day before
+    /// (the cold-start test's reference).
     pub canary_start: Option<i64>,
     /// Window start (epoch seconds, inclusive).
     pub from: i64,
@@ -149,7 +149,7 @@ pub struct Series {
     pub baseline: Vec<Sample>,
     /// The threshold the samples' slow counts are over (milliseconds), if they have any.
     pub slow_ms: Option<f64>,
-    /// The canary's cold starts per period, oldest first (EMF metrics only).
+    /// The canary's cold starts per period, oldest first (EMF metrics or Lambda Insights only).
     pub cold: Vec<ColdStarts>,
     /// The stable version's median cold start before the canary (milliseconds), if known.
     pub stable_cold_ms: Option<f64>,

@@ -2,9 +2,9 @@
 //! stable version's p99 over the hour before (the tail test's threshold when the policy sets no
 //! `latency.slow_ms`), its latency statistic per minute over the six hours before (how much its
 //! level wanders: the latency test's variance is never below it; every version's together when
-//! the stable version has too few minutes of its own) and, with EMF metrics, its
-//! median cold start (`ColdLatency` p50) over the day before (the cold-start test's reference;
-//! a steady version starts few environments an hour). One `GetMetricData` call per distinct
+//! the stable version has too few minutes of its own) and, with EMF metrics or Lambda Insights,
+//! its median cold start (`ColdLatency` or `init_duration` p50) over the day before (the
+//! cold-start test's reference; a steady version starts few environments an hour). One `GetMetricData` call per distinct
 //! canary start and kind (more when the answer would exceed CloudWatch's 100,800 datapoints).
 //!
 //! A number that cannot be read leaves its test without data for this tick, logged at WARN; it
@@ -12,7 +12,9 @@
 //! window ended more than [`SETTLE`] ago cannot change any more: it is kept ([`Settled`]) and
 //! not read again by later ticks or `canary wait`'s looks.
 
-use super::metrics::{dimension, emf_metric, lambda_metric, metric_query, CloudWatchMetrics};
+use super::metrics::{
+    dimension, emf_metric, insights_metric, lambda_metric, metric_query, CloudWatchMetrics,
+};
 use super::sdk_failure;
 use crate::policy::MetricsSource;
 use crate::ports::MetricsQuery;
@@ -137,14 +139,14 @@ const WANDER_ALL_VERSIONS: Reading = Reading {
 /// AWS/Lambda, the function's (`FunctionName`) with EMF.
 fn all_versions_latency(q: &MetricsQuery) -> Metric {
     let (namespace, name) = match &q.source {
-        MetricsSource::Lambda => ("AWS/Lambda", "Duration"),
+        MetricsSource::Lambda { .. } => ("AWS/Lambda", "Duration"),
         MetricsSource::Emf { namespace, .. } => (namespace.as_str(), "Latency"),
     };
     let mut metric = Metric::builder()
         .namespace(namespace)
         .metric_name(name)
         .dimensions(dimension("FunctionName", &q.function));
-    if q.source == MetricsSource::Lambda {
+    if matches!(q.source, MetricsSource::Lambda { .. }) {
         metric = metric.dimensions(dimension("Resource", format!("{}:{}", q.function, q.alias)));
     }
     metric.build()
@@ -172,7 +174,12 @@ impl CloudWatchMetrics {
                 stat,
             };
             let latency = match &q.source {
-                MetricsSource::Lambda => lambda_metric(q, q.stable, "Duration"),
+                MetricsSource::Lambda { insights } => {
+                    if *insights {
+                        cold.push(ask(insights_metric(q, q.stable, "init_duration"), "p50"));
+                    }
+                    lambda_metric(q, q.stable, "Duration")
+                }
                 MetricsSource::Emf { namespace, .. } => {
                     cold.push(ask(
                         emf_metric(q, namespace, q.stable, "ColdLatency"),

@@ -4,7 +4,9 @@
 //! for the canary and the baseline) or 8 (EMF source: Requests, 5xx, Latency and `AWS/Lambda`
 //! Errors for both), plus the percentile rank `PR(:T)` of Duration or Latency for each, where T
 //! is the policy's `latency.slow_ms` or, when it sets none, the stable version's p99 over the
-//! hour before the canary started (read first, one call per distinct start). They are packed
+//! hour before the canary started (read first, one call per distinct start), and the canary's
+//! cold starts (count and percentile rank at the cold-start test's limit) with EMF or Lambda
+//! Insights. They are packed
 //! into calls of at most 500 metric queries without splitting a query's metrics across calls,
 //! and each call follows `NextToken` to the end.
 //!
@@ -228,9 +230,10 @@ enum Kind {
     /// Percentile rank `PR(:slow_ms)` of Duration or Latency: the percentage of requests at or
     /// under the tail test's threshold.
     Rank,
-    /// The canary's cold starts (EMF `ColdLatency` sample count).
+    /// The canary's cold starts (sample count of EMF `ColdLatency` or Lambda Insights'
+    /// `init_duration`).
     ColdCount,
-    /// Percentile rank of `ColdLatency` at the cold-start limit.
+    /// Percentile rank of the cold-start metric at the cold-start limit.
     ColdRank,
 }
 
@@ -288,6 +291,17 @@ pub(super) fn lambda_metric(q: &MetricsQuery, version: Version, name: &str) -> M
         .build()
 }
 
+/// Lambda Insights' metric of one version (the extension publishes `function_name` and
+/// `version` dimensions, lower case).
+pub(super) fn insights_metric(q: &MetricsQuery, version: Version, name: &str) -> Metric {
+    Metric::builder()
+        .namespace("LambdaInsights")
+        .metric_name(name)
+        .dimensions(dimension("function_name", &q.function))
+        .dimensions(dimension("version", version.to_string()))
+        .build()
+}
+
 /// The handler's own EMF metric of one version.
 pub(super) fn emf_metric(
     q: &MetricsQuery,
@@ -334,7 +348,7 @@ fn asks(
 ) -> Vec<(Kind, Metric, i64, String)> {
     let stat = q.stat.cloudwatch_name().to_string();
     match &q.source {
-        MetricsSource::Lambda => {
+        MetricsSource::Lambda { insights } => {
             let lambda = |name: &str| lambda_metric(q, version, name);
             let mut asks = vec![
                 (Kind::Requests, lambda("Invocations"), MINUTE, "Sum".into()),
@@ -343,6 +357,11 @@ fn asks(
             ];
             if let Some(rank) = rank {
                 asks.push((Kind::Rank, lambda("Duration"), MINUTE, rank.to_string()));
+            }
+            // Lambda Insights writes `init_duration` on an environment's first invocation only.
+            if let Some(limit) = cold.filter(|_| *insights) {
+                let init = insights_metric(q, version, "init_duration");
+                asks.extend(cold_asks(init, MINUTE, limit));
             }
             asks
         }
@@ -362,24 +381,26 @@ fn asks(
             if let Some(rank) = rank {
                 asks.push((Kind::Rank, emf("Latency"), period, rank.to_string()));
             }
-            // The canary's cold starts: how many, and the share within the limit.
             if let Some(limit) = cold {
-                asks.push((
-                    Kind::ColdCount,
-                    emf("ColdLatency"),
-                    period,
-                    "SampleCount".into(),
-                ));
-                asks.push((
-                    Kind::ColdRank,
-                    emf("ColdLatency"),
-                    period,
-                    percentile_rank(limit),
-                ));
+                asks.extend(cold_asks(emf("ColdLatency"), period, limit));
             }
             asks
         }
     }
+}
+
+/// The canary's cold starts from a metric with one value per cold start: how many (its sample
+/// count), and the share within the limit (its percentile rank there).
+fn cold_asks(metric: Metric, period: i64, limit: f64) -> [(Kind, Metric, i64, String); 2] {
+    [
+        (
+            Kind::ColdCount,
+            metric.clone(),
+            period,
+            "SampleCount".into(),
+        ),
+        (Kind::ColdRank, metric, period, percentile_rank(limit)),
+    ]
 }
 
 /// One [`MetricsQuery`] turned into metric queries, with the window it reads.
@@ -528,16 +549,19 @@ impl Kind {
     /// What a person calls this number, for messages.
     fn describe(self, source: &MetricsSource) -> &'static str {
         match (self, source) {
-            (Self::Requests, MetricsSource::Lambda) => "Invocations",
-            (Self::Errors | Self::LambdaErrors, MetricsSource::Lambda)
+            (Self::Requests, MetricsSource::Lambda { .. }) => "Invocations",
+            (Self::Errors | Self::LambdaErrors, MetricsSource::Lambda { .. })
             | (Self::LambdaErrors, MetricsSource::Emf { .. }) => "Lambda Errors",
-            (Self::Latency, MetricsSource::Lambda) => "Duration",
+            (Self::Latency, MetricsSource::Lambda { .. }) => "Duration",
             (Self::Requests, MetricsSource::Emf { .. }) => "Requests",
             (Self::Errors, MetricsSource::Emf { .. }) => "5xx",
             (Self::Latency, MetricsSource::Emf { .. }) => "Latency",
-            (Self::Rank, MetricsSource::Lambda) => "the percentile rank of Duration",
+            (Self::Rank, MetricsSource::Lambda { .. }) => "the percentile rank of Duration",
             (Self::Rank, MetricsSource::Emf { .. }) => "the percentile rank of Latency",
-            (Self::ColdCount | Self::ColdRank, _) => "ColdLatency",
+            (Self::ColdCount | Self::ColdRank, MetricsSource::Lambda { .. }) => {
+                "Lambda Insights init_duration"
+            }
+            (Self::ColdCount | Self::ColdRank, MetricsSource::Emf { .. }) => "ColdLatency",
         }
     }
 }

@@ -594,7 +594,7 @@ fn lambda_query(stable: u64, canary: u64, stat: LatencyStat) -> MetricsQuery {
         alias: "live".into(),
         stable,
         canary,
-        source: MetricsSource::Lambda,
+        source: MetricsSource::LAMBDA,
         stat,
         slow_ms: None,
         limits: Policy::with_defaults("notes-create").latency,
@@ -651,7 +651,6 @@ fn answer(
         .build()
 }
 
-/// The dimensions (name, value) of a `GetMetricData` call's first metric query.
 /// The metric and statistic of a `GetMetricData` call's first query.
 fn first_stat(input: &GetMetricDataInput) -> &MetricStat {
     input.metric_data_queries()[0]
@@ -668,6 +667,7 @@ fn name_stat_period(m: &MetricStat) -> (Option<&str>, Option<&str>, Option<i32>)
     )
 }
 
+/// The dimensions (name, value) of a `GetMetricData` call's first metric query.
 fn first_dimensions(input: &GetMetricDataInput) -> Vec<(&str, &str)> {
     first_stat(input)
         .metric()
@@ -1014,6 +1014,114 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
             ("q0_c_cn", Some("SampleCount")),
             ("q0_c_cp", Some("PR(:780)"))
         ]
+    );
+}
+
+#[tokio::test]
+async fn lambda_insights_gives_a_lambda_policy_the_cold_start_test() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            let data = HashMap::from([
+                ("h0", vec![(T0 - 86_400, 500.0)]),
+                ("q0_c_req", vec![(T0, 300.0), (T0 + 60, 300.0)]),
+                ("q0_c_cn", vec![(T0, 5.0)]),
+                // 40% of the canary's cold starts within the limit: 3 of 5 over it.
+                ("q0_c_cp", vec![(T0, 40.0)]),
+                ("q0_b_req", vec![(T0, 3000.0)]),
+            ]);
+            answer(input, &data)
+        });
+    let query = MetricsQuery {
+        source: MetricsSource::Lambda { insights: true },
+        slow_ms: Some(400.0),
+        canary_start: Some(T0),
+        ..lambda_query(1, 2, LatencyStat::P99)
+    };
+    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
+        .clone()
+        .expect("answered");
+    assert_eq!(series.stable_cold_ms, Some(500.0));
+    assert_eq!(
+        series.cold,
+        [ColdStarts {
+            start: T0,
+            count: 5.0,
+            slow: 3.0
+        }]
+    );
+    let seen = seen.lock().expect("lock");
+    // The stable version's median init over the day before, on the extension's own dimensions.
+    let before = &seen[0];
+    assert_eq!(before.start_time(), Some(&DateTime::from_secs(T0 - 86_400)));
+    assert_eq!(
+        name_stat_period(first_stat(before)),
+        (Some("init_duration"), Some("p50"), Some(86_400))
+    );
+    assert_eq!(
+        first_dimensions(before),
+        [("function_name", "notes-create"), ("version", "1")]
+    );
+    assert_eq!(
+        first_stat(before).metric().and_then(|m| m.namespace()),
+        Some("LambdaInsights")
+    );
+    // The window: the canary's init_duration count and rank at the defaults' limit, 1.3 x 500 ms,
+    // per minute; the baseline's cold starts are not read.
+    let window = seen.last().expect("the window");
+    let cold: HashMap<&str, _> = window
+        .metric_data_queries()
+        .iter()
+        .filter(|q| {
+            q.id()
+                .is_some_and(|id| id.ends_with("_cn") || id.ends_with("_cp"))
+        })
+        .map(|q| {
+            let m = q.metric_stat().expect("metric stat");
+            (q.id().unwrap_or_default(), name_stat_period(m))
+        })
+        .collect();
+    assert_eq!(cold.len(), 2, "{cold:?}");
+    assert_eq!(
+        cold["q0_c_cn"],
+        (Some("init_duration"), Some("SampleCount"), Some(60))
+    );
+    assert_eq!(
+        cold["q0_c_cp"],
+        (Some("init_duration"), Some("PR(:650)"), Some(60))
+    );
+}
+
+#[tokio::test]
+async fn lambda_policies_without_insights_read_no_cold_starts() {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            answer(input, &HashMap::new())
+        });
+    let query = MetricsQuery {
+        slow_ms: Some(400.0),
+        canary_start: Some(T0),
+        ..lambda_query(1, 2, LatencyStat::P99)
+    };
+    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
+        .clone()
+        .expect("answered");
+    assert_eq!(series.stable_cold_ms, None);
+    let seen = seen.lock().expect("lock");
+    let names: Vec<&str> = seen
+        .iter()
+        .flat_map(|input| input.metric_data_queries().iter())
+        .filter_map(|q| q.metric_stat()?.metric()?.metric_name())
+        .collect();
+    assert!(!names.is_empty());
+    assert!(
+        names.iter().all(|n| *n != "init_duration"),
+        "no Lambda Insights without metrics.insights: {names:?}"
     );
 }
 

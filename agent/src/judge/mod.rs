@@ -83,7 +83,7 @@ pub struct Observations {
     /// The tail test's threshold in milliseconds: `latency.slow_ms`, or the stable version's p99
     /// before the canary started; `None` when neither is known (the tail test has no data).
     pub slow_ms: Option<f64>,
-    /// The canary's cold starts per period (EMF metrics only).
+    /// The canary's cold starts per period (EMF metrics or Lambda Insights only).
     pub cold: Vec<ColdStarts>,
     /// The cold-start test's limit in milliseconds: the stable version's median cold start,
     /// moved by `latency.max_ratio` and `min_increase_ms`; `None` when not known.
@@ -151,9 +151,10 @@ pub struct Judgement {
     /// is on and they had requests.
     pub slow_shares: Option<(f64, f64)>,
     /// Evidence against "the canary's median cold start is within the limit", when the limit is
-    /// known (EMF metrics and a stable version with cold starts before the canary).
+    /// known (EMF metrics or Lambda Insights, and a stable version with cold starts before the
+    /// canary).
     pub cold_evidence: Option<f64>,
-    /// The tests α is split across (4, or 5 with EMF metrics).
+    /// The tests α is split across (4, or 5 where cold starts are judged).
     pub tests: f64,
     /// Evidence needed to roll back on any one test (tests / α).
     pub threshold: f64,
@@ -257,13 +258,14 @@ pub const SUSPICION: f64 = 3.0;
 const MARGIN_HOLD: f64 = 0.3;
 
 /// The tests α is split across (Bonferroni): 5xx ceiling, 5xx increase, latency and slow
-/// requests, plus cold starts with EMF metrics (the only source that flags them). Fixed by the
-/// policy alone, so the threshold never depends on the data.
+/// requests, plus cold starts where the metrics flag them (EMF, or Lambda Insights). Fixed by
+/// the policy alone, so the threshold never depends on the data.
 #[must_use]
 pub fn tests(policy: &Policy) -> f64 {
-    match policy.metrics {
-        crate::policy::MetricsSource::Emf { .. } => 5.0,
-        crate::policy::MetricsSource::Lambda => 4.0,
+    if policy.metrics.judges_cold_starts() {
+        5.0
+    } else {
+        4.0
     }
 }
 

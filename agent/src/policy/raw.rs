@@ -234,6 +234,12 @@ pub(crate) struct RawMetrics {
         extend("default" = "60s", "pattern" = "^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
     )]
     pub period: Leaf,
+
+    /// `true`: the function runs the Lambda Insights extension, and its `init_duration` (namespace
+    /// `LambdaInsights`) is read for the cold-start test (only with `source: lambda`; EMF policies
+    /// read cold starts from the handler's `ColdLatency`).
+    #[schemars(with = "Option<bool>", extend("default" = false))]
+    pub insights: Leaf,
 }
 
 /// Where notifications go.

@@ -41,7 +41,7 @@ fn policy_minimal_file_gets_documented_defaults() {
     let mut expected = Policy::with_defaults("notes-get");
     expected.source = PathBuf::from("p.yaml");
     assert_eq!(policy, expected);
-    assert_eq!(policy.metrics, MetricsSource::Lambda);
+    assert_eq!(policy.metrics, MetricsSource::LAMBDA);
     assert_eq!(policy.notify, None);
 }
 
@@ -123,6 +123,41 @@ fn policy_emf_defaults_namespace_and_period() {
             namespace: "NotesApi".into(),
             period: Duration::from_secs(60)
         }
+    );
+}
+
+#[test]
+fn policy_insights_adds_cold_starts_to_lambda_metrics_and_nothing_else() {
+    let p = parse("function: f\nmetrics:\n  insights: true\n").unwrap();
+    assert_eq!(p.metrics, MetricsSource::Lambda { insights: true });
+    assert!(p.metrics.judges_cold_starts());
+    assert_eq!(crate::judge::tests(&p), 5.0);
+    let off = parse("function: f\nmetrics:\n  source: lambda\n  insights: false\n").unwrap();
+    assert_eq!(off.metrics, MetricsSource::LAMBDA);
+    assert!(!off.metrics.judges_cold_starts());
+    assert_eq!(crate::judge::tests(&off), 4.0);
+
+    let bad = parse_policy(
+        Path::new("p.yaml"),
+        "function: f\nmetrics:\n  insights: yes\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        bad,
+        "p.yaml:3: metrics.insights: must be true or false (whether the function runs the Lambda \
+         Insights extension), got \"yes\""
+    );
+    let emf = parse_policy(
+        Path::new("p.yaml"),
+        "function: f\nmetrics:\n  source: emf\n  insights: true\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        emf,
+        "p.yaml:4: metrics.insights: only applies to source lambda (EMF policies read cold \
+         starts from the handler's ColdLatency)"
     );
 }
 

@@ -99,7 +99,7 @@ impl Checker<'_> {
 
     pub(super) fn metrics(&mut self, raw: Option<&RawMetrics>) -> MetricsSource {
         let Some(raw) = raw else {
-            return MetricsSource::Lambda;
+            return MetricsSource::LAMBDA;
         };
         let emf = match &raw.source {
             None => false,
@@ -151,6 +151,14 @@ impl Checker<'_> {
                     ns.to_string()
                 }
             };
+            if let Some(v) = &raw.insights {
+                self.problem(
+                    Some(v.referenced),
+                    "metrics.insights",
+                    "only applies to source lambda (EMF policies read cold starts from the \
+                     handler's ColdLatency)",
+                );
+            }
             MetricsSource::Emf { namespace, period }
         } else {
             if let Some(v) = &raw.period {
@@ -173,7 +181,28 @@ impl Checker<'_> {
                     "only applies to source emf (AWS/Lambda metrics have a fixed namespace)",
                 );
             }
-            MetricsSource::Lambda
+            MetricsSource::Lambda {
+                insights: self.insights(raw.insights.as_ref()),
+            }
+        }
+    }
+
+    /// `metrics.insights`: `true` or `false` (default `false`).
+    fn insights(&mut self, raw: Option<&Spanned<String>>) -> bool {
+        match raw.map(|v| (v, v.value.as_str())) {
+            None | Some((_, "false")) => false,
+            Some((_, "true")) => true,
+            Some((v, other)) => {
+                self.problem(
+                    Some(v.referenced),
+                    "metrics.insights",
+                    format!(
+                        "must be true or false (whether the function runs the Lambda Insights \
+                         extension), got {other:?}"
+                    ),
+                );
+                false
+            }
         }
     }
 

@@ -170,7 +170,7 @@ pub fn scenario_judges(policies: &[Policy]) -> Vec<Judge> {
 #[must_use]
 pub fn equal_footing(policy: &Policy) -> Policy {
     let mut p = with_first_step(policy, 10.0);
-    p.metrics = MetricsSource::Lambda;
+    p.metrics = MetricsSource::LAMBDA;
     p
 }
 
@@ -212,7 +212,7 @@ pub fn feature_judges(policies: &[Policy]) -> Vec<Judge> {
         .filter_map(|j| match j {
             Judge::Ours { label, policy, .. } if lowers_floor(&policy) => {
                 let mut own = (*policy).clone();
-                own.metrics = MetricsSource::Lambda;
+                own.metrics = MetricsSource::LAMBDA;
                 Some(Judge::ours(format!("{label}{OWN_FIRST_STEP}"), own))
             }
             _ => None,

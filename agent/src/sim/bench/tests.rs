@@ -32,6 +32,28 @@ fn runs_inside_a_tokio_runtime_do_not_stall_on_its_budget() {
 }
 
 #[test]
+fn lambda_insights_lets_lambda_metrics_catch_a_slower_init_and_pass_healthy_warm_up() {
+    let text = include_str!("../../../scenarios/production.yaml");
+    let set = crate::sim::scenario::parse_scenarios(std::path::Path::new("production.yaml"), text)
+        .unwrap();
+    let named = |prefix: &str| set.iter().find(|s| s.name.starts_with(prefix)).unwrap();
+    let slower = named("slower init");
+    let healthy = named("cold starts after each weight increase, healthy");
+    let plain = Judge::ours("defaults".into(), default_policy());
+    let mut with_insights = default_policy();
+    with_insights.metrics = crate::policy::MetricsSource::Lambda { insights: true };
+    assert!(lowers_floor(&with_insights));
+    let insights = Judge::ours("insights".into(), with_insights);
+    // AWS/Lambda alone cannot see a slower init; with init_duration it is caught.
+    let blind = measure(&plain, slower, 20, 1, plain.label());
+    assert_eq!(blind.rolled_back, 0.0, "{blind:?}");
+    let caught = measure(&insights, slower, 20, 1, insights.label());
+    assert_eq!(caught.rolled_back, 1.0, "{caught:?}");
+    let warm_up = measure(&insights, healthy, 20, 1, insights.label());
+    assert_eq!(warm_up.rolled_back, 0.0, "{warm_up:?}");
+}
+
+#[test]
 fn scenario_judges_have_the_documented_ids() {
     let mut shipped = Policy::with_defaults("notes-create");
     shipped.source = std::path::PathBuf::from("policies/notes-create.yaml");
@@ -127,7 +149,7 @@ fn equal_footing_puts_every_judge_on_60_s_lambda_metrics_and_a_10_percent_first_
     };
     let equal = equal_footing(&shipped);
     assert_eq!(equal.steps, [10.0, 25.0, 50.0, 100.0]);
-    assert_eq!(equal.metrics, crate::policy::MetricsSource::Lambda);
+    assert_eq!(equal.metrics, crate::policy::MetricsSource::LAMBDA);
     assert!(lowers_floor(&shipped) && !lowers_floor(&default_policy()));
     let judges = equal_footing_judges(std::slice::from_ref(&shipped));
     let ids: Vec<String> = judges.iter().map(Judge::id).collect();
