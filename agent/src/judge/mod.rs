@@ -551,7 +551,8 @@ fn reasons(
     reasons
 }
 
-/// The tests whose evidence is at least [`SUSPICION`] (and may lead to a rollback), in words.
+/// The tests whose evidence is at least [`SUSPICION`] (and may lead to a rollback), in words;
+/// the cold-start test never holds a step.
 fn suspicions(ev: &Evidence, threshold: f64) -> Vec<String> {
     let errors = &ev.errors;
     [
@@ -574,7 +575,9 @@ fn suspicions(ev: &Evidence, threshold: f64) -> Vec<String> {
             },
         ),
         ("latency", ev.latency),
-        ("cold starts", ev.cold.unwrap_or(0.0)),
+        // Not the cold-start test: cold starts come with weight increases, not with time at a
+        // weight, so a hold would wait for evidence that mostly never comes (the next step's
+        // warm-up brings it).
         (
             "slow requests",
             match ev.slow {

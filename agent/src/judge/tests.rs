@@ -297,6 +297,35 @@ fn reasons_carry_numbers() {
 }
 
 #[test]
+fn suspicious_cold_starts_never_hold_a_step() {
+    // Lambda metrics with Lambda Insights: per-minute periods, so a step's warm-up gives the
+    // cold-start test two or three periods, and a hold at the same weight brings no more.
+    let mut p = Policy::with_defaults("f");
+    p.metrics = crate::policy::MetricsSource::Lambda { insights: true };
+    let limit = cold_limit(&p.latency, 580.0);
+    let canary: Vec<Sample> = (0..6).map(|i| minute(i * 60, 60.0, 0.0, None)).collect();
+    let baseline: Vec<Sample> = (0..6).map(|i| minute(i * 60, 600.0, 0.0, None)).collect();
+    let j = judge(
+        &p,
+        &Observations {
+            cold: vec![ColdStarts {
+                start: 0,
+                count: 6.0,
+                slow: 6.0,
+            }],
+            cold_limit_ms: Some(limit),
+            ..obs(canary, baseline)
+        },
+    );
+    let evidence = j.cold_evidence.expect("the cold-start test ran");
+    assert!(
+        (SUSPICION..j.threshold).contains(&evidence),
+        "suspicious, not proof: {evidence}"
+    );
+    assert_eq!(j.verdict, Verdict::Healthy, "{j:?}");
+}
+
+#[test]
 fn a_build_whose_cold_starts_doubled_is_rolled_back_and_a_healthy_one_is_not() {
     let mut p = Policy::with_defaults("f");
     p.metrics = crate::policy::MetricsSource::Emf {
