@@ -23,30 +23,24 @@
 //! println!("{}", report.markdown());
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
-use aws_config::SdkConfig;
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use canary_agent::aws::{AwsPorts, CloudWatchMetrics, LambdaAliases, SnsNotifier};
-use canary_agent::policy::{parse_policy, Policy};
-use canary_agent::ports::PortError;
-use canary_agent::rollout::{Override, Record};
-use canary_agent::tick::{Agent, CommandError, Outcome};
+use canary_agent::aws::{CloudWatchMetrics, LambdaAliases, SnsNotifier};
+use canary_agent::policy::Policy;
+use canary_agent::tick::{Agent, Outcome};
 
-use crate::proxy::{
-    AliasWrite, FaultKind, FaultRates, Proxy, ProxyConfig, RejectedSubject, Stats, SubjectRule,
-};
-use crate::{Delivered, Inbox, Moto};
+use crate::proxy::{FaultRates, Proxy, ProxyConfig, SubjectRule};
+use crate::Inbox;
 
+mod checks;
+mod commands;
 mod lab;
 mod report;
 
-use lab::routed;
+use checks::Replay;
 pub use lab::{agent, policy, AliasView, Lab, Minute, FAILING, HEALTHY};
 pub use report::{Report, ViolationKind};
 
@@ -182,30 +176,6 @@ where
     tokio::spawn(fut)
 }
 
-/// A person's command, with the command line they typed.
-#[derive(Debug, Clone)]
-struct Command {
-    ovr: Override,
-    line: String,
-}
-
-/// What the replay of the `UpdateAlias` log knows.
-#[derive(Debug, Default)]
-struct Replay {
-    /// The alias before the next write: stable and routed version.
-    stable: u64,
-    routed: Option<u64>,
-    /// Rolled-back versions an agent must not start (cleared by a person's start of that
-    /// version or a newer deploy), with where they were rolled back.
-    blocked: BTreeMap<u64, u64>,
-    /// Versions rolled back in this round.
-    round_rollbacks: BTreeSet<u64>,
-    /// Every version rolled back so far (for the person's `start --version`).
-    ever_rolled_back: BTreeSet<u64>,
-    /// Log position to read from.
-    cursor: usize,
-}
-
 /// The running campaign.
 struct Campaign<'a> {
     config: &'a CampaignConfig,
@@ -231,88 +201,103 @@ struct Campaign<'a> {
 /// under test: their failures are counted).
 pub async fn run(config: &CampaignConfig) -> Report {
     let started = Instant::now();
-    let lab = Lab::start().await;
-    let proxy = Proxy::start(
-        ProxyConfig {
-            delay: config.delay,
-            subject_rule: config.subject_rule,
-            faults_on: false,
-            ..ProxyConfig::new(&lab.moto.endpoint, config.seed)
-        }
-        .with_faults(config.faults),
-    )
-    .await
-    .expect("start the proxy");
-    let retry = RetryConfig::standard().with_initial_backoff(config.retry_backoff);
-    let via = |app: &'static str| {
-        lab.moto
-            .sdk_config_via(proxy.endpoint(), Some(app), retry.clone())
-    };
-    let agents = [agent(&via(AGENT_A).await), agent(&via(AGENT_B).await)];
-    let person = agent(&via(PERSON).await);
-    let inbox = Inbox::subscribe(&lab.sdk, &lab.topic_arn, "on-call").await;
-    let filtered = Inbox::subscribe_filtered(
-        &lab.sdk,
-        &lab.topic_arn,
-        "on-call-rollbacks",
-        Some(ROLLBACK_FILTER),
-    )
-    .await;
-    lab.create_function(FUNCTION).await;
-    let policy = policy(FUNCTION, &lab.topic_arn);
-    let mut campaign = Campaign {
-        config,
-        policy,
-        agents,
-        person,
-        inbox,
-        filtered,
-        rng: crate::SplitMix64(config.seed ^ 0x00ca_4a2e_5eed),
-        bad: vec![false, false],
-        replay: Replay {
-            stable: 1,
-            ..Replay::default()
-        },
-        seen_ids: [HashSet::new(), HashSet::new()],
-        report: Report::default(),
-        lab,
-        proxy,
-    };
+    let mut campaign = Campaign::start(config).await;
     let round_secs = campaign.round_secs();
     let rounds = i64::try_from(config.rounds).unwrap_or(i64::MAX / round_secs / 2);
     let t0 = this_minute() - rounds * round_secs - 3600;
     for round in 0..config.rounds {
         campaign.round(round, t0 + round as i64 * round_secs).await;
         if config.progress_every > 0 && (round + 1) % config.progress_every == 0 {
-            let r = &campaign.report;
-            eprintln!(
-                "round {}/{}: {} writes, {} violations, {} pages lost ({} filtered), {} panics, {} hangs, {:.0} s",
-                round + 1,
-                config.rounds,
-                campaign.proxy.stats().alias_writes,
-                r.violations_total(),
-                r.pages_lost,
-                r.pages_lost_filtered,
-                r.panics,
-                r.hangs,
-                started.elapsed().as_secs_f64()
-            );
+            campaign.progress(round, started);
         }
     }
-    let mut report = campaign.report;
-    report.rounds = config.rounds;
-    report.proxy = campaign.proxy.stats();
-    report.rejected_subjects = campaign
-        .proxy
-        .rejected_subjects()
-        .into_iter()
-        .take(20)
-        .collect();
-    report.elapsed = started.elapsed();
-    report
+    campaign.finish(started)
 }
 
-impl Campaign<'_> {
+impl<'a> Campaign<'a> {
+    /// The lab, the proxy in front of moto (faults off), two agents and a person through it,
+    /// on-call's two queues and the protected function.
+    async fn start(config: &'a CampaignConfig) -> Self {
+        let lab = Lab::start().await;
+        let proxy = Proxy::start(
+            ProxyConfig {
+                delay: config.delay,
+                subject_rule: config.subject_rule,
+                faults_on: false,
+                ..ProxyConfig::new(&lab.moto.endpoint, config.seed)
+            }
+            .with_faults(config.faults),
+        )
+        .await
+        .expect("start the proxy");
+        let retry = RetryConfig::standard().with_initial_backoff(config.retry_backoff);
+        let via = |app: &'static str| {
+            lab.moto
+                .sdk_config_via(proxy.endpoint(), Some(app), retry.clone())
+        };
+        let agents = [agent(&via(AGENT_A).await), agent(&via(AGENT_B).await)];
+        let person = agent(&via(PERSON).await);
+        let inbox = Inbox::subscribe(&lab.sdk, &lab.topic_arn, "on-call").await;
+        let filtered = Inbox::subscribe_filtered(
+            &lab.sdk,
+            &lab.topic_arn,
+            "on-call-rollbacks",
+            Some(ROLLBACK_FILTER),
+        )
+        .await;
+        lab.create_function(FUNCTION).await;
+        Self {
+            config,
+            policy: policy(FUNCTION, &lab.topic_arn),
+            agents,
+            person,
+            inbox,
+            filtered,
+            rng: crate::SplitMix64(config.seed ^ 0x00ca_4a2e_5eed),
+            bad: vec![false, false],
+            replay: Replay {
+                stable: 1,
+                ..Replay::default()
+            },
+            seen_ids: [HashSet::new(), HashSet::new()],
+            report: Report::default(),
+            lab,
+            proxy,
+        }
+    }
+
+    /// A progress line on stderr after `round`.
+    fn progress(&self, round: usize, started: Instant) {
+        let r = &self.report;
+        eprintln!(
+            "round {}/{}: {} writes, {} violations, {} pages lost ({} filtered), {} panics, {} hangs, {:.0} s",
+            round + 1,
+            self.config.rounds,
+            self.proxy.stats().alias_writes,
+            r.violations_total(),
+            r.pages_lost,
+            r.pages_lost_filtered,
+            r.panics,
+            r.hangs,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// The report, with the proxy's figures and the time taken.
+    fn finish(self, started: Instant) -> Report {
+        let mut report = self.report;
+        report.rounds = self.config.rounds;
+        report.proxy = self.proxy.stats();
+        report.rejected_subjects = self
+            .proxy
+            .rejected_subjects()
+            .into_iter()
+            .take(20)
+            .collect();
+        report.elapsed = started.elapsed();
+        report
+    }
+
     fn round_secs(&self) -> i64 {
         let steps = self.config.fault_steps + self.config.settle_ticks;
         60 * (i64::try_from(steps).unwrap_or(60) + 2)
@@ -408,88 +393,6 @@ impl Campaign<'_> {
         }
     }
 
-    fn choose_command(&mut self, live: &AliasView, candidate: u64) -> Command {
-        let f = FUNCTION;
-        // A known-good version a person rolls back to: one of the three below the stable one.
-        let stable = live.stable;
-        let older = |rng: &mut Rng| {
-            rng.between(
-                stable.saturating_sub(3).max(1),
-                stable.saturating_sub(1).max(1),
-            )
-        };
-        let reason = |rng: &mut Rng| match rng.between(0, 5) {
-            0 => "latency spike\nsee INC-1234".to_string(),
-            1 => format!("rolling back: {}", "customers report failures ".repeat(5)),
-            _ => "errors in the dashboard".to_string(),
-        };
-        let roll = self.rng.unit();
-        let has_canary = !live.routed().is_empty();
-        if roll < 0.25 {
-            let why = reason(&mut self.rng);
-            Command {
-                line: format!("canary rollback {f} --reason {why:?}"),
-                ovr: Override::Rollback {
-                    to: None,
-                    reason: Some(why),
-                },
-            }
-        } else if roll < 0.45 {
-            let to = if has_canary && self.rng.chance(0.5) {
-                live.stable
-            } else {
-                older(&mut self.rng)
-            };
-            Command {
-                line: format!("canary rollback {f} --to {to}"),
-                ovr: Override::Rollback {
-                    to: Some(to),
-                    reason: None,
-                },
-            }
-        } else if roll < 0.60 {
-            Command {
-                line: format!("canary pause {f}"),
-                ovr: Override::Pause,
-            }
-        } else if roll < 0.70 {
-            Command {
-                line: format!("canary resume {f}"),
-                ovr: Override::Resume,
-            }
-        } else if roll < 0.80 {
-            Command {
-                line: format!("canary promote {f}"),
-                ovr: Override::Promote,
-            }
-        } else if roll < 0.85 {
-            Command {
-                line: format!("canary promote {f} --full"),
-                ovr: Override::PromoteFull,
-            }
-        } else {
-            let rolled: Vec<u64> = self
-                .replay
-                .ever_rolled_back
-                .iter()
-                .copied()
-                .filter(|&x| x + 3 >= candidate)
-                .collect();
-            let version = if !rolled.is_empty() && self.rng.chance(0.6) {
-                rolled[self.rng.between(0, rolled.len() as u64 - 1) as usize]
-            } else {
-                self.rng
-                    .between(candidate.saturating_sub(3).max(1), candidate)
-            };
-            Command {
-                line: format!("canary start {f} --version {version}"),
-                ovr: Override::Start {
-                    version: Some(version),
-                },
-            }
-        }
-    }
-
     fn tick_result(
         &mut self,
         round: usize,
@@ -524,231 +427,4 @@ impl Campaign<'_> {
             }
         }
     }
-
-    fn command_result(
-        &mut self,
-        round: usize,
-        command: &Command,
-        result: Guarded<Result<Outcome, CommandError>>,
-    ) {
-        let key = match result {
-            Guarded::Done(Ok(out)) => {
-                if matches!(out.notified, Some(Err(_))) {
-                    self.report.publish_failures += 1;
-                }
-                "ok"
-            }
-            Guarded::Done(Err(CommandError::Rejected(_))) => "does not apply",
-            Guarded::Done(Err(CommandError::NoSuchVersion { .. })) => "no such version",
-            Guarded::Done(Err(
-                CommandError::Port(PortError::Conflict) | CommandError::LostRace(_),
-            )) => "lost race",
-            Guarded::Done(Err(CommandError::Port(e))) => {
-                if e.to_string().contains("changed since it was read") {
-                    "lost race"
-                } else {
-                    self.report
-                        .example(format!("round {round}: `{}` failed: {e}", command.line));
-                    "failed"
-                }
-            }
-            Guarded::Panicked(why) => {
-                self.report.panics += 1;
-                self.report
-                    .example(format!("round {round}: `{}` panicked: {why}", command.line));
-                "panicked"
-            }
-            Guarded::Hung => {
-                self.report.hangs += 1;
-                self.report.example(format!(
-                    "round {round}: `{}` did not finish within {:?}",
-                    command.line, self.config.hang_after
-                ));
-                "hung"
-            }
-        };
-        *self.report.commands.entry(key.to_string()).or_default() += 1;
-    }
-
-    /// The alias's routing and its record agree.
-    async fn check_alias(&mut self, round: usize, when: &str) {
-        self.report.alias_checks += 1;
-        let live = self.lab.alias(FUNCTION, "live").await;
-        let record = Record::decode(&live.description);
-        let routed = live.routed();
-        let problem = match routed.as_slice() {
-            [] => record
-                .canary
-                .map(|c| format!("no routing, but the record has canary v{c}")),
-            [(v, w)] => {
-                let step_weight = self.policy.steps.get(record.step).copied();
-                if record.canary != Some(*v) {
-                    Some(format!(
-                        "v{v} routed at {}%, but the record's canary is {:?}",
-                        w * 100.0,
-                        record.canary
-                    ))
-                } else if step_weight.is_none_or(|s| (s - w * 100.0).abs() > 1e-6) {
-                    Some(format!(
-                        "v{v} routed at {}%, but the record is at step {} ({step_weight:?}%)",
-                        w * 100.0,
-                        record.step
-                    ))
-                } else {
-                    None
-                }
-            }
-            many => Some(format!("{} versions routed: {many:?}", many.len())),
-        };
-        if let Some(p) = problem {
-            self.report.violation(
-                ViolationKind::HalfApplied,
-                format!(
-                    "round {round}, after {when}: {p} (description {:?})",
-                    live.description
-                ),
-            );
-        }
-    }
-
-    /// Replays the `UpdateAlias` writes of this round: starts, rollbacks, restarted rollbacks.
-    ///
-    /// A write is a rollback of `c` when `c` was the routed canary and the write leaves no
-    /// routing and a stable version other than `c`, or, with no canary before, when it points the
-    /// alias at an older version than the stable `c` (`rollback --to` an older version). A write
-    /// that routes a version that was not routed before is a start, by a person when the
-    /// caller's application name is [`PERSON`], else by an agent.
-    fn replay_log(&mut self, round: usize) {
-        let writes = self.proxy.alias_writes_since(self.replay.cursor);
-        self.replay.cursor += writes.len();
-        for w in writes
-            .iter()
-            .filter(|w| w.function == FUNCTION && w.alias == "live")
-        {
-            let stable: u64 = w.function_version.parse().unwrap_or(0);
-            let routed_now = routed(&w.weights);
-            let next_routed = routed_now.first().map(|(c, _)| *c);
-            let r = &mut self.replay;
-            // Rollbacks: the canary taken off without becoming stable, or (with no canary) the
-            // stable version replaced by an older one.
-            let rolled_back = match r.routed {
-                Some(c) if next_routed.is_none() && stable != c => Some(c),
-                None if next_routed.is_none() && stable < r.stable => Some(r.stable),
-                _ => None,
-            };
-            if let Some(c) = rolled_back {
-                r.blocked.insert(c, w.seq);
-                r.round_rollbacks.insert(c);
-                r.ever_rolled_back.insert(c);
-                self.report.rollbacks += 1;
-            }
-            // Starts: a version routed that was not before.
-            if let Some(c) = next_routed.filter(|&c| r.routed != Some(c)) {
-                let by_person = w.caller.as_deref() == Some(PERSON);
-                if by_person {
-                    self.report.person_starts += 1;
-                    r.blocked.remove(&c);
-                } else {
-                    self.report.agent_starts += 1;
-                    if let Some(&at) = r.blocked.get(&c) {
-                        let history: Vec<String> = writes
-                            .iter()
-                            .filter(|h| (at..=w.seq).contains(&h.seq))
-                            .map(describe)
-                            .collect();
-                        self.report.violation(
-                            ViolationKind::RestartedRollback,
-                            format!(
-                                "round {round}: v{c} rolled back by write #{at} and started again \
-                                 by write #{}; writes: {}",
-                                w.seq,
-                                history.join("; ")
-                            ),
-                        );
-                    }
-                }
-            }
-            let r = &mut self.replay;
-            r.stable = stable;
-            r.routed = next_routed;
-        }
-    }
-
-    /// Every rollback of the round has its page in both queues; counts pages and duplicates.
-    async fn check_pages(&mut self, round: usize) {
-        let all = self.inbox.drain().await;
-        let filtered = self.filtered.drain().await;
-        self.report.pages += all.len() as u64;
-        self.report.pages_filtered += filtered.len() as u64;
-        let mut paged: [BTreeSet<u64>; 2] = [BTreeSet::new(), BTreeSet::new()];
-        for (i, messages) in [&all, &filtered].into_iter().enumerate() {
-            for m in messages {
-                let attr = |name: &str| m.attributes.get(name).map(String::as_str);
-                if attr("event") == Some("retry") || attr("resend") == Some("true") {
-                    self.report.resent_pages += 1;
-                }
-                match attr("id") {
-                    Some(id) => {
-                        if !self.seen_ids[i].insert(id.to_string()) {
-                            self.report.duplicates += 1;
-                        }
-                    }
-                    None => self.report.pages_without_id += 1,
-                }
-                if let Some(c) = rollback_page(m) {
-                    paged[i].insert(c);
-                }
-            }
-        }
-        let rollbacks: Vec<u64> = self.replay.round_rollbacks.iter().copied().collect();
-        for c in rollbacks {
-            if !paged[0].contains(&c) {
-                self.report.pages_lost += 1;
-                let needle = format!("rolled back v{c} ");
-                if all.iter().any(|m| {
-                    m.attributes.get("event").map(String::as_str) == Some("retry")
-                        && m.subject.contains(&needle)
-                }) {
-                    self.report.lost_as_retry += 1;
-                }
-                let seen: Vec<String> = all.iter().map(|m| m.subject.clone()).collect();
-                self.report.example(format!(
-                    "round {round}: rollback of v{c} never paged (unfiltered queue got {seen:?})"
-                ));
-            }
-            if !paged[1].contains(&c) {
-                self.report.pages_lost_filtered += 1;
-            }
-        }
-    }
-}
-
-/// One write in a line: who, the alias after it, and the record's main fields.
-fn describe(w: &AliasWrite) -> String {
-    let record = Record::decode(&w.description);
-    let routing: String = routed(&w.weights)
-        .iter()
-        .map(|(v, weight)| format!(" + v{v}@{}%", weight * 100.0))
-        .collect();
-    format!(
-        "#{} {}: v{}{routing} (record: canary {:?}, rejected {:?}, paused {}, {:?}){}",
-        w.seq,
-        w.caller.as_deref().unwrap_or("?"),
-        w.function_version,
-        record.canary,
-        record.rejected,
-        record.paused,
-        record.last.unwrap_or_default(),
-        w.answer_fault
-            .map_or(String::new(), |f| format!(" [answer: {}]", f.name()))
-    )
-}
-
-/// The rolled-back version a message announces, if it is a rollback page of [`FUNCTION`].
-fn rollback_page(m: &Delivered) -> Option<u64> {
-    let attr = |name: &str| m.attributes.get(name).map(String::as_str);
-    if attr("event") != Some("rolled_back") || attr("function") != Some(FUNCTION) {
-        return None;
-    }
-    attr("canary_version")?.parse().ok()
 }

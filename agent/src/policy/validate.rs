@@ -7,15 +7,14 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::duration::{format_duration, parse_duration};
-use super::raw::{Leaf, RawErrors, RawLatency, RawMetrics, RawNotify, RawPolicy};
+use super::raw::{Leaf, RawPolicy};
 mod sections;
 
 #[cfg(test)]
 pub(crate) use sections::check_sns_arn;
 
 use super::{
-    ErrorRule, LatencyRule, LatencyStat, MetricsSource, Notify, OnNoData, Policy, PolicyProblem,
-    MAX_DURATION, MAX_LATENCY_MS, MAX_LATENCY_RATIO, MAX_MIN_REQUESTS,
+    MetricsSource, OnNoData, Policy, PolicyProblem, MAX_DURATION, MAX_LATENCY_MS, MAX_MIN_REQUESTS,
 };
 
 /// CloudWatch periods (seconds) valid for high-resolution metrics below one minute, plus 60.

@@ -1,7 +1,18 @@
 //! The lab a campaign runs in: a Lambda function with a `live` and a `candidate` alias on moto
 //! behind the fault proxy, the minutes of metrics it is fed, and the agents that watch it.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aws_config::SdkConfig;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use canary_agent::aws::AwsPorts;
+use canary_agent::policy::{parse_policy, Policy};
+use canary_agent::tick::Agent;
+
+use super::AwsAgent;
+use crate::Moto;
 
 /// One minute of `AWS/Lambda` numbers of one version.
 #[derive(Debug, Clone, Copy, PartialEq)]

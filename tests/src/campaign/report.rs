@@ -1,6 +1,9 @@
 //! What a campaign found: its figures, the invariants broken and the first examples, as Markdown.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::proxy::{FaultKind, RejectedSubject, Stats};
 
 /// An invariant the campaign checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,9 +1,16 @@
 //! Lambda alias revisions: the `RevisionId` moto does not keep, checked on `UpdateAlias` and
 //! stamped on every alias answer, and the log of the writes moto applied.
 
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use super::faults::lambda_error;
+use super::faults::FaultKind;
 use super::http::percent_decode;
-use super::*;
+use super::http::{Request, Response};
+use super::{lock, AliasWrite, Shared};
+use crate::SplitMix64;
 
 /// The proxy's revision bookkeeping of one alias.
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 //! CloudWatch's RPC v2 CBOR).
 
 use super::http::form_pairs;
-use super::*;
+use super::http::{Request, Response};
 
 /// Which AWS service a request is for (faults are configured per service).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -2,8 +2,11 @@
 //! `Content-Length` and chunked bodies, bounded), forwarding one exchange upstream with a
 //! timeout, and the helpers both fronts share.
 
-use super::*;
+use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 /// Largest request or response head the proxy accepts.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// Largest body the proxy accepts.

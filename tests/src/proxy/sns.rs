@@ -1,9 +1,13 @@
 //! SNS's rules the emulator does not enforce: subject and message checks on `Publish`, and the
 //! record of every accepted message.
 
+use std::collections::BTreeMap;
+
 use super::faults::query_error;
+use super::faults::Service;
 use super::http::form_pairs;
-use super::*;
+use super::http::{Request, Response};
+use super::{lock, Published, RejectedSubject, Shared};
 
 /// SNS's `Publish` subject limit: subjects must be shorter than this many characters.
 pub const SNS_SUBJECT_LIMIT: usize = 100;

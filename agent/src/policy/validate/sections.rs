@@ -1,6 +1,13 @@
 //! The checks of a policy's nested sections: `errors`, `latency`, `metrics` and `notify`.
 
-use super::*;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::super::duration::parse_duration;
+use super::super::raw::{RawErrors, RawLatency, RawMetrics, RawNotify};
+use super::super::{ErrorRule, LatencyRule, LatencyStat, MetricsSource, Notify, MAX_LATENCY_RATIO};
+use super::{Checker, DEFAULT_NAMESPACE, EMF_PERIODS, LATENCY_CAP};
 
 impl Checker<'_> {
     pub(super) fn errors(&mut self, raw: Option<&RawErrors>, default: ErrorRule) -> ErrorRule {
