@@ -9,6 +9,9 @@ use super::super::raw::{RawErrors, RawLatency, RawMetrics, RawNotify};
 use super::super::{ErrorRule, LatencyRule, LatencyStat, MetricsSource, Notify, MAX_LATENCY_RATIO};
 use super::{Checker, DEFAULT_NAMESPACE, EMF_PERIODS, LATENCY_CAP};
 
+/// The period of `AWS/Lambda` metrics.
+const MINUTE: Duration = Duration::from_secs(60);
+
 impl Checker<'_> {
     pub(super) fn errors(&mut self, raw: Option<&RawErrors>, default: ErrorRule) -> ErrorRule {
         let Some(raw) = raw else { return default };
@@ -121,76 +124,82 @@ impl Checker<'_> {
                 false
             }
         };
-        let minute = Duration::from_secs(60);
-        let period = self.duration(&raw.period, "metrics.period", minute);
+        let period = self.duration(&raw.period, "metrics.period", MINUTE);
         if emf {
-            if let Some(v) = &raw.period {
-                if period != minute && !EMF_PERIODS.contains(&period.as_secs()) {
-                    self.problem(
-                        Some(v.referenced),
-                        "metrics.period",
-                        format!(
-                            "must be 1s, 5s, 10s, 20s, 30s or 60s (the periods CloudWatch serves \
-                             for high-resolution metrics), got {}",
-                            v.value
-                        ),
-                    );
-                }
-            }
-            let namespace = match &raw.namespace {
-                None => DEFAULT_NAMESPACE.to_string(),
-                Some(v) => {
-                    let ns = v.value.as_str();
-                    if ns.is_empty()
-                        || ns.len() > 255
-                        || ns.starts_with("AWS/")
-                        || ns.starts_with(':')
-                    {
-                        self.problem(
-                            Some(v.referenced),
-                            "metrics.namespace",
-                            format!(
-                                "must be a custom CloudWatch namespace of 1-255 characters, not \
-                                 starting with AWS/ or ':', got {ns:?}"
-                            ),
-                        );
-                    }
-                    ns.to_string()
-                }
-            };
-            if let Some(v) = &raw.insights {
-                self.problem(
-                    Some(v.referenced),
-                    "metrics.insights",
-                    "only applies to source lambda (EMF policies read cold starts from the \
-                     handler's ColdLatency)",
-                );
-            }
-            MetricsSource::Emf { namespace, period }
+            self.emf_source(raw, period)
         } else {
-            if let Some(v) = &raw.period {
-                if parse_duration(&v.value).is_ok() && period != minute {
+            self.lambda_source(raw, period)
+        }
+    }
+
+    /// `source: emf`: a high-resolution period, a custom namespace, no `insights`.
+    fn emf_source(&mut self, raw: &RawMetrics, period: Duration) -> MetricsSource {
+        if let Some(v) = &raw.period {
+            if period != MINUTE && !EMF_PERIODS.contains(&period.as_secs()) {
+                self.problem(
+                    Some(v.referenced),
+                    "metrics.period",
+                    format!(
+                        "must be 1s, 5s, 10s, 20s, 30s or 60s (the periods CloudWatch serves \
+                         for high-resolution metrics), got {}",
+                        v.value
+                    ),
+                );
+            }
+        }
+        let namespace = match &raw.namespace {
+            None => DEFAULT_NAMESPACE.to_string(),
+            Some(v) => {
+                let ns = v.value.as_str();
+                if ns.is_empty() || ns.len() > 255 || ns.starts_with("AWS/") || ns.starts_with(':')
+                {
                     self.problem(
                         Some(v.referenced),
-                        "metrics.period",
+                        "metrics.namespace",
                         format!(
-                            "must be 60s with source lambda (AWS/Lambda metrics are per minute; \
-                             use source emf for shorter periods), got {}",
-                            v.value
+                            "must be a custom CloudWatch namespace of 1-255 characters, not \
+                             starting with AWS/ or ':', got {ns:?}"
                         ),
                     );
                 }
+                ns.to_string()
             }
-            if let Some(v) = &raw.namespace {
+        };
+        if let Some(v) = &raw.insights {
+            self.problem(
+                Some(v.referenced),
+                "metrics.insights",
+                "only applies to source lambda (EMF policies read cold starts from the \
+                 handler's ColdLatency)",
+            );
+        }
+        MetricsSource::Emf { namespace, period }
+    }
+
+    /// `source: lambda`: per-minute metrics in AWS/Lambda, optionally Lambda Insights.
+    fn lambda_source(&mut self, raw: &RawMetrics, period: Duration) -> MetricsSource {
+        if let Some(v) = &raw.period {
+            if parse_duration(&v.value).is_ok() && period != MINUTE {
                 self.problem(
                     Some(v.referenced),
-                    "metrics.namespace",
-                    "only applies to source emf (AWS/Lambda metrics have a fixed namespace)",
+                    "metrics.period",
+                    format!(
+                        "must be 60s with source lambda (AWS/Lambda metrics are per minute; \
+                         use source emf for shorter periods), got {}",
+                        v.value
+                    ),
                 );
             }
-            MetricsSource::Lambda {
-                insights: self.insights(raw.insights.as_ref()),
-            }
+        }
+        if let Some(v) = &raw.namespace {
+            self.problem(
+                Some(v.referenced),
+                "metrics.namespace",
+                "only applies to source emf (AWS/Lambda metrics have a fixed namespace)",
+            );
+        }
+        MetricsSource::Lambda {
+            insights: self.insights(raw.insights.as_ref()),
         }
     }
 
