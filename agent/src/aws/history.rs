@@ -4,8 +4,9 @@
 //! level wanders: the latency test's variance is never below it; every version's together when
 //! the stable version has too few minutes of its own) and, with EMF metrics or Lambda Insights,
 //! its median cold start (`ColdLatency` or `init_duration` p50) over the day before (the
-//! cold-start test's reference; a steady version starts few environments an hour). One `GetMetricData` call per distinct
-//! canary start and kind (more when the answer would exceed CloudWatch's 100,800 datapoints).
+//! cold-start test's reference; a steady version starts few environments an hour). One
+//! `GetMetricData` call per distinct canary start and kind (more when the answer would exceed
+//! CloudWatch's 100,800 datapoints).
 //!
 //! A number that cannot be read leaves its test without data for this tick, logged at WARN; it
 //! never fails the rest of the judgement (moto, for one, computes no percentiles). A number whose

@@ -6,9 +6,8 @@
 //! is the policy's `latency.slow_ms` or, when it sets none, the stable version's p99 over the
 //! hour before the canary started (read first, one call per distinct start), and the canary's
 //! cold starts (count and percentile rank at the cold-start test's limit) with EMF or Lambda
-//! Insights. They are packed
-//! into calls of at most 500 metric queries without splitting a query's metrics across calls,
-//! and each call follows `NextToken` to the end.
+//! Insights. They are packed into calls of at most 500 metric queries without splitting a
+//! query's metrics across calls, and each call follows `NextToken` to the end.
 //!
 //! One call has one time window, so a call asks for the union of its queries' windows and each
 //! query keeps only its own periods. High-resolution queries (period below a minute) go out in
