@@ -651,6 +651,21 @@ fn answer(
         .build()
 }
 
+/// A `GetMetricData` rule that answers `data` (see [`answer`]) to every call and records each
+/// call's input.
+fn recording(
+    data: HashMap<&'static str, Vec<(i64, f64)>>,
+) -> (Rule, Arc<Mutex<Vec<GetMetricDataInput>>>) {
+    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
+    let sink = seen.clone();
+    let rule =
+        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
+            sink.lock().expect("lock").push(input.clone());
+            answer(input, &data)
+        });
+    (rule, seen)
+}
+
 /// The metric and statistic of a `GetMetricData` call's first query.
 fn first_stat(input: &GetMetricDataInput) -> &MetricStat {
     input.metric_data_queries()[0]
@@ -658,13 +673,30 @@ fn first_stat(input: &GetMetricDataInput) -> &MetricStat {
         .expect("metric stat")
 }
 
+/// A metric's name, statistic and period.
+type NameStatPeriod<'a> = (Option<&'a str>, Option<&'a str>, Option<i32>);
+
 /// A metric stat's metric name, statistic and period.
-fn name_stat_period(m: &MetricStat) -> (Option<&str>, Option<&str>, Option<i32>) {
+fn name_stat_period(m: &MetricStat) -> NameStatPeriod<'_> {
     (
         m.metric().and_then(|m| m.metric_name()),
         m.stat(),
         m.period(),
     )
+}
+
+/// The cold-start queries of a call (ids ending `_cn`, `_cp`): id, metric name, statistic and
+/// period, in the call's order.
+fn cold_queries(input: &GetMetricDataInput) -> Vec<(&str, NameStatPeriod<'_>)> {
+    input
+        .metric_data_queries()
+        .iter()
+        .filter(|q| {
+            q.id()
+                .is_some_and(|id| id.ends_with("_cn") || id.ends_with("_cp"))
+        })
+        .filter_map(|q| Some((q.id()?, name_stat_period(q.metric_stat()?))))
+        .collect()
 }
 
 /// The dimensions (name, value) of a `GetMetricData` call's first metric query.
@@ -690,21 +722,14 @@ fn sample(start: i64, requests: f64, errors: f64, latency_ms: Option<f64>) -> Sa
 
 #[tokio::test]
 async fn the_tail_test_reads_the_percentile_rank_and_counts_requests_over_the_threshold() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            let data = HashMap::from([
-                ("q0_c_req", vec![(T0, 200.0), (T0 + 10, 100.0)]),
-                ("q0_c_lat", vec![(T0, 80.0), (T0 + 10, 82.0)]),
-                // 97% of the canary's requests at or under 400 ms: 6 of 200 over it.
-                ("q0_c_pr", vec![(T0, 97.0)]),
-                ("q0_b_req", vec![(T0, 1800.0)]),
-                ("q0_b_pr", vec![(T0, 99.5)]),
-            ]);
-            answer(input, &data)
-        });
+    let (rule, seen) = recording(HashMap::from([
+        ("q0_c_req", vec![(T0, 200.0), (T0 + 10, 100.0)]),
+        ("q0_c_lat", vec![(T0, 80.0), (T0 + 10, 82.0)]),
+        // 97% of the canary's requests at or under 400 ms: 6 of 200 over it.
+        ("q0_c_pr", vec![(T0, 97.0)]),
+        ("q0_b_req", vec![(T0, 1800.0)]),
+        ("q0_b_pr", vec![(T0, 99.5)]),
+    ]));
     let query = MetricsQuery {
         slow_ms: Some(400.0),
         ..emf_query()
@@ -737,20 +762,13 @@ async fn the_tail_test_reads_the_percentile_rank_and_counts_requests_over_the_th
 
 #[tokio::test]
 async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_hour_before() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            let data = HashMap::from([
-                ("h0", vec![(T0 - 3600, 263.5)]),
-                ("q0_c_req", vec![(T0, 100.0)]),
-                ("q0_c_pr", vec![(T0, 96.0)]),
-                ("q0_b_req", vec![(T0, 900.0)]),
-                ("q0_b_pr", vec![(T0, 99.0)]),
-            ]);
-            answer(input, &data)
-        });
+    let (rule, seen) = recording(HashMap::from([
+        ("h0", vec![(T0 - 3600, 263.5)]),
+        ("q0_c_req", vec![(T0, 100.0)]),
+        ("q0_c_pr", vec![(T0, 96.0)]),
+        ("q0_b_req", vec![(T0, 900.0)]),
+        ("q0_b_pr", vec![(T0, 99.0)]),
+    ]));
     let query = MetricsQuery {
         canary_start: Some(T0 + 25),
         ..lambda_query(6, 7, LatencyStat::P99)
@@ -902,13 +920,7 @@ async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version
 
 #[tokio::test]
 async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            answer(input, &HashMap::from([("h0", vec![(T0 - 3600, 263.5)])]))
-        });
+    let (rule, seen) = recording(HashMap::from([("h0", vec![(T0 - 3600, 263.5)])]));
     let metrics = cloudwatch(&[&rule]);
     let history_calls = |seen: &Arc<Mutex<Vec<GetMetricDataInput>>>| {
         seen.lock()
@@ -947,21 +959,14 @@ async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick(
 
 #[tokio::test]
 async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canarys_cold_starts() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            let data = HashMap::from([
-                ("h0", vec![(T0 - 86_400, 600.0)]),
-                ("q0_c_req", vec![(T0, 30.0), (T0 + 10, 30.0)]),
-                ("q0_c_cn", vec![(T0, 4.0), (T0 + 10, 0.0)]),
-                // A quarter of the canary's cold starts within the limit: 3 of 4 over it.
-                ("q0_c_cp", vec![(T0, 25.0)]),
-                ("q0_b_req", vec![(T0, 300.0)]),
-            ]);
-            answer(input, &data)
-        });
+    let (rule, seen) = recording(HashMap::from([
+        ("h0", vec![(T0 - 86_400, 600.0)]),
+        ("q0_c_req", vec![(T0, 30.0), (T0 + 10, 30.0)]),
+        ("q0_c_cn", vec![(T0, 4.0), (T0 + 10, 0.0)]),
+        // A quarter of the canary's cold starts within the limit: 3 of 4 over it.
+        ("q0_c_cp", vec![(T0, 25.0)]),
+        ("q0_b_req", vec![(T0, 300.0)]),
+    ]));
     let query = MetricsQuery {
         slow_ms: Some(400.0),
         canary_start: Some(T0),
@@ -994,46 +999,28 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
         (Some("ColdLatency"), Some("p50"), Some(86_400))
     );
     // The limit: the defaults' 1.3x the stable version's 600 ms median cold start.
-    let cold: Vec<(&str, Option<&str>)> = seen[3]
-        .metric_data_queries()
-        .iter()
-        .filter(|q| {
-            q.id()
-                .is_some_and(|id| id.ends_with("_cn") || id.ends_with("_cp"))
-        })
-        .map(|q| {
-            (
-                q.id().unwrap_or_default(),
-                q.metric_stat().and_then(|m| m.stat()),
-            )
-        })
-        .collect();
     assert_eq!(
-        cold,
+        cold_queries(&seen[3]),
         [
-            ("q0_c_cn", Some("SampleCount")),
-            ("q0_c_cp", Some("PR(:780)"))
+            (
+                "q0_c_cn",
+                (Some("ColdLatency"), Some("SampleCount"), Some(10))
+            ),
+            ("q0_c_cp", (Some("ColdLatency"), Some("PR(:780)"), Some(10)))
         ]
     );
 }
 
 #[tokio::test]
 async fn lambda_insights_gives_a_lambda_policy_the_cold_start_test() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            let data = HashMap::from([
-                ("h0", vec![(T0 - 86_400, 500.0)]),
-                ("q0_c_req", vec![(T0, 300.0), (T0 + 60, 300.0)]),
-                ("q0_c_cn", vec![(T0, 5.0)]),
-                // 40% of the canary's cold starts within the limit: 3 of 5 over it.
-                ("q0_c_cp", vec![(T0, 40.0)]),
-                ("q0_b_req", vec![(T0, 3000.0)]),
-            ]);
-            answer(input, &data)
-        });
+    let (rule, seen) = recording(HashMap::from([
+        ("h0", vec![(T0 - 86_400, 500.0)]),
+        ("q0_c_req", vec![(T0, 300.0), (T0 + 60, 300.0)]),
+        ("q0_c_cn", vec![(T0, 5.0)]),
+        // 40% of the canary's cold starts within the limit: 3 of 5 over it.
+        ("q0_c_cp", vec![(T0, 40.0)]),
+        ("q0_b_req", vec![(T0, 3000.0)]),
+    ]));
     let query = MetricsQuery {
         source: MetricsSource::Lambda { insights: true },
         slow_ms: Some(400.0),
@@ -1070,39 +1057,24 @@ async fn lambda_insights_gives_a_lambda_policy_the_cold_start_test() {
     );
     // The window: the canary's init_duration count and rank at the defaults' limit, 1.3 x 500 ms,
     // per minute; the baseline's cold starts are not read.
-    let window = seen.last().expect("the window");
-    let cold: HashMap<&str, _> = window
-        .metric_data_queries()
-        .iter()
-        .filter(|q| {
-            q.id()
-                .is_some_and(|id| id.ends_with("_cn") || id.ends_with("_cp"))
-        })
-        .map(|q| {
-            let m = q.metric_stat().expect("metric stat");
-            (q.id().unwrap_or_default(), name_stat_period(m))
-        })
-        .collect();
-    assert_eq!(cold.len(), 2, "{cold:?}");
     assert_eq!(
-        cold["q0_c_cn"],
-        (Some("init_duration"), Some("SampleCount"), Some(60))
-    );
-    assert_eq!(
-        cold["q0_c_cp"],
-        (Some("init_duration"), Some("PR(:650)"), Some(60))
+        cold_queries(seen.last().expect("the window")),
+        [
+            (
+                "q0_c_cn",
+                (Some("init_duration"), Some("SampleCount"), Some(60))
+            ),
+            (
+                "q0_c_cp",
+                (Some("init_duration"), Some("PR(:650)"), Some(60))
+            )
+        ]
     );
 }
 
 #[tokio::test]
 async fn lambda_policies_without_insights_read_no_cold_starts() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            answer(input, &HashMap::new())
-        });
+    let (rule, seen) = recording(HashMap::new());
     let query = MetricsQuery {
         slow_ms: Some(400.0),
         canary_start: Some(T0),
@@ -1155,23 +1127,16 @@ async fn a_p99_history_that_cannot_be_read_leaves_the_tail_test_without_data_not
 
 #[tokio::test]
 async fn lambda_metrics_become_samples_with_the_policy_statistic() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            let data = HashMap::from([
-                ("q0_c_req", vec![(T0, 100.0), (T0 + 60, 50.0)]),
-                ("q0_c_err", vec![(T0, 2.0), (T0 + 120, 1.0)]),
-                (
-                    "q0_c_lat",
-                    vec![(T0, 812.5), (T0 + 60, 901.25), (T0 + 120, 5.0)],
-                ),
-                ("q0_b_req", vec![(T0, 900.0)]),
-                ("q0_b_lat", vec![(T0, 120.0)]),
-            ]);
-            answer(input, &data)
-        });
+    let (rule, seen) = recording(HashMap::from([
+        ("q0_c_req", vec![(T0, 100.0), (T0 + 60, 50.0)]),
+        ("q0_c_err", vec![(T0, 2.0), (T0 + 120, 1.0)]),
+        (
+            "q0_c_lat",
+            vec![(T0, 812.5), (T0 + 60, 901.25), (T0 + 120, 5.0)],
+        ),
+        ("q0_b_req", vec![(T0, 900.0)]),
+        ("q0_b_lat", vec![(T0, 120.0)]),
+    ]));
     let out = cloudwatch(&[&rule])
         .fetch(&[lambda_query(6, 7, LatencyStat::P99)])
         .await;
@@ -1382,32 +1347,25 @@ async fn an_internal_error_on_one_metric_fails_only_that_query() {
 
 #[tokio::test]
 async fn emf_adds_the_crashes_the_handler_never_reported() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            let data = HashMap::from([
-                // Minute T0: 6 handled requests, 4 of them 5xx (10 s periods)...
-                ("q0_c_req", vec![(T0, 3.0), (T0 + 10, 3.0), (T0 + 60, 2.0)]),
-                ("q0_c_err", vec![(T0, 2.0), (T0 + 10, 2.0)]),
-                (
-                    "q0_c_lat",
-                    vec![(T0, 40.0), (T0 + 10, 45.0), (T0 + 60, 41.0)],
-                ),
-                // ...while Lambda counted 10 errors: 6 crashed before the handler wrote anything.
-                // Minute T0+60: 1 Lambda error, 0 reported: 1 more. Minute T0+120: only crashes.
-                (
-                    "q0_c_lerr",
-                    vec![(T0, 10.0), (T0 + 60, 1.0), (T0 + 120, 5.0)],
-                ),
-                // The baseline's Lambda errors were all reported by the handler: nothing added.
-                ("q0_b_req", vec![(T0, 50.0)]),
-                ("q0_b_err", vec![(T0, 1.0)]),
-                ("q0_b_lerr", vec![(T0, 1.0)]),
-            ]);
-            answer(input, &data)
-        });
+    let (rule, seen) = recording(HashMap::from([
+        // Minute T0: 6 handled requests, 4 of them 5xx (10 s periods)...
+        ("q0_c_req", vec![(T0, 3.0), (T0 + 10, 3.0), (T0 + 60, 2.0)]),
+        ("q0_c_err", vec![(T0, 2.0), (T0 + 10, 2.0)]),
+        (
+            "q0_c_lat",
+            vec![(T0, 40.0), (T0 + 10, 45.0), (T0 + 60, 41.0)],
+        ),
+        // ...while Lambda counted 10 errors: 6 crashed before the handler wrote anything.
+        // Minute T0+60: 1 Lambda error, 0 reported: 1 more. Minute T0+120: only crashes.
+        (
+            "q0_c_lerr",
+            vec![(T0, 10.0), (T0 + 60, 1.0), (T0 + 120, 5.0)],
+        ),
+        // The baseline's Lambda errors were all reported by the handler: nothing added.
+        ("q0_b_req", vec![(T0, 50.0)]),
+        ("q0_b_err", vec![(T0, 1.0)]),
+        ("q0_b_lerr", vec![(T0, 1.0)]),
+    ]));
     let out = cloudwatch(&[&rule]).fetch(&[emf_query()]).await;
     let series = out[0].clone().expect("answered");
     assert_eq!(
