@@ -656,12 +656,23 @@ fn answer(
 fn recording(
     data: HashMap<&'static str, Vec<(i64, f64)>>,
 ) -> (Rule, Arc<Mutex<Vec<GetMetricDataInput>>>) {
+    recording_by(move |_| data.clone())
+}
+
+/// A `GetMetricData` rule that answers each call with the data `data_for` gives its input, and
+/// records each call's input.
+fn recording_by(
+    data_for: impl Fn(&GetMetricDataInput) -> HashMap<&'static str, Vec<(i64, f64)>>
+        + Send
+        + Sync
+        + 'static,
+) -> (Rule, Arc<Mutex<Vec<GetMetricDataInput>>>) {
     let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
     let sink = seen.clone();
     let rule =
         mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
             sink.lock().expect("lock").push(input.clone());
-            answer(input, &data)
+            answer(input, &data_for(input))
         });
     (rule, seen)
 }
@@ -803,8 +814,6 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
 
 #[tokio::test]
 async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_before() {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
     // Six hours of the stable version's p50 per minute, its level stepping every 5 minutes.
     let minutes: Vec<(i64, f64)> = (0..360)
         .map(|m| {
@@ -815,20 +824,15 @@ async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_befo
         })
         .collect();
     let points = minutes.clone();
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            let per_minute = input.metric_data_queries()[0]
-                .metric_stat()
-                .and_then(MetricStat::period)
-                == Some(60);
-            let h0 = if per_minute {
-                points.clone()
-            } else {
-                vec![(T0 - 3600, 263.5)]
-            };
-            answer(input, &HashMap::from([("h0", h0)]))
-        });
+    let (rule, seen) = recording_by(move |input| {
+        let per_minute = first_stat(input).period() == Some(60);
+        let h0 = if per_minute {
+            points.clone()
+        } else {
+            vec![(T0 - 3600, 263.5)]
+        };
+        HashMap::from([("h0", h0)])
+    });
     let query = MetricsQuery {
         canary_start: Some(T0),
         slow_ms: Some(400.0),
@@ -858,8 +862,6 @@ async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_befo
 #[tokio::test]
 async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version_behind_the_alias()
 {
-    let seen: Arc<Mutex<Vec<GetMetricDataInput>>> = Arc::default();
-    let sink = seen.clone();
     // The stable version was promoted 20 minutes before the canary; the alias served for six hours.
     let own: Vec<(i64, f64)> = (340..360).map(|m| (T0 - 21_600 + m * 60, 100.0)).collect();
     let alias: Vec<(i64, f64)> = (0..360)
@@ -871,19 +873,17 @@ async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version
         })
         .collect();
     let (own_points, alias_points) = (own.clone(), alias.clone());
-    let rule =
-        mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |input| {
-            sink.lock().expect("lock").push(input.clone());
-            let versioned = first_dimensions(input)
-                .iter()
-                .any(|&(name, _)| name == "ExecutedVersion");
-            let h0 = if versioned {
-                own_points.clone()
-            } else {
-                alias_points.clone()
-            };
-            answer(input, &HashMap::from([("h0", h0)]))
-        });
+    let (rule, seen) = recording_by(move |input| {
+        let versioned = first_dimensions(input)
+            .iter()
+            .any(|&(name, _)| name == "ExecutedVersion");
+        let h0 = if versioned {
+            own_points.clone()
+        } else {
+            alias_points.clone()
+        };
+        HashMap::from([("h0", h0)])
+    });
     let query = MetricsQuery {
         canary_start: Some(T0),
         slow_ms: Some(400.0),
