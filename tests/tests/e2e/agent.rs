@@ -9,24 +9,21 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use canary_agent::aws::{AwsPorts, CloudWatchMetrics, LambdaAliases, SnsNotifier};
 use canary_agent::cli::{run_with, Cli, CliError};
 use canary_agent::judge::Verdict;
 use canary_agent::policy::{parse_policy, Notify, Policy};
 use canary_agent::rollout::{Action, Record, Routing};
-use canary_agent::tick::{Agent, Outcome};
+use canary_agent::tick::Outcome;
 use clap::Parser;
-use lambda_canary_tests::{Delivered, Inbox, Moto};
+use lambda_canary_tests::campaign::{AwsAgent, Lab, Minute};
+use lambda_canary_tests::{Delivered, Inbox};
 
 /// The function of the classic story.
 const F: &str = "notes-create";
 /// A topic that does not exist in moto (well formed, so the policy is valid).
 const MISSING_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:no-such-topic";
-
-type AwsAgent = Agent<LambdaAliases, CloudWatchMetrics, SnsNotifier>;
 
 /// Real time, rounded down to the minute (epoch seconds).
 fn this_minute() -> i64 {
@@ -45,13 +42,6 @@ fn an_hour_ago() -> i64 {
 }
 
 /// One minute of `AWS/Lambda` numbers of one version.
-#[derive(Debug, Clone, Copy)]
-struct Minute {
-    invocations: f64,
-    errors: f64,
-    duration_ms: f64,
-}
-
 const HEALTHY_CANARY: Minute = Minute {
     invocations: 20.0,
     errors: 0.0,
@@ -96,44 +86,35 @@ impl Drop for TempDir {
 
 /// One moto with a topic on-call is subscribed to, and helpers to deploy and observe.
 struct World {
-    sdk: SdkConfig,
-    lambda: aws_sdk_lambda::Client,
-    cloudwatch: aws_sdk_cloudwatch::Client,
-    topic_arn: String,
     inbox: Inbox,
     policies: TempDir,
-    role: &'static str,
-    _moto: Moto,
+    /// moto, its clients, the Lambda role and the topic (last: moto stops after the rest).
+    lab: Lab,
 }
 
 impl World {
     async fn new() -> Self {
-        let moto = Moto::start();
-        let sdk = moto.sdk_config().await;
-        let role = moto.create_lambda_role();
-        let topic_arn = lambda_canary_tests::create_topic(&sdk, "canary-alerts").await;
-        let inbox = Inbox::subscribe(&sdk, &topic_arn, "on-call").await;
+        let lab = Lab::start().await;
+        let inbox = Inbox::subscribe(&lab.sdk, &lab.topic_arn, "on-call").await;
         Self {
-            lambda: aws_sdk_lambda::Client::new(&sdk),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
-            sdk,
-            topic_arn,
             inbox,
             policies: TempDir::new(),
-            role,
-            _moto: moto,
+            lab,
         }
     }
 
     fn agent(&self) -> AwsAgent {
-        let ports = AwsPorts::from_conf(&self.sdk);
-        Agent::new(ports.aliases, ports.metrics, ports.notifier)
+        lambda_canary_tests::campaign::agent(&self.lab.sdk)
     }
 
     /// A policy notifying this world's topic, parsed, and written to the policy directory.
     fn policy(&self, function: &str, steps: &str, extra: &str) -> Policy {
-        let text =
-            lambda_canary_tests::lambda_lab::policy_yaml(function, steps, &self.topic_arn, extra);
+        let text = lambda_canary_tests::lambda_lab::policy_yaml(
+            function,
+            steps,
+            &self.lab.topic_arn,
+            extra,
+        );
         let path = self.policies.0.join(format!("{function}.yaml"));
         std::fs::write(&path, &text).expect("write policy");
         parse_policy(&path, &text).unwrap_or_else(|e| panic!("invalid test policy: {e}"))
@@ -151,75 +132,42 @@ impl World {
             .chain(["--policies", &dir])
             .collect();
         let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-        run_with(cli, Some(self.sdk.clone())).await
+        run_with(cli, Some(self.lab.sdk.clone())).await
     }
 
     /// Creates `function` with version 1 and points `live` and `candidate` at it (nothing new
     /// to roll out).
     async fn create_function(&self, function: &str) {
-        lambda_canary_tests::lambda_lab::create_function(&self.lambda, self.role, function).await;
+        self.lab.create_function(function).await;
     }
 
     /// What `sam deploy` does: new code, a new version, `candidate` pointed at it.
     async fn release(&self, function: &str) -> u64 {
-        lambda_canary_tests::lambda_lab::release(&self.lambda, function).await
+        self.lab.release(function).await
     }
 
     async fn live(&self, function: &str) -> Live {
-        let alias = self
-            .lambda
-            .get_alias()
-            .function_name(function)
-            .name("live")
-            .send()
-            .await
-            .expect("get live alias");
+        let alias = self.lab.alias(function, "live").await;
         Live {
-            stable: alias.function_version().unwrap_or_default().to_string(),
-            weights: alias
-                .routing_config()
-                .and_then(|r| r.additional_version_weights())
-                .map(|w| w.iter().map(|(k, v)| (k.clone(), *v)).collect())
-                .unwrap_or_default(),
-            record: Record::decode(alias.description().unwrap_or_default()),
+            stable: alias.stable.to_string(),
+            record: Record::decode(&alias.description),
+            weights: alias.weights,
         }
     }
 
     /// Writes one minute (starting at `minute`) of `AWS/Lambda` metrics of `version` as served
-    /// through `live`, with the dimensions in the order Lambda (and the agent's query) uses:
-    /// moto only matches a query whose dimensions come in the same order.
+    /// through `live`.
     async fn put_minute(&self, function: &str, version: u64, minute: i64, m: Minute) {
-        let dims = [
-            ("FunctionName", function.to_string()),
-            ("Resource", format!("{function}:live")),
-            ("ExecutedVersion", version.to_string()),
-        ];
-        let datum = |name: &str, value: f64, unit: StandardUnit| {
-            let mut d = MetricDatum::builder()
-                .metric_name(name)
-                .timestamp(DateTime::from_secs(minute))
-                .value(value)
-                .unit(unit);
-            for (n, v) in &dims {
-                d = d.dimensions(Dimension::builder().name(*n).value(v).build());
-            }
-            d.build()
-        };
-        self.cloudwatch
-            .put_metric_data()
-            .namespace("AWS/Lambda")
-            .metric_data(datum("Invocations", m.invocations, StandardUnit::Count))
-            .metric_data(datum("Errors", m.errors, StandardUnit::Count))
-            .metric_data(datum("Duration", m.duration_ms, StandardUnit::Milliseconds))
-            .send()
-            .await
-            .expect("put metric data");
+        self.lab
+            .put_minutes(function, &[(version, m)], minute, 1)
+            .await;
     }
 
     /// One minute of traffic through `live`: the canary's and the stable version's numbers.
     async fn traffic(&self, function: &str, stable: u64, canary: u64, minute: i64, c: Minute) {
-        self.put_minute(function, canary, minute, c).await;
-        self.put_minute(function, stable, minute, BASELINE).await;
+        self.lab
+            .put_minutes(function, &[(canary, c), (stable, BASELINE)], minute, 1)
+            .await;
     }
 }
 
@@ -977,7 +925,7 @@ async fn a_rollback_stands_when_sns_is_down_and_the_page_is_resent_on_the_next_t
 
     // A tick with the topic back: the page is re-sent, once.
     policy.notify = Some(Notify {
-        topic_arn: w.topic_arn.clone(),
+        topic_arn: w.lab.topic_arn.clone(),
     });
     let out = tick(&agent, &policy, t0 + 150).await;
     assert!(matches!(action(&out), Action::Hold(_)), "{out:?}");
@@ -1027,7 +975,8 @@ async fn put_emf(w: &World, function: &str, version: u64, at: i64, requests: f64
             )
             .build()
     };
-    w.cloudwatch
+    w.lab
+        .cloudwatch
         .put_metric_data()
         .namespace("NotesApi")
         .metric_data(datum("Requests", requests, StandardUnit::Count))
@@ -1061,8 +1010,13 @@ async fn the_scheduled_tick_protects_notes_create_with_the_shipped_policy() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(w.dir().join("notes-create.yaml"), for_moto).expect("write policy");
-    let tick =
-        || canary_agent::cli::lambda_tick_with(Some(&w.sdk), Some(w.topic_arn.clone()), w.dir());
+    let tick = || {
+        canary_agent::cli::lambda_tick_with(
+            Some(&w.lab.sdk),
+            Some(w.lab.topic_arn.clone()),
+            w.dir(),
+        )
+    };
 
     let report = tick().await.expect("tick");
     assert_eq!(
@@ -1168,9 +1122,13 @@ async fn the_scheduled_tick_fails_the_invocation_when_a_policy_fails() {
         "function: no-such-function\nsteps: [10, 100]\n",
     )
     .expect("write policy");
-    let err = canary_agent::cli::lambda_tick_with(Some(&w.sdk), Some(w.topic_arn.clone()), w.dir())
-        .await
-        .expect_err("one policy failed");
+    let err = canary_agent::cli::lambda_tick_with(
+        Some(&w.lab.sdk),
+        Some(w.lab.topic_arn.clone()),
+        w.dir(),
+    )
+    .await
+    .expect_err("one policy failed");
     let text = err.to_string();
     assert!(text.contains("1 of 2 policies failed"), "{text}");
     assert!(text.contains("no function no-such-function"), "{text}");
