@@ -33,7 +33,7 @@ use canary_agent::policy::Policy;
 use canary_agent::tick::{Agent, Outcome};
 
 use crate::proxy::{FaultRates, Proxy, ProxyConfig, SubjectRule};
-use crate::Inbox;
+use crate::{this_minute, Inbox};
 
 mod checks;
 mod commands;
@@ -125,15 +125,6 @@ impl Rng {
             lo + self.next() % (hi - lo + 1)
         }
     }
-}
-
-/// Real time, rounded down to the minute (epoch seconds).
-fn this_minute() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let now = i64::try_from(now).unwrap_or(i64::MAX);
-    now - now % 60
 }
 
 /// How a task run under [`guarded`] ended.

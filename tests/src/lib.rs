@@ -330,6 +330,13 @@ fn form_encode(s: &str) -> String {
     out
 }
 
+/// Real time, rounded down to the minute (epoch seconds).
+#[must_use]
+pub fn this_minute() -> i64 {
+    let now = canary_agent::clock::now_secs();
+    now - now % 60
+}
+
 /// A valid, empty zip archive whose comment is `tag`: different tags give different code (and
 /// `CodeSha256`), so `UpdateFunctionCode` + `PublishVersion` makes a new version each time.
 ///

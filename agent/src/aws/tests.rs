@@ -944,12 +944,8 @@ async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick(
     // settled as none all the same).
     assert_eq!(history_calls(&seen), 3);
     // One that started a moment ago: late datapoints may still arrive, so read again.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
     let fresh = MetricsQuery {
-        canary_start: Some(i64::try_from(now).expect("fits")),
+        canary_start: Some(crate::clock::now_secs()),
         ..lambda_query(6, 7, LatencyStat::P99)
     };
     metrics.fetch(std::slice::from_ref(&fresh)).await;

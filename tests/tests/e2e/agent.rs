@@ -18,22 +18,12 @@ use canary_agent::rollout::{Action, Record, Routing};
 use canary_agent::tick::Outcome;
 use clap::Parser;
 use lambda_canary_tests::campaign::{AwsAgent, Lab, Minute};
-use lambda_canary_tests::{Delivered, Inbox};
+use lambda_canary_tests::{this_minute, Delivered, Inbox};
 
 /// The function of the classic story.
 const F: &str = "notes-create";
 /// A topic that does not exist in moto (well formed, so the policy is valid).
 const MISSING_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:no-such-topic";
-
-/// Real time, rounded down to the minute (epoch seconds).
-fn this_minute() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    let now = i64::try_from(now).expect("epoch seconds fit i64");
-    now - now % 60
-}
 
 /// A virtual start an hour back: every virtual tick of a test stays in the past, where moto
 /// serves the datapoints written for it.

@@ -450,14 +450,7 @@ async fn an_agent_that_may_not_write_the_alias_pages_once_and_again_when_it_may(
     let policy = canary_agent::policy::parse_policy(std::path::Path::new("denied.yaml"), &text)
         .expect("valid policy");
     let a = agent(&sdk);
-    let now = {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
-        let secs = i64::try_from(secs).expect("fits");
-        secs - secs % 60 - 1800
-    };
+    let now = lambda_canary_tests::this_minute() - 1800;
     let series: [(u64, Minute); 2] = [(1, HEALTHY), (2, FAILING)];
     lab.put_minutes(F, &series, now - 60, 20).await;
 
