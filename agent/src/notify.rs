@@ -12,7 +12,7 @@ use crate::outage::Outage;
 use crate::policy::Policy;
 use crate::ports::Notification;
 use crate::record::{EventKind, Owed, Version};
-use crate::rollout::{Action, AliasState};
+use crate::rollout::{Action, AliasState, Recheck};
 use crate::text::{ascii_subject, clock, human_duration, one_line};
 
 pub mod chat;
@@ -57,6 +57,8 @@ pub struct Context<'a> {
     pub problem: Option<&'a str>,
     /// The release whose decision this announcement tells, with its members.
     pub release: Option<&'a ReleaseNote>,
+    /// The recheck a rollback in the bake started, if it started one.
+    pub recheck: Option<Recheck>,
 }
 
 /// The region an SNS topic ARN names, if it is well formed.
@@ -147,7 +149,23 @@ fn plain_words(policy: &Policy, o: &Owed) -> (String, String) {
                 "{f}:{a} kept {v} at 100% through its bake; the agent no longer compares it with the version before it."
             ),
         ),
+        EventKind::SharedFailure => shared_words(policy, o, None),
     }
+}
+
+/// The version back on the alias after a rollback in the bake fails alike (`why`, the judge's
+/// reasons, when known): the rollback is lifted and the rolled-back version canaried again.
+fn shared_words(policy: &Policy, o: &Owed, why: Option<&str>) -> (String, String) {
+    let (f, a) = (&policy.function, &policy.alias);
+    let s = o.stable;
+    let v = o.version.map_or(String::new(), |v| format!("v{v}"));
+    let why = why.map_or(String::new(), |w| format!(" ({w})"));
+    (
+        format!("SHARED FAILURE {f}: v{s} fails like {v} did; {v} not rejected"),
+        format!(
+            "After {v} was rolled back in its bake, v{s}, back on {a}, regressed against its own numbers from before the canary too{why}. Both versions fail alike, so the cause is most likely shared (a dependency, the load, the account), not {v}. {v} is no longer held against: the agent canaries it again from the first step, side by side with v{s}, where a shared cause is not held against either (`canary pause {f}` keeps it back). A second rollback of {v} in its bake stands."
+        ),
+    )
 }
 
 /// Subject and body of a canary with some traffic, too little to finish its step: how much it
@@ -224,6 +242,7 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
         Action::Unprotected { version, since } => {
             unprotected_words(policy, o, ctx, *version, *since)
         }
+        Action::Lift { why, .. } => shared_words(policy, o, Some(why)),
         Action::Pause | Action::Resume | Action::Hold(_) => plain_words(policy, o),
     }
 }
@@ -269,15 +288,21 @@ fn rollback_words(
     } else {
         h
     };
+    let kept = match (rejected, ctx.recheck) {
+        (Some(r), Some(check)) => format!(
+            "; v{r} will not be started again unless v{to}, judged against the same numbers until {}, fails alike (a shared cause: then v{r} is canaried again), or the {} alias points at a newer version",
+            clock(check.until),
+            policy.candidate_alias
+        ),
+        (Some(r), None) => format!(
+            "; v{r} will not be started again until the {} alias points at a newer version",
+            policy.candidate_alias
+        ),
+        (None, _) => String::new(),
+    };
     (
         format!("ROLLED BACK {f} {from}-> v{to}: {tail}"),
-        format!(
-            "{f}:{a} was pointed back at v{to}{}. Why: {why}",
-            rejected.map_or(String::new(), |r| format!(
-                "; v{r} will not be started again until the {} alias points at a newer version",
-                policy.candidate_alias
-            ))
-        ),
+        format!("{f}:{a} was pointed back at v{to}{kept}. Why: {why}"),
     )
 }
 
@@ -302,13 +327,24 @@ fn unprotected_words(
     )
 }
 
-/// The numbers behind a decision, for the body: since the canary started, or (`bake`) since
-/// the promotion against the previous version's before the canary.
+/// Which periods a decision's numbers cover.
+#[derive(Clone, Copy)]
+enum Window {
+    /// Since the canary started, against the stable version at the same time.
+    Canary,
+    /// Since the promotion, against the previous version's hour before the canary.
+    Bake,
+    /// Since the rollback in the bake, the version back on the alias against its own hour
+    /// before the canary.
+    Recheck,
+}
+
+/// The numbers behind a decision, for the body, over the periods `window` says.
 fn numbers(
     policy: &Policy,
     version: Option<u64>,
     stable: u64,
-    bake: bool,
+    window: Window,
     j: &Judgement,
 ) -> Vec<String> {
     let stat = policy.latency.stat.cloudwatch_name();
@@ -323,13 +359,21 @@ fn numbers(
     };
     vec![
         String::new(),
-        if bake {
-            format!("Numbers since the promotion, against v{stable} in the hour before the canary:")
-        } else {
-            "Numbers since the canary started:".to_string()
+        match window {
+            Window::Canary => "Numbers since the canary started:".to_string(),
+            Window::Bake => format!(
+                "Numbers since the promotion, against v{stable} in the hour before the canary:"
+            ),
+            Window::Recheck => format!(
+                "Numbers since the rollback, against v{stable} itself in the hour before the canary:"
+            ),
         },
         format!(
-            "  canary   v{}: {}, {stat} {}",
+            "  {}v{}: {}, {stat} {}",
+            match window {
+                Window::Recheck => "now     ",
+                _ => "canary   ",
+            },
             version.unwrap_or_default(),
             rate(&j.canary),
             lat(&j.canary)
@@ -371,6 +415,12 @@ fn commands(policy: &Policy, o: &Owed) -> Vec<String> {
             ));
         }
         EventKind::Paused => cmds.push(format!("canary resume {f}")),
+        EventKind::SharedFailure => {
+            cmds.push(format!(
+                "canary pause {f}    # keep v{} back until you resume",
+                o.version.unwrap_or_default()
+            ));
+        }
         _ => {
             cmds.push(format!("canary rollback {f} --reason \"...\""));
             cmds.push(format!("canary promote {f} [--full]"));
@@ -517,11 +567,13 @@ pub fn announcement(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> Notificatio
         Trigger::Manual { command } => format!("By: a person, with `{}`.", one_line(command, 300)),
     });
     if let Some(j) = ctx.judgement {
-        body.extend(match crate::rollout::baking(ctx.before) {
-            Some(b) => numbers(policy, Some(b.version), b.previous, true, j),
-            None => {
-                let version = ctx.before.canary.map(|c| c.version).or(o.version);
-                numbers(policy, version, ctx.before.stable, false, j)
+        let (before, recheck) = (ctx.before, crate::rollout::rechecking(ctx.before));
+        body.extend(match (crate::rollout::baking(before), recheck) {
+            (Some(b), _) => numbers(policy, Some(b.version), b.previous, Window::Bake, j),
+            (None, Some(r)) => numbers(policy, Some(r.stable), r.stable, Window::Recheck, j),
+            (None, None) => {
+                let version = before.canary.map(|c| c.version).or(o.version);
+                numbers(policy, version, before.stable, Window::Canary, j)
             }
         });
     }
@@ -681,6 +733,7 @@ mod tests {
             trigger,
             problem: None,
             release: None,
+            recheck: None,
         }
     }
 

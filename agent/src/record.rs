@@ -47,10 +47,13 @@ pub enum EventKind {
     Protected,
     /// A promoted version's bake ended (its time was up, or a person ended it).
     Baked,
+    /// After a rollback in the bake, the version before fails alike: the rollback's version is
+    /// no longer held against it.
+    SharedFailure,
 }
 
 impl EventKind {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Started,
         Self::Stepped,
         Self::Promoted,
@@ -61,6 +64,7 @@ impl EventKind {
         Self::Unprotected,
         Self::Protected,
         Self::Baked,
+        Self::SharedFailure,
     ];
 
     /// Stable lowercase name (SNS message attribute `event`, JSON output).
@@ -77,6 +81,7 @@ impl EventKind {
             Self::Unprotected => "unprotected",
             Self::Protected => "protected",
             Self::Baked => "baked",
+            Self::SharedFailure => "shared_failure",
         }
     }
 
@@ -93,13 +98,14 @@ impl EventKind {
             Self::Unprotected => "U",
             Self::Protected => "V",
             Self::Baked => "B",
+            Self::SharedFailure => "F",
         }
     }
 
     /// How much on-call needs this one: when the record is full, the least needed goes first.
     fn rank(self) -> u8 {
         match self {
-            Self::RolledBack | Self::Unprotected => 3,
+            Self::RolledBack | Self::Unprotected | Self::SharedFailure => 3,
             Self::Promoted | Self::NoData | Self::Protected => 2,
             Self::Started | Self::Paused | Self::Resumed | Self::Baked => 1,
             Self::Stepped => 0,
@@ -216,6 +222,55 @@ impl From<Bake> for (Version, Version, i64) {
     }
 }
 
+/// After a rollback in the bake: the version the alias went back to, judged against its own
+/// numbers from before the canary (the reference the bake used) until `until`. If it regresses
+/// too, the cause is shared (an outage of a dependency, the load) and the rolled-back version
+/// is not held against it. `[version, stable, from, until - from, rejected before or 0]` in the
+/// record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    from = "(Version, Version, i64, i64, Version)",
+    into = "(Version, Version, i64, i64, Version)"
+)]
+pub struct Recheck {
+    /// The version rolled back in its bake.
+    pub version: Version,
+    /// The version the alias went back to, which is judged.
+    pub stable: Version,
+    /// When the rollback happened (epoch seconds): the judged periods start here.
+    pub from: i64,
+    /// When the recheck ends with the rollback standing (epoch seconds).
+    pub until: i64,
+    /// The record's `rejected` before the rollback, restored if the rollback is lifted.
+    pub rejected_before: Option<Version>,
+}
+
+impl From<(Version, Version, i64, i64, Version)> for Recheck {
+    fn from(
+        (version, stable, from, length, before): (Version, Version, i64, i64, Version),
+    ) -> Self {
+        Self {
+            version,
+            stable,
+            from,
+            until: from.saturating_add(length),
+            rejected_before: (before > 0).then_some(before),
+        }
+    }
+}
+
+impl From<Recheck> for (Version, Version, i64, i64, Version) {
+    fn from(r: Recheck) -> Self {
+        (
+            r.version,
+            r.stable,
+            r.from,
+            r.until.saturating_sub(r.from),
+            r.rejected_before.unwrap_or(0),
+        )
+    }
+}
+
 /// This alias's part in a release ([`crate::rollout::release`]): `[id, flags]` in the record.
 /// The id is the time the release's canary started (epoch seconds), the same on every member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,6 +363,12 @@ pub struct Record {
     /// The release this alias's canary or bake is part of, and how its part ended.
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub release: Option<ReleaseMark>,
+    /// The check of the version before after a rollback in the bake, while it runs.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub recheck: Option<Recheck>,
+    /// The version whose rollback in the bake a recheck lifted: a second one stands.
+    #[serde(rename = "y", default, skip_serializing_if = "Option::is_none")]
+    pub lifted: Option<Version>,
     /// Why the description could not be read as a record (never written).
     #[serde(skip)]
     pub corrupt: Option<String>,
@@ -408,6 +469,20 @@ impl Record {
                 self.bake = None;
             }
         }
+        if let Some(r) = self.recheck {
+            let latest_end = latest.saturating_add(crate::policy::MAX_DURATION_SECS);
+            if r.stable == 0
+                || r.version == r.stable
+                || bad_time(r.from)
+                || !(r.from..=latest_end).contains(&r.until)
+            {
+                repaired.push(format!(
+                    "record recheck of v{} after v{} is out of range; its rollback stands",
+                    r.version, r.stable
+                ));
+                self.recheck = None;
+            }
+        }
         if let Some(m) = self.release.filter(|m| bad_time(m.id)) {
             repaired.push(format!(
                 "record release id {} is out of range; release mark dropped",
@@ -499,6 +574,29 @@ mod tests {
         assert_eq!(back.release, r.release);
         assert_eq!(back.bake, r.bake);
         assert_eq!(back.owed, r.owed, "every owed page survives the limit");
+        // A recheck comes with no canary and no bake (a rollback in the bake ended both).
+        let mut checking = Record {
+            canary: None,
+            step: 0,
+            bake: None,
+            recheck: Some(Recheck {
+                version: 12,
+                stable: 11,
+                from: NOW,
+                until: NOW + 900,
+                rejected_before: Some(10),
+            }),
+            lifted: Some(12),
+            ..r.clone()
+        };
+        checking.last = Some("x".repeat(400));
+        let back = Record::decode(&checking.encode());
+        assert_eq!(
+            (back.recheck, back.lifted, &back.owed),
+            (checking.recheck, checking.lifted, &checking.owed),
+            "{}",
+            checking.encode()
+        );
         // With every field at its longest, the last decision gives way to the owed pages.
         assert_eq!(back.last, None, "{text}");
         // With room left, it is shortened.
@@ -540,6 +638,8 @@ mod tests {
             r#"canary:{"c":3,"o":[["r",3,2,1795428000,9223372036854775807]]}"#,
             r#"canary:{"c":"#,
             r#"canary:{"o":[["Q",1,1,1,1]]}"#,
+            r#"canary:{"x":[7,6,1795428000,-1,0]}"#,
+            r#"canary:{"x":[7,7,1795428000,1795428900,0]}"#,
         ] {
             let mut r = Record::decode(text);
             let repaired = r.sanitize(4, NOW);
@@ -549,6 +649,7 @@ mod tests {
                 "{text}: {r:?}"
             );
             assert!(r.owed.iter().all(|o| o.due(NOW)), "{text}: {r:?}");
+            assert!(r.recheck.is_none(), "{text}: {r:?}");
             assert!(r.sanitize(4, NOW).is_empty(), "repaired once: {text}");
         }
     }

@@ -8,7 +8,9 @@ use crate::judge::{Judgement, Verdict};
 use crate::policy::{OnNoData, Policy};
 
 use crate::record::LEASE_SECS;
-pub use crate::record::{Bake, EventKind, Owed, Record, Version, DESCRIPTION_LIMIT, RECORD_PREFIX};
+pub use crate::record::{
+    Bake, EventKind, Owed, Recheck, Record, Version, DESCRIPTION_LIMIT, RECORD_PREFIX,
+};
 pub use manual::{Override, OverrideError, REASON_LIMIT};
 
 mod manual;
@@ -96,6 +98,7 @@ pub fn decide_in(
             | Action::Step { version, .. }
             | Action::Promote { version }
             | Action::Baked { version }
+            | Action::Lift { version, .. }
             | Action::Unprotected { version, .. } => Some(version),
             Action::Rollback { rejected, .. } => rejected.or(before),
             _ => before,
@@ -213,6 +216,14 @@ fn adopt(state: &AliasState, policy: &Policy, now: i64) -> (AliasState, Vec<Stri
     if state.canary.is_some() {
         s.record.bake = None;
     }
+    if s.record
+        .recheck
+        .is_some_and(|r| state.canary.is_some() || r.stable != state.stable)
+    {
+        // The alias was moved since the rollback (by hand): the recheck's premise is gone, and
+        // the rollback stands.
+        s.record.recheck = None;
+    }
     match state.canary {
         Some(r)
             if s.record.canary != Some(r.version) || !is_step(policy, s.record.step, r.weight) =>
@@ -277,6 +288,15 @@ pub fn baking(state: &AliasState) -> Option<Bake> {
         .filter(|b| state.canary.is_none() && b.version == state.stable)
 }
 
+/// The recheck in progress: the record's, while the alias serves only the version it judges.
+#[must_use]
+pub fn rechecking(state: &AliasState) -> Option<Recheck> {
+    state
+        .record
+        .recheck
+        .filter(|r| state.canary.is_none() && r.stable == state.stable)
+}
+
 /// The version the agent judges on this alias: the canary, or the version baking at 100%.
 #[must_use]
 pub fn judged(state: &AliasState) -> Option<Version> {
@@ -337,6 +357,9 @@ fn automatic(
     let record = &state.record;
     if let Some(b) = baking(state) {
         return bake(state, policy, judgement, b, now);
+    }
+    if let Some(d) = rechecking(state).and_then(|r| recheck(state, judgement, r, now)) {
+        return d;
     }
     let Some(canary) = state.canary else {
         return without_canary(state, policy, now);
@@ -489,7 +512,7 @@ fn bake(
         return unjudged(state, policy, v, now);
     };
     if let Verdict::Regressed(reasons) = &j.verdict {
-        return rollback(
+        let mut d = rollback(
             state,
             b.previous,
             Some(v),
@@ -499,6 +522,20 @@ fn bake(
                 reasons.join("; ")
             ),
         );
+        // Unless a recheck already lifted this version's rollback once, v{previous} is judged
+        // against the same reference for as long as the bake was to last.
+        if state.record.lifted != Some(v) {
+            if let Some(next) = d.next.as_mut() {
+                next.record.recheck = Some(Recheck {
+                    version: v,
+                    stable: b.previous,
+                    from: now,
+                    until: now.saturating_add(policy.bake_secs()),
+                    rejected_before: state.record.rejected,
+                });
+            }
+        }
+        return d;
     }
     let left = human_duration(b.until.saturating_sub(now));
     let waiting = state
@@ -523,6 +560,59 @@ fn end_bake(state: &AliasState, version: Version, why: String) -> Decision {
     Decision::new(Action::Baked { version }, Some(next))
 }
 
+/// After a rollback in the bake, the version the alias went back to (`r.stable`) is judged
+/// against the reference the bake used. A regression lifts the rollback: the cause is shared,
+/// and the rolled-back version may start again (once). The recheck ends with the rollback
+/// standing when its time is up. `None` when a newer candidate takes over (its start ends the
+/// recheck).
+fn recheck(
+    state: &AliasState,
+    judgement: Option<&Judgement>,
+    r: Recheck,
+    now: i64,
+) -> Option<Decision> {
+    let (v, s) = (r.version, r.stable);
+    if state.candidate.is_some_and(|c| c > v) {
+        return None;
+    }
+    if let Some(Verdict::Regressed(reasons)) = judgement.map(|j| &j.verdict) {
+        let why = reasons.join("; ");
+        let mut next = state.clone();
+        next.record.recheck = None;
+        next.record.rejected = r.rejected_before;
+        next.record.lifted = Some(v);
+        next.record.last = Some(format!("v{v}'s rollback lifted: v{s} fails alike ({why})"));
+        return Some(Decision::new(
+            Action::Lift {
+                version: v,
+                stable: s,
+                why,
+            },
+            Some(next),
+        ));
+    }
+    if now >= r.until {
+        let mut next = state.clone();
+        next.record.recheck = None;
+        next.record.last = Some(format!(
+            "v{v} stays rolled back: v{s} kept its numbers after the rollback"
+        ));
+        return Some(Decision::new(
+            Action::Hold(format!(
+                "v{v} stays rolled back: v{s} kept its numbers after the rollback"
+            )),
+            Some(next),
+        ));
+    }
+    let left = human_duration(r.until.saturating_sub(now));
+    Some(hold(match judgement {
+        Some(_) => {
+            format!("v{v} rolled back in its bake; checking whether v{s} fails alike, {left} left")
+        }
+        None => format!("v{v} rolled back in its bake; v{s} could not be judged yet, {left} left"),
+    }))
+}
+
 fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Decision {
     let weight = policy.steps.first().copied().unwrap_or(100.0);
     if weight >= 100.0 {
@@ -537,6 +627,7 @@ fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Dec
         started: now,
         paused: state.record.paused,
         rejected: state.record.rejected,
+        lifted: state.record.lifted,
         last: Some(format!("started v{version} at {weight}%")),
         owed: state.record.owed.clone(),
         ..Record::default()
@@ -585,6 +676,7 @@ fn promote(state: &AliasState, policy: &Policy, version: Version, now: i64) -> D
         until: now.saturating_add(bake),
     });
     next.record.canary = None;
+    next.record.recheck = None;
     next.record.step = 0;
     next.record.quiet_alerted = false;
     next.record.unjudged_since = None;
@@ -603,6 +695,7 @@ fn rollback(state: &AliasState, to: Version, rejected: Option<Version>, why: Str
     next.record.unjudged_since = None;
     next.record.unprotected_paged = false;
     next.record.bake = None;
+    next.record.recheck = None;
     // The newest rolled-back version is all the record needs: versions only grow.
     next.record.rejected = next.record.rejected.max(rejected);
     next.record.last = Some(match rejected {
@@ -782,6 +875,148 @@ mod tests {
                 .map(|o| (o.event, o.version, o.stable)),
             Some((EventKind::RolledBack, Some(7), 6))
         );
+    }
+
+    /// The state right after v7's rollback in its bake at 2500 (candidate still v7).
+    fn rolled_back_in_bake() -> AliasState {
+        let s = baked_state();
+        let mut next = run(&s, &policy(), Some(&regressed(2500)), 2500)
+            .next
+            .expect("writes");
+        next.candidate = Some(7);
+        next.record.owed.clear();
+        next
+    }
+
+    #[test]
+    fn a_rollback_in_the_bake_rechecks_the_previous_version_and_lifts_it_if_that_fails_alike() {
+        let s = rolled_back_in_bake();
+        let r = rechecking(&s).expect("a recheck starts with the rollback");
+        assert_eq!(
+            (r.version, r.stable, r.from, r.until, r.rejected_before),
+            (7, 6, 2500, 2500 + 900, None)
+        );
+        assert_eq!(
+            s.record.rejected,
+            Some(7),
+            "rejected while the recheck runs"
+        );
+        assert!(!startable(&s.record, 7));
+        // v6 holding its numbers: wait, write nothing.
+        let d = run(&s, &policy(), Some(&healthy(2700)), 2700);
+        assert!(
+            matches!(&d.action, Action::Hold(w) if w.contains("checking whether v6 fails alike, 12m left")),
+            "{:?}",
+            d.action
+        );
+        assert_eq!(d.next, None);
+        // v6 regressing against its own reference: the cause is shared; v7 is no longer held
+        // against, and on-call is told.
+        let d = run(&s, &policy(), Some(&regressed(2800)), 2800);
+        assert!(
+            matches!(&d.action, Action::Lift { version: 7, stable: 6, why } if why == "5xx 100%"),
+            "{:?}",
+            d.action
+        );
+        let lifted = d.next.expect("writes");
+        assert_eq!(
+            (
+                lifted.record.rejected,
+                lifted.record.recheck,
+                lifted.record.lifted
+            ),
+            (None, None, Some(7))
+        );
+        assert_eq!(
+            lifted
+                .record
+                .owed
+                .last()
+                .map(|o| (o.event, o.version, o.stable)),
+            Some((EventKind::SharedFailure, Some(7), 6))
+        );
+        // The next tick canaries v7 again from the first step.
+        let d = run(&lifted, &policy(), None, 2860);
+        assert_eq!(
+            d.action,
+            Action::Start {
+                version: 7,
+                weight: 10.0
+            }
+        );
+        let again = d.next.expect("writes");
+        assert_eq!(
+            again.record.lifted,
+            Some(7),
+            "remembered through the canary"
+        );
+        // A second rollback of v7 in its bake stands: no second recheck.
+        let promoted = run(
+            &canary_at(6, 7, 2, 3000),
+            &policy(),
+            Some(&healthy(4000)),
+            4000,
+        )
+        .next
+        .map(|mut n| {
+            n.record.lifted = Some(7);
+            n
+        })
+        .expect("writes");
+        let d = run(&promoted, &policy(), Some(&regressed(4400)), 4400);
+        assert!(matches!(
+            d.action,
+            Action::Rollback {
+                to: 6,
+                rejected: Some(7),
+                ..
+            }
+        ));
+        assert_eq!(d.next.expect("writes").record.recheck, None);
+    }
+
+    #[test]
+    fn a_recheck_that_sees_no_regression_lets_the_rollback_stand() {
+        let s = rolled_back_in_bake();
+        let d = run(&s, &policy(), Some(&healthy(3400)), 3400);
+        assert!(
+            matches!(&d.action, Action::Hold(w) if w.contains("v7 stays rolled back")),
+            "{:?}",
+            d.action
+        );
+        let next = d.next.expect("writes the end of the recheck");
+        assert_eq!((next.record.recheck, next.record.rejected), (None, Some(7)));
+        assert!(
+            next.record.owed.is_empty(),
+            "no page: the rollback was announced"
+        );
+        // Unjudged ticks hold without paging.
+        let d = run(&s, &policy(), None, 2700);
+        assert!(matches!(&d.action, Action::Hold(w) if w.contains("could not be judged")));
+        assert_eq!(d.next, None);
+    }
+
+    #[test]
+    fn a_newer_deploy_or_a_move_by_hand_ends_the_recheck_with_the_rollback_standing() {
+        let mut s = rolled_back_in_bake();
+        s.candidate = Some(8);
+        let d = run(&s, &policy(), Some(&regressed(2800)), 2800);
+        assert_eq!(
+            d.action,
+            Action::Start {
+                version: 8,
+                weight: 10.0
+            }
+        );
+        let next = d.next.expect("writes");
+        assert_eq!((next.record.recheck, next.record.rejected), (None, Some(7)));
+        // The alias pointed elsewhere by hand: the recheck's premise is gone.
+        let mut s = rolled_back_in_bake();
+        s.stable = 5;
+        let d = run(&s, &policy(), Some(&regressed(2800)), 2800);
+        assert!(!matches!(d.action, Action::Lift { .. }), "{:?}", d.action);
+        let next = d.next.expect("the record catches up");
+        assert_eq!((next.record.recheck, next.record.rejected), (None, Some(7)));
     }
 
     #[test]

@@ -78,11 +78,59 @@ fn reference_latency(reference: &[Sample]) -> Option<f64> {
     )
 }
 
+/// What a one-sample watch against the reference hour is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// The bake: the promoted version since the promotion, against the previous version's hour.
+    /// A rollback needs [`MIN_BLOCKS`] minutes of evidence, so a short outage is outlasted.
+    Bake,
+    /// After a rollback in the bake: the version back on the alias since the rollback, against
+    /// its own hour. Any minute may be proof: an outage, however short, is what it looks for.
+    Recheck,
+}
+
+impl Watch {
+    fn min_blocks(self) -> f64 {
+        match self {
+            Self::Bake => MIN_BLOCKS,
+            Self::Recheck => 1.0,
+        }
+    }
+
+    fn since(self) -> &'static str {
+        match self {
+            Self::Bake => "since the promotion",
+            Self::Recheck => "since the rollback",
+        }
+    }
+
+    fn reference(self) -> &'static str {
+        match self {
+            Self::Bake => "the previous version's",
+            Self::Recheck => "its own",
+        }
+    }
+}
+
 /// Judges the promoted version during its bake. `obs.canary` holds the promoted version's
 /// periods since the promotion (`obs.step_start`), `obs.baseline` the previous version's in the
 /// hour before the canary; `slow_ms`, `cold` and `cold_limit_ms` as for the canary.
 #[must_use]
 pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
+    judge_watch(policy, obs, Watch::Bake)
+}
+
+/// Judges the version the alias went back to after a rollback in the bake (the recheck):
+/// `obs.canary` holds its periods since the rollback (`obs.step_start`), `obs.baseline` its own
+/// hour before the canary, as [`judge_bake`] has them. A regression says the reference no
+/// longer describes the present: the cause of the rollback is shared. The same tests and
+/// threshold as the bake, without its minimum of minutes.
+#[must_use]
+pub fn judge_recheck(policy: &Policy, obs: &Observations) -> Judgement {
+    judge_watch(policy, obs, Watch::Recheck)
+}
+
+fn judge_watch(policy: &Policy, obs: &Observations, watch: Watch) -> Judgement {
     // Each test's share is split between its reference bound and its e-process.
     let tests = 2.0 * super::tests(policy);
     let threshold = tests / policy.alpha();
@@ -94,12 +142,13 @@ pub fn judge_bake(policy: &Policy, obs: &Observations) -> Judgement {
         .collect();
     let canary = totals(&current);
     let baseline = totals(&obs.baseline);
-    let ev = evidence(policy, obs, &current, threshold, policy.alpha() / tests);
-    let reasons = reasons(policy, obs, &ev, (&canary, &baseline), threshold);
+    let beta = policy.alpha() / tests;
+    let ev = evidence(policy, obs, &current, (threshold, beta), watch.min_blocks());
+    let reasons = reasons(policy, obs, &ev, (&canary, &baseline), (threshold, watch));
     let verdict = if !reasons.is_empty() {
         Verdict::Regressed(reasons)
     } else if canary.requests <= 0.0 {
-        Verdict::NotEnoughData("no requests since the promotion".to_string())
+        Verdict::NotEnoughData(format!("no requests {}", watch.since()))
     } else {
         Verdict::Healthy
     };
@@ -151,17 +200,18 @@ struct Evidence {
 
 /// Every bake test on the promoted version's periods since the promotion (`current`), against
 /// the reference (`obs.baseline`, the previous version's hour before the canary); `beta` is each
-/// reference bound's share of α.
+/// reference bound's share of α, and each block's evidence is capped so that reaching the
+/// threshold takes `min_blocks` blocks.
 fn evidence(
     policy: &Policy,
     obs: &Observations,
     current: &[Sample],
-    threshold: f64,
-    beta: f64,
+    (threshold, beta): (f64, f64),
+    min_blocks: f64,
 ) -> Evidence {
     let baseline = totals(&obs.baseline);
     let phi = dispersion(&obs.baseline).max(dispersion(current));
-    let cap = threshold.powf(1.0 / MIN_BLOCKS);
+    let cap = threshold.powf(1.0 / min_blocks);
     let own: Vec<(f64, f64)> = blocks(current)
         .iter()
         .map(|b| (b.requests / phi, b.errors / phi))
@@ -211,22 +261,23 @@ fn reasons(
     obs: &Observations,
     ev: &Evidence,
     (canary, baseline): (&super::Totals, &super::Totals),
-    threshold: f64,
+    (threshold, watch): (f64, Watch),
 ) -> Vec<String> {
     let (rules, lat) = (policy.errors, policy.latency);
+    let (since, reference) = (watch.since(), watch.reference());
     let mut reasons = Vec::new();
     let (kc, nc) = (canary.errors.min(canary.requests), canary.requests);
     let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
     if ev.ceiling >= threshold {
         reasons.push(format!(
-            "5xx {} ({kc:.0} of {nc:.0}) since the promotion is above the {} ceiling",
+            "5xx {} ({kc:.0} of {nc:.0}) {since} is above the {} ceiling",
             pct(kc / nc),
             pct(rules.max_rate)
         ));
     }
     if ev.increase >= threshold {
         reasons.push(format!(
-            "5xx {} since the promotion is more than {} above the previous version's {} ({kb:.0} of {nb:.0}) before the canary",
+            "5xx {} {since} is more than {} above {reference} {} ({kb:.0} of {nb:.0}) before the canary",
             pct(kc / nc),
             pct(rules.max_increase),
             pct(kb / nb)
@@ -234,7 +285,7 @@ fn reasons(
     }
     if let Some((_, shares, counts)) = ev.slow.filter(|s| s.0 >= threshold) {
         reasons.push(format!(
-            "{} of requests slower than {:.0} ms since the promotion ({:.0} of {:.0}) vs the previous version's {} before the canary, more than {} above",
+            "{} of requests slower than {:.0} ms {since} ({:.0} of {:.0}) vs {reference} {} before the canary, more than {} above",
             pct(shares.0),
             ev.slow_ms.unwrap_or_default(),
             counts.0,
@@ -246,14 +297,14 @@ fn reasons(
     if let (Some(e), Some(limit)) = (ev.cold, obs.cold_limit_ms) {
         if e >= threshold {
             reasons.push(format!(
-                "cold starts since the promotion: {:.0} of {:.0} took longer than {limit:.0} ms",
+                "cold starts {since}: {:.0} of {:.0} took longer than {limit:.0} ms",
                 ev.cold_counts.1, ev.cold_counts.0
             ));
         }
     }
     if ev.latency >= threshold {
         reasons.push(format!(
-            "{} {:.0} ms since the promotion vs the previous version's {} before the canary over {} periods (limit {:.0} ms)",
+            "{} {:.0} ms {since} vs {reference} {} before the canary over {} periods (limit {:.0} ms)",
             lat.stat.cloudwatch_name(),
             canary.latency_ms.unwrap_or(f64::NAN),
             baseline

@@ -36,7 +36,7 @@ mod latency;
 mod tests;
 
 use crate::policy::Policy;
-pub use bake::judge_bake;
+pub use bake::{judge_bake, judge_recheck};
 use counts::{ceiling_evidence, slow_requests, Tail};
 pub use counts::{dispersion, error_event_evidence};
 use latency::{latency_evidence, warm_periods};

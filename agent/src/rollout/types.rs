@@ -72,6 +72,16 @@ pub enum Action {
         /// The promoted version.
         version: Version,
     },
+    /// The version rolled back in its bake is no longer held against it: the version before it,
+    /// back on the alias, regressed against the same reference (a shared cause).
+    Lift {
+        /// The version whose rollback is lifted.
+        version: Version,
+        /// The version the alias serves, which failed alike.
+        stable: Version,
+        /// Its regression, in the judge's words.
+        why: String,
+    },
     /// Tell on-call the running canary has not been judged for `unprotected_after`.
     Unprotected {
         /// The canary version left unjudged.
@@ -96,6 +106,7 @@ impl Action {
             Self::Resume => EventKind::Resumed,
             Self::Unprotected { .. } => EventKind::Unprotected,
             Self::Baked { .. } => EventKind::Baked,
+            Self::Lift { .. } => EventKind::SharedFailure,
         })
     }
 }
@@ -114,6 +125,14 @@ impl fmt::Display for Action {
             Self::Pause => write!(f, "pause"),
             Self::Resume => write!(f, "resume"),
             Self::Baked { version } => write!(f, "end the bake of v{version}"),
+            Self::Lift {
+                version,
+                stable,
+                why,
+            } => write!(
+                f,
+                "lift v{version}'s rollback: v{stable} fails alike ({why})"
+            ),
             Self::Unprotected { version, since } => {
                 write!(f, "v{version} unprotected: not judged since {since}")
             }

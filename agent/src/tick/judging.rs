@@ -1,12 +1,13 @@
 //! Which window of metrics a running canary or bake is judged on, and judging it.
 
-use crate::judge::{judge, judge_bake, Judgement, Observations};
+use crate::judge::{judge, judge_bake, judge_recheck, Judgement, Observations};
 use crate::policy::Policy;
 use crate::ports::{MetricsQuery, Series, Snapshot};
-use crate::rollout::{baking, AliasState};
+use crate::rollout::{baking, rechecking, AliasState};
 
 /// What to read for the alias's running canary (since it started, or the last five minutes when
-/// the record's start is out of range) or bake; `None` when nothing is running.
+/// the record's start is out of range), bake, or recheck (the version back on the alias as the
+/// bake's "promoted" version, against its own reference hour); `None` when nothing is running.
 pub(super) fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
     let s = &snap.state;
     if let Some(b) = baking(s) {
@@ -14,6 +15,15 @@ pub(super) fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<Metri
             policy,
             b.previous,
             b.version,
+            canary_start(s, now),
+            now,
+        ));
+    }
+    if let Some(r) = rechecking(s) {
+        return Some(MetricsQuery::for_bake(
+            policy,
+            r.stable,
+            r.stable,
             canary_start(s, now),
             now,
         ));
@@ -44,7 +54,8 @@ pub(super) fn canary_start(s: &AliasState, now: i64) -> i64 {
 }
 
 /// Judges a canary's series, or during a bake the promoted version's since the promotion
-/// against the previous version's hour before the canary. The step's requests include the
+/// against the previous version's hour before the canary (during a recheck, the version back on
+/// the alias since the rollback against the same hour, its own). The step's requests include the
 /// period the step began in (it served the step's weight for part of it), so a step is never a
 /// whole period plus the metric delay slower.
 pub(super) fn judge_series(
@@ -68,13 +79,20 @@ pub(super) fn judge_series(
             .map(|m| crate::judge::cold_limit(&policy.latency, m)),
         latency_wander: series.latency_wander,
     };
-    if baking(state).is_none() {
+    let recheck = rechecking(state);
+    if baking(state).is_none() && recheck.is_none() {
         return judge(policy, &obs);
+    }
+    if let Some(r) = recheck {
+        obs.step_start = r.from.div_euclid(period).saturating_mul(period);
     }
     let start = canary_start(state, now);
     obs.baseline.retain(|b| {
         b.start < start && b.start >= start.saturating_sub(crate::ports::REFERENCE_SECS)
     });
     obs.cold.retain(|c| c.start >= obs.step_start);
-    judge_bake(policy, &obs)
+    match recheck {
+        Some(_) => judge_recheck(policy, &obs),
+        None => judge_bake(policy, &obs),
+    }
 }

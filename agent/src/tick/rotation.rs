@@ -24,7 +24,7 @@ fn key(p: &Policy) -> String {
 }
 
 /// Whether an alias needs nothing from the agent until someone deploys: read, nothing running,
-/// baking or owed, and the decision was to hold without writing. A release member's mark does
+/// baking, rechecking or owed, and the decision was to hold without writing. A release member's mark does
 /// not keep it busy: a release that ended or was rolled back waits for a deploy like any alias
 /// (a follower's held-back version is recorded rejected until then), and the release is read
 /// whole when any member is.
@@ -33,6 +33,7 @@ pub fn idle(o: &Outcome) -> bool {
     let quiet = o.before.as_ref().is_some_and(|s| {
         s.canary.is_none()
             && s.record.bake.is_none()
+            && s.record.recheck.is_none()
             && s.record.owed.is_empty()
             && s.candidate
                 .is_none_or(|c| c == s.stable || !crate::rollout::startable(&s.record, c))

@@ -63,6 +63,12 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             trigger,
             problem,
             release,
+            // `rollback` clears any recheck: one in the written record is this rollback's own.
+            recheck: w
+                .next
+                .record
+                .recheck
+                .filter(|_| matches!(w.action, Action::Rollback { .. })),
         };
         out.notified = self
             .send_owed(policy, w.next, w.revision, &ctx, &w.new_ids, &w.claimed)

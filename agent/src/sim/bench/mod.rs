@@ -298,14 +298,29 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
         end = End::Promoted;
     }
     let began = began.unwrap_or(START);
-    // Minutes to the decision: to 100% for a promoted build (its bake is not part of it).
+    // Minutes to the decision: to 100% for a promoted build (its bake is not part of it), to
+    // the last rollback for a rolled-back one (the recheck that follows a rollback in the bake
+    // is not part of it either).
     let decided = match end {
         End::Promoted => w
             .history
             .iter()
             .find(|(_, _, stable, canary)| *stable == 2 && canary.is_none())
             .map_or(now, |h| h.0),
-        _ => now,
+        End::RolledBack => {
+            // The last write that moved the alias back (later writes may only change the record).
+            let mut back = None;
+            let mut before = None;
+            for &(at, _, stable, canary) in &w.history {
+                let here = (stable, canary.map(|c| c.version));
+                if here == (1, None) && before != Some(here) {
+                    back = Some(at);
+                }
+                before = Some(here);
+            }
+            back.unwrap_or(now)
+        }
+        End::Running => now,
     };
     // The floor: canary traffic times the wait until its first datapoint can be seen.
     let period = judge.period().max(1);

@@ -102,10 +102,13 @@ impl Contender for Ours {
         block_on(self.agent.tick(&self.policies, now));
         let w = world.lock();
         let f = &w.functions[0];
-        let baking = crate::rollout::baking(&f.alias_state()).is_some();
+        let state = f.alias_state();
+        let baking = crate::rollout::baking(&state).is_some();
+        // A rollback in the bake is final once its recheck is over (and did not lift it).
+        let rechecking = crate::rollout::rechecking(&state).is_some();
         match (f.stable, f.canary) {
             (2, None) if !baking => End::Promoted,
-            (1, None) if f.alias_state().record.rejected == Some(2) => End::RolledBack,
+            (1, None) if state.record.rejected == Some(2) && !rechecking => End::RolledBack,
             _ => End::Running,
         }
     }
