@@ -1012,6 +1012,83 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_outage_in_the_bake_is_rechecked_and_the_good_build_canaried_again() {
+        // A healthy v2 promoted by hand; from a minute later an outage of a shared dependency
+        // fails 5% of every version's requests for 20 minutes.
+        let (w, policies) = world(&["f"]);
+        {
+            let mut w = w.lock();
+            w.traffic.origin = T0;
+            w.traffic.outages.push(crate::sim::traffic::Outage {
+                at: 60,
+                secs: 20 * 60,
+                errors: 0.05,
+            });
+            w.functions[0].deploy(Build::healthy());
+        }
+        let a = agent(&w);
+        block_on(a.command(
+            &policies[0],
+            &Override::PromoteFull,
+            "canary promote f --full",
+            T0,
+        ))
+        .expect("promote");
+        let (back, _) = tick_until(&a, &w, &policies, T0, 14, |o| rolled_back(&o[0]));
+        let state = w.lock().functions[0].alias_state();
+        assert!(crate::rollout::rechecking(&state).is_some_and(|r| r.version == 2));
+        let pages = a.notifier.take();
+        let rollback = pages
+            .iter()
+            .find(|(_, n)| attr(n, "event") == Some("rolled_back"))
+            .expect("a rollback page");
+        assert!(
+            rollback
+                .1
+                .body
+                .contains("unless v1, judged against the same numbers until"),
+            "{}",
+            rollback.1.body
+        );
+        // v1 fails alike: the rollback is lifted, and on-call is told why.
+        let (lifted, outs) = tick_until(&a, &w, &policies, back, 10, |o| {
+            matches!(actions(o)[..], [Action::Lift { .. }])
+        });
+        assert!(
+            outs[0].line().contains("v1 fails alike"),
+            "{}",
+            outs[0].line()
+        );
+        let pages = a.notifier.take();
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        let page = &pages[0].1;
+        assert_eq!(attr(page, "event"), Some("shared_failure"));
+        assert!(
+            page.subject
+                .starts_with("SHARED FAILURE f: v1 fails like v2 did"),
+            "{}",
+            page.subject
+        );
+        assert!(
+            page.body
+                .contains("Numbers since the rollback, against v1 itself")
+                && page.body.contains("since the rollback is above"),
+            "{}",
+            page.body
+        );
+        // The next tick canaries v2 again.
+        w.lock().advance(lifted + 60);
+        let outs = block_on(a.tick(&policies, lifted + 60));
+        assert_eq!(
+            actions(&outs),
+            [Action::Start {
+                version: 2,
+                weight: 10.0
+            }]
+        );
+    }
+
+    #[test]
     fn a_healthy_build_bakes_then_announces_the_end_once() {
         let (w, policies) = world(&["f"]);
         let a = agent(&w);

@@ -3,7 +3,7 @@
 use super::{now, Output};
 use crate::judge::{pct, Judgement};
 use crate::policy::Policy;
-use crate::rollout::{baking, AliasState};
+use crate::rollout::{baking, rechecking, AliasState};
 use crate::text::clock;
 use crate::tick::{human_duration, Outcome};
 
@@ -30,6 +30,12 @@ fn status_json(policy: &Policy, out: &Outcome) -> serde_json::Value {
             "previous_version": b.previous,
             "promoted_at": record.map(|r| r.since),
             "until": b.until,
+        })),
+        "recheck": state.and_then(rechecking).map(|r| json!({
+            "rolled_back_version": r.version,
+            "version": r.stable,
+            "rolled_back_at": r.from,
+            "until": r.until,
         })),
         "release": policy.release.as_ref().map(|name| json!({
             "name": name,
@@ -182,10 +188,21 @@ fn alias_line(p: &Policy, s: &AliasState, t: i64) -> String {
             human_duration(b.until.saturating_sub(t).max(0)),
             b.previous
         ),
-        (None, None) => format!(
-            "  stable v{} at 100%, no canary{candidate}{paused}",
-            s.stable
-        ),
+        (None, None) => match rechecking(s) {
+            Some(rc) => format!(
+                "  stable v{} at 100%, RECHECK until {} ({} left): v{} was rolled back in its bake; if v{} fails alike, v{} is canaried again{candidate}{paused}",
+                s.stable,
+                clock(rc.until),
+                human_duration(rc.until.saturating_sub(t).max(0)),
+                rc.version,
+                s.stable,
+                rc.version
+            ),
+            None => format!(
+                "  stable v{} at 100%, no canary{candidate}{paused}",
+                s.stable
+            ),
+        },
     }
 }
 
@@ -214,6 +231,15 @@ fn metric_rows(p: &Policy, s: &AliasState, j: &Judgement) -> Vec<String> {
             rows.push(row(
                 "previous",
                 b.previous,
+                &j.baseline,
+                "  (the hour before the canary)",
+            ));
+        }
+        (None, None) if rechecking(s).is_some() => {
+            rows.push(row("now", s.stable, &j.canary, "  (since the rollback)"));
+            rows.push(row(
+                "before",
+                s.stable,
                 &j.baseline,
                 "  (the hour before the canary)",
             ));

@@ -388,6 +388,11 @@ mod tests {
     /// Looks at every minute of a 15-minute bake whose minute `m` has 5xx `rate(m)`; the minute
     /// of the first rollback, if any.
     fn bake_run(seed: u64, rate: &dyn Fn(i64) -> f64, slow: f64) -> Option<i64> {
+        watch_run(Watch::Bake, seed, rate, slow)
+    }
+
+    /// [`bake_run`] for either watch.
+    fn watch_run(watch: Watch, seed: u64, rate: &dyn Fn(i64) -> f64, slow: f64) -> Option<i64> {
         let mut rng = Rng::new(seed);
         let policy = Policy::with_defaults("f");
         let mut obs = Observations {
@@ -399,7 +404,10 @@ mod tests {
         for m in 0..15 {
             obs.canary
                 .push(minute(&mut rng, PROMOTED + 60 * m, rate(m), slow));
-            if matches!(judge_bake(&policy, &obs).verdict, Verdict::Regressed(_)) {
+            if matches!(
+                judge_watch(&policy, &obs, watch).verdict,
+                Verdict::Regressed(_)
+            ) {
                 return Some(m);
             }
         }
@@ -445,6 +453,29 @@ mod tests {
         assert!(short <= 0.01, "4 minutes: {:.1}%", short * 100.0);
         let long = rolled_back_share(200, &|m| if m < 8 { 0.031 } else { 0.001 }, 0.01);
         assert!(long >= 0.9, "8 minutes: {:.1}%", long * 100.0);
+    }
+
+    #[test]
+    fn the_recheck_sees_an_outage_the_bake_outlasts_and_keeps_its_share_on_a_healthy_version() {
+        let share = |watch, runs: u64, rate: &dyn Fn(i64) -> f64| {
+            (0..runs)
+                .filter(|&seed| watch_run(watch, seed, rate, 0.01).is_some())
+                .count() as f64
+                / runs as f64
+        };
+        // Two minutes of +3% 5xx after the rollback: proof of a shared cause for the recheck,
+        // outlasted by the bake (which needs five minutes to roll back).
+        let outage = |m: i64| if m < 2 { 0.031 } else { 0.001 };
+        let recheck = share(Watch::Recheck, 200, &outage);
+        assert!(recheck >= 0.95, "recheck: {:.1}%", recheck * 100.0);
+        assert!(share(Watch::Bake, 200, &outage) <= 0.01);
+        // A healthy version at the null's edge (0.1% + max_increase) lifts a rollback at most
+        // the 5xx test's share of α, with no minimum of minutes either.
+        let runs = 2000;
+        let alpha_share = 0.01 / 4.0;
+        let edge = share(Watch::Recheck, runs, &|_| 0.003);
+        let noise = 2.0 * (alpha_share / runs as f64).sqrt();
+        assert!(edge <= alpha_share + noise, "{:.2}%", edge * 100.0);
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn attribute<'a>(parts: &Parts<'a>, name: &str) -> Option<&'a str> {
 fn mark(event: Option<&str>) -> &'static str {
     match event {
         Some("rolled_back" | "unprotected") => ":rotating_light:",
-        Some("no_data" | "paused") => ":warning:",
+        Some("no_data" | "paused" | "shared_failure") => ":warning:",
         Some("promoted" | "baked" | "protected") => ":white_check_mark:",
         _ => ":arrow_forward:",
     }

@@ -2,7 +2,7 @@
 //! alias has reached an outcome, and a one-line account of where its canary stands that changes
 //! only when something a person cares about changes (a step, a hold's kind, a pause).
 
-use super::{baking, AliasState};
+use super::{baking, rechecking, AliasState};
 use crate::judge::{Judgement, Verdict, HOLDING};
 use crate::record::Version;
 
@@ -29,13 +29,17 @@ impl Finished {
 }
 
 /// Whether `version` has reached an outcome on an alias as read. Rolled back when it is the
-/// newest version ever rolled back and the alias no longer serves it; promoted when the alias
+/// newest version ever rolled back, the alias no longer serves it and no recheck may lift its
+/// rollback (a rollback in the bake is final once its recheck is over); promoted when the alias
 /// serves only it and its bake is over; superseded when a newer version is live, on canary,
 /// rolled back, or on the candidate alias.
 #[must_use]
 pub fn finished(state: &AliasState, version: Version) -> Option<Finished> {
     let rejected = state.record.rejected;
     if rejected == Some(version) && state.stable != version {
+        if rechecking(state).is_some_and(|r| r.version == version) {
+            return None;
+        }
         return Some(Finished::RolledBack);
     }
     if state.stable == version && state.canary.is_none() {
@@ -71,6 +75,13 @@ pub fn standing(state: &AliasState, version: Version, judgement: Option<&Judgeme
             "v{version} at 100%, baking until {} against v{}: {how}",
             crate::text::clock(b.until),
             b.previous
+        );
+    }
+    if let Some(r) = rechecking(state).filter(|r| r.version == version) {
+        return format!(
+            "v{version} rolled back in its bake; until {} the agent checks whether v{} fails alike (then v{version} is canaried again)",
+            crate::text::clock(r.until),
+            r.stable
         );
     }
     let Some(canary) = state.canary.filter(|c| c.version == version) else {
@@ -159,6 +170,19 @@ mod tests {
         let mut reverted = state(6, None, Some(7));
         reverted.record.rejected = Some(7);
         assert_eq!(finished(&reverted, 7), Some(Finished::RolledBack));
+        // While its recheck may still lift the rollback, the wait goes on.
+        reverted.record.recheck = Some(crate::record::Recheck {
+            version: 7,
+            stable: 6,
+            from: 1_795_428_000,
+            until: 1_795_428_900,
+            rejected_before: None,
+        });
+        assert_eq!(finished(&reverted, 7), None);
+        assert_eq!(
+            standing(&reverted, 7, None),
+            "v7 rolled back in its bake; until 10:15:00Z the agent checks whether v6 fails alike (then v7 is canaried again)"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod report;
 use super::traffic::{Build, Traffic};
 use super::{agent, Shared, SimFunction, World};
 use crate::policy::{LatencyStat, MetricsSource, Policy};
+use crate::record::Version;
 pub use peers::{Footing, Peer};
 
 /// Where every run starts, the deploy (ticks land 20 s after the minute).
@@ -243,6 +244,8 @@ pub fn lowers_floor(policy: &Policy) -> bool {
 #[derive(Debug, Clone, Copy)]
 struct Run {
     end: End,
+    /// A rollback in the bake was lifted by its recheck (ours only).
+    lifted: bool,
     minutes: f64,
     failed: u64,
     served: u64,
@@ -298,28 +301,25 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
         end = End::Promoted;
     }
     let began = began.unwrap_or(START);
-    // Minutes to the decision: to 100% for a promoted build (its bake is not part of it), to
-    // the last rollback for a rolled-back one (the recheck that follows a rollback in the bake
-    // is not part of it either).
-    let decided = match end {
-        End::Promoted => w
-            .history
-            .iter()
-            .find(|(_, _, stable, canary)| *stable == 2 && canary.is_none())
-            .map_or(now, |h| h.0),
-        End::RolledBack => {
-            // The last write that moved the alias back (later writes may only change the record).
-            let mut back = None;
-            let mut before = None;
-            for &(at, _, stable, canary) in &w.history {
-                let here = (stable, canary.map(|c| c.version));
-                if here == (1, None) && before != Some(here) {
-                    back = Some(at);
-                }
-                before = Some(here);
+    // Minutes to the decision: to the last move to 100% for a promoted build (its bake is not
+    // part of it), to the last rollback for a rolled-back one (the recheck that follows a
+    // rollback in the bake is not part of it either).
+    let moved_to = |to: Version| {
+        // Later writes may only change the record: the move is the first write of a run.
+        let mut last = None;
+        let mut before = None;
+        for &(at, _, stable, canary) in &w.history {
+            let here = (stable, canary.map(|c| c.version));
+            if here == (to, None) && before != Some(here) {
+                last = Some(at);
             }
-            back.unwrap_or(now)
+            before = Some(here);
         }
+        last.unwrap_or(now)
+    };
+    let decided = match end {
+        End::Promoted => moved_to(2),
+        End::RolledBack => moved_to(1),
         End::Running => now,
     };
     // The floor: canary traffic times the wait until its first datapoint can be seen.
@@ -337,6 +337,7 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     let error_rate = scenario.candidate.error_rate;
     Run {
         end,
+        lifted: f.alias_state().record.lifted == Some(2),
         minutes: (decided - began) as f64 / 60.0,
         failed: f.failed.get(&2).copied().unwrap_or(0) + after_promotion.round() as u64,
         served: f.served.get(&2).copied().unwrap_or(0),
@@ -383,6 +384,9 @@ pub struct Row {
     pub minutes: (f64, f64),
     /// Median floor (failed requests unavoidable before the first datapoint is visible).
     pub floor: f64,
+    /// Share of runs in which a rollback in the bake was lifted by its recheck and the build
+    /// canaried again (ours only; not in the JSON, whose keys SCENARIOS.md fixes).
+    pub lifted: f64,
 }
 
 /// Runs `runs` seeded canaries of `scenario` under `judge`.
@@ -437,6 +441,7 @@ pub fn measure(judge: &Judge, scenario: &Scenario, runs: usize, seed: u64, label
             quantile(pick(&timed, &|r| r.minutes), 0.95),
         ),
         floor: quantile(pick(&|_| true, &|r| r.floor), 0.5),
+        lifted: results.iter().filter(|r| r.lifted).count() as f64 / runs.max(1) as f64,
     }
 }
 

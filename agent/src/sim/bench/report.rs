@@ -68,8 +68,8 @@ pub fn scenario_text(rows: &[Row], scenarios: &[Scenario], runs: usize, seed: u6
     let _ = writeln!(
         out,
         "{runs} seeded runs per scenario and judge (seed {seed}).\n\
-         `rolled back`, `promoted`, `unfinished`: shares of runs (a healthy build rolled back is a false rollback; a bad build promoted is a miss; unfinished runs had neither outcome when the run ended). Ours bake after 100%: a build reverted during its bake counts as rolled back, one still baking at the end as promoted.\n\
-         `failed`: 5xx the new build answered to users in the run (median / p95; a promoted build serves all traffic for the rest of the run). `minutes`: to the decision (a rollback, or 100% for a promoted build), over runs that decided.\n"
+         `rolled back`, `promoted`, `unfinished`: shares of runs (a healthy build rolled back is a false rollback; a bad build promoted is a miss; unfinished runs had neither outcome when the run ended). Ours bake after 100%: a build reverted during its bake counts as rolled back once the recheck that follows is over (a build whose rollback the recheck lifted, canaried again and promoted counts as promoted; a note under the table says how often), one still baking at the end as promoted.\n\
+         `failed`: 5xx the new build answered to users in the run (median / p95; a promoted build serves all traffic for the rest of the run). `minutes`: to the decision (the last rollback, or the last move to 100% for a promoted build), over runs that decided.\n"
     );
     tables(&mut out, rows, scenarios);
     out
@@ -170,6 +170,17 @@ fn tables(out: &mut String, rows: &[Row], scenarios: &[Scenario]) {
                 percent(r.unfinished),
                 r.failed_all.0,
                 r.failed_all.1,
+            );
+        }
+        for r in rows
+            .iter()
+            .filter(|r| r.scenario == s.name && r.lifted > 0.0)
+        {
+            let _ = writeln!(
+                out,
+                "\n{}: in {} of runs a rollback in the bake was lifted by its recheck (the version before failed alike) and the build canaried again.",
+                r.judge,
+                percent(r.lifted)
             );
         }
         out.push('\n');

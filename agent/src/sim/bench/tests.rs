@@ -54,6 +54,22 @@ fn lambda_insights_lets_lambda_metrics_catch_a_slower_init_and_pass_healthy_warm
 }
 
 #[test]
+fn a_shared_outage_over_the_bake_is_lifted_by_the_recheck_and_the_build_promoted() {
+    let text = include_str!("../../../scenarios/production.yaml");
+    let set = crate::sim::scenario::parse_scenarios(std::path::Path::new("production.yaml"), text)
+        .unwrap();
+    let outage = set
+        .iter()
+        .find(|s| s.name.starts_with("shared outage over the bake"))
+        .unwrap();
+    let defaults = Judge::ours("defaults".into(), default_policy());
+    let row = measure(&defaults, outage, 20, 1, defaults.label());
+    // Every run's bake rolled the build back during the outage; every recheck lifted it.
+    assert_eq!((row.rolled_back, row.promoted), (0.0, 1.0), "{row:?}");
+    assert_eq!(row.lifted, 1.0, "{row:?}");
+}
+
+#[test]
 fn scenario_judges_have_the_documented_ids() {
     let mut shipped = Policy::with_defaults("notes-create");
     shipped.source = std::path::PathBuf::from("policies/notes-create.yaml");
