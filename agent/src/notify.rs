@@ -163,7 +163,7 @@ fn shared_words(policy: &Policy, o: &Owed, why: Option<&str>) -> (String, String
     (
         format!("SHARED FAILURE {f}: v{s} fails like {v} did; {v} not rejected"),
         format!(
-            "After {v} was rolled back in its bake, v{s}, back on {a}, regressed against its own numbers from before the canary too{why}. Both versions fail alike, so the cause is most likely shared (a dependency, the load, the account), not {v}. {v} is no longer held against: the agent canaries it again from the first step, side by side with v{s}, where a shared cause is not held against either (`canary pause {f}` keeps it back). A second rollback of {v} in its bake stands."
+            "After {v} was rolled back in its bake, v{s}, back on {a}, regressed against its own numbers from before the canary too{why}. Both versions fail alike, so the cause is most likely shared (a dependency, the load, the account), not {v}. {v} no longer counts as rolled back: the agent canaries it again from the first step, side by side with v{s}, where a shared cause counts against neither (`canary pause {f}` keeps it back). A second rollback of {v} in its bake stands."
         ),
     )
 }
@@ -371,7 +371,7 @@ fn numbers(
         format!(
             "  {}v{}: {}, {stat} {}",
             match window {
-                Window::Recheck => "now     ",
+                Window::Recheck => "now      ",
                 _ => "canary   ",
             },
             version.unwrap_or_default(),

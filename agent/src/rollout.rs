@@ -522,8 +522,8 @@ fn bake(
                 reasons.join("; ")
             ),
         );
-        // Unless a recheck already lifted this version's rollback once, v{previous} is judged
-        // against the same reference for as long as the bake was to last.
+        // Unless a recheck already lifted this version's rollback once, the previous version is
+        // judged against the same reference for as long as the bake was to last.
         if state.record.lifted != Some(v) {
             if let Some(next) = d.next.as_mut() {
                 next.record.recheck = Some(Recheck {
@@ -592,17 +592,11 @@ fn recheck(
         ));
     }
     if now >= r.until {
+        let why = format!("v{v} stays rolled back: v{s} kept its numbers after the rollback");
         let mut next = state.clone();
         next.record.recheck = None;
-        next.record.last = Some(format!(
-            "v{v} stays rolled back: v{s} kept its numbers after the rollback"
-        ));
-        return Some(Decision::new(
-            Action::Hold(format!(
-                "v{v} stays rolled back: v{s} kept its numbers after the rollback"
-            )),
-            Some(next),
-        ));
+        next.record.last = Some(why.clone());
+        return Some(Decision::new(Action::Hold(why), Some(next)));
     }
     let left = human_duration(r.until.saturating_sub(now));
     Some(hold(match judgement {
