@@ -11,7 +11,8 @@
 //!   weight; no routing, no canary in the record);
 //! - **restarted rollback**: replaying the proxy's `UpdateAlias` log, a version that was rolled
 //!   back (by the agent or a person) is never started again by an agent, only by a person's
-//!   `start --version`, until a newer candidate is deployed;
+//!   `start --version`, until a newer candidate is deployed, unless the agent's own rollback in
+//!   the bake was lifted by its recheck (a write whose record newly names it `lifted`);
 //! - **pages lost**: every rollback in the log has, by the end of the round's settle phase, an
 //!   SNS message with attributes `event` = `rolled_back`, `function` and `canary_version` = the
 //!   rolled-back version, both in an unfiltered queue and in a queue subscribed with the filter

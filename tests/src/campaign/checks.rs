@@ -26,6 +26,11 @@ pub(super) struct Replay {
     pub(super) ever_rolled_back: BTreeSet<u64>,
     /// Log position to read from.
     pub(super) cursor: usize,
+    /// The version whose rollback in the bake a recheck lifted, as the last write's record had
+    /// it.
+    pub(super) lifted: Option<u64>,
+    /// Rolled-back versions whose rollback a person made (a recheck never lifts those).
+    pub(super) by_person: BTreeSet<u64>,
 }
 
 impl Campaign<'_> {
@@ -95,7 +100,17 @@ impl Campaign<'_> {
                 None if next_routed.is_none() && stable < r.stable => Some(r.stable),
                 _ => None,
             };
+            // A recheck lifting an agent's rollback in the bake (the version before failed
+            // alike) unblocks that version: the record names it in the write that lifts it.
+            let lifted = Record::decode(&w.description).lifted;
+            if let Some(c) = lifted.filter(|&c| r.lifted != Some(c) && !r.by_person.contains(&c)) {
+                r.blocked.remove(&c);
+            }
+            r.lifted = lifted;
             if let Some(c) = rolled_back {
+                if w.caller.as_deref() == Some(PERSON) {
+                    r.by_person.insert(c);
+                }
                 r.blocked.insert(c, w.seq);
                 r.round_rollbacks.insert(c);
                 r.ever_rolled_back.insert(c);
@@ -107,6 +122,7 @@ impl Campaign<'_> {
                 if by_person {
                     self.report.person_starts += 1;
                     r.blocked.remove(&c);
+                    r.by_person.remove(&c);
                 } else {
                     self.report.agent_starts += 1;
                     if let Some(&at) = r.blocked.get(&c) {
