@@ -12,8 +12,10 @@
 //! regression. The count tests therefore judge minutes ([`BLOCK_SECS`]), not periods, and cap each
 //! minute's likelihood ratio so that a rollback needs at least [`MIN_BLOCKS`] minutes of
 //! evidence: an outage shorter than that is outlasted, a build that is worse all the time is
-//! not. An outage that lasts longer is not told from a build that fails under full load; it
-//! points the alias back at the previous version, which the outage hits alike.
+//! not. An outage that lasts longer is not told from a build that fails under full load by the
+//! bake alone; it points the alias back at the previous version, which the outage hits alike,
+//! and [`judge_recheck`] then judges that version against the same reference: if it fails
+//! alike, the cause is shared and the rollback is lifted (`rollout`).
 
 use super::counts::{capped_ceiling, dispersion, slow_share_periods};
 use super::latency::{latency_evidence, latency_limit, warm_periods};
