@@ -63,6 +63,13 @@ fn cloudwatch(rules: &[&Rule]) -> CloudWatchMetrics {
     CloudWatchMetrics::new(mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, rules))
 }
 
+/// The series `rule` answers for one query.
+async fn fetch_one(rule: &Rule, query: MetricsQuery) -> Series {
+    cloudwatch(&[rule]).fetch(&[query]).await[0]
+        .clone()
+        .expect("answered")
+}
+
 fn sns(rules: &[&Rule]) -> SnsNotifier {
     SnsNotifier::new(mock_client!(aws_sdk_sns, RuleMode::MatchAny, rules))
 }
@@ -745,9 +752,7 @@ async fn the_tail_test_reads_the_percentile_rank_and_counts_requests_over_the_th
         slow_ms: Some(400.0),
         ..emf_query()
     };
-    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
-        .clone()
-        .expect("answered");
+    let series = fetch_one(&rule, query).await;
     let slow: Vec<Option<f64>> = series.canary.iter().map(|s| s.slow).collect();
     // No rank published for the second period: no tail evidence from it, never zero.
     assert_eq!(slow, [Some(6.0), None]);
@@ -784,9 +789,7 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
         canary_start: Some(T0 + 25),
         ..lambda_query(6, 7, LatencyStat::P99)
     };
-    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
-        .clone()
-        .expect("answered");
+    let series = fetch_one(&rule, query).await;
     assert_eq!(series.slow_ms, Some(263.5));
     assert_eq!(series.canary[0].slow, Some(4.0));
     assert_eq!(series.baseline[0].slow, Some(9.0));
@@ -838,9 +841,7 @@ async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_befo
         slow_ms: Some(400.0),
         ..lambda_query(6, 7, LatencyStat::P50)
     };
-    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
-        .clone()
-        .expect("answered");
+    let series = fetch_one(&rule, query).await;
     let expected = crate::judge::wander(&minutes, 60).expect("enough points");
     assert!(expected > 0.0);
     assert_eq!(series.latency_wander, Some(expected));
@@ -889,9 +890,7 @@ async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version
         slow_ms: Some(400.0),
         ..lambda_query(6, 7, LatencyStat::P50)
     };
-    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
-        .clone()
-        .expect("answered");
+    let series = fetch_one(&rule, query).await;
     assert_eq!(
         crate::judge::wander(&own, 60),
         None,
@@ -968,9 +967,7 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
         canary_start: Some(T0),
         ..emf_query()
     };
-    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
-        .clone()
-        .expect("answered");
+    let series = fetch_one(&rule, query).await;
     assert_eq!(series.stable_cold_ms, Some(600.0));
     // A period without cold starts is no evidence either way: left out.
     assert_eq!(
@@ -1023,9 +1020,7 @@ async fn lambda_insights_gives_a_lambda_policy_the_cold_start_test() {
         canary_start: Some(T0),
         ..lambda_query(1, 2, LatencyStat::P99)
     };
-    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
-        .clone()
-        .expect("answered");
+    let series = fetch_one(&rule, query).await;
     assert_eq!(series.stable_cold_ms, Some(500.0));
     assert_eq!(
         series.cold,
@@ -1076,9 +1071,7 @@ async fn lambda_policies_without_insights_read_no_cold_starts() {
         canary_start: Some(T0),
         ..lambda_query(1, 2, LatencyStat::P99)
     };
-    let series = cloudwatch(&[&rule]).fetch(&[query]).await[0]
-        .clone()
-        .expect("answered");
+    let series = fetch_one(&rule, query).await;
     assert_eq!(series.stable_cold_ms, None);
     let seen = seen.lock().expect("lock");
     let names: Vec<&str> = seen

@@ -10,20 +10,15 @@ use crate::rollout::{baking, rechecking, AliasState};
 /// bake's "promoted" version, against its own reference hour); `None` when nothing is running.
 pub(super) fn window(policy: &Policy, snap: &Snapshot, now: i64) -> Option<MetricsQuery> {
     let s = &snap.state;
-    if let Some(b) = baking(s) {
+    // (the version whose reference hour is read, the version judged against it)
+    let watched = baking(s)
+        .map(|b| (b.previous, b.version))
+        .or_else(|| rechecking(s).map(|r| (r.stable, r.stable)));
+    if let Some((reference, version)) = watched {
         return Some(MetricsQuery::for_bake(
             policy,
-            b.previous,
-            b.version,
-            canary_start(s, now),
-            now,
-        ));
-    }
-    if let Some(r) = rechecking(s) {
-        return Some(MetricsQuery::for_bake(
-            policy,
-            r.stable,
-            r.stable,
+            reference,
+            version,
             canary_start(s, now),
             now,
         ));
