@@ -63,6 +63,16 @@ fn cloudwatch(rules: &[&Rule]) -> CloudWatchMetrics {
     CloudWatchMetrics::new(mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, rules))
 }
 
+/// A canary of v7 over v6 starting at `T0` on p50, with `slow_ms` set (so no p99 is read): the
+/// wander tests' query.
+fn wander_query() -> MetricsQuery {
+    MetricsQuery {
+        canary_start: Some(T0),
+        slow_ms: Some(400.0),
+        ..lambda_query(6, 7, LatencyStat::P50)
+    }
+}
+
 /// The series `rule` answers for one query.
 async fn fetch_one(rule: &Rule, query: MetricsQuery) -> Series {
     cloudwatch(&[rule]).fetch(&[query]).await[0]
@@ -836,12 +846,7 @@ async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_befo
         };
         HashMap::from([("h0", h0)])
     });
-    let query = MetricsQuery {
-        canary_start: Some(T0),
-        slow_ms: Some(400.0),
-        ..lambda_query(6, 7, LatencyStat::P50)
-    };
-    let series = fetch_one(&rule, query).await;
+    let series = fetch_one(&rule, wander_query()).await;
     let expected = crate::judge::wander(&minutes, 60).expect("enough points");
     assert!(expected > 0.0);
     assert_eq!(series.latency_wander, Some(expected));
@@ -885,12 +890,7 @@ async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version
         };
         HashMap::from([("h0", h0)])
     });
-    let query = MetricsQuery {
-        canary_start: Some(T0),
-        slow_ms: Some(400.0),
-        ..lambda_query(6, 7, LatencyStat::P50)
-    };
-    let series = fetch_one(&rule, query).await;
+    let series = fetch_one(&rule, wander_query()).await;
     assert_eq!(
         crate::judge::wander(&own, 60),
         None,
