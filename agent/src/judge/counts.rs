@@ -205,6 +205,140 @@ pub fn dispersion(baseline: &[Sample]) -> f64 {
     let df = (periods.len() - 1) as f64;
     (chi2 / df).clamp(1.0, MAX_DISPERSION)
 }
+
+/// How much lumpier the split of each period's errors between the two versions is than
+/// independent requests would make it (Pearson's χ² over its degrees of freedom, at least 1).
+///
+/// Given a period's errors, each is the canary's with probability θ = ρR / (ρR + 1 − ρ) (ρ the
+/// canary's share of the period's requests, R the ratio of the two rates, fitted so that the
+/// canary's expected errors are its observed ones); clusters of errors make the canary's count
+/// vary more than that binomial. Unlike [`dispersion`], it does not read a change of rate that
+/// hits both versions alike (a shared outage, a traffic swing) as clustering: an outage in the
+/// middle of a canary would otherwise discount every error for the rest of it. `pairs` as in
+/// [`error_event_evidence`]. 1 when all errors are one version's (the split says nothing of
+/// clustering then) or there is too little to estimate.
+#[must_use]
+pub fn split_dispersion(pairs: &[(f64, f64, f64, f64)]) -> f64 {
+    // (ρ, canary errors, errors of both) of the periods with errors that both versions served.
+    let periods: Vec<(f64, f64, f64)> = pairs
+        .iter()
+        .filter(|&&(nc, _, nb, _)| nc > 0.0 && nb > 0.0)
+        .map(|&(nc, xc, nb, xb)| {
+            let (xc, xb) = (xc.clamp(0.0, nc), xb.clamp(0.0, nb));
+            (nc / (nc + nb), xc, xc + xb)
+        })
+        .filter(|&(_, _, t)| t > 0.0)
+        .collect();
+    let errors: f64 = periods.iter().map(|p| p.2).sum();
+    let canary: f64 = periods.iter().map(|p| p.1).sum();
+    if periods.len() < DISPERSION_MIN_PERIODS
+        || errors < DISPERSION_MIN_ERRORS
+        || canary <= 0.0
+        || canary >= errors
+    {
+        return 1.0;
+    }
+    let theta = |rho: f64, ln_r: f64| {
+        let r = ln_r.exp();
+        rho * r / (rho * r + 1.0 - rho)
+    };
+    let expected = |ln_r: f64| -> f64 {
+        periods
+            .iter()
+            .map(|&(rho, _, t)| t * theta(rho, ln_r))
+            .sum()
+    };
+    // The canary's expected errors grow with R: bisect ln R until they match the observed ones.
+    let (mut lo, mut hi) = (-SPLIT_LN_RATIO, SPLIT_LN_RATIO);
+    for _ in 0..SPLIT_FIT_STEPS {
+        let mid = 0.5 * (lo + hi);
+        if expected(mid) < canary {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let ln_r = 0.5 * (lo + hi);
+    let chi2: f64 = periods
+        .iter()
+        .map(|&(rho, xc, t)| {
+            let th = theta(rho, ln_r);
+            let var = t * th * (1.0 - th);
+            if var > 0.0 {
+                (xc - t * th).powi(2) / var
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    let df = (periods.len() - 1) as f64;
+    (chi2 / df).clamp(1.0, MAX_DISPERSION)
+}
+
+/// The rate ratios [`split_dispersion`] fits within: e^±30, far beyond any real pair of rates.
+const SPLIT_LN_RATIO: f64 = 30.0;
+/// Bisection steps of that fit (60 halve 60 to below 1e-16).
+const SPLIT_FIT_STEPS: usize = 60;
+
+/// Fewest stable-version 5xx in a span for it to count towards a shared outage.
+pub(super) const OUTAGE_MIN_ERRORS: f64 = 3.0;
+/// How many times its usual rate (the median span's) the stable version must answer 5xx in a
+/// span for it to count towards a shared outage: a stable version that always answers more
+/// than the ceiling is not in an outage, and its canary is still compared with it.
+pub(super) const OUTAGE_FACTOR: f64 = 3.0;
+
+/// The spans of a shared outage in the stable version's periods: spans of a minute (or of one
+/// period, if longer) in which the stable version answered more than `max_rate`, more than
+/// [`OUTAGE_FACTOR`] times its usual rate and at least [`OUTAGE_MIN_ERRORS`] 5xx, next to
+/// another such span. An outage of a shared dependency lasts minutes; one burst of errors
+/// seldom fills two spans in a row, so the spans left out are not picked for the stable
+/// version's own bursts (which would bias its rate down).
+pub(super) struct OutageSpans {
+    span: i64,
+    spans: std::collections::HashSet<i64>,
+}
+
+impl OutageSpans {
+    pub(super) fn new(baseline: &[Sample], max_rate: f64) -> Self {
+        let mut starts: Vec<i64> = baseline.iter().map(|s| s.start).collect();
+        starts.sort_unstable();
+        let gap = starts
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .filter(|&g| g > 0)
+            .min()
+            .unwrap_or(60);
+        let span = gap.clamp(60, 3600);
+        let mut sums: std::collections::HashMap<i64, (f64, f64)> = std::collections::HashMap::new();
+        for s in baseline.iter().filter(|s| s.requests > 0.0) {
+            let e = sums.entry(s.start.div_euclid(span)).or_default();
+            e.0 += s.requests;
+            e.1 += s.errors.clamp(0.0, s.requests);
+        }
+        let mut rates: Vec<f64> = sums.values().map(|&(n, k)| k / n).collect();
+        rates.sort_by(f64::total_cmp);
+        let usual = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+        let hot: std::collections::HashSet<i64> = sums
+            .iter()
+            .filter(|(_, &(n, k))| {
+                k >= OUTAGE_MIN_ERRORS && k > max_rate * n && k > OUTAGE_FACTOR * usual * n
+            })
+            .map(|(&i, _)| i)
+            .collect();
+        let spans = hot
+            .iter()
+            .copied()
+            .filter(|i| hot.contains(&(i - 1)) || hot.contains(&(i + 1)))
+            .collect();
+        Self { span, spans }
+    }
+
+    /// Whether the period starting at `start` is in a shared outage.
+    pub(super) fn covers(&self, start: i64) -> bool {
+        self.spans.contains(&start.div_euclid(self.span))
+    }
+}
+
 /// A version's periods that pass `keep`, had requests and published a slow count, as samples
 /// whose `errors` are the slow requests (for [`dispersion`] and the one-sample tests).
 pub(super) fn slow_share_periods(samples: &[Sample], keep: &dyn Fn(i64) -> bool) -> Vec<Sample> {

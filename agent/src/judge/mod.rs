@@ -17,8 +17,12 @@
 //!    `max_increase` (one-sample like the ceiling). Each is anytime-valid, so a canary inside
 //!    the allowed increase is rolled back at most the test's share of α.
 //!
-//! Both 5xx tests divide counts by the larger of the two versions' overdispersion
-//! ([`dispersion`]).
+//! Both 5xx tests divide counts by the errors' overdispersion: how much lumpier the split of
+//! each period's errors between the versions is than independent requests make it
+//! ([`split_dispersion`]; a shared outage is not clustering), or the canary's own
+//! ([`dispersion`]) when all errors are its. Both comparisons with the baseline leave out the
+//! minutes of a shared outage (the stable version failing for minutes, well above its usual
+//! rate and the ceiling).
 //! 3. **Latency** — per period, `d = ln(canary / limit)` where the limit is the smaller of
 //!    `latency.max_ms` and `max(max_ratio × baseline, baseline + min_increase_ms)`; H0: mean d ≤ 0,
 //!    tested with a normal-mixture sequential probability ratio test (Johari, Pekelis & Walsh)
@@ -37,8 +41,8 @@ mod tests;
 
 use crate::policy::Policy;
 pub use bake::{judge_bake, judge_recheck};
-use counts::{ceiling_evidence, slow_requests, Tail};
-pub use counts::{dispersion, error_event_evidence};
+use counts::{ceiling_evidence, slow_requests, OutageSpans, Tail};
+pub use counts::{dispersion, error_event_evidence, split_dispersion};
 use latency::{latency_evidence, warm_periods};
 pub use latency::{wander, WANDER_MIN_POINTS, WANDER_SECS};
 use std::fmt;
@@ -387,6 +391,9 @@ struct FiveXx {
     worse: f64,
     /// Against "canary rate ≤ baseline rate + `max_increase`" (the margin test).
     margin: f64,
+    /// The baseline's (errors, requests) the margin test used, when it left out the spans of a
+    /// shared outage (else the baseline's totals).
+    margin_baseline: Option<(f64, f64)>,
     /// The smaller of `worse` and `margin`: what a rollback on the increase needs.
     increase: f64,
     /// Whether the ceiling may act: the canary looks worse than the baseline, or there is no
@@ -394,12 +401,36 @@ struct FiveXx {
     ceiling_may_act: bool,
 }
 
-/// The 5xx tests, every count divided by the larger of the two versions' dispersion.
+/// Every canary period the baseline also has: its start, and (canary requests, canary errors,
+/// baseline requests, baseline errors), errors at most the requests.
+fn paired(obs: &Observations) -> Vec<(i64, (f64, f64, f64, f64))> {
+    obs.canary
+        .iter()
+        .filter_map(|c| {
+            let b = obs.baseline.iter().find(|b| b.start == c.start)?;
+            Some((
+                c.start,
+                (
+                    c.requests,
+                    c.errors.min(c.requests),
+                    b.requests,
+                    b.errors.min(b.requests),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The 5xx tests, every count divided by the dispersion.
 fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) -> FiveXx {
     let rules = policy.errors;
-    let (kb, nb) = (baseline.errors.min(baseline.requests), baseline.requests);
-    // Clustered errors carry less evidence than their count (see `dispersion`).
-    let phi = dispersion(&obs.baseline).max(dispersion(&obs.canary));
+    let nb = baseline.requests;
+    // Clustered errors carry less evidence than their count: how lumpy the split of each
+    // period's errors between the versions is, or the canary's own counts when they are all its
+    // (`split_dispersion`, `dispersion`). Not the stable version's own counts: a shared outage
+    // would read as clustering there and blind the tests for the rest of the canary.
+    let split: Vec<(f64, f64, f64, f64)> = paired(obs).into_iter().map(|(_, p)| p).collect();
+    let phi = split_dispersion(&split).max(dispersion(&obs.canary));
     let scaled = |c: &Sample| {
         (
             c.requests.max(0.0) / phi,
@@ -424,33 +455,47 @@ fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) -> FiveXx {
     } else {
         ceiling_evidence(&own, rules.max_rate, phi)
     };
-    let pairs: Vec<(f64, f64, f64, f64)> = obs
-        .canary
-        .iter()
-        .filter_map(|c| {
-            let b = obs.baseline.iter().find(|b| b.start == c.start)?;
-            Some((
-                c.requests,
-                c.errors.min(c.requests) / phi,
-                b.requests,
-                b.errors.min(b.requests) / phi,
-            ))
-        })
+    // The spans of a shared outage (the stable version failing too, for minutes) say little
+    // about the new build: its own errors drown in the dependency's (a rate ratio near 1 in
+    // them would cancel the evidence of the periods before), and they would raise the
+    // baseline's rate, and with it the allowed rate, for the rest of the canary. Both
+    // comparisons with the baseline leave them out.
+    let outages = OutageSpans::new(&obs.baseline, rules.max_rate);
+    let outage = |start: i64| outages.covers(start);
+    let pairs: Vec<(f64, f64, f64, f64)> = paired(obs)
+        .into_iter()
+        .filter(|&(start, _)| !outage(start))
+        .map(|(_, (nc, xc, nb, xb))| (nc, xc / phi, nb, xb / phi))
         .collect();
     // Credibly worse than the baseline (the error-event test, period by period) and credibly by
     // more than the allowed increase (the margin test: the canary's rate against the
     // baseline's plus `max_increase`, one-sample like the ceiling).
     let worse = error_event_evidence(&pairs);
-    let all: Vec<(f64, f64)> = obs.canary.iter().map(scaled).collect();
-    let margin = if nb > 0.0 {
-        ceiling_evidence(&all, (kb / nb + rules.max_increase).min(1.0), phi)
+    let calm = totals(
+        &obs.baseline
+            .iter()
+            .filter(|b| !outage(b.start))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let (kq, nq) = (calm.errors.min(calm.requests), calm.requests);
+    let all: Vec<(f64, f64)> = obs
+        .canary
+        .iter()
+        .filter(|c| !outage(c.start))
+        .map(scaled)
+        .collect();
+    let margin = if nq > 0.0 {
+        ceiling_evidence(&all, (kq / nq + rules.max_increase).min(1.0), phi)
     } else {
         0.0
     };
+    let left_out = obs.canary.iter().filter(|c| outage(c.start)).count();
     FiveXx {
         ceiling,
         worse,
         margin,
+        margin_baseline: (left_out > 0).then_some((kq, nq)),
         increase: worse.min(margin),
         // Above the ceiling is the new build's fault only if it is also worse than the stable
         // version: an outage of a shared dependency fails both alike and rolls nothing back.
@@ -500,8 +545,12 @@ fn reasons(
         ));
     }
     if ev.errors.increase >= threshold {
+        let (kb, nb, outside) = ev
+            .errors
+            .margin_baseline
+            .map_or((kb, nb, ""), |(k, n)| (k, n, ", outside a shared outage"));
         reasons.push(format!(
-            "canary 5xx {} is more than {} above baseline {} ({kb:.0} of {nb:.0})",
+            "canary 5xx {} is more than {} above baseline {} ({kb:.0} of {nb:.0}{outside})",
             pct(kc / nc),
             pct(rules.max_increase),
             pct(kb / nb)

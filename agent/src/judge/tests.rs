@@ -640,6 +640,134 @@ mod error_event_tests {
         );
     }
 
+    /// 30 minutes of 60 canary and 540 stable requests: the canary answers `canary_errors(i)`
+    /// 5xx in minute `i` and the stable version 0.1% (one error every other minute); both get
+    /// `outage` more 5xx a request in minutes 8–12 (a shared dependency's outage).
+    fn with_outage(canary_errors: fn(i64) -> f64, outage: f64) -> (Vec<Sample>, Vec<Sample>) {
+        let during = |i: i64| if (8..13).contains(&i) { outage } else { 0.0 };
+        let c = (0..30)
+            .map(|i| {
+                minute(
+                    i * 60,
+                    60.0,
+                    canary_errors(i) + (60.0 * during(i)).round(),
+                    None,
+                )
+            })
+            .collect();
+        let b = (0..30)
+            .map(|i| {
+                minute(
+                    i * 60,
+                    540.0,
+                    f64::from(u8::from(i % 2 == 0)) + (540.0 * during(i)).round(),
+                    None,
+                )
+            })
+            .collect();
+        (c, b)
+    }
+
+    #[test]
+    fn a_shared_outage_is_not_read_as_clustered_errors() {
+        // Independent errors on both versions, and a 3% outage on both for five minutes.
+        let (c, b) = with_outage(|i| f64::from(u8::from(i % 10 == 3)), 0.03);
+        let raw: Vec<_> = c
+            .iter()
+            .zip(&b)
+            .map(|(c, b)| (c.requests, c.errors, b.requests, b.errors))
+            .collect();
+        // The stable version's own counts vary as if its errors came in clusters of ten or more;
+        // the split of each minute's errors between the versions does not.
+        assert!(dispersion(&b) > 10.0, "{}", dispersion(&b));
+        assert!(split_dispersion(&raw) < 1.5, "{}", split_dispersion(&raw));
+        // Clusters of six landing on one version or the other do make the split lumpy.
+        let clustered: Vec<_> = (0..30)
+            .map(|i| match i % 6 {
+                0 => (60.0, 6.0, 540.0, 0.0),
+                3 => (60.0, 0.0, 540.0, 6.0),
+                _ => (60.0, 0.0, 540.0, 0.0),
+            })
+            .collect();
+        assert!(
+            split_dispersion(&clustered) > 3.0,
+            "{}",
+            split_dispersion(&clustered)
+        );
+        // All errors on one side, or too few: nothing to estimate.
+        let one_sided: Vec<_> = (0..30).map(|_| (60.0, 2.0, 540.0, 0.0)).collect();
+        assert!((split_dispersion(&one_sided) - 1.0).abs() < 1e-12);
+        assert!((split_dispersion(&raw[..3]) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_bad_build_is_still_rolled_back_after_an_outage_that_hit_both_versions() {
+        // Issue 7, production conditions: 2% 5xx on the canary (about one error a minute), with
+        // a shared 3% outage for five minutes in the middle. The stable version's own counts
+        // would have discounted every error more than tenfold for the rest of the canary.
+        let p = Policy::with_defaults("f");
+        let (c, b) = with_outage(|i| if i % 3 == 0 { 2.0 } else { 1.0 }, 0.03);
+        assert!(dispersion(&b) > 10.0, "{}", dispersion(&b));
+        let j = judge(&p, &obs(c, b));
+        assert!(matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+        // A healthy canary through the same outage is not.
+        let (c, b) = with_outage(|i| f64::from(u8::from(i % 10 == 3)), 0.03);
+        let j = judge(&p, &obs(c, b));
+        assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
+    }
+
+    #[test]
+    fn an_outage_is_minutes_of_the_stable_version_failing_well_above_its_usual_rate() {
+        let stable = |errors: fn(i64) -> f64| -> Vec<Sample> {
+            (0..30)
+                .map(|i| minute(i * 60, 540.0, errors(i), None))
+                .collect()
+        };
+        // Five minutes at 3%: an outage, every minute of it.
+        let spans = OutageSpans::new(
+            &stable(|i| if (8..13).contains(&i) { 16.0 } else { 0.0 }),
+            0.01,
+        );
+        assert!(
+            (8..13).all(|i| spans.covers(i * 60))
+                && !spans.covers(7 * 60)
+                && !spans.covers(13 * 60)
+        );
+        // One minute of it: a burst, not an outage.
+        let spans = OutageSpans::new(&stable(|i| if i == 8 { 16.0 } else { 0.0 }), 0.01);
+        assert!((0..30).all(|i| !spans.covers(i * 60)));
+        // Always 2%, above the 1% ceiling: its usual rate, not an outage.
+        let spans = OutageSpans::new(&stable(|_| 11.0), 0.01);
+        assert!((0..30).all(|i| !spans.covers(i * 60)));
+        // Ten-second periods are summed into minutes.
+        let ten: Vec<Sample> = (0..180)
+            .map(|i| {
+                minute(
+                    i * 10,
+                    90.0,
+                    if (48..78).contains(&i) { 3.0 } else { 0.0 },
+                    None,
+                )
+            })
+            .collect();
+        let spans = OutageSpans::new(&ten, 0.01);
+        assert!(spans.covers(50 * 10) && !spans.covers(100 * 10));
+    }
+
+    #[test]
+    fn a_canary_beside_a_stable_version_that_always_fails_above_the_ceiling_is_still_compared() {
+        // The stable version answers 2% every minute (the ceiling test leaves those minutes out);
+        // a canary answering 10% is still worse than it, by more than the allowed increase.
+        let p = Policy::with_defaults("f");
+        let c: Vec<Sample> = (0..10).map(|i| minute(i * 60, 60.0, 6.0, None)).collect();
+        let b: Vec<Sample> = (0..10).map(|i| minute(i * 60, 540.0, 11.0, None)).collect();
+        let j = judge(&p, &obs(c, b));
+        assert!(
+            matches!(&j.verdict, Verdict::Regressed(r) if r.iter().any(|r| r.contains("above baseline"))),
+            "{j:?}"
+        );
+    }
+
     #[test]
     fn one_burst_of_errors_is_at_most_a_suspicion_but_errors_in_period_after_period_roll_back() {
         let p = Policy::with_defaults("f");
@@ -700,11 +828,16 @@ mod error_event_tests {
                     clustered_split(&mut rng, clusters_per_period, mean_cluster, nc / (nc + nb));
                 c.push(minute(m * 60, nc, xc.min(nc), None));
                 b.push(minute(m * 60, nb, xb.min(nb), None));
-                let phi = dispersion(&b);
-                let pairs: Vec<_> = c
+                // The judge's own discount: the split's dispersion, or the canary's own.
+                let raw: Vec<_> = c
                     .iter()
                     .zip(&b)
-                    .map(|(c, b)| (c.requests, c.errors / phi, b.requests, b.errors / phi))
+                    .map(|(c, b)| (c.requests, c.errors, b.requests, b.errors))
+                    .collect();
+                let phi = split_dispersion(&raw).max(dispersion(&c));
+                let pairs: Vec<_> = raw
+                    .iter()
+                    .map(|&(nc, xc, nb, xb)| (nc, xc / phi, nb, xb / phi))
                     .collect();
                 if error_event_evidence(&pairs) >= threshold {
                     rejected += 1;
