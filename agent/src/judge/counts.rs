@@ -1,7 +1,8 @@
 //! The count tests: 5xx (and slow requests) as Bernoulli events, one-sample against a ceiling
 //! and two-sample against the baseline, each anytime-valid.
 
-use super::{Observations, Sample};
+use super::{totals, Observations, Sample, Totals, SUSPICION};
+use crate::policy::Policy;
 
 /// Fixed grid of alternative 5xx rates for the mixture tests (equal weights).
 pub(super) const GRID: [f64; 21] = [
@@ -336,6 +337,127 @@ impl OutageSpans {
     /// Whether the period starting at `start` is in a shared outage.
     pub(super) fn covers(&self, start: i64) -> bool {
         self.spans.contains(&start.div_euclid(self.span))
+    }
+}
+
+/// The 5xx tests' evidence.
+pub(super) struct FiveXx {
+    /// Against "canary rate ≤ `max_rate`", on periods the stable version kept under it.
+    pub(super) ceiling: f64,
+    /// Against "canary rate ≤ baseline rate" (the error-event test).
+    pub(super) worse: f64,
+    /// Against "canary rate ≤ baseline rate + `max_increase`" (the margin test).
+    pub(super) margin: f64,
+    /// The baseline's (errors, requests) the margin test used, when it left out the spans of a
+    /// shared outage (else the baseline's totals).
+    pub(super) margin_baseline: Option<(f64, f64)>,
+    /// The smaller of `worse` and `margin`: what a rollback on the increase needs.
+    pub(super) increase: f64,
+    /// Whether the ceiling may act: the canary looks worse than the baseline, or there is no
+    /// baseline to compare with.
+    pub(super) ceiling_may_act: bool,
+}
+
+/// Every canary period the baseline also has: its start, and (canary requests, canary errors,
+/// baseline requests, baseline errors), errors at most the requests.
+fn paired(obs: &Observations) -> Vec<(i64, (f64, f64, f64, f64))> {
+    obs.canary
+        .iter()
+        .filter_map(|c| {
+            let b = obs.baseline.iter().find(|b| b.start == c.start)?;
+            Some((
+                c.start,
+                (
+                    c.requests,
+                    c.errors.min(c.requests),
+                    b.requests,
+                    b.errors.min(b.requests),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The 5xx tests, every count divided by the dispersion.
+pub(super) fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) -> FiveXx {
+    let rules = policy.errors;
+    let nb = baseline.requests;
+    // Clustered errors carry less evidence than their count: how lumpy the split of each
+    // period's errors between the versions is, or the canary's own counts when they are all its
+    // (`split_dispersion`, `dispersion`). Not the stable version's own counts: a shared outage
+    // would read as clustering there and blind the tests for the rest of the canary.
+    let split: Vec<(f64, f64, f64, f64)> = paired(obs).into_iter().map(|(_, p)| p).collect();
+    let phi = split_dispersion(&split).max(dispersion(&obs.canary));
+    let scaled = |c: &Sample| {
+        (
+            c.requests.max(0.0) / phi,
+            c.errors.clamp(0.0, c.requests.max(0.0)) / phi,
+        )
+    };
+    // The ceiling is the canary's own rate, period by period; a period in which the stable
+    // version itself answered more than the ceiling (a shared outage) is not held against it.
+    let own: Vec<(f64, f64)> = obs
+        .canary
+        .iter()
+        .filter(|c| {
+            obs.baseline
+                .iter()
+                .find(|b| b.start == c.start)
+                .is_none_or(|b| b.requests <= 0.0 || b.errors <= rules.max_rate * b.requests)
+        })
+        .map(scaled)
+        .collect();
+    let ceiling = if rules.max_rate >= 1.0 {
+        0.0
+    } else {
+        ceiling_evidence(&own, rules.max_rate, phi)
+    };
+    // The spans of a shared outage (the stable version failing too, for minutes) say little
+    // about the new build: its own errors drown in the dependency's (a rate ratio near 1 in
+    // them would cancel the evidence of the periods before), and they would raise the
+    // baseline's rate, and with it the allowed rate, for the rest of the canary. Both
+    // comparisons with the baseline leave them out.
+    let outages = OutageSpans::new(&obs.baseline, rules.max_rate);
+    let outage = |start: i64| outages.covers(start);
+    let pairs: Vec<(f64, f64, f64, f64)> = paired(obs)
+        .into_iter()
+        .filter(|&(start, _)| !outage(start))
+        .map(|(_, (nc, xc, nb, xb))| (nc, xc / phi, nb, xb / phi))
+        .collect();
+    // Credibly worse than the baseline (the error-event test, period by period) and credibly by
+    // more than the allowed increase (the margin test: the canary's rate against the
+    // baseline's plus `max_increase`, one-sample like the ceiling).
+    let worse = error_event_evidence(&pairs);
+    let calm = totals(
+        &obs.baseline
+            .iter()
+            .filter(|b| !outage(b.start))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let (kq, nq) = (calm.errors.min(calm.requests), calm.requests);
+    let all: Vec<(f64, f64)> = obs
+        .canary
+        .iter()
+        .filter(|c| !outage(c.start))
+        .map(scaled)
+        .collect();
+    let margin = if nq > 0.0 {
+        ceiling_evidence(&all, (kq / nq + rules.max_increase).min(1.0), phi)
+    } else {
+        0.0
+    };
+    let left_out = obs.canary.iter().filter(|c| outage(c.start)).count();
+    FiveXx {
+        ceiling,
+        worse,
+        margin,
+        margin_baseline: (left_out > 0).then_some((kq, nq)),
+        increase: worse.min(margin),
+        // Above the ceiling is the new build's fault only if it is also worse than the stable
+        // version: an outage of a shared dependency fails both alike and rolls nothing back.
+        // With no baseline traffic to compare with, the ceiling stands alone.
+        ceiling_may_act: nb <= 0.0 || pairs.is_empty() || worse >= SUSPICION,
     }
 }
 
