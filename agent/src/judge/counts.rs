@@ -1,5 +1,6 @@
 //! The count tests: 5xx (and slow requests) as Bernoulli events, one-sample against a ceiling
-//! and two-sample against the baseline, each anytime-valid.
+//! and two-sample against the baseline, each anytime-valid; and [`five_xx`], the judge's 5xx
+//! tests put together (dispersion, shared outages, ceiling, error-event and margin tests).
 
 use super::{totals, Observations, Sample, Totals, SUSPICION};
 use crate::policy::Policy;
@@ -179,10 +180,12 @@ pub(super) const DISPERSION_MIN_PERIODS: usize = 4;
 /// How much more one version's per-period error counts vary than independent requests at its
 /// own mean rate would (Pearson's χ² over its degrees of freedom, at least 1): errors that come
 /// in bursts (a retry storm, a shared dependency hiccup) carry less independent evidence than
-/// their count. The 5xx tests divide every count by the larger of the two versions' (a
-/// quasi-likelihood), so a burst of errors on a healthy canary is not read as many independent
-/// failures even while the baseline has had none; a bad build failing independent requests at
-/// a steady rate keeps a dispersion near 1 and loses nothing.
+/// their count. The 5xx tests divide every count by the larger of the canary's and the
+/// [`split_dispersion`] (a quasi-likelihood), so a burst of errors on a healthy canary is not
+/// read as many independent failures even while the baseline has had none; a bad build failing
+/// independent requests at a steady rate keeps a dispersion near 1 and loses nothing. (The
+/// stable version's own is not used there: a shared outage would read as clustering. The bake,
+/// which has no concurrent version, uses it.)
 #[must_use]
 pub fn dispersion(baseline: &[Sample]) -> f64 {
     let periods: Vec<(f64, f64)> = baseline
