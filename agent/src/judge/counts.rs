@@ -389,7 +389,8 @@ pub(super) fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) ->
     // period's errors between the versions is, or the canary's own counts when they are all its
     // (`split_dispersion`, `dispersion`). Not the stable version's own counts: a shared outage
     // would read as clustering there and blind the tests for the rest of the canary.
-    let split: Vec<(f64, f64, f64, f64)> = paired(obs).into_iter().map(|(_, p)| p).collect();
+    let periods = paired(obs);
+    let split: Vec<(f64, f64, f64, f64)> = periods.iter().map(|&(_, p)| p).collect();
     let phi = split_dispersion(&split).max(dispersion(&obs.canary));
     let scaled = |c: &Sample| {
         (
@@ -422,7 +423,7 @@ pub(super) fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) ->
     // comparisons with the baseline leave them out.
     let outages = OutageSpans::new(&obs.baseline, rules.max_rate);
     let outage = |start: i64| outages.covers(start);
-    let pairs: Vec<(f64, f64, f64, f64)> = paired(obs)
+    let pairs: Vec<(f64, f64, f64, f64)> = periods
         .into_iter()
         .filter(|&(start, _)| !outage(start))
         .map(|(_, (nc, xc, nb, xb))| (nc, xc / phi, nb, xb / phi))
