@@ -606,6 +606,13 @@ mod tests {
             .collect()
     }
 
+    /// The one page published since the last take (fails on none or several).
+    fn only_page(n: &crate::sim::SimNotifier) -> Notification {
+        let mut pages = n.take();
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        pages.remove(0).1
+    }
+
     fn attr<'a>(n: &'a Notification, name: &str) -> Option<&'a str> {
         n.attributes
             .iter()
@@ -989,9 +996,7 @@ mod tests {
         assert_eq!((f.stable, f.canary), (1, None));
         assert_eq!(f.alias_state().record.rejected, Some(2));
         assert!(now - T0 >= 5 * 60, "five minutes of evidence at the least");
-        let pages = a.notifier.take();
-        assert_eq!(pages.len(), 1, "{pages:?}");
-        let page = &pages[0].1;
+        let page = &only_page(&a.notifier);
         assert!(
             page.subject.starts_with("ROLLED BACK f v2 -> v1"),
             "{}",
@@ -1059,9 +1064,7 @@ mod tests {
             "{}",
             outs[0].line()
         );
-        let pages = a.notifier.take();
-        assert_eq!(pages.len(), 1, "{pages:?}");
-        let page = &pages[0].1;
+        let page = &only_page(&a.notifier);
         assert_eq!(attr(page, "event"), Some("shared_failure"));
         assert!(
             page.subject
