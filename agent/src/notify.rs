@@ -196,6 +196,26 @@ fn starved(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, String) {
     )
 }
 
+/// A canary held through a shared outage for `no_data_timeout`: since when, why it waits and
+/// how to decide now (the judge's numbers follow in the body).
+fn held_through_outage(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, String) {
+    let f = &policy.function;
+    let v = o.version.unwrap_or_default();
+    let s = ctx.before.stable;
+    let weight = ctx.before.canary.map_or(0.0, |c| c.weight);
+    let since = ctx.judgement.and_then(|j| j.outage_since).unwrap_or(o.at);
+    (
+        format!(
+            "Canary held: {f} v{s} has been failing too for {}",
+            human_duration(o.at.saturating_sub(since))
+        ),
+        format!(
+            "The canary of {f} v{v} is holding at {weight}%: the stable version v{s} has been failing too since {}, well above its usual 5xx rate (the numbers below). While both fail alike the 5xx tests cannot tell the new build's errors from the dependency's, so the canary neither moves on nor is judged on those minutes; it moves on when the outage passes. Users get the same errors from either version. To decide now: canary rollback {f}, or canary promote {f}.",
+            crate::text::clock(since)
+        ),
+    )
+}
+
 /// Subject and "what happened" of the decision's own action, with its weights and numbers.
 fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String) {
     let f = &policy.function;
@@ -224,6 +244,9 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
         }
         Action::Rollback { to, rejected, why } => {
             rollback_words(policy, o, ctx, (*to, *rejected), why)
+        }
+        Action::NoData if ctx.judgement.is_some_and(|j| j.outage_since.is_some()) => {
+            held_through_outage(policy, ctx, o)
         }
         Action::NoData if ctx.judgement.is_some_and(|j| j.canary_requests_at_step > 0.0) => {
             starved(policy, ctx, o)
@@ -771,6 +794,35 @@ mod tests {
         j.canary_requests_at_step = 0.0;
         let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
         assert!(n.subject.contains("has had no traffic"), "{}", n.subject);
+    }
+
+    #[test]
+    fn a_canary_held_through_a_shared_outage_says_since_when_why_and_how_to_decide() {
+        let p = Policy::with_defaults("notes-create");
+        let mut b = before();
+        b.record.since = 1_795_428_020 - 1800;
+        let mut j = judgement();
+        j.verdict = Verdict::NotEnoughData(format!(
+            "{} (3.1% 5xx): holding",
+            crate::judge::SHARED_OUTAGE
+        ));
+        j.canary_requests_at_step = 5000.0;
+        j.outage_since = Some(1_795_428_020 - 960);
+        let o = owed(EventKind::NoData, false);
+        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        assert_eq!(
+            n.subject,
+            "Canary held: notes-create v6 has been failing too for 16m"
+        );
+        for text in [
+            "holding at 10%",
+            "v6 has been failing too since",
+            "moves on when the outage passes",
+            "canary rollback notes-create",
+            "canary promote notes-create",
+        ] {
+            assert!(n.body.contains(text), "{text}: {}", n.body);
+        }
     }
 
     #[test]

@@ -156,6 +156,8 @@ pub struct Series {
     /// How much the stable version's latency level wandered in the hours before the canary
     /// ([`crate::judge::wander`]), if known.
     pub latency_wander: Option<f64>,
+    /// The stable version's 5xx rate over the hour before the canary, if known.
+    pub stable_error_rate: Option<f64>,
 }
 
 /// Reads per-version metrics, all policies of a tick in as few calls as possible.

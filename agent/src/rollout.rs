@@ -430,8 +430,9 @@ fn without_canary(state: &AliasState, policy: &Policy, now: i64) -> Decision {
 }
 
 /// The canary `c` has had no traffic for `no_data_timeout` (rolled back under `on_no_data:
-/// rollback`, else on-call is told once), or some traffic but too little to finish its step for
-/// as long (on-call is told once why it is stuck). `None` when neither.
+/// rollback`, else on-call is told once), has been held through a shared outage for as long,
+/// or has had some traffic but too little to finish its step for as long (on-call is told once
+/// why it is stuck). `None` when none of these.
 fn quiet(
     state: &AliasState,
     policy: &Policy,
@@ -464,6 +465,20 @@ fn quiet(
             }
             OnNoData::Hold => {}
         }
+    }
+    if let Some(since) = j.outage_since {
+        // Held through a shared outage: on-call hears once when it outlasts `no_data_timeout`.
+        let lasted = now.saturating_sub(since);
+        if lasted < policy.no_data_timeout_secs() || record.quiet_alerted || record.paused {
+            return None;
+        }
+        let mut next = state.clone();
+        next.record.quiet_alerted = true;
+        next.record.last = Some(format!(
+            "holding v{c}: the stable version has been failing too for {}",
+            human_duration(lasted)
+        ));
+        return Some(Decision::new(Action::NoData, Some(next)));
     }
     let waited = now.saturating_sub(record.since);
     let at_step = j.canary_requests_at_step;
@@ -1228,6 +1243,37 @@ mod tests {
         assert!(last.contains("3 of 100 canary requests"), "{last}");
         assert!(matches!(
             run(&told, &p, Some(&trickle), at + 60).action,
+            Action::Hold(_)
+        ));
+    }
+
+    #[test]
+    fn a_canary_held_through_a_shared_outage_is_told_once_when_it_outlasts_the_timeout() {
+        let p = policy();
+        let s = canary_at(1, 2, 0, 0);
+        let timeout = p.no_data_timeout.as_secs() as i64;
+        // The outage began 10 minutes into the step; the canary has had plenty of requests.
+        let since = 600;
+        let mut held = judgement(
+            Verdict::NotEnoughData(format!("{} (3% 5xx): holding", crate::judge::SHARED_OUTAGE)),
+            Some(since + timeout),
+        );
+        held.canary_requests_at_step = 5000.0;
+        held.outage_since = Some(since);
+        // Past the step's own timeout but not the outage's: held, nobody paged.
+        let d = run(&s, &p, Some(&held), since + timeout - 1);
+        assert!(
+            matches!(&d.action, Action::Hold(w) if w.starts_with(crate::judge::SHARED_OUTAGE)),
+            "{d:?}"
+        );
+        let d = run(&s, &p, Some(&held), since + timeout);
+        assert_eq!(d.action, Action::NoData);
+        let told = d.next.expect("records the notice");
+        let last = told.record.last.clone().unwrap_or_default();
+        assert!(last.contains("failing too for 15m"), "{last}");
+        // Once: later ticks hold quietly.
+        assert!(matches!(
+            run(&told, &p, Some(&held), since + timeout + 60).action,
             Action::Hold(_)
         ));
     }

@@ -1,6 +1,7 @@
 //! What the judge needs from before a canary started, read from CloudWatch first in a tick: the
 //! stable version's p99 over the hour before (the tail test's threshold when the policy sets no
-//! `latency.slow_ms`), its latency statistic per minute over the six hours before (how much its
+//! `latency.slow_ms`) and its 5xx rate over the same hour (its usual rate, from which the judge
+//! tells a shared outage; both in one call), its latency statistic per minute over the six hours before (how much its
 //! level wanders: the latency test's variance is never below it; every version's together when
 //! the stable version has too few minutes of its own) and, with EMF metrics or Lambda Insights,
 //! its median cold start (`ColdLatency` or `init_duration` p50) over the day before (the
@@ -69,14 +70,44 @@ pub(super) struct History {
     /// How much the stable version's latency level wandered ([`crate::judge::wander`]); every
     /// version's together when the stable version has too few minutes of its own.
     pub latency_wander: Option<f64>,
+    /// The stable version's 5xx rate over the hour before (its usual rate, against which the
+    /// judge tells a shared outage).
+    pub stable_error_rate: Option<f64>,
 }
 
 /// One statistic of one metric over a window that ends at a canary's start.
 struct Ask {
     index: usize,
+    part: Part,
     start: i64,
     metric: Metric,
     stat: &'static str,
+}
+
+/// Which of a query's numbers from one reading an answer is: the reading's own number, or one
+/// of the two counts of the stable version's usual 5xx rate (read in the same call as the p99).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Part {
+    Value,
+    Requests,
+    Errors,
+}
+
+impl Part {
+    /// The suffix of the metric query's id ("h{index}{suffix}").
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Value => "",
+            Self::Requests => "n",
+            Self::Errors => "k",
+        }
+    }
+
+    fn from_suffix(suffix: &str) -> Option<Self> {
+        [Self::Value, Self::Requests, Self::Errors]
+            .into_iter()
+            .find(|p| p.suffix() == suffix)
+    }
 }
 
 /// What to read before a canary, and how its datapoints become one number.
@@ -107,13 +138,20 @@ fn single(points: &[(i64, f64)]) -> Option<f64> {
         .filter(|v| v.is_finite() && *v > 0.0)
 }
 
-/// The stable version's p99 over the hour before (the tail threshold).
-const P99: Reading = Reading {
+/// The stable version's p99 over the hour before (the tail threshold), and its requests and
+/// 5xx (its usual 5xx rate, against which the judge tells a shared outage).
+const HOUR_BEFORE: Reading = Reading {
     window: HOUR,
     period: HOUR,
-    what: "p99 (the tail test's threshold)",
+    what: "p99 and 5xx rate (the tail test's threshold, and what a shared outage is told from)",
     reduce: single,
 };
+
+/// A count over a window read as one period: zero when the answer has no datapoint (CloudWatch
+/// omits zero sums), so only a failed call leaves it unknown.
+fn total(points: &[(i64, f64)]) -> Option<f64> {
+    Some(points.iter().map(|&(_, v)| v.max(0.0)).sum())
+}
 /// The stable version's median cold start over the day before.
 const COLD: Reading = Reading {
     window: DAY,
@@ -163,17 +201,36 @@ impl CloudWatchMetrics {
                 ..History::default()
             })
             .collect();
-        let (mut p99, mut cold, mut wander) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut hour, mut cold, mut wander) = (Vec::new(), Vec::new(), Vec::new());
         for (index, q) in queries.iter().enumerate() {
             let Some(start) = q.canary_start else {
                 continue;
             };
             let ask = |metric: Metric, stat: &'static str| Ask {
                 index,
+                part: Part::Value,
                 start,
                 metric,
                 stat,
             };
+            let (n, k) = match &q.source {
+                MetricsSource::Lambda { .. } => (
+                    lambda_metric(q, q.stable, "Invocations"),
+                    lambda_metric(q, q.stable, "Errors"),
+                ),
+                MetricsSource::Emf { namespace, .. } => (
+                    emf_metric(q, namespace, q.stable, "Requests"),
+                    emf_metric(q, namespace, q.stable, "5xx"),
+                ),
+            };
+            hour.push(Ask {
+                part: Part::Requests,
+                ..ask(n, "Sum")
+            });
+            hour.push(Ask {
+                part: Part::Errors,
+                ..ask(k, "Sum")
+            });
             let latency = match &q.source {
                 MetricsSource::Lambda { insights } => {
                     if *insights {
@@ -190,17 +247,26 @@ impl CloudWatchMetrics {
                 }
             };
             if q.slow_ms.is_none() {
-                p99.push(ask(latency.clone(), "p99"));
+                hour.push(ask(latency.clone(), "p99"));
             }
             wander.push(ask(latency, q.stat.cloudwatch_name()));
         }
-        for (i, v) in self.read_before(p99, &P99).await {
-            out[i].slow_ms = Some(v);
+        let hour = self.read_before(hour, &HOUR_BEFORE).await;
+        for (&(i, part), &v) in &hour {
+            match part {
+                Part::Value => out[i].slow_ms = Some(v),
+                Part::Requests if v > 0.0 => {
+                    out[i].stable_error_rate = hour
+                        .get(&(i, Part::Errors))
+                        .map(|k| (k / v).clamp(0.0, 1.0));
+                }
+                Part::Requests | Part::Errors => {}
+            }
         }
-        for (i, v) in self.read_before(cold, &COLD).await {
+        for ((i, _), v) in self.read_before(cold, &COLD).await {
             out[i].stable_cold_ms = Some(v);
         }
-        for (i, v) in self.read_before(wander, &WANDER).await {
+        for ((i, _), v) in self.read_before(wander, &WANDER).await {
             out[i].latency_wander = Some(v);
         }
         let mut all_versions = Vec::new();
@@ -208,13 +274,14 @@ impl CloudWatchMetrics {
             if let (Some(start), None) = (q.canary_start, out[index].latency_wander) {
                 all_versions.push(Ask {
                     index,
+                    part: Part::Value,
                     start,
                     metric: all_versions_latency(q),
                     stat: q.stat.cloudwatch_name(),
                 });
             }
         }
-        for (i, v) in self.read_before(all_versions, &WANDER_ALL_VERSIONS).await {
+        for ((i, _), v) in self.read_before(all_versions, &WANDER_ALL_VERSIONS).await {
             out[i].latency_wander = Some(v);
         }
         out
@@ -222,7 +289,7 @@ impl CloudWatchMetrics {
 
     /// Each asked metric over the reading's window before its start (whole minutes), made one
     /// number, by query index. Settled numbers come from memory.
-    async fn read_before(&self, asks: Vec<Ask>, reading: &Reading) -> HashMap<usize, f64> {
+    async fn read_before(&self, asks: Vec<Ask>, reading: &Reading) -> HashMap<(usize, Part), f64> {
         let Reading { window, period, .. } = *reading;
         let mut found = HashMap::new();
         let asks: Vec<Ask> = asks
@@ -230,7 +297,7 @@ impl CloudWatchMetrics {
             .filter(|a| match self.settled.get(&reading.key(a)) {
                 Some(v) => {
                     if let Some(v) = v {
-                        found.insert(a.index, v);
+                        found.insert((a.index, a.part), v);
                     }
                     false
                 }
@@ -251,7 +318,8 @@ impl CloudWatchMetrics {
                 let queries: Vec<MetricDataQuery> = chunk
                     .iter()
                     .map(|a| {
-                        metric_query(format!("h{}", a.index), a.metric.clone(), period, a.stat)
+                        let id = format!("h{}{}", a.index, a.part.suffix());
+                        metric_query(id, a.metric.clone(), period, a.stat)
                     })
                     .collect();
                 let answer = self
@@ -284,15 +352,16 @@ impl CloudWatchMetrics {
         result: &GetMetricDataOutput,
         chunk: &[&Ask],
         reading: &Reading,
-        found: &mut HashMap<usize, f64>,
+        found: &mut HashMap<(usize, Part), f64>,
     ) {
         let now = crate::clock::now_secs();
         for r in result.metric_data_results() {
-            let index = r
-                .id()
-                .and_then(|id| id.strip_prefix('h'))
-                .and_then(|n| n.parse::<usize>().ok());
-            let Some(i) = index else { continue };
+            let id = r.id().and_then(|id| id.strip_prefix('h')).unwrap_or("");
+            let digits = id.len() - id.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let (index, suffix) = id.split_at(digits);
+            let (Ok(i), Some(part)) = (index.parse::<usize>(), Part::from_suffix(suffix)) else {
+                continue;
+            };
             let mut points: Vec<(i64, f64)> = r
                 .timestamps()
                 .iter()
@@ -300,12 +369,15 @@ impl CloudWatchMetrics {
                 .zip(r.values().iter().copied())
                 .collect();
             points.sort_by_key(|&(t, _)| t);
-            let v = (reading.reduce)(&points);
+            let v = match part {
+                Part::Value => (reading.reduce)(&points),
+                Part::Requests | Part::Errors => total(&points),
+            };
             if let Some(v) = v {
-                found.insert(i, v);
+                found.insert((i, part), v);
             }
             let complete = r.status_code() == Some(&StatusCode::Complete);
-            let asked = chunk.iter().find(|a| a.index == i);
+            let asked = chunk.iter().find(|a| a.index == i && a.part == part);
             if let Some(a) = asked.filter(|a| complete && a.start + SETTLE <= now) {
                 self.settled.put(reading.key(a), v);
             }

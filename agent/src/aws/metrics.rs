@@ -540,6 +540,7 @@ impl<'q> Planned<'q> {
             cold,
             stable_cold_ms: self.before.stable_cold_ms,
             latency_wander: self.before.latency_wander,
+            stable_error_rate: self.before.stable_error_rate,
         })
     }
 }

@@ -790,6 +790,8 @@ async fn the_tail_test_reads_the_percentile_rank_and_counts_requests_over_the_th
 async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_hour_before() {
     let (rule, seen) = recording(HashMap::from([
         ("h0", vec![(T0 - 3600, 263.5)]),
+        ("h0n", vec![(T0 - 3600, 36_000.0)]),
+        ("h0k", vec![(T0 - 3600, 36.0)]),
         ("q0_c_req", vec![(T0, 100.0)]),
         ("q0_c_pr", vec![(T0, 96.0)]),
         ("q0_b_req", vec![(T0, 900.0)]),
@@ -801,21 +803,48 @@ async fn with_no_slow_ms_the_tail_threshold_is_the_stable_versions_p99_in_the_ho
     };
     let series = fetch_one(&rule, query).await;
     assert_eq!(series.slow_ms, Some(263.5));
+    // Its usual 5xx rate, read in the same call: 36 of 36,000.
+    assert_eq!(series.stable_error_rate, Some(0.001));
     assert_eq!(series.canary[0].slow, Some(4.0));
     assert_eq!(series.baseline[0].slow, Some(9.0));
     let seen = seen.lock().expect("lock");
     assert_eq!(
         seen.len(),
         4,
-        "the history first (p99, wander, over all versions: too few minutes), then the window"
+        "the history first (the hour's p99 and 5xx rate, wander, over all versions: too few minutes), then the window"
     );
     let history = &seen[0];
     assert_eq!(history.start_time(), Some(&DateTime::from_secs(T0 - 3600)));
     assert_eq!(history.end_time(), Some(&DateTime::from_secs(T0)));
-    let h = first_stat(history);
-    assert_eq!((h.stat(), h.period()), (Some("p99"), Some(3600)));
-    let dims = first_dimensions(history);
-    assert!(dims.contains(&("ExecutedVersion", "6")), "{dims:?}");
+    let hour: Vec<_> = history
+        .metric_data_queries()
+        .iter()
+        .map(|q| {
+            let m = q.metric_stat().expect("metric stat");
+            let dims: Vec<_> = m
+                .metric()
+                .map(|m| m.dimensions().iter().filter_map(|d| d.value()).collect())
+                .unwrap_or_default();
+            (q.id().unwrap_or_default(), name_stat_period(m), dims)
+        })
+        .collect();
+    let stable = vec!["notes-create", "notes-create:live", "6"];
+    assert_eq!(
+        hour,
+        [
+            (
+                "h0n",
+                (Some("Invocations"), Some("Sum"), Some(3600)),
+                stable.clone()
+            ),
+            (
+                "h0k",
+                (Some("Errors"), Some("Sum"), Some(3600)),
+                stable.clone()
+            ),
+            ("h0", (Some("Duration"), Some("p99"), Some(3600)), stable),
+        ]
+    );
     let stats: Vec<Option<&str>> = seen[3]
         .metric_data_queries()
         .iter()
@@ -853,10 +882,10 @@ async fn the_stable_versions_wander_is_fitted_on_its_minutes_over_six_hours_befo
     let seen = seen.lock().expect("lock");
     assert_eq!(
         seen.len(),
-        2,
-        "the wander (slow_ms is set: no p99), then the window"
+        3,
+        "the hour's 5xx rate (slow_ms is set: no p99), the wander, then the window"
     );
-    let wander = &seen[0];
+    let wander = &seen[1];
     assert_eq!(wander.start_time(), Some(&DateTime::from_secs(T0 - 21_600)));
     assert_eq!(wander.end_time(), Some(&DateTime::from_secs(T0)));
     assert_eq!(
@@ -901,18 +930,18 @@ async fn a_stable_version_with_too_few_minutes_takes_the_wander_of_every_version
     let seen = seen.lock().expect("lock");
     assert_eq!(
         seen.len(),
-        3,
-        "the stable version's, every version's, the window"
+        4,
+        "the hour's 5xx rate, the stable version's wander, every version's, the window"
     );
     assert_eq!(
-        first_dimensions(&seen[1]),
+        first_dimensions(&seen[2]),
         [
             ("FunctionName", "notes-create"),
             ("Resource", "notes-create:live")
         ]
     );
     assert_eq!(
-        seen[1].start_time(),
+        seen[2].start_time(),
         Some(&DateTime::from_secs(T0 - 21_600))
     );
 }
@@ -925,7 +954,11 @@ async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick(
         seen.lock()
             .expect("lock")
             .iter()
-            .filter(|i| i.metric_data_queries()[0].id() == Some("h0"))
+            .filter(|i| {
+                i.metric_data_queries()[0]
+                    .id()
+                    .is_some_and(|id| id.starts_with('h'))
+            })
             .count()
     };
     // A canary that started long ago: its hour before is final, read once.
@@ -939,8 +972,8 @@ async fn a_settled_history_is_read_once_per_process_and_a_recent_one_every_tick(
             .expect("answered");
         assert_eq!(series.slow_ms, Some(263.5));
     }
-    // The p99, the wander and the wander over all versions (here too few minutes for either:
-    // settled as none all the same).
+    // The hour's p99 and 5xx rate, the wander and the wander over all versions (here too few
+    // minutes for either: settled as none all the same).
     assert_eq!(history_calls(&seen), 3);
     // One that started a moment ago: late datapoints may still arrive, so read again.
     let fresh = MetricsQuery {
@@ -981,10 +1014,10 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
     let seen = seen.lock().expect("lock");
     assert_eq!(
         seen.len(),
-        4,
-        "the day before, the wander (too few minutes), over all versions, then the window: {seen:?}"
+        5,
+        "the hour's 5xx rate, the day before, the wander (too few minutes), over all versions, then the window: {seen:?}"
     );
-    let before = &seen[0];
+    let before = &seen[1];
     assert_eq!(before.start_time(), Some(&DateTime::from_secs(T0 - 86_400)));
     let h = first_stat(before);
     assert_eq!(
@@ -993,7 +1026,7 @@ async fn emf_queries_read_the_stable_cold_start_before_the_canary_and_the_canary
     );
     // The limit: the defaults' 1.3x the stable version's 600 ms median cold start.
     assert_eq!(
-        cold_queries(&seen[3]),
+        cold_queries(&seen[4]),
         [
             (
                 "q0_c_cn",
@@ -1031,8 +1064,9 @@ async fn lambda_insights_gives_a_lambda_policy_the_cold_start_test() {
         }]
     );
     let seen = seen.lock().expect("lock");
-    // The stable version's median init over the day before, on the extension's own dimensions.
-    let before = &seen[0];
+    // The stable version's median init over the day before (after the hour's 5xx rate), on the
+    // extension's own dimensions.
+    let before = &seen[1];
     assert_eq!(before.start_time(), Some(&DateTime::from_secs(T0 - 86_400)));
     assert_eq!(
         name_stat_period(first_stat(before)),
@@ -1143,6 +1177,7 @@ async fn lambda_metrics_become_samples_with_the_policy_statistic() {
             cold: vec![],
             stable_cold_ms: None,
             latency_wander: None,
+            stable_error_rate: None,
         }
     );
 

@@ -164,6 +164,8 @@ fn judge_watch(policy: &Policy, obs: &Observations, watch: Watch) -> Judgement {
             .filter(|s| s.requests > 0.0)
             .map(|s| s.start)
             .max(),
+        // A bake has no version beside it to hold for: the recheck tells a shared failure.
+        outage_since: None,
         ceiling_evidence: ev.ceiling,
         increase_evidence: ev.increase,
         latency_evidence: ev.latency,

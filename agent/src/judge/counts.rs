@@ -2,6 +2,7 @@
 //! and two-sample against the baseline, each anytime-valid; and [`five_xx`], the judge's 5xx
 //! tests put together (dispersion, shared outages, ceiling, error-event and margin tests).
 
+use super::outage::{Ongoing, OutageSpans};
 use super::{totals, Observations, Sample, Totals, SUSPICION};
 use crate::policy::Policy;
 
@@ -284,65 +285,6 @@ const SPLIT_LN_RATIO: f64 = 30.0;
 /// Bisection steps of that fit (60 halve 60 to below 1e-16).
 const SPLIT_FIT_STEPS: usize = 60;
 
-/// Fewest stable-version 5xx in a span for it to count towards a shared outage.
-pub(super) const OUTAGE_MIN_ERRORS: f64 = 3.0;
-/// How many times its usual rate (the median span's) the stable version must answer 5xx in a
-/// span for it to count towards a shared outage: a stable version that always answers more
-/// than the ceiling is not in an outage, and its canary is still compared with it.
-pub(super) const OUTAGE_FACTOR: f64 = 3.0;
-
-/// The spans of a shared outage in the stable version's periods: spans of a minute (or of one
-/// period, if longer) in which the stable version answered more than `max_rate`, more than
-/// [`OUTAGE_FACTOR`] times its usual rate and at least [`OUTAGE_MIN_ERRORS`] 5xx, next to
-/// another such span. An outage of a shared dependency lasts minutes; one burst of errors
-/// seldom fills two spans in a row, so the spans left out are not picked for the stable
-/// version's own bursts (which would bias its rate down).
-pub(super) struct OutageSpans {
-    span: i64,
-    spans: std::collections::HashSet<i64>,
-}
-
-impl OutageSpans {
-    pub(super) fn new(baseline: &[Sample], max_rate: f64) -> Self {
-        let mut starts: Vec<i64> = baseline.iter().map(|s| s.start).collect();
-        starts.sort_unstable();
-        let gap = starts
-            .windows(2)
-            .map(|w| w[1].saturating_sub(w[0]))
-            .filter(|&g| g > 0)
-            .min()
-            .unwrap_or(60);
-        let span = gap.clamp(60, 3600);
-        let mut sums: std::collections::HashMap<i64, (f64, f64)> = std::collections::HashMap::new();
-        for s in baseline.iter().filter(|s| s.requests > 0.0) {
-            let e = sums.entry(s.start.div_euclid(span)).or_default();
-            e.0 += s.requests;
-            e.1 += s.errors.clamp(0.0, s.requests);
-        }
-        let mut rates: Vec<f64> = sums.values().map(|&(n, k)| k / n).collect();
-        rates.sort_by(f64::total_cmp);
-        let usual = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
-        let hot: std::collections::HashSet<i64> = sums
-            .iter()
-            .filter(|(_, &(n, k))| {
-                k >= OUTAGE_MIN_ERRORS && k > max_rate * n && k > OUTAGE_FACTOR * usual * n
-            })
-            .map(|(&i, _)| i)
-            .collect();
-        let spans = hot
-            .iter()
-            .copied()
-            .filter(|i| hot.contains(&(i - 1)) || hot.contains(&(i + 1)))
-            .collect();
-        Self { span, spans }
-    }
-
-    /// Whether the period starting at `start` is in a shared outage.
-    pub(super) fn covers(&self, start: i64) -> bool {
-        self.spans.contains(&start.div_euclid(self.span))
-    }
-}
-
 /// The 5xx tests' evidence.
 pub(super) struct FiveXx {
     /// Against "canary rate ≤ `max_rate`", on periods the stable version kept under it.
@@ -359,6 +301,8 @@ pub(super) struct FiveXx {
     /// Whether the ceiling may act: the canary looks worse than the baseline, or there is no
     /// baseline to compare with.
     pub(super) ceiling_may_act: bool,
+    /// The shared outage going on now, if any: the canary holds its step through it.
+    pub(super) outage_now: Option<Ongoing>,
 }
 
 /// Every canary period the baseline also has: its start, and (canary requests, canary errors,
@@ -381,17 +325,66 @@ fn paired(obs: &Observations) -> Vec<(i64, (f64, f64, f64, f64))> {
         .collect()
 }
 
-/// The 5xx tests, every count divided by the dispersion.
+/// What the 5xx tests compare: the periods outside a shared outage, and the dispersion they
+/// divide counts by.
+struct Calm {
+    /// The paired periods outside a shared outage (`paired`).
+    pairs: Vec<(i64, (f64, f64, f64, f64))>,
+    /// The canary's periods outside a shared outage.
+    canary: Vec<Sample>,
+    /// The baseline's totals outside a shared outage.
+    baseline: Totals,
+    /// Whether any canary period was left out.
+    left_out: bool,
+    /// The errors' overdispersion over those periods.
+    phi: f64,
+}
+
+/// The spans of a shared outage (the stable version failing too, for minutes) say little about
+/// the new build: its own errors drown in the dependency's (a rate ratio near 1 in them would
+/// cancel the evidence of the periods before), and they would raise the baseline's rate, and
+/// with it the allowed rate, for the rest of the canary. Every 5xx test leaves them out, and
+/// so does the dispersion: clustered errors carry less evidence than their count, measured by
+/// how lumpy the split of each period's errors between the versions is, or by the canary's own
+/// counts when they are all its (`split_dispersion`, `dispersion`). Not by the stable
+/// version's own counts, and not over an outage: it would read as clustering there (and, for
+/// a bad build, as a ratio that changes) and blind the tests for the rest of the canary.
+fn calm(obs: &Observations, outages: &OutageSpans) -> Calm {
+    let outage = |start: i64| outages.covers(start);
+    let pairs: Vec<(i64, (f64, f64, f64, f64))> = paired(obs)
+        .into_iter()
+        .filter(|&(start, _)| !outage(start))
+        .collect();
+    let split: Vec<(f64, f64, f64, f64)> = pairs.iter().map(|&(_, p)| p).collect();
+    let canary: Vec<Sample> = obs
+        .canary
+        .iter()
+        .filter(|c| !outage(c.start))
+        .copied()
+        .collect();
+    let phi = split_dispersion(&split).max(dispersion(&canary));
+    let baseline: Vec<Sample> = obs
+        .baseline
+        .iter()
+        .filter(|b| !outage(b.start))
+        .copied()
+        .collect();
+    Calm {
+        pairs,
+        left_out: canary.len() < obs.canary.len(),
+        canary,
+        baseline: totals(&baseline),
+        phi,
+    }
+}
+
+/// The 5xx tests, every count divided by the dispersion, over the periods outside a shared
+/// outage.
 pub(super) fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) -> FiveXx {
     let rules = policy.errors;
-    let nb = baseline.requests;
-    // Clustered errors carry less evidence than their count: how lumpy the split of each
-    // period's errors between the versions is, or the canary's own counts when they are all its
-    // (`split_dispersion`, `dispersion`). Not the stable version's own counts: a shared outage
-    // would read as clustering there and blind the tests for the rest of the canary.
-    let periods = paired(obs);
-    let split: Vec<(f64, f64, f64, f64)> = periods.iter().map(|&(_, p)| p).collect();
-    let phi = split_dispersion(&split).max(dispersion(&obs.canary));
+    let outages = OutageSpans::new(&obs.baseline, rules.max_rate, obs.stable_error_rate);
+    let calm = calm(obs, &outages);
+    let phi = calm.phi;
     let scaled = |c: &Sample| {
         (
             c.requests.max(0.0) / phi,
@@ -399,8 +392,8 @@ pub(super) fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) ->
         )
     };
     // The ceiling is the canary's own rate, period by period; a period in which the stable
-    // version itself answered more than the ceiling (a shared outage) is not held against it.
-    let own: Vec<(f64, f64)> = obs
+    // version itself answered more than the ceiling is not held against it.
+    let own: Vec<(f64, f64)> = calm
         .canary
         .iter()
         .filter(|c| {
@@ -416,52 +409,36 @@ pub(super) fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) ->
     } else {
         ceiling_evidence(&own, rules.max_rate, phi)
     };
-    // The spans of a shared outage (the stable version failing too, for minutes) say little
-    // about the new build: its own errors drown in the dependency's (a rate ratio near 1 in
-    // them would cancel the evidence of the periods before), and they would raise the
-    // baseline's rate, and with it the allowed rate, for the rest of the canary. Both
-    // comparisons with the baseline leave them out.
-    let outages = OutageSpans::new(&obs.baseline, rules.max_rate);
-    let outage = |start: i64| outages.covers(start);
-    let pairs: Vec<(f64, f64, f64, f64)> = periods
-        .into_iter()
-        .filter(|&(start, _)| !outage(start))
-        .map(|(_, (nc, xc, nb, xb))| (nc, xc / phi, nb, xb / phi))
+    let pairs: Vec<(f64, f64, f64, f64)> = calm
+        .pairs
+        .iter()
+        .map(|&(_, (nc, xc, nb, xb))| (nc, xc / phi, nb, xb / phi))
         .collect();
     // Credibly worse than the baseline (the error-event test, period by period) and credibly by
     // more than the allowed increase (the margin test: the canary's rate against the
     // baseline's plus `max_increase`, one-sample like the ceiling).
     let worse = error_event_evidence(&pairs);
-    let calm = totals(
-        &obs.baseline
-            .iter()
-            .filter(|b| !outage(b.start))
-            .copied()
-            .collect::<Vec<_>>(),
+    let (kq, nq) = (
+        calm.baseline.errors.min(calm.baseline.requests),
+        calm.baseline.requests,
     );
-    let (kq, nq) = (calm.errors.min(calm.requests), calm.requests);
-    let all: Vec<(f64, f64)> = obs
-        .canary
-        .iter()
-        .filter(|c| !outage(c.start))
-        .map(scaled)
-        .collect();
+    let all: Vec<(f64, f64)> = calm.canary.iter().map(scaled).collect();
     let margin = if nq > 0.0 {
         ceiling_evidence(&all, (kq / nq + rules.max_increase).min(1.0), phi)
     } else {
         0.0
     };
-    let left_out = obs.canary.iter().filter(|c| outage(c.start)).count();
     FiveXx {
         ceiling,
         worse,
         margin,
-        margin_baseline: (left_out > 0).then_some((kq, nq)),
+        margin_baseline: calm.left_out.then_some((kq, nq)),
         increase: worse.min(margin),
         // Above the ceiling is the new build's fault only if it is also worse than the stable
         // version: an outage of a shared dependency fails both alike and rolls nothing back.
         // With no baseline traffic to compare with, the ceiling stands alone.
-        ceiling_may_act: nb <= 0.0 || pairs.is_empty() || worse >= SUSPICION,
+        ceiling_may_act: baseline.requests <= 0.0 || pairs.is_empty() || worse >= SUSPICION,
+        outage_now: outages.ongoing(),
     }
 }
 

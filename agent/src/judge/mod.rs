@@ -20,9 +20,11 @@
 //! Both 5xx tests divide counts by the errors' overdispersion: how much lumpier the split of
 //! each period's errors between the versions is than independent requests make it
 //! ([`split_dispersion`]; a shared outage is not clustering), or the canary's own
-//! ([`dispersion`]) when all errors are its. Both comparisons with the baseline leave out the
-//! minutes of a shared outage (the stable version failing for minutes, well above its usual
-//! rate and the ceiling).
+//! ([`dispersion`]) when all errors are its. Both tests, and the dispersion, leave out the
+//! minutes of a shared outage (`outage`: the stable version failing for minutes, above the
+//! ceiling and well above its usual rate, its rate over the hour before the canary), and the
+//! canary holds its step while one goes on: the new build's errors cannot be told from the
+//! dependency's then.
 //! 3. **Latency** — per period, `d = ln(canary / limit)` where the limit is the smaller of
 //!    `latency.max_ms` and `max(max_ratio × baseline, baseline + min_increase_ms)`; H0: mean d ≤ 0,
 //!    tested with a normal-mixture sequential probability ratio test (Johari, Pekelis & Walsh)
@@ -31,11 +33,13 @@
 //!    sets none, over the stable version's p99 in the hour before the canary), tested against
 //!    the baseline's like 5xx.
 //!
-//! Missing data is never a pass: no canary requests means [`Verdict::NotEnoughData`].
+//! Missing data is never a pass: no canary requests means [`Verdict::NotEnoughData`], and so
+//! does a shared outage going on now.
 
 mod bake;
 mod counts;
 mod latency;
+mod outage;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +49,7 @@ use counts::{ceiling_evidence, five_xx, slow_requests, FiveXx, Tail};
 pub use counts::{dispersion, error_event_evidence, split_dispersion};
 use latency::{latency_evidence, warm_periods};
 pub use latency::{wander, WANDER_MIN_POINTS, WANDER_SECS};
+use outage::Ongoing;
 use std::fmt;
 
 /// One metric period of one version.
@@ -96,6 +101,9 @@ pub struct Observations {
     /// ([`wander`]: log² × seconds); `None` when not known (the latency test then relies on its
     /// own periods).
     pub latency_wander: Option<f64>,
+    /// The stable version's 5xx rate over the hour before the canary, if known: its usual rate,
+    /// against which a shared outage is told (else its usual minute over the canary).
+    pub stable_error_rate: Option<f64>,
 }
 
 /// The judge's conclusion.
@@ -141,6 +149,9 @@ pub struct Judgement {
     pub canary_requests_at_step: f64,
     /// Start of the newest period with canary requests, if any.
     pub last_canary_traffic: Option<i64>,
+    /// When the shared outage going on now began (the stable version failing too, well above
+    /// its usual rate): the canary holds its step through it. `None` when there is none.
+    pub outage_since: Option<i64>,
     /// Evidence against "canary 5xx ≤ ceiling" (reject at ≥ `threshold`).
     pub ceiling_evidence: f64,
     /// Evidence against "canary 5xx ≤ baseline 5xx + `errors.max_increase`": the smaller of
@@ -175,6 +186,7 @@ impl Judgement {
             baseline: Totals::default(),
             canary_requests_at_step: 0.0,
             last_canary_traffic,
+            outage_since: None,
             ceiling_evidence: 1.0,
             increase_evidence: 1.0,
             latency_evidence: 1.0,
@@ -343,7 +355,14 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         .map(|s| s.requests.max(0.0))
         .sum::<f64>()
         + 0.0; // an empty f64 sum is -0.0, which prints as -0
-    let verdict = verdict(policy, obs, reasons, &suspicion, canary_requests_at_step);
+    let verdict = verdict(
+        policy,
+        obs,
+        reasons,
+        &suspicion,
+        canary_requests_at_step,
+        ev.errors.outage_now,
+    );
     Judgement {
         verdict,
         canary,
@@ -355,6 +374,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
             .filter(|s| s.requests > 0.0)
             .map(|s| s.start)
             .max(),
+        outage_since: ev.errors.outage_now.map(|o| o.since),
         ceiling_evidence: ev.errors.ceiling,
         increase_evidence: ev.errors.increase,
         latency_evidence: ev.latency,
@@ -520,14 +540,32 @@ fn suspicions(ev: &Evidence, threshold: f64) -> Vec<String> {
     .collect()
 }
 
+/// Why the canary holds through a shared outage, with its numbers: while the stable version
+/// fails too, the 5xx tests cannot tell the new build's errors from the dependency's.
+fn outage_hold(o: Ongoing) -> String {
+    format!(
+        "{SHARED_OUTAGE} ({} 5xx, {:.0} of {:.0}, for {} against its usual {}): a shared outage; holding at this step until it passes",
+        pct(o.errors / o.requests.max(1.0)),
+        o.errors,
+        o.requests,
+        crate::text::human_duration(o.until.saturating_sub(o.since)),
+        pct(o.usual)
+    )
+}
+
+/// How the hold through a shared outage begins.
+pub const SHARED_OUTAGE: &str = "the stable version is failing too";
+
 /// Regressed on any reason; else held while suspicious (for at most
-/// [`SUSPICION_MAX_INTERVALS`] step intervals) or short of `min_requests`; else healthy.
+/// [`SUSPICION_MAX_INTERVALS`] step intervals), through a shared outage, or short of
+/// `min_requests`; else healthy.
 fn verdict(
     policy: &Policy,
     obs: &Observations,
     reasons: Vec<String>,
     suspicion: &[String],
     canary_requests_at_step: f64,
+    outage_now: Option<Ongoing>,
 ) -> Verdict {
     let newest = obs
         .canary
@@ -540,6 +578,8 @@ fn verdict(
         Verdict::Regressed(reasons)
     } else if !suspicion.is_empty() && newest - obs.step_start < patience {
         Verdict::NotEnoughData(format!("{HOLDING}{}", suspicion.join(", ")))
+    } else if let Some(o) = outage_now {
+        Verdict::NotEnoughData(outage_hold(o))
     } else if canary_requests_at_step < policy.min_requests as f64 {
         Verdict::NotEnoughData(format!(
             "{canary_requests_at_step:.0} of {} canary requests at this step",

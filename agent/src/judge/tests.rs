@@ -2,6 +2,7 @@
 //! must catch.
 
 use super::counts::*;
+use super::outage::*;
 use super::*;
 use proptest::prelude::*;
 
@@ -24,6 +25,7 @@ pub(super) fn obs(canary: Vec<Sample>, baseline: Vec<Sample>) -> Observations {
         cold: vec![],
         cold_limit_ms: None,
         latency_wander: None,
+        stable_error_rate: None,
     }
 }
 
@@ -354,6 +356,7 @@ fn a_build_whose_cold_starts_doubled_is_rolled_back_and_a_healthy_one_is_not() {
                     .collect(),
                 cold_limit_ms: Some(limit),
                 latency_wander: None,
+                stable_error_rate: None,
             },
         )
     };
@@ -497,6 +500,7 @@ proptest! {
             }).collect(),
             cold_limit_ms: cold_limit,
             latency_wander: None,
+            stable_error_rate: None,
         };
         let j = judge(&p, &o);
         prop_assert!((j.threshold - 500.0).abs() < 1e-6);
@@ -727,6 +731,7 @@ mod error_event_tests {
         let spans = OutageSpans::new(
             &stable(|i| if (8..13).contains(&i) { 16.0 } else { 0.0 }),
             0.01,
+            None,
         );
         assert!(
             (8..13).all(|i| spans.covers(i * 60))
@@ -734,10 +739,10 @@ mod error_event_tests {
                 && !spans.covers(13 * 60)
         );
         // One minute of it: a burst, not an outage.
-        let spans = OutageSpans::new(&stable(|i| if i == 8 { 16.0 } else { 0.0 }), 0.01);
+        let spans = OutageSpans::new(&stable(|i| if i == 8 { 16.0 } else { 0.0 }), 0.01, None);
         assert!((0..30).all(|i| !spans.covers(i * 60)));
         // Always 2%, above the 1% ceiling: its usual rate, not an outage.
-        let spans = OutageSpans::new(&stable(|_| 11.0), 0.01);
+        let spans = OutageSpans::new(&stable(|_| 11.0), 0.01, None);
         assert!((0..30).all(|i| !spans.covers(i * 60)));
         // Ten-second periods are summed into minutes.
         let ten: Vec<Sample> = (0..180)
@@ -750,8 +755,59 @@ mod error_event_tests {
                 )
             })
             .collect();
-        let spans = OutageSpans::new(&ten, 0.01);
+        let spans = OutageSpans::new(&ten, 0.01, None);
         assert!(spans.covers(50 * 10) && !spans.covers(100 * 10));
+    }
+
+    #[test]
+    fn a_canary_holds_its_step_through_a_shared_outage_and_moves_on_after_it() {
+        let p = Policy::with_defaults("f");
+        // A healthy canary; a 3% outage on both versions in minutes 8-12.
+        let (c, b) = with_outage(|i| f64::from(u8::from(i % 10 == 3)), 0.03);
+        let upto = |n: usize| obs(c[..n].to_vec(), b[..n].to_vec());
+        // Before it: healthy, nothing held.
+        let j = judge(&p, &upto(8));
+        assert_eq!((&j.verdict, j.outage_since), (&Verdict::Healthy, None));
+        // Its first minute alone already holds (it may be the start of an outage), and so does
+        // every minute of it and the first after it, with since when and the stable version's
+        // numbers.
+        for n in [9, 11, 13, 14] {
+            let j = judge(&p, &upto(n));
+            assert_eq!(j.outage_since, Some(8 * 60), "{n}: {j:?}");
+            let Verdict::NotEnoughData(why) = &j.verdict else {
+                panic!("{n}: {j:?}");
+            };
+            assert!(why.starts_with(SHARED_OUTAGE), "{why}");
+            assert!(why.contains("against its usual"), "{why}");
+        }
+        // Two calm minutes after it: the step moves on.
+        let j = judge(&p, &upto(15));
+        assert_eq!((&j.verdict, j.outage_since), (&Verdict::Healthy, None));
+    }
+
+    #[test]
+    fn an_outage_that_fills_most_of_the_canary_is_told_from_the_rate_before_it() {
+        // The outage began in the canary's third minute and is still going on at its thirtieth.
+        let b: Vec<Sample> = (0..30)
+            .map(|i| minute(i * 60, 540.0, if i >= 2 { 16.0 } else { 0.0 }, None))
+            .collect();
+        // Its minutes are most of the canary's: they are its usual rate over the canary.
+        let spans = OutageSpans::new(&b, 0.01, None);
+        assert!(spans.ongoing().is_none() && !spans.covers(20 * 60));
+        // Against its 0.1% over the hour before, every minute of it is an outage.
+        let spans = OutageSpans::new(&b, 0.01, Some(0.001));
+        assert!((2..30).all(|i| spans.covers(i * 60)) && !spans.covers(60));
+        assert_eq!(spans.ongoing().map(|o| o.since), Some(120));
+        // Without the hour before, the lower quartile still tells one of two thirds.
+        let b: Vec<Sample> = (0..30)
+            .map(|i| minute(i * 60, 540.0, if i >= 10 { 16.0 } else { 0.0 }, None))
+            .collect();
+        let spans = OutageSpans::new(&b, 0.01, None);
+        assert!((10..30).all(|i| spans.covers(i * 60)) && !spans.covers(9 * 60));
+        // A stable version always at 2% (its rate before too) is not in an outage.
+        let always: Vec<Sample> = (0..30).map(|i| minute(i * 60, 540.0, 11.0, None)).collect();
+        let spans = OutageSpans::new(&always, 0.01, Some(0.02));
+        assert!(spans.ongoing().is_none() && !spans.covers(0));
     }
 
     #[test]

@@ -194,6 +194,16 @@ impl SimFunction {
             .and_then(Build::cold_median)
     }
 
+    /// The reference version's 5xx rate over the hour before the canary, as the agent reads
+    /// it: in the simulator, the build's own rate (no scenario's outage starts before its
+    /// deploy).
+    #[must_use]
+    pub fn stable_error_rate(&self) -> Option<f64> {
+        self.builds
+            .get(&self.reference_version())
+            .map(|b| b.error_rate)
+    }
+
     /// How much the reference version's latency level wandered over the hours before
     /// `canary_start`, measured as the agent does ([`crate::judge::wander`]) on the per-minute
     /// series that version served then ([`traffic::history`]); drawn once per reference
@@ -525,6 +535,7 @@ impl Metrics for SimMetrics {
                     cold,
                     stable_cold_ms: f.stable_cold_ms(),
                     latency_wander,
+                    stable_error_rate: f.stable_error_rate(),
                 })
             })
             .collect()

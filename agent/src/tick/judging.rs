@@ -73,6 +73,7 @@ pub(super) fn judge_series(
             .stable_cold_ms
             .map(|m| crate::judge::cold_limit(&policy.latency, m)),
         latency_wander: series.latency_wander,
+        stable_error_rate: series.stable_error_rate,
     };
     let recheck = rechecking(state);
     if baking(state).is_none() && recheck.is_none() {
