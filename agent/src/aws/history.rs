@@ -1,7 +1,7 @@
 //! What the judge needs from before a canary started, read from CloudWatch first in a tick: the
 //! stable version's p99 over the hour before (the tail test's threshold when the policy sets no
 //! `latency.slow_ms`) and its 5xx rate over the same hour (its usual rate, from which the judge
-//! tells a shared outage; both in one call), its latency statistic per minute over the six hours before (how much its
+//! tells a shared outage), its latency statistic per minute over the six hours before (how much its
 //! level wanders: the latency test's variance is never below it; every version's together when
 //! the stable version has too few minutes of its own) and, with EMF metrics or Lambda Insights,
 //! its median cold start (`ColdLatency` or `init_duration` p50) over the day before (the
@@ -84,8 +84,8 @@ struct Ask {
     stat: &'static str,
 }
 
-/// Which of a query's numbers from one reading an answer is: the reading's own number, or one
-/// of the two counts of the stable version's usual 5xx rate (read in the same call as the p99).
+/// Which of a query's numbers from one reading an answer is: the reading's one number, or one
+/// of the two counts of the stable version's usual 5xx rate (read in one call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Part {
     Value,
@@ -138,13 +138,21 @@ fn single(points: &[(i64, f64)]) -> Option<f64> {
         .filter(|v| v.is_finite() && *v > 0.0)
 }
 
-/// The stable version's p99 over the hour before (the tail threshold), and its requests and
-/// 5xx (its usual 5xx rate, against which the judge tells a shared outage).
-const HOUR_BEFORE: Reading = Reading {
+/// The stable version's p99 over the hour before (the tail threshold).
+const P99: Reading = Reading {
     window: HOUR,
     period: HOUR,
-    what: "p99 and 5xx rate (the tail test's threshold, and what a shared outage is told from)",
+    what: "p99 (the tail test's threshold)",
     reduce: single,
+};
+/// The stable version's requests and 5xx over the hour before, in one call: its usual 5xx
+/// rate, against which the judge tells a shared outage. Not in the p99's call: a statistic an
+/// endpoint cannot compute (moto's percentiles) must not take the counts down with it.
+const RATE: Reading = Reading {
+    window: HOUR,
+    period: HOUR,
+    what: "5xx rate (what a shared outage is told from)",
+    reduce: total,
 };
 
 /// A count over a window read as one period: zero when the answer has no datapoint (CloudWatch
@@ -201,7 +209,8 @@ impl CloudWatchMetrics {
                 ..History::default()
             })
             .collect();
-        let (mut hour, mut cold, mut wander) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut p99, mut rate, mut cold, mut wander) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (index, q) in queries.iter().enumerate() {
             let Some(start) = q.canary_start else {
                 continue;
@@ -223,11 +232,11 @@ impl CloudWatchMetrics {
                     emf_metric(q, namespace, q.stable, "5xx"),
                 ),
             };
-            hour.push(Ask {
+            rate.push(Ask {
                 part: Part::Requests,
                 ..ask(n, "Sum")
             });
-            hour.push(Ask {
+            rate.push(Ask {
                 part: Part::Errors,
                 ..ask(k, "Sum")
             });
@@ -247,20 +256,19 @@ impl CloudWatchMetrics {
                 }
             };
             if q.slow_ms.is_none() {
-                hour.push(ask(latency.clone(), "p99"));
+                p99.push(ask(latency.clone(), "p99"));
             }
             wander.push(ask(latency, q.stat.cloudwatch_name()));
         }
-        let hour = self.read_before(hour, &HOUR_BEFORE).await;
-        for (&(i, part), &v) in &hour {
-            match part {
-                Part::Value => out[i].slow_ms = Some(v),
-                Part::Requests if v > 0.0 => {
-                    out[i].stable_error_rate = hour
-                        .get(&(i, Part::Errors))
-                        .map(|k| (k / v).clamp(0.0, 1.0));
-                }
-                Part::Requests | Part::Errors => {}
+        for ((i, _), v) in self.read_before(p99, &P99).await {
+            out[i].slow_ms = Some(v);
+        }
+        let counts = self.read_before(rate, &RATE).await;
+        for (&(i, part), &n) in &counts {
+            if part == Part::Requests && n > 0.0 {
+                out[i].stable_error_rate = counts
+                    .get(&(i, Part::Errors))
+                    .map(|k| (k / n).clamp(0.0, 1.0));
             }
         }
         for ((i, _), v) in self.read_before(cold, &COLD).await {
@@ -369,10 +377,7 @@ impl CloudWatchMetrics {
                 .zip(r.values().iter().copied())
                 .collect();
             points.sort_by_key(|&(t, _)| t);
-            let v = match part {
-                Part::Value => (reading.reduce)(&points),
-                Part::Requests | Part::Errors => total(&points),
-            };
+            let v = (reading.reduce)(&points);
             if let Some(v) = v {
                 found.insert((i, part), v);
             }

@@ -708,6 +708,58 @@ async fn a_candidate_replaced_mid_canary_restarts_at_the_first_step_with_the_new
     );
 }
 
+/// Issue 7, production conditions: a dependency both versions share fails while the canary is at
+/// its first step. The agent reads the stable version's usual 5xx rate from CloudWatch (its hour
+/// before the canary: 0%), so two minutes of both versions at 10% are an outage even though they
+/// are every minute of the canary so far; the step holds through them instead of moving on, and
+/// moves on after two calm minutes.
+#[tokio::test]
+async fn a_canary_holds_its_step_through_a_shared_outage_told_from_the_hour_before() {
+    const OUTAGE_STABLE: Minute = Minute {
+        invocations: 180.0,
+        errors: 18.0,
+        duration_ms: 100.0,
+    };
+    const OUTAGE_CANARY: Minute = Minute {
+        invocations: 20.0,
+        errors: 2.0,
+        duration_ms: 100.0,
+    };
+    let w = World::new().await;
+    w.create_function(F).await;
+    let policy = w.policy(F, "[10, 50, 100]", "");
+    let agent = w.agent();
+    let t0 = an_hour_ago();
+    // Half an hour of v1 alone before the deploy, without an error.
+    w.lab.put_minutes(F, &[(1, BASELINE)], t0 - 1800, 30).await;
+    assert_eq!(w.release(F).await, 2);
+    let out = tick(&agent, &policy, t0 + 5).await;
+    assert!(matches!(action(&out), Action::Start { .. }), "{out:?}");
+    for minute in [t0 + 60, t0 + 120] {
+        w.lab
+            .put_minutes(F, &[(2, OUTAGE_CANARY), (1, OUTAGE_STABLE)], minute, 1)
+            .await;
+    }
+    // The step's two minutes are up and it has its requests, but both versions fail alike.
+    let out = tick(&agent, &policy, t0 + 190).await;
+    let Action::Hold(why) = action(&out) else {
+        panic!("{out:?}");
+    };
+    assert!(
+        why.starts_with(canary_agent::judge::SHARED_OUTAGE) && why.contains("against its usual 0%"),
+        "{why}"
+    );
+    assert_eq!(w.live(F).await.weights, weights(&[("2", 0.1)]));
+    // Two calm minutes: the canary moves on.
+    w.traffic(F, 1, 2, t0 + 180, HEALTHY_CANARY).await;
+    w.traffic(F, 1, 2, t0 + 240, HEALTHY_CANARY).await;
+    let out = tick(&agent, &policy, t0 + 310).await;
+    assert!(
+        matches!(action(&out), Action::Step { weight, .. } if *weight == 50.0),
+        "{out:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_canary_without_traffic_holds_or_rolls_back_as_its_policy_says() {
     let w = World::new().await;
