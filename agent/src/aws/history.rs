@@ -160,6 +160,7 @@ const RATE: Reading = Reading {
 fn total(points: &[(i64, f64)]) -> Option<f64> {
     Some(points.iter().map(|&(_, v)| v.max(0.0)).sum())
 }
+
 /// The stable version's median cold start over the day before.
 const COLD: Reading = Reading {
     window: DAY,

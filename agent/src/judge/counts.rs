@@ -356,19 +356,16 @@ fn calm(obs: &Observations, outages: &OutageSpans) -> Calm {
         .filter(|&(start, _)| !outage(start))
         .collect();
     let split: Vec<(f64, f64, f64, f64)> = pairs.iter().map(|&(_, p)| p).collect();
-    let canary: Vec<Sample> = obs
-        .canary
-        .iter()
-        .filter(|c| !outage(c.start))
-        .copied()
-        .collect();
+    let outside = |samples: &[Sample]| -> Vec<Sample> {
+        samples
+            .iter()
+            .filter(|s| !outage(s.start))
+            .copied()
+            .collect()
+    };
+    let canary = outside(&obs.canary);
     let phi = split_dispersion(&split).max(dispersion(&canary));
-    let baseline: Vec<Sample> = obs
-        .baseline
-        .iter()
-        .filter(|b| !outage(b.start))
-        .copied()
-        .collect();
+    let baseline = outside(&obs.baseline);
     Calm {
         pairs,
         left_out: canary.len() < obs.canary.len(),
