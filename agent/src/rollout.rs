@@ -458,10 +458,10 @@ fn quiet(
                 ));
             }
             OnNoData::Hold if !record.quiet_alerted => {
-                let mut next = state.clone();
-                next.record.quiet_alerted = true;
-                next.record.last = Some(format!("holding v{c}: no canary traffic for {silent}"));
-                return Some(Decision::new(Action::NoData, Some(next)));
+                return Some(told_once(
+                    state,
+                    format!("holding v{c}: no canary traffic for {silent}"),
+                ));
             }
             OnNoData::Hold => {}
         }
@@ -472,13 +472,13 @@ fn quiet(
         if lasted < policy.no_data_timeout_secs() || record.quiet_alerted || record.paused {
             return None;
         }
-        let mut next = state.clone();
-        next.record.quiet_alerted = true;
-        next.record.last = Some(format!(
-            "holding v{c}: the stable version has been failing too for {}",
-            human_duration(lasted)
+        return Some(told_once(
+            state,
+            format!(
+                "holding v{c}: the stable version has been failing too for {}",
+                human_duration(lasted)
+            ),
         ));
-        return Some(Decision::new(Action::NoData, Some(next)));
     }
     let waited = now.saturating_sub(record.since);
     let at_step = j.canary_requests_at_step;
@@ -489,14 +489,23 @@ fn quiet(
     if !stuck || record.quiet_alerted || record.paused {
         return None;
     }
+    Some(told_once(
+        state,
+        format!(
+            "holding v{c}: {at_step:.0} of {} canary requests in {}",
+            policy.min_requests,
+            human_duration(waited)
+        ),
+    ))
+}
+
+/// On-call is told once why a canary holds (`Action::NoData`); the record remembers it, with
+/// `last` as its last decision, so later ticks hold quietly.
+fn told_once(state: &AliasState, last: String) -> Decision {
     let mut next = state.clone();
     next.record.quiet_alerted = true;
-    next.record.last = Some(format!(
-        "holding v{c}: {at_step:.0} of {} canary requests in {}",
-        policy.min_requests,
-        human_duration(waited)
-    ));
-    Some(Decision::new(Action::NoData, Some(next)))
+    next.record.last = Some(last);
+    Decision::new(Action::NoData, Some(next))
 }
 
 /// A promoted version under watch: reverted to the previous version on a regression, ended when

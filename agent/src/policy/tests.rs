@@ -137,23 +137,17 @@ fn policy_insights_adds_cold_starts_to_lambda_metrics_and_nothing_else() {
     assert!(!off.metrics.judges_cold_starts());
     assert_eq!(crate::judge::tests(&off), 4.0);
 
-    let bad = parse_policy(
-        Path::new("p.yaml"),
-        "function: f\nmetrics:\n  insights: yes\n",
-    )
-    .unwrap_err()
-    .to_string();
+    let bad = parse("function: f\nmetrics:\n  insights: yes\n")
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         bad,
         "p.yaml:3: metrics.insights: must be true or false (whether the function runs the Lambda \
          Insights extension), got \"yes\""
     );
-    let emf = parse_policy(
-        Path::new("p.yaml"),
-        "function: f\nmetrics:\n  source: emf\n  insights: true\n",
-    )
-    .unwrap_err()
-    .to_string();
+    let emf = parse("function: f\nmetrics:\n  source: emf\n  insights: true\n")
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         emf,
         "p.yaml:4: metrics.insights: only applies to source lambda (EMF policies read cold \
