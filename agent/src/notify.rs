@@ -16,6 +16,7 @@ use crate::rollout::{Action, AliasState, Recheck};
 use crate::text::{ascii_subject, clock, human_duration, one_line};
 
 pub mod chat;
+mod held;
 
 /// SNS's limit on a subject: fewer than this many characters.
 pub const SUBJECT_LIMIT: usize = 100;
@@ -168,54 +169,6 @@ fn shared_words(policy: &Policy, o: &Owed, why: Option<&str>) -> (String, String
     )
 }
 
-/// Subject and body of a canary with some traffic, too little to finish its step: how much it
-/// got, what that rate means for `min_requests`, and what on-call can change.
-fn starved(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, String) {
-    let f = &policy.function;
-    let v = o.version.unwrap_or_default();
-    let weight = ctx.before.canary.map_or(0.0, |c| c.weight);
-    let got = ctx.judgement.map_or(0.0, |j| j.canary_requests_at_step);
-    let waited = o.at.saturating_sub(ctx.before.record.since).max(1);
-    let per_minute = got * 60.0 / waited as f64;
-    let eta = if per_minute > 0.0 {
-        let secs = (policy.min_requests as f64 / per_minute * 60.0).min(1e9) as i64;
-        format!("about {}", human_duration(secs))
-    } else {
-        "longer than anyone waits".to_string()
-    };
-    (
-        format!(
-            "Canary stuck: {f} v{v} has had {got:.0} of {} requests in {}",
-            policy.min_requests,
-            human_duration(waited)
-        ),
-        format!(
-            "The canary of {f} is holding at {weight}%: it gets about {per_minute:.2} requests a minute, so this step's min_requests ({}) takes {eta}. Nothing is at risk; the stable version serves the rest. To finish sooner, lower min_requests or raise the step weights (`canary policy check --rate R` estimates each step), or promote by hand: canary promote {f}.",
-            policy.min_requests
-        ),
-    )
-}
-
-/// A canary held through a shared outage for `no_data_timeout`: since when, why it waits and
-/// how to decide now (the judge's numbers follow in the body).
-fn held_through_outage(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, String) {
-    let f = &policy.function;
-    let v = o.version.unwrap_or_default();
-    let s = ctx.before.stable;
-    let weight = ctx.before.canary.map_or(0.0, |c| c.weight);
-    let since = ctx.judgement.and_then(|j| j.outage_since).unwrap_or(o.at);
-    (
-        format!(
-            "Canary held: {f} v{s} has been failing too for {}",
-            human_duration(o.at.saturating_sub(since))
-        ),
-        format!(
-            "The canary of {f} v{v} is holding at {weight}%: the stable version v{s} has been failing too since {}, well above its usual 5xx rate (the numbers below). While both fail alike the 5xx tests cannot tell the new build's errors from the dependency's, so the canary neither moves on nor is judged on those minutes; it moves on when the outage passes. Users get the same errors from either version. To decide now: canary rollback {f}, or canary promote {f}.",
-            crate::text::clock(since)
-        ),
-    )
-}
-
 /// Subject and "what happened" of the decision's own action, with its weights and numbers.
 fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String) {
     let f = &policy.function;
@@ -245,23 +198,7 @@ fn action_words(policy: &Policy, o: &Owed, ctx: &Context<'_>) -> (String, String
         Action::Rollback { to, rejected, why } => {
             rollback_words(policy, o, ctx, (*to, *rejected), why)
         }
-        Action::NoData if ctx.judgement.is_some_and(|j| j.outage_since.is_some()) => {
-            held_through_outage(policy, ctx, o)
-        }
-        Action::NoData if ctx.judgement.is_some_and(|j| j.canary_requests_at_step > 0.0) => {
-            starved(policy, ctx, o)
-        }
-        Action::NoData => (
-            format!(
-                "Canary stuck: {f} v{} has had no traffic for {}",
-                o.version.unwrap_or_default(),
-                human_duration(policy.no_data_timeout_secs())
-            ),
-            format!(
-                "The canary of {f} is holding at {}% because its version receives no requests (on_no_data: hold). Nothing is at risk; it moves on when traffic returns.",
-                ctx.before.canary.map_or(0.0, |c| c.weight)
-            ),
-        ),
+        Action::NoData => held::words(policy, ctx, o),
         Action::Unprotected { version, since } => {
             unprotected_words(policy, o, ctx, *version, *since)
         }
@@ -794,6 +731,35 @@ mod tests {
         j.canary_requests_at_step = 0.0;
         let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
         assert!(n.subject.contains("has had no traffic"), "{}", n.subject);
+    }
+
+    #[test]
+    fn a_canary_with_its_requests_but_no_latency_past_the_warm_up_says_what_is_missing() {
+        let p = Policy::with_defaults("notes-create");
+        let mut b = before();
+        b.record.since = 1_795_428_020 - 900;
+        let mut j = judgement();
+        j.latency_seen = crate::judge::LatencySeen::default();
+        j.verdict = Verdict::NotEnoughData(j.latency_seen.waiting(120));
+        j.canary_requests_at_step = 900.0;
+        let o = owed(EventKind::NoData, false);
+        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        assert_eq!(
+            n.subject,
+            "Canary stuck: notes-create v7 has had no latency past its 2m warm-up in 15m"
+        );
+        for text in [
+            "holding at 10%",
+            "it has seen 0 and 0",
+            "latency.warmup (2m after each weight increase)",
+            "canary promote notes-create",
+        ] {
+            assert!(n.body.contains(text), "{text}: {}", n.body);
+        }
+        // Short of min_requests too: the requests are what it says is missing.
+        j.canary_requests_at_step = 3.0;
+        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        assert!(n.subject.contains("3 of 100 requests"), "{}", n.subject);
     }
 
     #[test]

@@ -46,6 +46,24 @@ pub const DEFAULT_BAKE: Duration = Duration::from_secs(15 * 60);
 /// The default `latency.warmup` with `source: lambda`.
 pub const LAMBDA_WARMUP: Duration = Duration::from_secs(120);
 
+/// Periods with a latency statistic past the warm-up a step needs at its own weight before it
+/// moves on.
+pub const LATENCY_PERIODS_AT_STEP: usize = 1;
+/// Periods with a latency statistic past the warm-up a canary needs in all before its first
+/// move: as many as the latency test needs to be able to reject.
+pub const LATENCY_PERIODS_IN_ALL: usize = 2;
+
+/// What sets how long a step takes in [`Policy::step_seconds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepBound {
+    /// `step_interval`.
+    Interval,
+    /// The time `min_requests` takes to arrive at the step's weight.
+    MinRequests,
+    /// The latency warm-up and the warm periods the step needs after it.
+    LatencyWarmup,
+}
+
 /// The largest `latency.max_ms` and `latency.min_increase_ms` a policy accepts: 900 000 ms, the
 /// longest a Lambda invocation can run (15 minutes).
 pub const MAX_LATENCY_MS: f64 = 900_000.0;
@@ -262,25 +280,58 @@ impl Policy {
     }
 
     /// How long each step before 100% takes at `rps` requests a second to the alias, from the
-    /// policy alone: the step interval, or longer when `min_requests` at that step's weight
-    /// takes longer to arrive. Pairs of (weight %, seconds); seconds are capped at
-    /// [`MAX_DURATION`] (a step that would take longer never finishes in practice).
+    /// policy alone (the metrics' own delay aside): the step interval, or longer when
+    /// `min_requests` at that step's weight takes longer to arrive, or when the latency
+    /// warm-up and the warm periods after it do ([`LATENCY_PERIODS_AT_STEP`], and
+    /// [`LATENCY_PERIODS_IN_ALL`] at the first step, whose first period counts from its end).
+    /// Triples of (weight %, seconds, what set them); seconds are capped at [`MAX_DURATION`] (a
+    /// step that would take longer never finishes in practice).
     #[must_use]
-    pub fn step_seconds(&self, rps: f64) -> Vec<(f64, i64)> {
-        let cap = bounded_secs(MAX_DURATION);
+    pub fn step_seconds(&self, rps: f64) -> Vec<(f64, i64, StepBound)> {
+        let cap = bounded_secs(MAX_DURATION) as f64;
+        let warmup = self.warmup_secs() as f64;
+        let period = self.metrics.period_secs().max(1) as f64;
         self.steps
             .iter()
             .filter(|&&w| w < 100.0)
-            .map(|&w| {
+            .enumerate()
+            .map(|(i, &w)| {
                 let per_second = rps * w / 100.0;
-                let needed = if per_second > 0.0 && per_second.is_finite() {
-                    (self.min_requests as f64 / per_second)
-                        .ceil()
-                        .min(cap as f64) as i64
+                let live = per_second > 0.0 && per_second.is_finite();
+                let requests = if live {
+                    self.min_requests as f64 / per_second
                 } else {
                     cap
                 };
-                (w, needed.max(self.step_interval_secs()).min(cap))
+                // A period counts once it has a request: at low rates, one request's wait.
+                let each = if live {
+                    period.max(1.0 / per_second)
+                } else {
+                    cap
+                };
+                let (periods, partial) = if i == 0 {
+                    (
+                        LATENCY_PERIODS_IN_ALL,
+                        if warmup > 0.0 { period } else { 0.0 },
+                    )
+                } else {
+                    (LATENCY_PERIODS_AT_STEP, 0.0)
+                };
+                let latency = warmup + partial + periods as f64 * each;
+                let interval = self.step_interval_secs() as f64;
+                let (secs, bound) = [
+                    (requests, StepBound::MinRequests),
+                    (latency, StepBound::LatencyWarmup),
+                ]
+                .into_iter()
+                .fold((interval, StepBound::Interval), |best, (s, b)| {
+                    if s.ceil() > best.0 {
+                        (s.ceil(), b)
+                    } else {
+                        best
+                    }
+                });
+                (w, secs.min(cap) as i64, bound)
             })
             .collect()
     }

@@ -431,8 +431,9 @@ fn without_canary(state: &AliasState, policy: &Policy, now: i64) -> Decision {
 
 /// The canary `c` has had no traffic for `no_data_timeout` (rolled back under `on_no_data:
 /// rollback`, else on-call is told once), has been held through a shared outage for as long,
-/// or has had some traffic but too little to finish its step for as long (on-call is told once
-/// why it is stuck). `None` when none of these.
+/// or has had some traffic but too little to finish its step for as long: short of
+/// `min_requests`, or of latency periods past the warm-up (on-call is told once why it is
+/// stuck). `None` when none of these.
 fn quiet(
     state: &AliasState,
     policy: &Policy,
@@ -482,21 +483,28 @@ fn quiet(
     }
     let waited = now.saturating_sub(record.since);
     let at_step = j.canary_requests_at_step;
+    let few = at_step < policy.min_requests as f64;
     let stuck = matches!(j.verdict, Verdict::NotEnoughData(_))
         && at_step > 0.0
-        && at_step < policy.min_requests as f64
+        && (few || !j.latency_seen.enough())
         && waited >= policy.no_data_timeout_secs();
     if !stuck || record.quiet_alerted || record.paused {
         return None;
     }
-    Some(told_once(
-        state,
+    let last = if few {
         format!(
             "holding v{c}: {at_step:.0} of {} canary requests in {}",
             policy.min_requests,
             human_duration(waited)
-        ),
-    ))
+        )
+    } else {
+        format!(
+            "holding v{c}: {} latency periods past the warm-up at this step in {}",
+            j.latency_seen.at_step,
+            human_duration(waited)
+        )
+    };
+    Some(told_once(state, last))
 }
 
 /// On-call is told once why a canary holds (`Action::NoData`); the record remembers it, with
@@ -1252,6 +1260,40 @@ mod tests {
         assert!(last.contains("3 of 100 canary requests"), "{last}");
         assert!(matches!(
             run(&told, &p, Some(&trickle), at + 60).action,
+            Action::Hold(_)
+        ));
+    }
+
+    #[test]
+    fn a_step_that_never_sees_latency_past_its_warm_up_is_told_once() {
+        // Plenty of requests, but no period with a latency statistic past the warm-up (say, a
+        // warm-up longer than anyone meant, or a handler that publishes no latency).
+        let p = policy();
+        let s = canary_at(1, 2, 0, 0);
+        let at = p.no_data_timeout.as_secs() as i64;
+        let why = crate::judge::LatencySeen::default().waiting(120);
+        let mut blind = judgement(Verdict::NotEnoughData(why), Some(at - 30));
+        blind.canary_requests_at_step = 5000.0;
+        blind.latency_seen = crate::judge::LatencySeen::default();
+        let d = run(&s, &p, Some(&blind), at - 1);
+        assert!(
+            matches!(&d.action, Action::Hold(w) if w.starts_with(crate::judge::LATENCY_WAIT)),
+            "{d:?}"
+        );
+        let d = run(&s, &p, Some(&blind), at);
+        assert_eq!(d.action, Action::NoData);
+        let last = d.next.and_then(|n| n.record.last).unwrap_or_default();
+        assert!(
+            last.contains("0 latency periods past the warm-up"),
+            "{last}"
+        );
+        // Enough latency periods: the same hold is not stuck.
+        blind.latency_seen = crate::judge::LatencySeen {
+            at_step: 1,
+            in_all: 2,
+        };
+        assert!(matches!(
+            run(&s, &p, Some(&blind), at).action,
             Action::Hold(_)
         ));
     }

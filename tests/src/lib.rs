@@ -594,8 +594,9 @@ pub mod lambda_lab {
     }
 
     /// The policy of the agent's end-to-end tests and the campaign: small steps and evidence
-    /// floor, `Average` latency (moto computes no percentiles), AWS/Lambda metrics. `extra` adds
-    /// keys (e.g. `on_no_data`).
+    /// floor, `Average` latency (moto computes no percentiles) with no warm-up (the tests'
+    /// minutes have no cold starts, and every minute is judged), AWS/Lambda metrics. `extra`
+    /// adds keys (e.g. `on_no_data`).
     #[must_use]
     pub fn policy_yaml(function: &str, steps: &str, topic: &str, extra: &str) -> String {
         format!(
@@ -610,6 +611,7 @@ latency:
   stat: Average
   max_ms: 1000
   max_ratio: 2
+  warmup: 0s
 confidence: 0.99
 metrics:
   source: lambda

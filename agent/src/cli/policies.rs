@@ -2,7 +2,7 @@
 //! running agent uses.
 
 use super::{deployed, CliError, Output};
-use crate::policy::{self, Policy};
+use crate::policy::{self, Policy, StepBound};
 use crate::text::human_duration;
 use std::path::Path;
 use std::time::Duration;
@@ -113,13 +113,13 @@ pub(super) fn step_estimate(policy: &Policy, rps: f64) -> String {
     let total = steps.iter().fold(0_i64, |t, s| t.saturating_add(s.1));
     let each: Vec<String> = steps
         .iter()
-        .map(|&(w, secs)| {
-            let slow = secs > policy.step_interval_secs();
-            format!(
-                "{w}% {}{}",
-                human_duration(secs),
-                if slow { " (min_requests)" } else { "" }
-            )
+        .map(|&(w, secs, bound)| {
+            let why = match bound {
+                StepBound::Interval => "",
+                StepBound::MinRequests => " (min_requests)",
+                StepBound::LatencyWarmup => " (latency warm-up)",
+            };
+            format!("{w}% {}{why}", human_duration(secs))
         })
         .collect();
     format!(

@@ -18,7 +18,7 @@
 //! alike, the cause is shared and the rollback is lifted (`rollout`).
 
 use super::counts::{capped_ceiling, dispersion, slow_share_periods};
-use super::latency::{latency_evidence, latency_limit, warm_periods};
+use super::latency::{latency_evidence, latency_limit, warm_periods, LatencySeen};
 use super::{cold_starts, pct, totals, Judgement, Observations, Sample, Verdict};
 use crate::policy::Policy;
 use statrs::distribution::{ContinuousCDF, Gamma};
@@ -159,6 +159,8 @@ fn judge_watch(policy: &Policy, obs: &Observations, watch: Watch) -> Judgement {
         canary,
         baseline,
         canary_requests_at_step: canary.requests,
+        // A bake has no step to hold: its latency test has nothing to wait for.
+        latency_seen: LatencySeen::default(),
         last_canary_traffic: current
             .iter()
             .filter(|s| s.requests > 0.0)

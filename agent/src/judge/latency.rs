@@ -2,7 +2,7 @@
 //! normal mixture, and the warm-up rule that decides which periods it may see.
 
 use super::Observations;
-use crate::policy::Policy;
+use crate::policy::{Policy, LATENCY_PERIODS_AT_STEP, LATENCY_PERIODS_IN_ALL};
 
 /// Per-observation variance floor for the latency test (log scale).
 ///
@@ -271,3 +271,59 @@ pub(super) fn mixture_evidence(d: &[f64], var_floor: f64) -> f64 {
     let t = LATENCY_TAU2;
     (v / (v + n * t)).sqrt() * (n * n * t * mean * mean / (2.0 * v * (v + n * t))).exp()
 }
+
+/// The canary's periods with a latency statistic past every warm-up (`warm_periods`): at the
+/// current step, and since the canary began. A step moves on only once the latency test has
+/// looked at its weight ([`LATENCY_PERIODS_AT_STEP`]) and could have rejected
+/// ([`LATENCY_PERIODS_IN_ALL`]): otherwise a step whose warm-up and metric delay fill its
+/// interval would advance on latency it never saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySeen {
+    /// Warm periods with a latency statistic since the current step began.
+    pub at_step: usize,
+    /// Warm periods with a latency statistic since the canary began.
+    pub in_all: usize,
+}
+
+impl LatencySeen {
+    /// Counts the canary's warm periods with requests and a latency statistic.
+    pub(super) fn count(obs: &Observations, warm: &dyn Fn(i64) -> bool) -> Self {
+        let seen = obs
+            .canary
+            .iter()
+            .filter(|s| s.requests > 0.0 && s.latency_ms.is_some_and(|l| l > 0.0))
+            .filter(|s| warm(s.start));
+        seen.fold(Self::default(), |n, s| Self {
+            at_step: n.at_step + usize::from(s.start >= obs.step_start),
+            in_all: n.in_all + 1,
+        })
+    }
+
+    /// Whether latency lets the step move on.
+    #[must_use]
+    pub fn enough(self) -> bool {
+        self.at_step >= LATENCY_PERIODS_AT_STEP && self.in_all >= LATENCY_PERIODS_IN_ALL
+    }
+
+    /// Why the step waits for latency, with the warm-up (seconds) the periods must be past.
+    #[must_use]
+    pub fn waiting(self, warmup_secs: i64) -> String {
+        let past = if warmup_secs > 0 {
+            format!(
+                " past the {} warm-up",
+                crate::text::human_duration(warmup_secs)
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{LATENCY_WAIT}: {} {}{past} at this step (needs {LATENCY_PERIODS_AT_STEP}), {} in all (needs {LATENCY_PERIODS_IN_ALL})",
+            self.at_step,
+            if self.at_step == 1 { "period" } else { "periods" },
+            self.in_all
+        )
+    }
+}
+
+/// How a hold for latency past the warm-up begins.
+pub const LATENCY_WAIT: &str = "waiting for latency";

@@ -34,7 +34,8 @@
 //!    the baseline's like 5xx.
 //!
 //! Missing data is never a pass: no canary requests means [`Verdict::NotEnoughData`], and so
-//! does a shared outage going on now.
+//! does a shared outage going on now, and a step whose latency the test has not yet seen past
+//! its warm-up ([`LatencySeen`]: one period at the step's weight, two since the canary began).
 
 mod bake;
 mod counts;
@@ -48,7 +49,7 @@ pub use bake::{judge_bake, judge_recheck};
 use counts::{ceiling_evidence, five_xx, slow_requests, FiveXx, Tail};
 pub use counts::{dispersion, error_event_evidence, split_dispersion};
 use latency::{latency_evidence, warm_periods};
-pub use latency::{wander, WANDER_MIN_POINTS, WANDER_SECS};
+pub use latency::{wander, LatencySeen, LATENCY_WAIT, WANDER_MIN_POINTS, WANDER_SECS};
 use outage::Ongoing;
 use std::fmt;
 
@@ -147,6 +148,9 @@ pub struct Judgement {
     pub baseline: Totals,
     /// Canary requests since the current step started.
     pub canary_requests_at_step: f64,
+    /// The canary's periods with a latency statistic past the warm-up, at this step and in all:
+    /// a step moves on only when they are [`LatencySeen::enough`].
+    pub latency_seen: LatencySeen,
     /// Start of the newest period with canary requests, if any.
     pub last_canary_traffic: Option<i64>,
     /// When the shared outage going on now began (the stable version failing too, well above
@@ -178,13 +182,17 @@ pub struct Judgement {
 #[cfg(test)]
 impl Judgement {
     /// A judgement with `verdict` and neutral numbers (no requests, evidence 1 on every test,
-    /// threshold 300), for tests of what is decided from a verdict.
+    /// enough latency periods, threshold 300), for tests of what is decided from a verdict.
     pub(crate) fn fixture(verdict: Verdict, last_canary_traffic: Option<i64>) -> Judgement {
         Judgement {
             verdict,
             canary: Totals::default(),
             baseline: Totals::default(),
             canary_requests_at_step: 0.0,
+            latency_seen: LatencySeen {
+                at_step: crate::policy::LATENCY_PERIODS_AT_STEP,
+                in_all: crate::policy::LATENCY_PERIODS_IN_ALL,
+            },
             last_canary_traffic,
             outage_since: None,
             ceiling_evidence: 1.0,
@@ -355,12 +363,13 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         .map(|s| s.requests.max(0.0))
         .sum::<f64>()
         + 0.0; // an empty f64 sum is -0.0, which prints as -0
+    let latency_seen = LatencySeen::count(obs, &warm);
     let verdict = verdict(
         policy,
         obs,
         reasons,
         &suspicion,
-        canary_requests_at_step,
+        (canary_requests_at_step, latency_seen),
         ev.errors.outage_now,
     );
     Judgement {
@@ -368,6 +377,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
         canary,
         baseline,
         canary_requests_at_step,
+        latency_seen,
         last_canary_traffic: obs
             .canary
             .iter()
@@ -557,14 +567,15 @@ fn outage_hold(o: Ongoing) -> String {
 pub const SHARED_OUTAGE: &str = "the stable version is failing too";
 
 /// Regressed on any reason; else held while suspicious (for at most
-/// [`SUSPICION_MAX_INTERVALS`] step intervals), through a shared outage, or short of
-/// `min_requests`; else healthy.
+/// [`SUSPICION_MAX_INTERVALS`] step intervals), through a shared outage, short of
+/// `min_requests`, or short of latency periods past the warm-up ([`LatencySeen`]); else
+/// healthy.
 fn verdict(
     policy: &Policy,
     obs: &Observations,
     reasons: Vec<String>,
     suspicion: &[String],
-    canary_requests_at_step: f64,
+    (canary_requests_at_step, latency_seen): (f64, LatencySeen),
     outage_now: Option<Ongoing>,
 ) -> Verdict {
     let newest = obs
@@ -585,6 +596,8 @@ fn verdict(
             "{canary_requests_at_step:.0} of {} canary requests at this step",
             policy.min_requests
         ))
+    } else if !latency_seen.enough() {
+        Verdict::NotEnoughData(latency_seen.waiting(policy.warmup_secs()))
     } else {
         Verdict::Healthy
     }

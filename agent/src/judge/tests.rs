@@ -97,16 +97,78 @@ fn a_canary_at_one_percent_of_a_tenth_of_a_request_per_second_is_not_enough_data
     assert!(!matches!(j.verdict, Verdict::Regressed(_)), "{j:?}");
 }
 
+/// The defaults with no latency warm-up: every period with a latency statistic counts.
+fn no_warmup() -> Policy {
+    let mut p = Policy::with_defaults("f");
+    p.latency.warmup = Some(std::time::Duration::ZERO);
+    p
+}
+
 #[test]
 fn healthy_needs_min_requests_at_the_step() {
-    let mut p = Policy::with_defaults("f");
+    let mut p = no_warmup();
     p.min_requests = 100;
-    let c = vec![minute(0, 80.0, 0.0, None), minute(60, 80.0, 0.0, None)];
-    let b = vec![minute(0, 800.0, 1.0, None), minute(60, 800.0, 0.0, None)];
+    let c = vec![
+        minute(0, 80.0, 0.0, Some(50.0)),
+        minute(60, 80.0, 0.0, Some(50.0)),
+    ];
+    let b = vec![
+        minute(0, 800.0, 1.0, Some(50.0)),
+        minute(60, 800.0, 0.0, Some(50.0)),
+    ];
     let mut o = obs(c, b);
     assert_eq!(judge(&p, &o).verdict, Verdict::Healthy);
     o.step_start = 60;
     assert!(matches!(judge(&p, &o).verdict, Verdict::NotEnoughData(m) if m.contains("80 of 100")));
+}
+
+#[test]
+fn a_step_moves_on_only_after_latency_was_seen_past_its_warm_up() {
+    // The defaults on Lambda metrics: a 2-minute warm-up after each weight increase, counted
+    // from the end of the period the canary began in. Plenty of requests, healthy latency.
+    let p = Policy::with_defaults("f");
+    let upto = |n: i64, step_start: i64| Observations {
+        step_start,
+        ..obs(
+            (0..n)
+                .map(|i| minute(i * 60, 60.0, 0.0, Some(80.0)))
+                .collect(),
+            (0..n)
+                .map(|i| minute(i * 60, 540.0, 0.0, Some(80.0)))
+                .collect(),
+        )
+    };
+    // Minutes 0-2 are warming up; minute 3 is the first the latency test sees, and one period
+    // cannot reject: the first step waits for a second.
+    for n in [3, 4] {
+        let j = judge(&p, &upto(n, 0));
+        let Verdict::NotEnoughData(why) = &j.verdict else {
+            panic!("{n}: {j:?}");
+        };
+        assert!(why.starts_with(LATENCY_WAIT), "{why}");
+        assert!(why.contains("past the 2m warm-up"), "{why}");
+        assert_eq!(j.latency_seen.in_all, (n - 3) as usize);
+    }
+    assert_eq!(judge(&p, &upto(5, 0)).verdict, Verdict::Healthy);
+    // The next step, from minute 5: its own warm-up hides minutes 5 and 6; one period past it
+    // (with the two from before) lets it move on.
+    let j = judge(&p, &upto(7, 5 * 60));
+    assert_eq!(
+        j.latency_seen,
+        LatencySeen {
+            at_step: 0,
+            in_all: 2
+        }
+    );
+    assert!(
+        matches!(&j.verdict, Verdict::NotEnoughData(w) if w.contains("0 periods past the 2m warm-up at this step"))
+    );
+    let j = judge(&p, &upto(8, 5 * 60));
+    assert_eq!((j.latency_seen.at_step, &j.verdict), (1, &Verdict::Healthy));
+    // Periods with no latency statistic are not seen, however many requests they had.
+    let mut o = upto(8, 5 * 60);
+    o.canary[7].latency_ms = None;
+    assert!(matches!(judge(&p, &o).verdict, Verdict::NotEnoughData(_)));
 }
 
 #[test]
@@ -127,12 +189,15 @@ fn five_percent_errors_against_clean_baseline_is_regressed_within_a_few_hundred(
 
 #[test]
 fn zero_error_baseline_and_zero_error_canary_is_healthy() {
-    let p = Policy::with_defaults("f");
     let j = judge(
-        &p,
+        &no_warmup(),
         &obs(
-            vec![minute(0, 500.0, 0.0, None)],
-            vec![minute(0, 5000.0, 0.0, None)],
+            (0..2)
+                .map(|i| minute(i * 60, 500.0, 0.0, Some(50.0)))
+                .collect(),
+            (0..2)
+                .map(|i| minute(i * 60, 5000.0, 0.0, Some(50.0)))
+                .collect(),
         ),
     );
     assert_eq!(j.verdict, Verdict::Healthy);
@@ -305,8 +370,12 @@ fn suspicious_cold_starts_never_hold_a_step() {
     let mut p = Policy::with_defaults("f");
     p.metrics = crate::policy::MetricsSource::Lambda { insights: true };
     let limit = cold_limit(&p.latency, 580.0);
-    let canary: Vec<Sample> = (0..6).map(|i| minute(i * 60, 60.0, 0.0, None)).collect();
-    let baseline: Vec<Sample> = (0..6).map(|i| minute(i * 60, 600.0, 0.0, None)).collect();
+    let canary: Vec<Sample> = (0..6)
+        .map(|i| minute(i * 60, 60.0, 0.0, Some(80.0)))
+        .collect();
+    let baseline: Vec<Sample> = (0..6)
+        .map(|i| minute(i * 60, 600.0, 0.0, Some(80.0)))
+        .collect();
     let j = judge(
         &p,
         &Observations {
@@ -655,7 +724,7 @@ mod error_event_tests {
                     i * 60,
                     60.0,
                     canary_errors(i) + (60.0 * during(i)).round(),
-                    None,
+                    Some(80.0),
                 )
             })
             .collect();

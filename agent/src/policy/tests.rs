@@ -1239,14 +1239,36 @@ fn policy_schema_describes_keys() {
 }
 
 #[test]
-fn step_seconds_is_the_interval_or_the_time_min_requests_takes() {
-    let p = Policy::with_defaults("f"); // 10/25/50/100, 5m, min_requests 100
+fn step_seconds_is_the_interval_or_the_time_min_requests_or_the_latency_warm_up_takes() {
+    use StepBound::{Interval, LatencyWarmup, MinRequests};
+    let mut p = Policy::with_defaults("f"); // 10/25/50/100, 5m, min_requests 100, warm-up 2m
     assert_eq!(
         p.step_seconds(10.0),
-        vec![(10.0, 300), (25.0, 300), (50.0, 300)]
+        vec![
+            (10.0, 300, Interval),
+            (25.0, 300, Interval),
+            (50.0, 300, Interval)
+        ]
     );
     // 0.05 req/s: 100 requests at 10% take 20000 s.
-    assert_eq!(p.step_seconds(0.05)[0], (10.0, 20_000));
+    assert_eq!(p.step_seconds(0.05)[0], (10.0, 20_000, MinRequests));
     // No traffic never finishes a step: capped at the longest duration a policy may hold.
     assert_eq!(p.step_seconds(0.0)[0].1, MAX_DURATION.as_secs() as i64);
+    // A 10-minute warm-up: the first step waits for it, the period the canary began in and
+    // two periods after; every later step for it and one period.
+    p.latency.warmup = Some(Duration::from_secs(600));
+    assert_eq!(
+        p.step_seconds(10.0),
+        vec![
+            (10.0, 600 + 60 + 120, LatencyWarmup),
+            (25.0, 660, LatencyWarmup),
+            (50.0, 660, LatencyWarmup)
+        ]
+    );
+    // At a trickle a period with a latency statistic is one with a request: 1 req/s at 10%
+    // is one every 10 s, so minute periods still count one each.
+    p.min_requests = 1;
+    assert_eq!(p.step_seconds(1.0)[0], (10.0, 780, LatencyWarmup));
+    // 0.01 req/s at 50%: a request every 200 s.
+    assert_eq!(p.step_seconds(0.01)[2], (50.0, 800, LatencyWarmup));
 }

@@ -3,7 +3,7 @@
 //! only when something a person cares about changes (a step, a hold's kind, a pause).
 
 use super::{baking, rechecking, AliasState};
-use crate::judge::{Judgement, Verdict, HOLDING};
+use crate::judge::{Judgement, Verdict, HOLDING, LATENCY_WAIT, SHARED_OUTAGE};
 use crate::record::Version;
 
 /// How the wait for one version ended.
@@ -109,6 +109,12 @@ pub fn standing(state: &AliasState, version: Version, judgement: Option<&Judgeme
                     .collect();
                 format!("holding, suspicious: {}", names.join(", "))
             }
+            None if reason.starts_with(LATENCY_WAIT) => {
+                "waiting for latency past the warm-up".to_string()
+            }
+            None if reason.starts_with(SHARED_OUTAGE) => {
+                "holding through a shared outage".to_string()
+            }
             None => "waiting for canary requests".to_string(),
         },
     };
@@ -203,6 +209,16 @@ mod tests {
         assert_eq!(
             standing(&s, 7, Some(&j)),
             "v7 at 25% (stable v6): waiting for canary requests"
+        );
+        j.verdict = Verdict::NotEnoughData(crate::judge::LatencySeen::default().waiting(120));
+        assert_eq!(
+            standing(&s, 7, Some(&j)),
+            "v7 at 25% (stable v6): waiting for latency past the warm-up"
+        );
+        j.verdict = Verdict::NotEnoughData(format!("{SHARED_OUTAGE} (3.1% 5xx): holding"));
+        assert_eq!(
+            standing(&s, 7, Some(&j)),
+            "v7 at 25% (stable v6): holding through a shared outage"
         );
         assert_eq!(
             standing(&state(6, None, Some(7)), 7, None),

@@ -316,7 +316,11 @@ async fn a_failing_build_is_rolled_back_and_paged_then_a_fixed_build_walks_every
         messages.extend(w.inbox.drain().await);
         let a = action(&out).clone();
         match &a {
-            Action::Hold(why) => assert!(why.starts_with("healthy"), "{out:?}"),
+            // Healthy, waiting out its step interval or for its latency periods.
+            Action::Hold(why) => assert!(
+                why.starts_with("healthy") || why.starts_with(canary_agent::judge::LATENCY_WAIT),
+                "{out:?}"
+            ),
             Action::Step { weight, .. } => {
                 let live = w.live(F).await;
                 assert_eq!(live.stable, "1");
@@ -877,8 +881,11 @@ async fn status_reports_the_running_canary_without_changing_it() {
     let agent = w.agent();
     let r = this_minute();
     assert_eq!(w.release(F).await, 2);
-    tick(&agent, &policy, r).await;
+    // Started a minute ago: two minutes of traffic, as the latency test needs two periods
+    // before the step may move on.
+    tick(&agent, &policy, r - 60).await;
     w.inbox.drain().await;
+    w.traffic(F, 1, 2, r - 60, HEALTHY_CANARY).await;
     w.traffic(F, 1, 2, r, HEALTHY_CANARY).await;
 
     let outs = agent.status(std::slice::from_ref(&policy), r + 30).await;
@@ -894,10 +901,10 @@ async fn status_reports_the_running_canary_without_changing_it() {
         })
     );
     let j = out.judgement.as_ref().expect("judged");
-    assert_eq!((j.canary.requests, j.canary.errors), (20.0, 0.0));
+    assert_eq!((j.canary.requests, j.canary.errors), (40.0, 0.0));
     assert_eq!(
         (j.baseline.requests, j.baseline.latency_ms),
-        (180.0, Some(100.0))
+        (360.0, Some(100.0))
     );
     assert_eq!(j.verdict, Verdict::Healthy);
     assert!(
