@@ -68,14 +68,20 @@ def targets(path):
                 else "met"
             )
         else:
-            worst = [r for r in ours if r["rolled_back"] > TARGET or r["unfinished"] > 0]
-            verdict = (
-                "**missed** ("
-                + "; ".join(f"{r['judge'].split(':')[1]} {cell(r, False)}" for r in worst)
-                + ")"
-                if worst
-                else "met"
-            )
+            worst = [r for r in ours if r["rolled_back"] > TARGET]
+            unfinished = [r for r in ours if r["unfinished"] > 0]
+            if worst:
+                verdict = (
+                    "**missed** ("
+                    + "; ".join(f"{r['judge'].split(':')[1]} {cell(r, False)}" for r in worst)
+                    + ")"
+                )
+            elif unfinished:
+                # The alternative for a step that cannot finish: on-call is told why
+                # (the full output's note under the scenario's table counts it).
+                verdict = "met by the alternative: unfinished, on-call told why"
+            else:
+                verdict = "met"
         cells = " | ".join(cell(r, bad) for r in ours + peers)
         print(f"| {s} | {build} | {cells} | {verdict} |")
 

@@ -50,7 +50,8 @@ pub const LAMBDA_WARMUP: Duration = Duration::from_secs(120);
 /// moves on.
 pub const LATENCY_PERIODS_AT_STEP: usize = 1;
 /// Periods with a latency statistic past the warm-up a canary needs in all before its first
-/// move: as many as the latency test needs to be able to reject.
+/// move: as many as the latency test needs to be able to reject (when each has the 20 canary
+/// requests it pools periods to).
 pub const LATENCY_PERIODS_IN_ALL: usize = 2;
 
 /// What sets how long a step takes in [`Policy::step_seconds`].

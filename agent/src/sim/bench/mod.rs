@@ -246,6 +246,8 @@ struct Run {
     end: End,
     /// A rollback in the bake was lifted by its recheck (ours only).
     lifted: bool,
+    /// Unfinished, with on-call told at some tick why a step waits (ours only).
+    told: bool,
     minutes: f64,
     failed: u64,
     served: u64,
@@ -283,11 +285,15 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     let mut now = START;
     let mut end = End::Running;
     let mut began = None;
+    let mut told = false;
     while now < horizon {
         end = contender.tick(&shared, now);
-        if began.is_none() && shared.lock().functions[0].canary.is_some() {
+        let w = shared.lock();
+        if began.is_none() && w.functions[0].canary.is_some() {
             began = Some(now);
         }
+        told |= w.functions[0].alias_state().record.quiet_alerted;
+        drop(w);
         if end != End::Running {
             break;
         }
@@ -338,6 +344,7 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     Run {
         end,
         lifted: f.alias_state().record.lifted == Some(2),
+        told: end == End::Running && told,
         minutes: (decided - began) as f64 / 60.0,
         failed: f.failed.get(&2).copied().unwrap_or(0) + after_promotion.round() as u64,
         served: f.served.get(&2).copied().unwrap_or(0),
@@ -387,6 +394,9 @@ pub struct Row {
     /// Share of runs in which a rollback in the bake was lifted by its recheck and the build
     /// canaried again (ours only; not in the JSON, whose keys SCENARIOS.md fixes).
     pub lifted: f64,
+    /// Share of the unfinished runs in which on-call was told at some point why a step waits
+    /// (ours only; not in the JSON either).
+    pub told: f64,
 }
 
 /// Runs `runs` seeded canaries of `scenario` under `judge`.
@@ -442,6 +452,12 @@ pub fn measure(judge: &Judge, scenario: &Scenario, runs: usize, seed: u64, label
         ),
         floor: quantile(pick(&|_| true, &|r| r.floor), 0.5),
         lifted: results.iter().filter(|r| r.lifted).count() as f64 / runs.max(1) as f64,
+        told: results.iter().filter(|r| r.told).count() as f64
+            / results
+                .iter()
+                .filter(|r| r.end == End::Running)
+                .count()
+                .max(1) as f64,
     }
 }
 

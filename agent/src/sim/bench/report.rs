@@ -183,6 +183,17 @@ fn tables(out: &mut String, rows: &[Row], scenarios: &[Scenario]) {
                 percent(r.lifted)
             );
         }
+        for r in rows
+            .iter()
+            .filter(|r| r.scenario == s.name && r.unfinished > 0.0 && r.told > 0.0)
+        {
+            let _ = writeln!(
+                out,
+                "\n{}: in {} of its unfinished runs on-call was told why a step waits and what to change.",
+                r.judge,
+                percent(r.told)
+            );
+        }
         out.push('\n');
     }
 }

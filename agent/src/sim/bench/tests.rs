@@ -54,6 +54,25 @@ fn lambda_insights_lets_lambda_metrics_catch_a_slower_init_and_pass_healthy_warm
 }
 
 #[test]
+fn a_canary_that_cannot_finish_at_a_trickle_has_told_on_call_why() {
+    let text = include_str!("../../../scenarios/production.yaml");
+    let set = crate::sim::scenario::parse_scenarios(std::path::Path::new("production.yaml"), text)
+        .unwrap();
+    let trickle = set
+        .iter()
+        .find(|s| s.name.starts_with("very low traffic"))
+        .unwrap();
+    let defaults = Judge::ours("defaults".into(), default_policy());
+    let row = measure(&defaults, trickle, 10, 1, defaults.label());
+    assert_eq!((row.unfinished, row.told), (1.0, 1.0), "{row:?}");
+    let text = report::scenario_text(&[row], std::slice::from_ref(trickle), 10, 1);
+    assert!(
+        text.contains("in 100.0% of its unfinished runs on-call was told why a step waits"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_canary_holds_through_a_shared_outage_and_a_bake_rollback_in_one_is_lifted() {
     let text = include_str!("../../../scenarios/production.yaml");
     let set = crate::sim::scenario::parse_scenarios(std::path::Path::new("production.yaml"), text)
@@ -62,8 +81,8 @@ fn a_canary_holds_through_a_shared_outage_and_a_bake_rollback_in_one_is_lifted()
         .iter()
         .find(|s| s.name.starts_with("shared outage over the bake"))
         .unwrap();
-    // The defaults are at 50% when the outage begins (minute 10): the canary holds its step
-    // through it and is promoted after it, with no rollback to lift.
+    // The defaults are still in their canary when the outage begins (minute 10): the canary
+    // holds its step through it and is promoted after it, with no rollback to lift.
     let defaults = Judge::ours("defaults".into(), default_policy());
     let row = measure(&defaults, outage, 20, 1, defaults.label());
     assert_eq!((row.rolled_back, row.promoted), (0.0, 1.0), "{row:?}");
