@@ -704,16 +704,26 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The one `NoData` notice of a canary held at its step for `held` seconds, with `j`'s
+    /// numbers, under `p`.
+    fn held_notice_under(p: &Policy, held: i64, j: &Judgement) -> Notification {
+        let mut b = before();
+        b.record.since = 1_795_428_020 - held;
+        let o = owed(EventKind::NoData, false);
+        announcement(p, &o, &ctx(&b, &Action::NoData, Some(j), &Trigger::Agent))
+    }
+
+    /// [`held_notice_under`] the defaults.
+    fn held_notice(held: i64, j: &Judgement) -> Notification {
+        held_notice_under(&Policy::with_defaults("notes-create"), held, j)
+    }
+
     #[test]
     fn a_starved_canary_says_how_many_requests_it_got_and_what_to_change() {
-        let p = Policy::with_defaults("notes-create");
-        let mut b = before();
-        b.record.since = 1_795_428_020 - 900;
         let mut j = judgement();
         j.verdict = Verdict::NotEnoughData("3 of 100 canary requests at this step".into());
         j.canary_requests_at_step = 3.0;
-        let o = owed(EventKind::NoData, false);
-        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        let n = held_notice(900, &j);
         assert_eq!(
             n.subject,
             "Canary stuck: notes-create v7 has had 3 of 100 requests in 15m"
@@ -729,21 +739,17 @@ mod tests {
         }
         // No traffic at all keeps the no-traffic wording.
         j.canary_requests_at_step = 0.0;
-        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        let n = held_notice(900, &j);
         assert!(n.subject.contains("has had no traffic"), "{}", n.subject);
     }
 
     #[test]
     fn a_canary_with_its_requests_but_no_latency_past_the_warm_up_says_what_is_missing() {
-        let p = Policy::with_defaults("notes-create");
-        let mut b = before();
-        b.record.since = 1_795_428_020 - 900;
         let mut j = judgement();
         j.latency_seen = crate::judge::LatencySeen::default();
         j.verdict = Verdict::NotEnoughData(j.latency_seen.waiting(120));
         j.canary_requests_at_step = 900.0;
-        let o = owed(EventKind::NoData, false);
-        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        let n = held_notice(900, &j);
         assert_eq!(
             n.subject,
             "Canary stuck: notes-create v7 has had no latency past its 2m warm-up in 15m"
@@ -756,17 +762,23 @@ mod tests {
         ] {
             assert!(n.body.contains(text), "{text}: {}", n.body);
         }
+        // With no warm-up (EMF), the statistic itself is what is missing.
+        j.verdict = Verdict::NotEnoughData(j.latency_seen.waiting(0));
+        let mut emf = Policy::with_defaults("notes-create");
+        emf.latency.warmup = Some(std::time::Duration::ZERO);
+        let n = held_notice_under(&emf, 900, &j);
+        assert_eq!(
+            n.subject,
+            "Canary stuck: notes-create v7 has had no latency statistic in 15m"
+        );
         // Short of min_requests too: the requests are what it says is missing.
         j.canary_requests_at_step = 3.0;
-        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        let n = held_notice(900, &j);
         assert!(n.subject.contains("3 of 100 requests"), "{}", n.subject);
     }
 
     #[test]
     fn a_canary_held_through_a_shared_outage_says_since_when_why_and_how_to_decide() {
-        let p = Policy::with_defaults("notes-create");
-        let mut b = before();
-        b.record.since = 1_795_428_020 - 1800;
         let mut j = judgement();
         j.verdict = Verdict::NotEnoughData(format!(
             "{} (3.1% 5xx): holding",
@@ -774,8 +786,7 @@ mod tests {
         ));
         j.canary_requests_at_step = 5000.0;
         j.outage_since = Some(1_795_428_020 - 960);
-        let o = owed(EventKind::NoData, false);
-        let n = announcement(&p, &o, &ctx(&b, &Action::NoData, Some(&j), &Trigger::Agent));
+        let n = held_notice(1800, &j);
         assert_eq!(
             n.subject,
             "Canary held: notes-create v6 has been failing too for 16m"

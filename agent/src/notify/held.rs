@@ -47,9 +47,14 @@ fn latency_unseen(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, Stri
     let seen = ctx.judgement.map(|j| j.latency_seen).unwrap_or_default();
     let waited = o.at.saturating_sub(ctx.before.record.since).max(0);
     let warmup = human_duration(policy.warmup_secs());
+    let past = if policy.warmup_secs() > 0 {
+        format!("latency past its {warmup} warm-up")
+    } else {
+        "latency statistic".to_string()
+    };
     (
         format!(
-            "Canary stuck: {f} v{v} has had no latency past its {warmup} warm-up in {}",
+            "Canary stuck: {f} v{v} has had no {past} in {}",
             human_duration(waited)
         ),
         format!(

@@ -31,14 +31,20 @@ fn runs_inside_a_tokio_runtime_do_not_stall_on_its_budget() {
     assert_eq!(row.runs, 2);
 }
 
-#[test]
-fn lambda_insights_lets_lambda_metrics_catch_a_slower_init_and_pass_healthy_warm_up() {
+/// The production scenario whose name starts with `prefix`.
+fn production(prefix: &str) -> Scenario {
     let text = include_str!("../../../scenarios/production.yaml");
     let set = crate::sim::scenario::parse_scenarios(std::path::Path::new("production.yaml"), text)
         .unwrap();
-    let named = |prefix: &str| set.iter().find(|s| s.name.starts_with(prefix)).unwrap();
-    let slower = named("slower init");
-    let healthy = named("cold starts after each weight increase, healthy");
+    set.into_iter()
+        .find(|s| s.name.starts_with(prefix))
+        .unwrap()
+}
+
+#[test]
+fn lambda_insights_lets_lambda_metrics_catch_a_slower_init_and_pass_healthy_warm_up() {
+    let slower = &production("slower init");
+    let healthy = &production("cold starts after each weight increase, healthy");
     let plain = Judge::ours("defaults".into(), default_policy());
     let mut with_insights = default_policy();
     with_insights.metrics = crate::policy::MetricsSource::Lambda { insights: true };
@@ -55,13 +61,7 @@ fn lambda_insights_lets_lambda_metrics_catch_a_slower_init_and_pass_healthy_warm
 
 #[test]
 fn a_canary_that_cannot_finish_at_a_trickle_has_told_on_call_why() {
-    let text = include_str!("../../../scenarios/production.yaml");
-    let set = crate::sim::scenario::parse_scenarios(std::path::Path::new("production.yaml"), text)
-        .unwrap();
-    let trickle = set
-        .iter()
-        .find(|s| s.name.starts_with("very low traffic"))
-        .unwrap();
+    let trickle = &production("very low traffic");
     let defaults = Judge::ours("defaults".into(), default_policy());
     let row = measure(&defaults, trickle, 10, 1, defaults.label());
     assert_eq!((row.unfinished, row.told), (1.0, 1.0), "{row:?}");
@@ -74,13 +74,7 @@ fn a_canary_that_cannot_finish_at_a_trickle_has_told_on_call_why() {
 
 #[test]
 fn a_canary_holds_through_a_shared_outage_and_a_bake_rollback_in_one_is_lifted() {
-    let text = include_str!("../../../scenarios/production.yaml");
-    let set = crate::sim::scenario::parse_scenarios(std::path::Path::new("production.yaml"), text)
-        .unwrap();
-    let outage = set
-        .iter()
-        .find(|s| s.name.starts_with("shared outage over the bake"))
-        .unwrap();
+    let outage = &production("shared outage over the bake");
     // The defaults are still in their canary when the outage begins (minute 10): the canary
     // holds its step through it and is promoted after it, with no rollback to lift.
     let defaults = Judge::ours("defaults".into(), default_policy());
