@@ -71,7 +71,7 @@ pub struct LambdaTicker {
 impl LambdaTicker {
     /// The ticker the deployed function runs: clients from the environment, the stack's topic
     /// (`CANARY_TOPIC_ARN`), and the policy files of `CANARY_POLICIES_DIR` (default
-    /// [`LAYER_POLICIES_DIR`]).
+    /// `LAYER_POLICIES_DIR`).
     ///
     /// # Errors
     /// When the AWS clients cannot be built.

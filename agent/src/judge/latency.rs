@@ -120,7 +120,7 @@ pub const WANDER_MIN_POINTS: usize = 30;
 /// its per-period statistic, per second (log² × seconds), fitted on the stable version's
 /// `(start, statistic)` series from the hours before the canary. A linear trend (the day's
 /// traffic ramping) is taken out first; what is left is fitted as AR(1) over neighbouring
-/// periods `period_secs` apart, as in [`long_run_variance`]. `None` with fewer than
+/// periods `period_secs` apart, as in `long_run_variance`. `None` with fewer than
 /// [`WANDER_MIN_POINTS`] positive points, or with points that do not fit.
 ///
 /// The latency test's per-observation variance is then never below what this wander implies

@@ -26,7 +26,7 @@ pub struct Outcome {
     pub problems: Vec<String>,
     /// Whether the decision was written to the alias.
     pub wrote: bool,
-    /// Not read this tick: idle, waiting for its turn ([`Agent::reads_per_tick`]).
+    /// Not read this tick: idle, waiting for its turn ([`crate::cli::reads_per_tick`]).
     pub skipped: bool,
 }
 
