@@ -622,6 +622,13 @@ mod tests {
             step_estimate(&p, 0.05),
             "at 0.05 req/s: 10% 5h33m (min_requests), 25% 2h13m (min_requests), 50% 1h6m (min_requests); about 8h53m to 100% when healthy"
         );
+        // A warm-up longer than the step: the latency periods past it set each step.
+        let mut slow = p.clone();
+        slow.latency.warmup = Some(Duration::from_secs(600));
+        assert_eq!(
+            step_estimate(&slow, 10.0),
+            "at 10 req/s: 10% 13m (latency warm-up), 25% 11m (latency warm-up), 50% 11m (latency warm-up); about 35m to 100% when healthy"
+        );
         assert!(parse_rate("0").is_err() && parse_rate("x").is_err() && parse_rate("2e6").is_err());
         let dir = crate::test_dir("cli-check");
         std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
