@@ -5,7 +5,7 @@
 //! description, written in the same `UpdateAlias` call under the alias's `RevisionId`.
 
 use crate::judge::{Judgement, Verdict};
-use crate::policy::{OnNoData, Policy};
+use crate::policy::Policy;
 
 use crate::record::LEASE_SECS;
 pub use crate::record::{
@@ -13,12 +13,16 @@ pub use crate::record::{
 };
 pub use manual::{Override, OverrideError, REASON_LIMIT};
 
+mod bake;
 mod manual;
+mod quiet;
 pub mod release;
 mod types;
 pub use types::{Action, AliasState, Decision, Routing};
 pub mod wait;
 use crate::text::human_duration;
+use bake::{bake, end_bake, recheck};
+use quiet::quiet;
 use release::{Call, Order, ReleaseMark};
 
 /// Decides the next action for one alias.
@@ -429,216 +433,6 @@ fn without_canary(state: &AliasState, policy: &Policy, now: i64) -> Decision {
     }
 }
 
-/// The canary `c` has had no traffic for `no_data_timeout` (rolled back under `on_no_data:
-/// rollback`, else on-call is told once), has been held through a shared outage for as long,
-/// or has had some traffic but too little to finish its step for as long: short of
-/// `min_requests`, or of latency periods past the warm-up (on-call is told once why it is
-/// stuck). `None` when none of these.
-fn quiet(
-    state: &AliasState,
-    policy: &Policy,
-    j: &Judgement,
-    c: Version,
-    now: i64,
-) -> Option<Decision> {
-    let record = &state.record;
-    let quiet_since = j
-        .last_canary_traffic
-        .map_or(record.since, |t| t.max(record.since));
-    if now.saturating_sub(quiet_since) >= policy.no_data_timeout_secs()
-        && j.last_canary_traffic.is_none_or(|t| t < record.since)
-    {
-        let silent = human_duration(now.saturating_sub(quiet_since));
-        match policy.on_no_data {
-            OnNoData::Rollback => {
-                return Some(rollback(
-                    state,
-                    state.stable,
-                    Some(c),
-                    format!("no canary traffic for {silent} (on_no_data: rollback)"),
-                ));
-            }
-            OnNoData::Hold if !record.quiet_alerted => {
-                return Some(told_once(
-                    state,
-                    format!("holding v{c}: no canary traffic for {silent}"),
-                ));
-            }
-            OnNoData::Hold => {}
-        }
-    }
-    if let Some(since) = j.outage_since {
-        // Held through a shared outage: on-call hears once when it outlasts `no_data_timeout`.
-        let lasted = now.saturating_sub(since);
-        if lasted < policy.no_data_timeout_secs() || record.quiet_alerted || record.paused {
-            return None;
-        }
-        return Some(told_once(
-            state,
-            format!(
-                "holding v{c}: the stable version has been failing too for {}",
-                human_duration(lasted)
-            ),
-        ));
-    }
-    let waited = now.saturating_sub(record.since);
-    let at_step = j.canary_requests_at_step;
-    let few = at_step < policy.min_requests as f64;
-    let stuck = matches!(j.verdict, Verdict::NotEnoughData(_))
-        && at_step > 0.0
-        && (few || !j.latency_seen.enough())
-        && waited >= policy.no_data_timeout_secs();
-    if !stuck || record.quiet_alerted || record.paused {
-        return None;
-    }
-    let last = if few {
-        format!(
-            "holding v{c}: {at_step:.0} of {} canary requests in {}",
-            policy.min_requests,
-            human_duration(waited)
-        )
-    } else {
-        format!(
-            "holding v{c}: {} latency periods past the warm-up at this step in {}",
-            j.latency_seen.at_step,
-            human_duration(waited)
-        )
-    };
-    Some(told_once(state, last))
-}
-
-/// On-call is told once why a canary holds (`Action::NoData`); the record remembers it, with
-/// `last` as its last decision, so later ticks hold quietly.
-fn told_once(state: &AliasState, last: String) -> Decision {
-    let mut next = state.clone();
-    next.record.quiet_alerted = true;
-    next.record.last = Some(last);
-    Decision::new(Action::NoData, Some(next))
-}
-
-/// A promoted version under watch: reverted to the previous version on a regression, ended when
-/// its time is up; a new candidate waits for the end.
-fn bake(
-    state: &AliasState,
-    policy: &Policy,
-    judgement: Option<&Judgement>,
-    b: Bake,
-    now: i64,
-) -> Decision {
-    let v = b.version;
-    if now >= b.until {
-        return end_bake(state, v, "its time is up".to_string());
-    }
-    if state.candidate == Some(b.previous) {
-        return rollback(
-            state,
-            b.previous,
-            Some(v),
-            format!(
-                "the {} alias moved back to v{} during the bake",
-                policy.candidate_alias, b.previous
-            ),
-        );
-    }
-    let Some(j) = judgement else {
-        return unjudged(state, policy, v, now);
-    };
-    if let Verdict::Regressed(reasons) = &j.verdict {
-        let mut d = rollback(
-            state,
-            b.previous,
-            Some(v),
-            format!(
-                "during the bake, against v{}'s numbers before the canary: {}",
-                b.previous,
-                reasons.join("; ")
-            ),
-        );
-        // Unless a recheck already lifted this version's rollback once, the previous version is
-        // judged against the same reference for as long as the bake was to last.
-        if state.record.lifted != Some(v) {
-            if let Some(next) = d.next.as_mut() {
-                next.record.recheck = Some(Recheck {
-                    version: v,
-                    stable: b.previous,
-                    from: now,
-                    until: now.saturating_add(policy.bake_secs()),
-                    rejected_before: state.record.rejected,
-                });
-            }
-        }
-        return d;
-    }
-    let left = human_duration(b.until.saturating_sub(now));
-    let waiting = state
-        .candidate
-        .filter(|&c| c != v && startable(&state.record, c))
-        .map_or(String::new(), |c| {
-            format!(
-                "; v{c} starts after it (`canary promote {}` ends the bake now)",
-                policy.function
-            )
-        });
-    hold(format!("baking v{v}, {left} left{waiting}"))
-}
-
-/// Ends the bake of `version` (the stable version).
-fn end_bake(state: &AliasState, version: Version, why: String) -> Decision {
-    let mut next = state.clone();
-    next.record.bake = None;
-    next.record.unjudged_since = None;
-    next.record.unprotected_paged = false;
-    next.record.last = Some(format!("v{version} baked: {why}"));
-    Decision::new(Action::Baked { version }, Some(next))
-}
-
-/// After a rollback in the bake, the version the alias went back to (`r.stable`) is judged
-/// against the reference the bake used. A regression lifts the rollback: the cause is shared,
-/// and the rolled-back version may start again (once). The recheck ends with the rollback
-/// standing when its time is up. `None` when a newer candidate takes over (its start ends the
-/// recheck).
-fn recheck(
-    state: &AliasState,
-    judgement: Option<&Judgement>,
-    r: Recheck,
-    now: i64,
-) -> Option<Decision> {
-    let (v, s) = (r.version, r.stable);
-    if state.candidate.is_some_and(|c| c > v) {
-        return None;
-    }
-    if let Some(Verdict::Regressed(reasons)) = judgement.map(|j| &j.verdict) {
-        let why = reasons.join("; ");
-        let mut next = state.clone();
-        next.record.recheck = None;
-        next.record.rejected = r.rejected_before;
-        next.record.lifted = Some(v);
-        next.record.last = Some(format!("v{v}'s rollback lifted: v{s} fails alike ({why})"));
-        return Some(Decision::new(
-            Action::Lift {
-                version: v,
-                stable: s,
-                why,
-            },
-            Some(next),
-        ));
-    }
-    if now >= r.until {
-        let why = format!("v{v} stays rolled back: v{s} kept its numbers after the rollback");
-        let mut next = state.clone();
-        next.record.recheck = None;
-        next.record.last = Some(why.clone());
-        return Some(Decision::new(Action::Hold(why), Some(next)));
-    }
-    let left = human_duration(r.until.saturating_sub(now));
-    Some(hold(match judgement {
-        Some(_) => {
-            format!("v{v} rolled back in its bake; checking whether v{s} fails alike, {left} left")
-        }
-        None => format!("v{v} rolled back in its bake; v{s} could not be judged yet, {left} left"),
-    }))
-}
-
 fn start(state: &AliasState, policy: &Policy, version: Version, now: i64) -> Decision {
     let weight = policy.steps.first().copied().unwrap_or(100.0);
     if weight >= 100.0 {
@@ -735,6 +529,7 @@ fn rollback(state: &AliasState, to: Version, rejected: Option<Version>, why: Str
 mod tests {
     use super::*;
     use crate::judge::Judgement;
+    use crate::policy::OnNoData;
     use proptest::prelude::*;
 
     fn judgement(verdict: Verdict, last_traffic: Option<i64>) -> Judgement {
