@@ -254,10 +254,11 @@ struct Run {
     floor: f64,
 }
 
-fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
+/// The policy a run judges with: ours as given, the peers' on per-minute p99 latency (Flagger's
+/// request-duration, Kayenta's metric); no topic.
+fn run_policy(judge: &Judge) -> Policy {
     let mut policy = match judge {
         Judge::Ours { policy, .. } => (**policy).clone(),
-        // The peers read per-minute p99 latency (Flagger's request-duration, Kayenta's metric).
         Judge::Peer(..) => Policy {
             latency: crate::policy::LatencyRule {
                 stat: LatencyStat::P99,
@@ -268,9 +269,14 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     };
     policy.function = "bench".to_string();
     policy.notify = None;
+    policy
+}
+
+/// A world at the deploy: an hour of the stable version behind it (the bake's reference), the
+/// candidate just deployed.
+fn deployed(judge: &Judge, scenario: &Scenario, policy: &Policy, seed: u64) -> Shared {
     let mut traffic = scenario.traffic.clone();
     traffic.origin = START;
-    // An hour of the stable version before the deploy: the bake's reference.
     let first = START - crate::ports::REFERENCE_SECS - 300;
     let mut world = World::new(first, traffic, judge.delay(), seed);
     world
@@ -278,28 +284,74 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
         .push(SimFunction::new(policy.clone(), scenario.stable, first));
     world.advance(START);
     world.functions[0].deploy(scenario.candidate);
-    let shared = Shared::new(world);
-    let mut contender = judge.contender(&shared, &policy, seed);
+    Shared::new(world)
+}
+
+/// How a run's ticks ended: the outcome, the last tick, when the canary began, and whether
+/// on-call was told at some tick why a step waits.
+struct Drive {
+    end: End,
+    now: i64,
+    began: Option<i64>,
+    told: bool,
+}
+
+/// Ticks the judge until it decides or the horizon.
+fn drive(judge: &Judge, shared: &Shared, policy: &Policy, seed: u64, horizon: i64) -> Drive {
+    let mut contender = judge.contender(shared, policy, seed);
     let step = judge.tick_secs();
-    let horizon = START + scenario.minutes * 60;
-    let mut now = START;
-    let mut end = End::Running;
-    let mut began = None;
-    let mut told = false;
-    while now < horizon {
-        end = contender.tick(&shared, now);
+    let mut d = Drive {
+        end: End::Running,
+        now: START,
+        began: None,
+        told: false,
+    };
+    while d.now < horizon {
+        d.end = contender.tick(shared, d.now);
         let w = shared.lock();
-        if began.is_none() && w.functions[0].canary.is_some() {
-            began = Some(now);
+        if d.began.is_none() && w.functions[0].canary.is_some() {
+            d.began = Some(d.now);
         }
-        told |= w.functions[0].alias_state().record.quiet_alerted;
+        d.told |= w.functions[0].alias_state().record.quiet_alerted;
         drop(w);
-        if end != End::Running {
+        if d.end != End::Running {
             break;
         }
-        now += step;
-        shared.lock().advance(now);
+        d.now += step;
+        shared.lock().advance(d.now);
     }
+    d
+}
+
+/// When the alias last moved to `to` alone (a later write may only change the record: the move
+/// is the first write of a run of the same routing), or `now`.
+fn moved_to(
+    history: &[(i64, usize, Version, Option<crate::rollout::Routing>)],
+    to: Version,
+    now: i64,
+) -> i64 {
+    let mut last = None;
+    let mut before = None;
+    for &(at, _, stable, canary) in history {
+        let here = (stable, canary.map(|c| c.version));
+        if here == (to, None) && before != Some(here) {
+            last = Some(at);
+        }
+        before = Some(here);
+    }
+    last.unwrap_or(now)
+}
+
+fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
+    let policy = run_policy(judge);
+    let shared = deployed(judge, scenario, &policy, seed);
+    let horizon = START + scenario.minutes * 60;
+    let Drive {
+        mut end,
+        now,
+        began,
+        told,
+    } = drive(judge, &shared, &policy, seed, horizon);
     let w = shared.lock();
     let f = &w.functions[0];
     // A run that reached 100% and was still baking at the end is promoted.
@@ -310,22 +362,9 @@ fn one(judge: &Judge, scenario: &Scenario, seed: u64) -> Run {
     // Minutes to the decision: to the last move to 100% for a promoted build (its bake is not
     // part of it), to the last rollback for a rolled-back one (the recheck that follows a
     // rollback in the bake is not part of it either).
-    let moved_to = |to: Version| {
-        // Later writes may only change the record: the move is the first write of a run.
-        let mut last = None;
-        let mut before = None;
-        for &(at, _, stable, canary) in &w.history {
-            let here = (stable, canary.map(|c| c.version));
-            if here == (to, None) && before != Some(here) {
-                last = Some(at);
-            }
-            before = Some(here);
-        }
-        last.unwrap_or(now)
-    };
     let decided = match end {
-        End::Promoted => moved_to(2),
-        End::RolledBack => moved_to(1),
+        End::Promoted => moved_to(&w.history, 2, now),
+        End::RolledBack => moved_to(&w.history, 1, now),
         End::Running => now,
     };
     // The floor: canary traffic times the wait until its first datapoint can be seen.
