@@ -210,57 +210,12 @@ impl CloudWatchMetrics {
                 ..History::default()
             })
             .collect();
-        let (mut p99, mut rate, mut cold, mut wander) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (index, q) in queries.iter().enumerate() {
-            let Some(start) = q.canary_start else {
-                continue;
-            };
-            let ask = |metric: Metric, stat: &'static str| Ask {
-                index,
-                part: Part::Value,
-                start,
-                metric,
-                stat,
-            };
-            let (n, k) = match &q.source {
-                MetricsSource::Lambda { .. } => (
-                    lambda_metric(q, q.stable, "Invocations"),
-                    lambda_metric(q, q.stable, "Errors"),
-                ),
-                MetricsSource::Emf { namespace, .. } => (
-                    emf_metric(q, namespace, q.stable, "Requests"),
-                    emf_metric(q, namespace, q.stable, "5xx"),
-                ),
-            };
-            rate.push(Ask {
-                part: Part::Requests,
-                ..ask(n, "Sum")
-            });
-            rate.push(Ask {
-                part: Part::Errors,
-                ..ask(k, "Sum")
-            });
-            let latency = match &q.source {
-                MetricsSource::Lambda { insights } => {
-                    if *insights {
-                        cold.push(ask(insights_metric(q, q.stable, "init_duration"), "p50"));
-                    }
-                    lambda_metric(q, q.stable, "Duration")
-                }
-                MetricsSource::Emf { namespace, .. } => {
-                    cold.push(ask(
-                        emf_metric(q, namespace, q.stable, "ColdLatency"),
-                        "p50",
-                    ));
-                    emf_metric(q, namespace, q.stable, "Latency")
-                }
-            };
-            if q.slow_ms.is_none() {
-                p99.push(ask(latency.clone(), "p99"));
-            }
-            wander.push(ask(latency, q.stat.cloudwatch_name()));
-        }
+        let Asks {
+            p99,
+            rate,
+            cold,
+            wander,
+        } = asks(queries);
         for ((i, _), v) in self.read_before(p99, &P99).await {
             out[i].slow_ms = Some(v);
         }
@@ -389,4 +344,73 @@ impl CloudWatchMetrics {
             }
         }
     }
+}
+
+/// The readings of the stable version's hours before each canary, by kind.
+#[derive(Default)]
+struct Asks {
+    /// Its p99 over the hour before, the tail test's threshold (when the policy sets none).
+    p99: Vec<Ask>,
+    /// Its requests and 5xx summed over the hour before: its usual 5xx rate.
+    rate: Vec<Ask>,
+    /// Its median cold start over the day before (EMF, or Lambda Insights).
+    cold: Vec<Ask>,
+    /// Its per-minute latency statistic over the six hours before: its wander.
+    wander: Vec<Ask>,
+}
+
+/// What [`AwsPorts::history`] reads for each query with a canary start.
+fn asks(queries: &[MetricsQuery]) -> Asks {
+    let mut a = Asks::default();
+    for (index, q) in queries.iter().enumerate() {
+        let Some(start) = q.canary_start else {
+            continue;
+        };
+        let ask = |metric: Metric, stat: &'static str| Ask {
+            index,
+            part: Part::Value,
+            start,
+            metric,
+            stat,
+        };
+        let (n, k) = match &q.source {
+            MetricsSource::Lambda { .. } => (
+                lambda_metric(q, q.stable, "Invocations"),
+                lambda_metric(q, q.stable, "Errors"),
+            ),
+            MetricsSource::Emf { namespace, .. } => (
+                emf_metric(q, namespace, q.stable, "Requests"),
+                emf_metric(q, namespace, q.stable, "5xx"),
+            ),
+        };
+        a.rate.push(Ask {
+            part: Part::Requests,
+            ..ask(n, "Sum")
+        });
+        a.rate.push(Ask {
+            part: Part::Errors,
+            ..ask(k, "Sum")
+        });
+        let latency = match &q.source {
+            MetricsSource::Lambda { insights } => {
+                if *insights {
+                    a.cold
+                        .push(ask(insights_metric(q, q.stable, "init_duration"), "p50"));
+                }
+                lambda_metric(q, q.stable, "Duration")
+            }
+            MetricsSource::Emf { namespace, .. } => {
+                a.cold.push(ask(
+                    emf_metric(q, namespace, q.stable, "ColdLatency"),
+                    "p50",
+                ));
+                emf_metric(q, namespace, q.stable, "Latency")
+            }
+        };
+        if q.slow_ms.is_none() {
+            a.p99.push(ask(latency.clone(), "p99"));
+        }
+        a.wander.push(ask(latency, q.stat.cloudwatch_name()));
+    }
+    a
 }
