@@ -505,6 +505,13 @@ mod tests {
         announcement(p, &o, &ctx(&b, &Action::NoData, Some(j), &Trigger::Agent))
     }
 
+    /// Asserts that the body of `n` contains every one of `texts`.
+    fn says(n: &Notification, texts: &[&str]) {
+        for text in texts {
+            assert!(n.body.contains(text), "{text}: {}", n.body);
+        }
+    }
+
     /// [`held_notice_under`] the defaults.
     fn held_notice(held: i64, j: &Judgement) -> Notification {
         held_notice_under(&Policy::with_defaults("notes-create"), held, j)
@@ -520,15 +527,16 @@ mod tests {
             n.subject,
             "Canary stuck: notes-create v7 has had 3 of 100 requests in 15m"
         );
-        for text in [
-            "holding at 10%",
-            "about 0.20 requests a minute",
-            "min_requests (100) takes about 8h20m",
-            "canary policy check --rate",
-            "canary promote notes-create",
-        ] {
-            assert!(n.body.contains(text), "{text}: {}", n.body);
-        }
+        says(
+            &n,
+            &[
+                "holding at 10%",
+                "about 0.20 requests a minute",
+                "min_requests (100) takes about 8h20m",
+                "canary policy check --rate",
+                "canary promote notes-create",
+            ],
+        );
         // No traffic at all keeps the no-traffic wording.
         j.canary_requests_at_step = 0.0;
         let n = held_notice(900, &j);
@@ -546,14 +554,15 @@ mod tests {
             n.subject,
             "Canary stuck: notes-create v7 has had no latency past its 2m warm-up in 15m"
         );
-        for text in [
-            "holding at 10%",
-            "it has seen 0 and 0",
-            "latency.warmup (2m after each weight increase)",
-            "canary promote notes-create",
-        ] {
-            assert!(n.body.contains(text), "{text}: {}", n.body);
-        }
+        says(
+            &n,
+            &[
+                "holding at 10%",
+                "it has seen 0 and 0",
+                "latency.warmup (2m after each weight increase)",
+                "canary promote notes-create",
+            ],
+        );
         // With no warm-up (EMF), the statistic itself is what is missing.
         j.verdict = Verdict::NotEnoughData(j.latency_seen.waiting(0));
         let mut emf = Policy::with_defaults("notes-create");
@@ -583,15 +592,16 @@ mod tests {
             n.subject,
             "Canary held: notes-create v6 has been failing too for 16m"
         );
-        for text in [
-            "holding at 10%",
-            "v6 has been failing too since",
-            "moves on when the outage passes",
-            "canary rollback notes-create",
-            "canary promote notes-create",
-        ] {
-            assert!(n.body.contains(text), "{text}: {}", n.body);
-        }
+        says(
+            &n,
+            &[
+                "holding at 10%",
+                "v6 has been failing too since",
+                "moves on when the outage passes",
+                "canary rollback notes-create",
+                "canary promote notes-create",
+            ],
+        );
     }
 
     #[test]
@@ -609,15 +619,16 @@ mod tests {
             n.subject,
             "ROLLED BACK notes-create v7 -> v6: 5xx 100% vs 0.10%"
         );
-        for text in [
-            "v7 will not be started again",
-            "canary   v7: 12 requests, 5xx 100%",
-            "canary start notes-create --version 7",
-            "console.aws.amazon.com/lambda",
-            "Id: notes-create:live:rolled_back:7:1795428020",
-        ] {
-            assert!(n.body.contains(text), "{text}: {}", n.body);
-        }
+        says(
+            &n,
+            &[
+                "v7 will not be started again",
+                "canary   v7: 12 requests, 5xx 100%",
+                "canary start notes-create --version 7",
+                "console.aws.amazon.com/lambda",
+                "Id: notes-create:live:rolled_back:7:1795428020",
+            ],
+        );
         assert_eq!(attr(&n, "event"), Some("rolled_back"));
         assert_eq!(attr(&n, "canary_version"), Some("7"));
         assert_eq!(attr(&n, "stable_version"), Some("6"));
