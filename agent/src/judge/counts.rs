@@ -311,7 +311,7 @@ fn paired(obs: &Observations) -> Vec<(i64, (f64, f64, f64, f64))> {
     obs.canary
         .iter()
         .filter_map(|c| {
-            let b = obs.baseline.iter().find(|b| b.start == c.start)?;
+            let b = obs.baseline_at(c.start)?;
             Some((
                 c.start,
                 (
@@ -394,9 +394,7 @@ pub(super) fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) ->
         .canary
         .iter()
         .filter(|c| {
-            obs.baseline
-                .iter()
-                .find(|b| b.start == c.start)
+            obs.baseline_at(c.start)
                 .is_none_or(|b| b.requests <= 0.0 || b.errors <= rules.max_rate * b.requests)
         })
         .map(scaled)
@@ -486,7 +484,7 @@ pub(super) fn slow_requests(
     let mut baseline_slow = Vec::new();
     let mut canary_slow = Vec::new();
     for c in obs.canary.iter().filter(|c| warm(c.start)) {
-        let Some(b) = obs.baseline.iter().find(|b| b.start == c.start) else {
+        let Some(b) = obs.baseline_at(c.start) else {
             continue;
         };
         let (Some(sc), Some(sb)) = (c.slow, b.slow) else {

@@ -55,16 +55,11 @@ fn latency_diffs(
         n += c.requests;
         log_c += c.requests * cl.ln();
         pooled = pooled.saturating_add(1);
-        if let Some((bn, bl)) = obs
-            .baseline
-            .iter()
-            .find(|b| b.start == c.start)
-            .and_then(|b| {
-                b.latency_ms
-                    .filter(|&l| l > 0.0 && b.requests > 0.0)
-                    .map(|l| (b.requests, l))
-            })
-        {
+        if let Some((bn, bl)) = obs.baseline_at(c.start).and_then(|b| {
+            b.latency_ms
+                .filter(|&l| l > 0.0 && b.requests > 0.0)
+                .map(|l| (b.requests, l))
+        }) {
             nb += bn;
             log_b += bn * bl.ln();
         }
@@ -205,9 +200,7 @@ pub(super) fn warm_periods(obs: &Observations, warmup: i64) -> impl Fn(i64) -> b
         let mut previous: Option<i64> = None;
         for c in &obs.canary {
             let nb = obs
-                .baseline
-                .iter()
-                .find(|b| b.start == c.start)
+                .baseline_at(c.start)
                 .map_or(0.0, |b| b.requests.max(0.0));
             let nc = c.requests.max(0.0);
             if nc + nb <= 0.0 {

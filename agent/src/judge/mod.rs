@@ -107,6 +107,13 @@ pub struct Observations {
     pub stable_error_rate: Option<f64>,
 }
 
+impl Observations {
+    /// The baseline's period that starts at `start`, if it has one.
+    pub(super) fn baseline_at(&self, start: i64) -> Option<&Sample> {
+        self.baseline.iter().find(|b| b.start == start)
+    }
+}
+
 /// The judge's conclusion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
