@@ -49,7 +49,9 @@ pub use bake::{judge_bake, judge_recheck};
 use counts::{ceiling_evidence, five_xx, slow_requests, FiveXx, Tail};
 pub use counts::{dispersion, error_event_evidence, split_dispersion};
 use latency::{latency_evidence, warm_periods};
-pub use latency::{wander, LatencySeen, LATENCY_WAIT, WANDER_MIN_POINTS, WANDER_SECS};
+pub use latency::{
+    wander, LatencySeen, ASSUMED_WANDER, LATENCY_WAIT, WANDER_MIN_POINTS, WANDER_SECS,
+};
 use outage::Ongoing;
 use std::fmt;
 
@@ -99,8 +101,8 @@ pub struct Observations {
     /// moved by `latency.max_ratio` and `min_increase_ms`; `None` when not known.
     pub cold_limit_ms: Option<f64>,
     /// How much the stable version's latency level wandered in the hours before the canary
-    /// ([`wander`]: log² × seconds); `None` when not known (the latency test then relies on its
-    /// own periods).
+    /// ([`wander`]: log² × seconds); `None` when not known (the latency test then assumes
+    /// [`ASSUMED_WANDER`]).
     pub latency_wander: Option<f64>,
     /// The stable version's 5xx rate over the hour before the canary, if known: its usual rate,
     /// against which a shared outage is told (else its usual minute over the canary).

@@ -53,6 +53,10 @@ pub struct SimFunction {
     period_start: i64,
     /// The reference version whose wander was measured, and the measure.
     wander: Option<(Version, Option<f64>)>,
+    /// Whether the hours before a canary hold the reference version's per-minute latency
+    /// (its wander); `false` for a function too new or too quiet for them, whose latency test
+    /// then assumes [`crate::judge::ASSUMED_WANDER`].
+    pub latency_history: bool,
 }
 
 /// One version's unfinished period.
@@ -87,6 +91,7 @@ impl SimFunction {
             partial: BTreeMap::new(),
             period_start: now.div_euclid(period) * period,
             wander: None,
+            latency_history: true,
         }
     }
 
@@ -209,6 +214,9 @@ impl SimFunction {
     /// series that version served then ([`traffic::history`]); drawn once per reference
     /// version from `seed` and the function's name, apart from the world's random stream.
     fn latency_wander(&mut self, traffic: &Traffic, seed: u64, canary_start: i64) -> Option<f64> {
+        if !self.latency_history {
+            return None;
+        }
         let reference = self.reference_version();
         if let Some((v, w)) = self.wander {
             if v == reference {

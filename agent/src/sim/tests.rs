@@ -245,3 +245,17 @@ fn the_same_seed_gives_the_same_samples() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_function_without_latency_history_serves_no_wander() {
+    let policy = Policy::with_defaults("f");
+    let mut w = world(quiet(10.0), Build::healthy(), Build::healthy(), policy);
+    let traffic = w.traffic.clone();
+    let f = &mut w.functions[0];
+    // Six hours of a steady version: a wander to measure.
+    assert!(f.latency_wander(&traffic, 7, T0).is_some());
+    // Too new or too quiet for them (`canary bench --without-latency-history`): none, so the
+    // latency test assumes one.
+    f.latency_history = false;
+    assert_eq!(f.latency_wander(&traffic, 7, T0), None);
+}

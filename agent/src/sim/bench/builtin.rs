@@ -29,6 +29,7 @@ pub fn scenarios() -> Vec<Scenario> {
         traffic: traffic.clone(),
         stable: h,
         candidate,
+        latency_history: true,
     };
     let errors = |rate: f64| Build {
         error_rate: rate,

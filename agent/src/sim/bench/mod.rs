@@ -32,6 +32,10 @@ pub struct Scenario {
     pub stable: Build,
     /// The new version.
     pub candidate: Build,
+    /// Whether the stable version has the six hours of per-minute latency before the canary
+    /// that the latency test measures its wander on; `false` (`canary bench
+    /// --without-latency-history`): a function too new or too quiet for them.
+    pub latency_history: bool,
 }
 
 /// How a run ended.
@@ -279,9 +283,9 @@ fn deployed(judge: &Judge, scenario: &Scenario, policy: &Policy, seed: u64) -> S
     traffic.origin = START;
     let first = START - crate::ports::REFERENCE_SECS - 300;
     let mut world = World::new(first, traffic, judge.delay(), seed);
-    world
-        .functions
-        .push(SimFunction::new(policy.clone(), scenario.stable, first));
+    let mut function = SimFunction::new(policy.clone(), scenario.stable, first);
+    function.latency_history = scenario.latency_history;
+    world.functions.push(function);
     world.advance(START);
     world.functions[0].deploy(scenario.candidate);
     Shared::new(world)

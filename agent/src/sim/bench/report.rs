@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 /// Runs the built-in benchmark and renders it as Markdown.
 #[must_use]
-pub fn builtin_text(runs: usize, seed: u64, shipped: &[Policy], filter: Option<&str>) -> String {
+pub fn builtin_text(runs: usize, seed: u64, shipped: &[Policy], scenarios: &[Scenario]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -18,15 +18,12 @@ pub fn builtin_text(runs: usize, seed: u64, shipped: &[Policy], filter: Option<&
          `unfinished`: runs with neither outcome after the hour.\n"
     );
     let judges = builtin::judges(shipped);
-    for scenario in builtin::scenarios() {
-        if filter.is_some_and(|f| !scenario.name.contains(f)) {
-            continue;
-        }
+    for scenario in scenarios {
         let _ = writeln!(out, "### {}\n", scenario.name);
         let _ = writeln!(out, "| judge | rolled back | promoted | unfinished | failed (median / p95) | exposed (median) | minutes (median / p95) | floor |");
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
         let rows = run_all(
-            std::slice::from_ref(&scenario),
+            std::slice::from_ref(scenario),
             &judges,
             runs,
             seed,

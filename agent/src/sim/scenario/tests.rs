@@ -52,6 +52,7 @@ fn scenario_minimal_gets_the_documented_defaults() {
             traffic: Traffic::steady(10.0),
             stable: Build::healthy(),
             candidate: Build::healthy(),
+            latency_history: true,
         }]
     );
     let h = Build::healthy();

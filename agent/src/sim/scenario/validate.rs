@@ -137,6 +137,7 @@ fn scenario(c: &mut Checker<'_>, at: &str, raw: &Spanned<RawScenario>) -> Scenar
         traffic: Traffic { outages, ..traffic },
         stable,
         candidate,
+        latency_history: true,
     }
 }
 
