@@ -63,28 +63,7 @@ pub fn decide_in(
             adopted.record.release = Some(ReleaseMark::live(id));
         }
     }
-    let mut d = match (ovr, &call.order) {
-        (Some(o), _) => manual::manual(&adopted, policy, o, now)?,
-        (None, Order::Follow(why) | Order::HoldBack(why)) => follow(&adopted, why, call.id),
-        (None, Order::Restart(v)) => start(&adopted, policy, *v, now),
-        (None, Order::Finish) => match baking(&adopted) {
-            Some(b) => end_bake(
-                &adopted,
-                b.version,
-                "the release's other members ended their bake".to_string(),
-            ),
-            None => automatic(&adopted, policy, judgement, now),
-        },
-        (None, Order::Wait(why)) => {
-            let own = automatic(&adopted, policy, judgement, now);
-            if release::forward(&own.action) {
-                hold(why.clone())
-            } else {
-                own
-            }
-        }
-        (None, Order::Alone | Order::Go) => automatic(&adopted, policy, judgement, now),
-    };
+    let mut d = ordered(&adopted, policy, judgement, ovr, call, now)?;
     mark_release(&mut d, &adopted, call);
     d.problems = problems;
     if matches!(d.action, Action::Step { .. }) {
@@ -96,39 +75,79 @@ pub fn decide_in(
         back_under_protection(&adopted, &mut d, now);
     }
     if let Some(event) = d.action.event().filter(|_| call.announce) {
-        let before = adopted.canary.map(|c| c.version);
-        let version = match d.action {
-            Action::Start { version, .. }
-            | Action::Step { version, .. }
-            | Action::Promote { version }
-            | Action::Baked { version }
-            | Action::Lift { version, .. }
-            | Action::Unprotected { version, .. } => Some(version),
-            Action::Rollback { rejected, .. } => rejected.or(before),
-            _ => before,
-        };
-        let next = d.next.get_or_insert_with(|| adopted.clone());
-        let owed = Owed {
-            event,
-            version,
-            stable: next.stable,
-            at: now,
-            manual: ovr.is_some(),
-            lease: now.saturating_add(LEASE_SECS),
-        };
-        if let Some(lost) = next.record.owe(owed) {
-            d.problems.push(format!(
-                "gave up the owed {} announcement of {} (more than {} owed)",
-                lost.event.as_str(),
-                lost.at,
-                crate::record::OWED_LIMIT
-            ));
-        }
+        owe(&mut d, &adopted, event, ovr.is_some(), now);
     } else if d.next.is_none() && adopted != *state {
         // Nothing to do, but the record must catch up (a canary set by hand, a repair).
         d.next = Some(adopted);
     }
     Ok(d)
+}
+
+/// What the call's order (or a person's override) makes of the adopted state, before the
+/// release's mark, the step's clock and the announcement are added.
+fn ordered(
+    adopted: &AliasState,
+    policy: &Policy,
+    judgement: Option<&Judgement>,
+    ovr: Option<&Override>,
+    call: &Call,
+    now: i64,
+) -> Result<Decision, OverrideError> {
+    Ok(match (ovr, &call.order) {
+        (Some(o), _) => manual::manual(adopted, policy, o, now)?,
+        (None, Order::Follow(why) | Order::HoldBack(why)) => follow(adopted, why, call.id),
+        (None, Order::Restart(v)) => start(adopted, policy, *v, now),
+        (None, Order::Finish) => match baking(adopted) {
+            Some(b) => end_bake(
+                adopted,
+                b.version,
+                "the release's other members ended their bake".to_string(),
+            ),
+            None => automatic(adopted, policy, judgement, now),
+        },
+        (None, Order::Wait(why)) => {
+            let own = automatic(adopted, policy, judgement, now);
+            if release::forward(&own.action) {
+                hold(why.clone())
+            } else {
+                own
+            }
+        }
+        (None, Order::Alone | Order::Go) => automatic(adopted, policy, judgement, now),
+    })
+}
+
+/// Writes the announcement of `event` into the record the decision writes ("owed" until SNS
+/// takes it), giving up the least needed one when too many are owed.
+fn owe(d: &mut Decision, adopted: &AliasState, event: EventKind, manual: bool, now: i64) {
+    let before = adopted.canary.map(|c| c.version);
+    let version = match d.action {
+        Action::Start { version, .. }
+        | Action::Step { version, .. }
+        | Action::Promote { version }
+        | Action::Baked { version }
+        | Action::Lift { version, .. }
+        | Action::Unprotected { version, .. } => Some(version),
+        Action::Rollback { rejected, .. } => rejected.or(before),
+        _ => before,
+    };
+    let next = d.next.get_or_insert_with(|| adopted.clone());
+    let owed = Owed {
+        event,
+        version,
+        stable: next.stable,
+        at: now,
+        manual,
+        lease: now.saturating_add(LEASE_SECS),
+    };
+    if let Some(lost) = next.record.owe(owed) {
+        d.problems.push(format!(
+            "gave up the owed {} announcement of {} (more than {} owed)",
+            lost.event.as_str(),
+            lost.at,
+            crate::record::OWED_LIMIT
+        ));
+    }
 }
 
 /// Writes the member's part in its release into the decision's record: a start joins the
