@@ -6,7 +6,8 @@ use crate::policy::Policy;
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// Runs the built-in benchmark and renders it as Markdown.
+/// Runs the built-in benchmark over `scenarios` (the built-in ones the caller chose) and renders
+/// it as Markdown.
 #[must_use]
 pub fn builtin_text(runs: usize, seed: u64, shipped: &[Policy], scenarios: &[Scenario]) -> String {
     let mut out = String::new();
