@@ -1038,21 +1038,31 @@ mod tests {
         let s = canary_at(1, 2, 0, 0);
         let quiet = judgement(Verdict::NotEnoughData("0 of 100".into()), None);
         let at = p.no_data_timeout.as_secs() as i64;
-        assert!(matches!(
-            run(&s, &p, Some(&quiet), at - 1).action,
-            Action::Hold(_)
-        ));
-        let d = run(&s, &p, Some(&quiet), at);
-        assert_eq!(d.action, Action::NoData);
-        let after = d.next.expect("records the alert");
-        assert!(matches!(
-            run(&after, &p, Some(&quiet), at + 60).action,
-            Action::Hold(_)
-        ));
+        told_once(&s, &p, &quiet, at, ("", ""));
         p.on_no_data = OnNoData::Rollback;
         assert!(matches!(
             run(&s, &p, Some(&quiet), at).action,
             Action::Rollback { to: 1, .. }
+        ));
+    }
+
+    /// A hold that outlasts its timeout at `at`: held a second before (the hold's reason starting
+    /// with `says.0`), on-call told at `at` (the recorded decision saying `says.1`), and held
+    /// quietly a minute later.
+    fn told_once(s: &AliasState, p: &Policy, j: &Judgement, at: i64, says: (&str, &str)) {
+        let d = run(s, p, Some(j), at - 1);
+        assert!(
+            matches!(&d.action, Action::Hold(w) if w.starts_with(says.0)),
+            "{d:?}"
+        );
+        let d = run(s, p, Some(j), at);
+        assert_eq!(d.action, Action::NoData);
+        let told = d.next.expect("records the notice");
+        let last = told.record.last.clone().unwrap_or_default();
+        assert!(last.contains(says.1), "{last}");
+        assert!(matches!(
+            run(&told, p, Some(j), at + 60).action,
+            Action::Hold(_)
         ));
     }
 
@@ -1063,19 +1073,7 @@ mod tests {
         let at = p.no_data_timeout.as_secs() as i64;
         let mut trickle = judgement(Verdict::NotEnoughData("3 of 100".into()), Some(at - 30));
         trickle.canary_requests_at_step = 3.0;
-        assert!(matches!(
-            run(&s, &p, Some(&trickle), at - 1).action,
-            Action::Hold(_)
-        ));
-        let d = run(&s, &p, Some(&trickle), at);
-        assert_eq!(d.action, Action::NoData);
-        let told = d.next.expect("records the notice");
-        let last = told.record.last.clone().unwrap_or_default();
-        assert!(last.contains("3 of 100 canary requests"), "{last}");
-        assert!(matches!(
-            run(&told, &p, Some(&trickle), at + 60).action,
-            Action::Hold(_)
-        ));
+        told_once(&s, &p, &trickle, at, ("", "3 of 100 canary requests"));
     }
 
     #[test]
@@ -1089,18 +1087,11 @@ mod tests {
         let mut blind = judgement(Verdict::NotEnoughData(why), Some(at - 30));
         blind.canary_requests_at_step = 5000.0;
         blind.latency_seen = crate::judge::LatencySeen::default();
-        let d = run(&s, &p, Some(&blind), at - 1);
-        assert!(
-            matches!(&d.action, Action::Hold(w) if w.starts_with(crate::judge::LATENCY_WAIT)),
-            "{d:?}"
+        let says = (
+            crate::judge::LATENCY_WAIT,
+            "0 latency periods past the warm-up",
         );
-        let d = run(&s, &p, Some(&blind), at);
-        assert_eq!(d.action, Action::NoData);
-        let last = d.next.and_then(|n| n.record.last).unwrap_or_default();
-        assert!(
-            last.contains("0 latency periods past the warm-up"),
-            "{last}"
-        );
+        told_once(&s, &p, &blind, at, says);
         // Enough latency periods: the same hold is not stuck.
         blind.latency_seen = crate::judge::LatencySeen {
             at_step: 1,
@@ -1125,22 +1116,10 @@ mod tests {
         );
         held.canary_requests_at_step = 5000.0;
         held.outage_since = Some(since);
-        // Past the step's own timeout but not the outage's: held, nobody paged.
-        let d = run(&s, &p, Some(&held), since + timeout - 1);
-        assert!(
-            matches!(&d.action, Action::Hold(w) if w.starts_with(crate::judge::SHARED_OUTAGE)),
-            "{d:?}"
-        );
-        let d = run(&s, &p, Some(&held), since + timeout);
-        assert_eq!(d.action, Action::NoData);
-        let told = d.next.expect("records the notice");
-        let last = told.record.last.clone().unwrap_or_default();
-        assert!(last.contains("failing too for 15m"), "{last}");
-        // Once: later ticks hold quietly.
-        assert!(matches!(
-            run(&told, &p, Some(&held), since + timeout + 60).action,
-            Action::Hold(_)
-        ));
+        // Past the step's own timeout but not the outage's: held, nobody paged; then told
+        // once, and later ticks hold quietly.
+        let says = (crate::judge::SHARED_OUTAGE, "failing too for 15m");
+        told_once(&s, &p, &held, since + timeout, says);
     }
 
     #[test]
