@@ -42,7 +42,7 @@ def cell(r, bad):
     if bad:
         text += f", {r['failed_median']:.0f}"
     if r["unfinished"] > 0:
-        text += f" ({100 * r['unfinished']:.0f}% unf.)"
+        text += f" ({100 * r['unfinished']:.1f}% unf.)"
     return text
 
 

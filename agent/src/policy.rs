@@ -380,7 +380,7 @@ impl Policy {
             min_requests: 100,
             errors: ErrorRule {
                 max_rate: 0.01,
-                max_increase: 0.002,
+                max_increase: 0.001,
             },
             latency: LatencyRule {
                 stat: LatencyStat::P99,

@@ -429,12 +429,13 @@ mod tests {
 
     #[test]
     fn a_version_at_the_edge_of_max_increase_is_rolled_back_by_the_bake_at_most_its_share() {
-        // 0.1% + the default max_increase (0.2 points): the null's boundary for the 5xx test,
+        // 0.1% + the default max_increase (0.1 points): the null's boundary for the 5xx test,
         // looked at every minute; its share of alpha is 1% / 4.
         let share = 0.01 / 4.0;
         let runs = 2000;
         let noise = 2.0 * (share / runs as f64).sqrt();
-        let rate = rolled_back_share(runs, &|_| 0.003, 0.01);
+        let edge = 0.001 + Policy::with_defaults("f").errors.max_increase;
+        let rate = rolled_back_share(runs, &|_| edge, 0.01);
         assert!(rate <= share + noise, "{:.2}%", rate * 100.0);
         // And a healthy version, like the one before it, practically never.
         let healthy = rolled_back_share(500, &|_| 0.001, 0.01);
@@ -479,7 +480,8 @@ mod tests {
         // the 5xx test's share of α, with no minimum of minutes either.
         let runs = 2000;
         let alpha_share = 0.01 / 4.0;
-        let edge = share(Watch::Recheck, runs, &|_| 0.003);
+        let at = 0.001 + Policy::with_defaults("f").errors.max_increase;
+        let edge = share(Watch::Recheck, runs, &|_| at);
         let noise = 2.0 * (alpha_share / runs as f64).sqrt();
         assert!(edge <= alpha_share + noise, "{:.2}%", edge * 100.0);
     }

@@ -107,6 +107,9 @@ pub struct Observations {
     /// The stable version's 5xx rate over the hour before the canary, if known: its usual rate,
     /// against which a shared outage is told (else its usual minute over the canary).
     pub stable_error_rate: Option<f64>,
+    /// The index of the canary's current step in the policy's `steps` (how far the canary
+    /// could have come, for the suspicion's patience).
+    pub step: usize,
 }
 
 impl Observations {
@@ -315,7 +318,19 @@ pub fn cold_limit(lat: &crate::policy::LatencyRule, stable_ms: f64) -> f64 {
 /// "NAME evidence E (rollback at T)", separated by ", ".
 pub const HOLDING: &str = "suspicious, holding for more data: ";
 
-/// A suspicious canary holds at most this many step intervals before moving on anyway.
+/// Requests a second at which every step's `min_requests` arrive at once: what
+/// [`Policy::step_seconds`] needs for the soonest a step can end (larger rates overflow its sums).
+const UNLIMITED_RPS: f64 = 1e9;
+
+/// How long suspicions may delay a canary in all, at least: policies with steps shorter than
+/// 5 minutes get this rather than [`SUSPICION_MAX_INTERVALS`] of their intervals (the defaults'
+/// five intervals), so that subtle regressions still get time at small weights.
+const SUSPICION_DELAY_SECS: i64 = 25 * 60;
+
+/// A suspicious canary holds a step at most this many step intervals before moving on anyway,
+/// and is held at most this many intervals (at least [`SUSPICION_DELAY_SECS`]) past the soonest
+/// it could have reached the end of its step ([`Policy::step_seconds`] at unlimited traffic),
+/// so that suspicions at several steps cannot add up to more than one such delay.
 const SUSPICION_MAX_INTERVALS: i64 = 5;
 
 fn median(mut xs: Vec<f64>) -> Option<f64> {
@@ -576,7 +591,9 @@ fn outage_hold(o: Ongoing) -> String {
 pub const SHARED_OUTAGE: &str = "the stable version is failing too";
 
 /// Regressed on any reason; else held while suspicious (for at most
-/// [`SUSPICION_MAX_INTERVALS`] step intervals), through a shared outage, short of
+/// [`SUSPICION_MAX_INTERVALS`] step intervals at the step, and past the soonest the canary
+/// could have reached the end of it),
+/// through a shared outage, short of
 /// `min_requests`, or short of latency periods past the warm-up ([`LatencySeen`]); else
 /// healthy.
 fn verdict(
@@ -594,9 +611,21 @@ fn verdict(
         .max()
         .unwrap_or(obs.step_start);
     let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
+    // Where the canary's first period began, and the soonest it could reach the end of this
+    // step: each step's interval, or its warm-up and latency periods where those take longer.
+    let began = obs.canary.first().map_or(obs.step_start, |s| s.start);
+    let schedule = policy
+        .step_seconds(UNLIMITED_RPS)
+        .iter()
+        .take(obs.step.saturating_add(1))
+        .fold(0_i64, |t, s| t.saturating_add(s.1));
     if !reasons.is_empty() {
         Verdict::Regressed(reasons)
-    } else if !suspicion.is_empty() && newest - obs.step_start < patience {
+    } else if !suspicion.is_empty()
+        && newest.saturating_sub(obs.step_start) < patience
+        && newest.saturating_sub(began)
+            < schedule.saturating_add(patience.max(SUSPICION_DELAY_SECS))
+    {
         Verdict::NotEnoughData(format!("{HOLDING}{}", suspicion.join(", ")))
     } else if let Some(o) = outage_now {
         Verdict::NotEnoughData(outage_hold(o))

@@ -145,7 +145,7 @@ pub(crate) struct RawErrors {
     /// rollback needs the canary credibly more than this above the baseline's rate (tested).
     #[schemars(
         with = "Option<f64>",
-        extend("default" = 0.002, "minimum" = 0, "maximum" = 1)
+        extend("default" = 0.001, "minimum" = 0, "maximum" = 1)
     )]
     pub max_increase: Leaf,
 }

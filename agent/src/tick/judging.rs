@@ -74,6 +74,7 @@ pub(super) fn judge_series(
             .map(|m| crate::judge::cold_limit(&policy.latency, m)),
         latency_wander: series.latency_wander,
         stable_error_rate: series.stable_error_rate,
+        step: record.step,
     };
     let recheck = rechecking(state);
     if baking(state).is_none() && recheck.is_none() {
