@@ -318,10 +318,6 @@ pub fn cold_limit(lat: &crate::policy::LatencyRule, stable_ms: f64) -> f64 {
 /// "NAME evidence E (rollback at T)", separated by ", ".
 pub const HOLDING: &str = "suspicious, holding for more data: ";
 
-/// Requests a second at which every step's `min_requests` arrive at once: what
-/// [`Policy::step_seconds`] needs for the soonest a step can end (larger rates overflow its sums).
-const UNLIMITED_RPS: f64 = 1e9;
-
 /// How long suspicions may delay a canary in all, at least: policies with steps shorter than
 /// 5 minutes get this rather than [`SUSPICION_MAX_INTERVALS`] of their intervals (the defaults'
 /// five intervals), so that subtle regressions still get time at small weights.
@@ -329,8 +325,8 @@ const SUSPICION_DELAY_SECS: i64 = 25 * 60;
 
 /// A suspicious canary holds a step at most this many step intervals before moving on anyway,
 /// and is held at most this many intervals (at least [`SUSPICION_DELAY_SECS`]) past the soonest
-/// it could have reached the end of its step ([`Policy::step_seconds`] at unlimited traffic),
-/// so that suspicions at several steps cannot add up to more than one such delay.
+/// it could have reached the end of its step at its traffic ([`soonest_end`]), so that
+/// suspicions at several steps cannot add up to more than one such delay.
 const SUSPICION_MAX_INTERVALS: i64 = 5;
 
 fn median(mut xs: Vec<f64>) -> Option<f64> {
@@ -590,6 +586,29 @@ fn outage_hold(o: Ongoing) -> String {
 /// How the hold through a shared outage begins.
 pub const SHARED_OUTAGE: &str = "the stable version is failing too";
 
+/// How long after the canary's first period (`began`) it could have reached the end of its
+/// current step at the soonest, at the traffic the alias served since: each step's interval,
+/// or its `min_requests`, warm-up and latency periods where those take longer
+/// ([`Policy::step_seconds`]). Without traffic, never ([`Policy::step_seconds`]'s cap).
+fn soonest_end(policy: &Policy, obs: &Observations, began: i64, newest: i64) -> i64 {
+    let served: f64 = obs
+        .canary
+        .iter()
+        .chain(&obs.baseline)
+        .filter(|s| s.start >= began)
+        .map(|s| s.requests.max(0.0))
+        .sum();
+    let span = newest
+        .saturating_sub(began)
+        .saturating_add(policy.metrics.period_secs())
+        .max(1);
+    policy
+        .step_seconds(served / span as f64)
+        .iter()
+        .take(obs.step.saturating_add(1))
+        .fold(0_i64, |t, s| t.saturating_add(s.1))
+}
+
 /// Regressed on any reason; else held while suspicious (for at most
 /// [`SUSPICION_MAX_INTERVALS`] step intervals at the step, and past the soonest the canary
 /// could have reached the end of it),
@@ -611,14 +630,8 @@ fn verdict(
         .max()
         .unwrap_or(obs.step_start);
     let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
-    // Where the canary's first period began, and the soonest it could reach the end of this
-    // step: each step's interval, or its warm-up and latency periods where those take longer.
     let began = obs.canary.first().map_or(obs.step_start, |s| s.start);
-    let schedule = policy
-        .step_seconds(UNLIMITED_RPS)
-        .iter()
-        .take(obs.step.saturating_add(1))
-        .fold(0_i64, |t, s| t.saturating_add(s.1));
+    let schedule = soonest_end(policy, obs, began, newest);
     if !reasons.is_empty() {
         Verdict::Regressed(reasons)
     } else if !suspicion.is_empty()

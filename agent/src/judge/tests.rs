@@ -689,14 +689,19 @@ mod error_event_tests {
         );
     }
 
-    /// The verdict `minutes` into a canary with two errors in its first minute's 120 requests
-    /// and no canary traffic after (the evidence stays suspicious; a step that is not held
-    /// waits for requests instead), at `step`, begun at minute `step_start`.
-    fn after_two_errors(p: &Policy, minutes: i64, step: usize, step_start: i64) -> Verdict {
-        let mut c = vec![minute(0, 120.0, 2.0, None)];
+    /// The verdict `minutes` into a canary with two errors in its first minute (at 10%) and no
+    /// canary traffic after (the evidence stays suspicious; a step that is not held waits for
+    /// requests instead), at `step`, begun at minute `step_start`, beside a stable version
+    /// serving `stable` requests a minute.
+    fn after_two_errors(
+        p: &Policy,
+        (minutes, step, step_start): (i64, usize, i64),
+        stable: f64,
+    ) -> Verdict {
+        let mut c = vec![minute(0, stable / 9.0, 2.0, None)];
         c.extend((1..=minutes).map(|m| minute(m * 60, 0.0, 0.0, None)));
         let b = (0..=minutes)
-            .map(|m| minute(m * 60, 1080.0, 0.0, None))
+            .map(|m| minute(m * 60, stable, 0.0, None))
             .collect();
         let o = Observations {
             step,
@@ -714,7 +719,9 @@ mod error_event_tests {
         // step (here 5 minutes a step: the warm-up and latency periods fit in the interval)
         // in all.
         let p = Policy::with_defaults("f");
-        let at = |minutes, step, step_start| held(after_two_errors(&p, minutes, step, step_start));
+        let at = |minutes, step, step_start| {
+            held(after_two_errors(&p, (minutes, step, step_start), 1080.0))
+        };
         // At the first step: held for 25 minutes, then on its way.
         assert!(at(24, 0, 0));
         assert!(!at(25, 0, 0));
@@ -725,6 +732,12 @@ mod error_event_tests {
         // A step reached on schedule keeps its own 25 minutes.
         assert!(at(29, 1, 5));
         assert!(!at(30, 1, 5));
+        // At half a request a second the first two steps need 2000 and 800 seconds for their
+        // `min_requests`, so the second can end at 47 minutes at the soonest: 40 minutes in, a
+        // step begun at 30 is still held; at 18 requests a second it is not (10 minutes at the
+        // soonest, plus 25).
+        assert!(held(after_two_errors(&p, (40, 1, 30), 30.0)));
+        assert!(!held(after_two_errors(&p, (40, 1, 30), 1080.0)));
         // 1-minute steps whose warm-up takes longer: the first step takes at least 5 minutes
         // (2 of warm-up, the period it began in, two latency periods), the next ones 3 each, so
         // the third can end at 11 minutes at the soonest. Steps this short may be delayed 25
@@ -734,7 +747,9 @@ mod error_event_tests {
             step_interval: std::time::Duration::from_secs(60),
             ..Policy::with_defaults("f")
         };
-        let at = |minutes, step, step_start| held(after_two_errors(&p, minutes, step, step_start));
+        let at = |minutes, step, step_start| {
+            held(after_two_errors(&p, (minutes, step, step_start), 1080.0))
+        };
         assert!(at(34, 2, 30));
         assert!(!at(35, 2, 30));
         assert!(at(35, 2, 31));
