@@ -610,11 +610,10 @@ fn soonest_end(policy: &Policy, obs: &Observations, began: i64, newest: i64) -> 
 }
 
 /// Regressed on any reason; else held while suspicious (for at most
-/// [`SUSPICION_MAX_INTERVALS`] step intervals at the step, and past the soonest the canary
-/// could have reached the end of it),
-/// through a shared outage, short of
-/// `min_requests`, or short of latency periods past the warm-up ([`LatencySeen`]); else
-/// healthy.
+/// [`SUSPICION_MAX_INTERVALS`] step intervals at the step, and as many, or
+/// [`SUSPICION_DELAY_SECS`], past the soonest the canary could have reached the end of it),
+/// through a shared outage, short of `min_requests`, or short of latency periods past the
+/// warm-up ([`LatencySeen`]); else healthy.
 fn verdict(
     policy: &Policy,
     obs: &Observations,

@@ -714,30 +714,29 @@ mod error_event_tests {
     #[test]
     fn suspicions_hold_each_step_and_the_whole_canary_for_a_bounded_time() {
         let held = |v: Verdict| matches!(&v, Verdict::NotEnoughData(m) if m.starts_with(HOLDING));
+        // Held at (minutes, step, step start) beside a stable version at 18 requests a second.
+        let at = |p: &Policy, when| held(after_two_errors(p, when, 1080.0));
         // The defaults: 5-minute steps, so a suspicion holds a step at most 25 minutes, and
         // the canary at most 25 minutes past the soonest it could have reached the end of its
         // step (here 5 minutes a step: the warm-up and latency periods fit in the interval)
         // in all.
         let p = Policy::with_defaults("f");
-        let at = |minutes, step, step_start| {
-            held(after_two_errors(&p, (minutes, step, step_start), 1080.0))
-        };
         // At the first step: held for 25 minutes, then on its way.
-        assert!(at(24, 0, 0));
-        assert!(!at(25, 0, 0));
+        assert!(at(&p, (24, 0, 0)));
+        assert!(!at(&p, (25, 0, 0)));
         // At the second step after 26 minutes at the first: the soonest (two intervals) plus
         // 25 minutes is 35, so it holds until then, 9 minutes into the step rather than 25.
-        assert!(at(34, 1, 26));
-        assert!(!at(35, 1, 26));
+        assert!(at(&p, (34, 1, 26)));
+        assert!(!at(&p, (35, 1, 26)));
         // A step reached on schedule keeps its own 25 minutes.
-        assert!(at(29, 1, 5));
-        assert!(!at(30, 1, 5));
+        assert!(at(&p, (29, 1, 5)));
+        assert!(!at(&p, (30, 1, 5)));
         // At half a request a second the first two steps need 2000 and 800 seconds for their
         // `min_requests`, so the second can end at 47 minutes at the soonest: 40 minutes in, a
         // step begun at 30 is still held; at 18 requests a second it is not (10 minutes at the
         // soonest, plus 25).
         assert!(held(after_two_errors(&p, (40, 1, 30), 30.0)));
-        assert!(!held(after_two_errors(&p, (40, 1, 30), 1080.0)));
+        assert!(!at(&p, (40, 1, 30)));
         // 1-minute steps whose warm-up takes longer: the first step takes at least 5 minutes
         // (2 of warm-up, the period it began in, two latency periods), the next ones 3 each, so
         // the third can end at 11 minutes at the soonest. Steps this short may be delayed 25
@@ -747,14 +746,11 @@ mod error_event_tests {
             step_interval: std::time::Duration::from_secs(60),
             ..Policy::with_defaults("f")
         };
-        let at = |minutes, step, step_start| {
-            held(after_two_errors(&p, (minutes, step, step_start), 1080.0))
-        };
-        assert!(at(34, 2, 30));
-        assert!(!at(35, 2, 30));
-        assert!(at(35, 2, 31));
-        assert!(!at(36, 2, 31));
-        assert!(!at(40, 2, 40));
+        assert!(at(&p, (34, 2, 30)));
+        assert!(!at(&p, (35, 2, 30)));
+        assert!(at(&p, (35, 2, 31)));
+        assert!(!at(&p, (36, 2, 31)));
+        assert!(!at(&p, (40, 2, 40)));
     }
 
     #[test]
