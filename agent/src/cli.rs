@@ -255,8 +255,9 @@ pub enum PolicyCommand {
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(r) if r > 0.0 && r <= 1e6 => Ok(r),
-        Ok(r) => Err(format!(
-            "must be more than 0 and at most 1000000 requests a second, got {r}"
+        Ok(_) => Err(format!(
+            "must be more than 0 and at most 1000000 requests a second, got {}",
+            s.trim()
         )),
         Err(e) => Err(format!("not a number of requests a second: {e}")),
     }
@@ -630,6 +631,8 @@ mod tests {
             "at 10 req/s: 10% 13m (latency warm-up), 25% 11m (latency warm-up), 50% 11m (latency warm-up); about 35m to 100% when healthy"
         );
         assert!(parse_rate("0").is_err() && parse_rate("x").is_err() && parse_rate("2e6").is_err());
+        // The value as written, not its every decimal digit.
+        assert!(parse_rate(" 1e308").is_err_and(|e| e.ends_with("got 1e308")));
         let dir = crate::test_dir("cli-check");
         std::fs::write(dir.join("good.yaml"), "function: good\n").expect("write");
         std::fs::write(
