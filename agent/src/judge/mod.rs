@@ -315,7 +315,8 @@ pub fn cold_limit(lat: &crate::policy::LatencyRule, stable_ms: f64) -> f64 {
 }
 
 /// How a suspicious hold's reason begins; the suspicious tests follow, each as
-/// "NAME evidence E (rollback at T)", separated by ", ".
+/// "NAME evidence E (rollback at T)", separated by ", ", then "; for at most D more" (how long
+/// the hold may last).
 pub const HOLDING: &str = "suspicious, holding for more data: ";
 
 /// How long suspicions may delay a canary in all, at least: policies with steps shorter than
@@ -630,15 +631,23 @@ fn verdict(
         .unwrap_or(obs.step_start);
     let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
     let began = obs.canary.first().map_or(obs.step_start, |s| s.start);
-    let schedule = soonest_end(policy, obs, began, newest);
+    // How much longer a suspicion may hold: what is left of the step's patience, and of the
+    // canary's delay past the soonest end of this step.
+    let hold_left = patience
+        .saturating_sub(newest.saturating_sub(obs.step_start))
+        .min(
+            soonest_end(policy, obs, began, newest)
+                .saturating_add(patience.max(SUSPICION_DELAY_SECS))
+                .saturating_sub(newest.saturating_sub(began)),
+        );
     if !reasons.is_empty() {
         Verdict::Regressed(reasons)
-    } else if !suspicion.is_empty()
-        && newest.saturating_sub(obs.step_start) < patience
-        && newest.saturating_sub(began)
-            < schedule.saturating_add(patience.max(SUSPICION_DELAY_SECS))
-    {
-        Verdict::NotEnoughData(format!("{HOLDING}{}", suspicion.join(", ")))
+    } else if !suspicion.is_empty() && hold_left > 0 {
+        Verdict::NotEnoughData(format!(
+            "{HOLDING}{}; for at most {} more",
+            suspicion.join(", "),
+            crate::text::human_duration(hold_left)
+        ))
     } else if let Some(o) = outage_now {
         Verdict::NotEnoughData(outage_hold(o))
     } else if canary_requests_at_step < policy.min_requests as f64 {

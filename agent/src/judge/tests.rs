@@ -728,6 +728,15 @@ mod error_event_tests {
         // 25 minutes is 35, so it holds until then, 9 minutes into the step rather than 25.
         assert!(at(&p, (34, 1, 26)));
         assert!(!at(&p, (35, 1, 26)));
+        // The reason says how much longer the hold may last: the step's patience, or the
+        // canary's, whichever ends first.
+        let left = |when| match after_two_errors(&p, when, 1080.0) {
+            Verdict::NotEnoughData(m) => m.rsplit("; ").next().unwrap_or_default().to_string(),
+            v => format!("{v:?}"),
+        };
+        assert_eq!(left((20, 0, 0)), "for at most 5m more");
+        assert_eq!(left((30, 1, 26)), "for at most 5m more");
+        assert_eq!(left((27, 1, 26)), "for at most 8m more");
         // A step reached on schedule keeps its own 25 minutes.
         assert!(at(&p, (29, 1, 5)));
         assert!(!at(&p, (30, 1, 5)));
