@@ -114,6 +114,27 @@ fn soonest_end(policy: &Policy, obs: &Observations, began: i64, newest: i64) -> 
         .fold(0_i64, |t, s| t.saturating_add(s.1))
 }
 
+/// How much longer a suspicion may hold the canary's step (seconds; 0 or less: no longer):
+/// what is left of the step's patience, and of the canary's delay past the soonest end of the
+/// step ([`soonest_end`]), counted to the newest canary period.
+fn hold_left(policy: &Policy, obs: &Observations) -> i64 {
+    let newest = obs
+        .canary
+        .iter()
+        .map(|s| s.start)
+        .max()
+        .unwrap_or(obs.step_start);
+    let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
+    let began = obs.canary.first().map_or(obs.step_start, |s| s.start);
+    patience
+        .saturating_sub(newest.saturating_sub(obs.step_start))
+        .min(
+            soonest_end(policy, obs, began, newest)
+                .saturating_add(patience.max(SUSPICION_DELAY_SECS))
+                .saturating_sub(newest.saturating_sub(began)),
+        )
+}
+
 /// Regressed on any reason; else held while suspicious (for at most
 /// [`SUSPICION_MAX_INTERVALS`] step intervals at the step, and as many, or
 /// [`SUSPICION_DELAY_SECS`], past the soonest the canary could have reached the end of it),
@@ -127,30 +148,19 @@ pub(super) fn verdict(
     (canary_requests_at_step, latency_seen): (f64, LatencySeen),
     outage_now: Option<Ongoing>,
 ) -> Verdict {
-    let newest = obs
-        .canary
-        .iter()
-        .map(|s| s.start)
-        .max()
-        .unwrap_or(obs.step_start);
-    let patience = SUSPICION_MAX_INTERVALS * policy.step_interval_secs();
-    let began = obs.canary.first().map_or(obs.step_start, |s| s.start);
-    // How much longer a suspicion may hold: what is left of the step's patience, and of the
-    // canary's delay past the soonest end of this step.
-    let hold_left = patience
-        .saturating_sub(newest.saturating_sub(obs.step_start))
-        .min(
-            soonest_end(policy, obs, began, newest)
-                .saturating_add(patience.max(SUSPICION_DELAY_SECS))
-                .saturating_sub(newest.saturating_sub(began)),
-        );
+    // Only a suspicion needs to know how long it may still hold the step.
+    let left = if reasons.is_empty() && !suspicion.is_empty() {
+        hold_left(policy, obs)
+    } else {
+        0
+    };
     if !reasons.is_empty() {
         Verdict::Regressed(reasons)
-    } else if !suspicion.is_empty() && hold_left > 0 {
+    } else if left > 0 {
         Verdict::NotEnoughData(format!(
             "{HOLDING}{}; for at most {} more",
             suspicion.join(", "),
-            crate::text::human_duration(hold_left)
+            crate::text::human_duration(left)
         ))
     } else if let Some(o) = outage_now {
         Verdict::NotEnoughData(outage_hold(o))
