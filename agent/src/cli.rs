@@ -567,14 +567,37 @@ pub fn reads_per_tick(rps: f64) -> usize {
     reads.floor().max(1.0) as usize
 }
 
+/// The ledger table of published announcements: `CANARY_LEDGER_TABLE`, or none.
+///
+/// # Errors
+/// [`CliError::Usage`] when the variable is neither a DynamoDB table name nor a table ARN.
+pub fn ledger_table(value: Option<&str>) -> Result<Option<String>, CliError> {
+    let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    crate::aws::DynamoLedger::check_table(text)
+        .map_err(|e| CliError::Usage(format!("CANARY_LEDGER_TABLE: {e}")))?;
+    Ok(Some(text.to_string()))
+}
+
 async fn aws_agent(conf: Option<&aws_config::SdkConfig>) -> Result<AwsAgent, CliError> {
     let rps = lambda_rps(std::env::var("CANARY_LAMBDA_RPS").ok().as_deref())?;
-    let mut ports = match conf {
-        Some(c) => crate::aws::AwsPorts::from_conf(c),
-        None => crate::aws::AwsPorts::from_env()
-            .await
-            .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?,
+    let table = ledger_table(std::env::var("CANARY_LEDGER_TABLE").ok().as_deref())?;
+    let loaded;
+    let conf = match conf {
+        Some(c) => c,
+        None => {
+            loaded = crate::aws::sdk_config(None, None)
+                .await
+                .map_err(|e| CliError::Failed(format!("failed to set up AWS clients: {e}")))?;
+            &loaded
+        }
     };
+    let mut ports = crate::aws::AwsPorts::from_conf(conf);
+    if let Some(table) = table {
+        let ledger = crate::aws::DynamoLedger::new(conf, &table);
+        ports.notifier = ports.notifier.with_ledger(ledger);
+    }
     ports.aliases = ports.aliases.with_pace(rps);
     let mut agent = Agent::new(ports.aliases, ports.metrics, ports.notifier);
     agent.reads_per_tick = Some(reads_per_tick(rps));
@@ -612,6 +635,39 @@ mod tests {
             },
             *shipped_create
         );
+    }
+
+    #[test]
+    fn the_agent_s_environment_is_checked_and_named_in_errors() {
+        assert_eq!(ledger_table(None).ok(), Some(None));
+        assert_eq!(ledger_table(Some("  ")).ok(), Some(None));
+        assert_eq!(
+            ledger_table(Some("canary-ledger")).ok(),
+            Some(Some("canary-ledger".to_string()))
+        );
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/canary-ledger";
+        assert_eq!(ledger_table(Some(arn)).ok(), Some(Some(arn.to_string())));
+        for bad in [
+            "ab",
+            "my table",
+            "a/b",
+            &"x".repeat(256),
+            "arn:aws:sns:us-east-1:1:topic",
+        ] {
+            let Err(CliError::Usage(e)) = ledger_table(Some(bad)) else {
+                panic!("{bad:?} accepted");
+            };
+            assert!(e.starts_with("CANARY_LEDGER_TABLE: "), "{e}");
+            assert!(e.contains("not a DynamoDB table"), "{e}");
+        }
+        assert_eq!(lambda_rps(None).ok(), Some(DEFAULT_LAMBDA_RPS));
+        assert_eq!(lambda_rps(Some("2.5")).ok(), Some(2.5));
+        for bad in ["0", "1001", "NaN", "fast"] {
+            let Err(CliError::Usage(e)) = lambda_rps(Some(bad)) else {
+                panic!("{bad:?} accepted");
+            };
+            assert!(e.contains("CANARY_LAMBDA_RPS"), "{e}");
+        }
     }
 
     #[test]

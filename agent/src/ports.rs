@@ -6,6 +6,7 @@
 use crate::judge::{ColdStarts, Sample};
 use crate::policy::{LatencyRule, LatencyStat, MetricsSource, Policy};
 use crate::rollout::{AliasState, Version};
+use std::collections::HashSet;
 use std::future::Future;
 
 /// An alias state as read, with the revision a write must match.
@@ -182,7 +183,17 @@ pub struct Notification {
     pub chat: String,
 }
 
-/// Publishes notifications.
+/// How long a ledger keeps what it was told (seconds): an owed announcement older than this is
+/// not asked about and not re-sent by a process with a ledger (one whose sender failed is
+/// re-sent within minutes; one this old was sent, and the ledger has forgotten it).
+pub const LEDGER_RETENTION_SECS: i64 = 30 * 86_400;
+
+/// Publishes notifications, and may keep a ledger of the announcements it published.
+///
+/// Without a ledger, an announcement owed in an alias record is cleared from it by a second
+/// write once SNS took it. With one, it is recorded there instead and left in the record until
+/// a write the agent makes anyway drops it: a tick asks the ledger before re-sending one whose
+/// sender's lease ran out.
 pub trait Notifier {
     /// Publishes `message` to `topic_arn`.
     fn publish(
@@ -190,4 +201,29 @@ pub trait Notifier {
         topic_arn: &str,
         message: &Notification,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Whether this notifier keeps a ledger of what it published.
+    fn remembers(&self) -> bool {
+        false
+    }
+
+    /// Records that the announcements `ids` (see [`crate::record::Owed::id`]) were published
+    /// at `now` (epoch seconds).
+    fn remember(
+        &self,
+        ids: &[String],
+        now: i64,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let _ = (ids, now);
+        async { Err(PortError::Unsupported("no ledger".to_string())) }
+    }
+
+    /// Which of `ids` the ledger holds as published.
+    fn published(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<HashSet<String>, PortError>> + Send {
+        let _ = ids;
+        async { Ok(HashSet::new()) }
+    }
 }

@@ -67,6 +67,8 @@ pub struct Agent<A, M, N> {
     pub reads_per_tick: Option<usize>,
     /// Which aliases are busy, and whose turn it is, kept between ticks (shared by clones).
     pub rotation: Arc<Mutex<rotation::Rotation>>,
+    /// Announcements this process knows were published (with a ledger), kept between ticks.
+    published: Arc<Mutex<pages::Published>>,
 }
 
 impl<A, M, N> Agent<A, M, N> {
@@ -82,6 +84,7 @@ impl<A, M, N> Agent<A, M, N> {
             outages: Arc::default(),
             reads_per_tick: None,
             rotation: Arc::default(),
+            published: Arc::default(),
         }
     }
 }
@@ -108,13 +111,11 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         let permits = tokio::sync::Semaphore::new(CONCURRENCY);
         let reads = policies.iter().map(|p| async {
             let _permit = permits.acquire().await;
-            until(deadline, self.aliases.read(p))
-                .await
-                .unwrap_or_else(|| {
-                    Err(PortError::Failed(
-                        "reading the alias did not finish before the tick's deadline".to_string(),
-                    ))
-                })
+            until(deadline, self.read(p, now)).await.unwrap_or_else(|| {
+                Err(PortError::Failed(
+                    "reading the alias did not finish before the tick's deadline".to_string(),
+                ))
+            })
         });
         let snaps = futures_util::future::join_all(reads).await;
         let queries: Vec<(usize, MetricsQuery)> = policies
@@ -712,7 +713,191 @@ mod tests {
         assert!(a.notifier.take().is_empty(), "sent once");
     }
 
-    /// Metrics that fail while `down` is set.
+    /// An agent over `w` whose notifier keeps `ledger` (shared between agents like a table).
+    fn ledgered_agent(
+        w: &Shared,
+        ledger: &std::sync::Arc<std::sync::Mutex<crate::sim::SimLedger>>,
+    ) -> crate::sim::SimAgent {
+        let mut a = agent(w);
+        a.notifier.ledger = Some(ledger.clone());
+        a
+    }
+
+    #[test]
+    fn with_a_ledger_a_page_costs_no_write_of_its_own_and_no_process_sends_it_again() {
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(Build::healthy());
+        let ledger = std::sync::Arc::default();
+        let a = ledgered_agent(&w, &ledger);
+        let mut now = T0;
+        let mut pages = Vec::new();
+        let mut decisions = 0;
+        let writes = w.lock().alias_writes;
+        while w.lock().functions[0].stable != 2 {
+            assert!(now < T0 + 3600, "promoted within the hour");
+            let outs = block_on(a.tick(&policies, now));
+            decisions += usize::from(outs[0].wrote);
+            assert!(!outs[0].failed(), "{:?}", outs[0]);
+            pages.extend(taken_events(&a.notifier));
+            now += 60;
+            w.lock().advance(now);
+        }
+        let events: Vec<&str> = pages.iter().map(String::as_str).collect();
+        assert_eq!(events[0], "started");
+        assert_eq!(events.last(), Some(&"promoted"));
+        // One UpdateAlias per decision, each carrying its page; none to clear a sent page.
+        assert_eq!(w.lock().alias_writes - writes, decisions as u64);
+        assert_eq!(pages.len(), decisions, "{pages:?}");
+        let l = ledger.lock().expect("lock").clone();
+        assert_eq!(l.writes, decisions as u64, "one ledger item per page");
+        assert_eq!(l.reads, 0, "this process knew what it had sent");
+        // The promotion's page stays in the record.
+        let owed = |w: &Shared| {
+            w.lock().functions[0]
+                .alias_state()
+                .record
+                .owed
+                .iter()
+                .map(|o| o.event.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(owed(&w), ["promoted"]);
+
+        // A cold start with the ledger asks it once and sends nothing again; a person's
+        // command from a process without the ledger sends only its own announcement.
+        let cold = ledgered_agent(&w, &ledger);
+        for k in 0..3 {
+            block_on(cold.tick(&policies, now + LEASE_SECS + 60 * k));
+        }
+        assert!(cold.notifier.take().is_empty());
+        assert_eq!(
+            ledger.lock().expect("lock").reads,
+            1,
+            "asked once, then known"
+        );
+        let person = agent(&w);
+        for (ovr, line) in [
+            (Override::Pause, "canary pause f"),
+            (Override::Resume, "canary resume f"),
+        ] {
+            let later = now + LEASE_SECS + 240;
+            block_on(person.command(&policies[0], &ovr, line, later)).expect("applies");
+        }
+        assert_eq!(taken_events(&person.notifier), ["paused", "resumed"]);
+        assert_eq!(owed(&w), ["promoted"], "its own cleared, the agent's left");
+
+        // The next write drops it (here the bake's end, with its own page).
+        let mut events = Vec::new();
+        while events.is_empty() {
+            assert!(now < T0 + 7200, "the bake ends within the next hour");
+            now += 60;
+            w.lock().advance(now);
+            block_on(cold.tick(&policies, now));
+            events = taken_events(&cold.notifier);
+        }
+        assert_eq!(events, ["baked"]);
+        assert_eq!(owed(&w), ["baked"]);
+    }
+
+    /// Writes a record owing v2's rollback at `T0`, as if its sender stopped right after the
+    /// write.
+    fn owe_rollback(w: &Shared) {
+        let mut g = w.lock();
+        let f = &mut g.functions[0];
+        let mut r = f.alias_state().record;
+        r.owe(crate::record::Owed {
+            event: crate::record::EventKind::RolledBack,
+            version: Some(2),
+            stable: 1,
+            at: T0,
+            manual: false,
+            lease: T0 + LEASE_SECS,
+        });
+        r.rejected = Some(2);
+        f.description = r.encode();
+    }
+
+    #[test]
+    fn a_page_whose_sender_stopped_before_sns_took_it_is_resent_once_by_agents_with_the_ledger() {
+        let (w, policies) = world(&["f"]);
+        owe_rollback(&w);
+        let ledger = std::sync::Arc::default();
+        let a = ledgered_agent(&w, &ledger);
+        block_on(a.tick(&policies, T0 + 60));
+        assert!(a.notifier.take().is_empty(), "the sender's lease holds");
+        let person = agent(&w);
+        block_on(person.command(
+            &policies[0],
+            &Override::Pause,
+            "canary pause f",
+            T0 + LEASE_SECS,
+        ))
+        .expect("pauses");
+        assert_eq!(
+            taken_events(&person.notifier),
+            ["paused"],
+            "a command re-sends nothing"
+        );
+        block_on(a.tick(&policies, T0 + LEASE_SECS));
+        let page = only_page(&a.notifier);
+        assert!(
+            page.subject.starts_with("(re-sent) ROLLED BACK f v2 -> v1"),
+            "{}",
+            page.subject
+        );
+        let other = ledgered_agent(&w, &ledger);
+        for k in 1..4 {
+            block_on(a.tick(&policies, T0 + LEASE_SECS * 2 + 60 * k));
+            block_on(other.tick(&policies, T0 + LEASE_SECS * 2 + 60 * k));
+        }
+        assert!(
+            a.notifier.take().is_empty() && other.notifier.take().is_empty(),
+            "sent once"
+        );
+        assert!(ledger
+            .lock()
+            .expect("lock")
+            .ids
+            .contains("f:live:rolled_back:2:1795428020"));
+    }
+
+    #[test]
+    fn when_the_ledger_fails_pages_are_cleared_by_a_write_and_never_sent_twice() {
+        let (w, policies) = world(&["f"]);
+        w.lock().functions[0].deploy(bad());
+        let ledger = std::sync::Arc::<std::sync::Mutex<crate::sim::SimLedger>>::default();
+        let a = ledgered_agent(&w, &ledger);
+        ledger.lock().expect("lock").down = true;
+        let writes = w.lock().alias_writes;
+        block_on(a.tick(&policies, T0));
+        assert_eq!(taken_events(&a.notifier), ["started"]);
+        assert_eq!(
+            w.lock().alias_writes - writes,
+            2,
+            "the decision, then the clearing"
+        );
+        assert!(w.lock().functions[0].alias_state().record.owed.is_empty());
+
+        // A cold start while the ledger is down does not re-send what it cannot check.
+        ledger.lock().expect("lock").down = false;
+        let (w, policies) = world(&["f"]);
+        owe_rollback(&w);
+        ledger.lock().expect("lock").ids.clear();
+        ledger.lock().expect("lock").down = true;
+        let cold = ledgered_agent(&w, &ledger);
+        for k in 0..3 {
+            let outs = block_on(cold.tick(&policies, T0 + LEASE_SECS + 60 * k));
+            assert!(!outs[0].failed(), "{:?}", outs[0]);
+        }
+        assert!(
+            cold.notifier.take().is_empty(),
+            "held while the ledger cannot answer"
+        );
+        ledger.lock().expect("lock").down = false;
+        block_on(cold.tick(&policies, T0 + LEASE_SECS + 240));
+        assert_eq!(taken_events(&cold.notifier), ["rolled_back"], "then sent");
+    }
+
     /// The `event` attributes of the pages published since the last take, taking them.
     fn taken_events(n: &crate::sim::SimNotifier) -> Vec<String> {
         n.take()
@@ -721,6 +906,7 @@ mod tests {
             .collect()
     }
 
+    /// Metrics that fail while `down` is set.
     #[derive(Clone)]
     struct FlakyMetrics {
         inner: crate::sim::SimMetrics,

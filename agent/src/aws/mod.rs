@@ -16,12 +16,14 @@
 mod aliases;
 pub mod deployed;
 mod history;
+mod ledger;
 mod metrics;
 mod notifier;
 #[cfg(test)]
 mod tests;
 
 pub use aliases::{LambdaAliases, Pace};
+pub use ledger::DynamoLedger;
 pub use metrics::CloudWatchMetrics;
 pub use notifier::SnsNotifier;
 

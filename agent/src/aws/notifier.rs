@@ -1,9 +1,10 @@
-//! [`Notifier`] on SNS `Publish`.
+//! [`Notifier`] on SNS `Publish`, with an optional [`DynamoLedger`] of what it published.
 
-use super::{default_endpoint, sdk_failure, service_code};
+use super::{default_endpoint, sdk_failure, service_code, DynamoLedger};
 use crate::ports::{Notification, Notifier, PortError};
 use aws_sdk_sns::operation::publish::PublishError;
 use aws_sdk_sns::types::MessageAttributeValue;
+use std::collections::HashSet;
 
 /// The service name in messages.
 const SERVICE: &str = "SNS";
@@ -21,6 +22,7 @@ pub fn structured(message: &Notification) -> String {
 pub struct SnsNotifier {
     client: aws_sdk_sns::Client,
     endpoint: String,
+    ledger: Option<DynamoLedger>,
 }
 
 impl SnsNotifier {
@@ -28,7 +30,18 @@ impl SnsNotifier {
     #[must_use]
     pub fn new(client: aws_sdk_sns::Client) -> Self {
         let endpoint = default_endpoint(client.config().region(), "sns");
-        Self { client, endpoint }
+        Self {
+            client,
+            endpoint,
+            ledger: None,
+        }
+    }
+
+    /// Keeps a ledger of what it published in `ledger` (`CANARY_LEDGER_TABLE`).
+    #[must_use]
+    pub fn with_ledger(mut self, ledger: DynamoLedger) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Names the endpoint the client talks to, for "could not reach SNS at ..." messages.
@@ -76,6 +89,24 @@ impl Notifier for SnsNotifier {
                 )))
             }
             Err(e) => Err(sdk_failure(SERVICE, &self.endpoint, "Publish", &e)),
+        }
+    }
+
+    fn remembers(&self) -> bool {
+        self.ledger.is_some()
+    }
+
+    async fn remember(&self, ids: &[String], now: i64) -> Result<(), PortError> {
+        match &self.ledger {
+            Some(l) => l.remember(ids, now).await,
+            None => Err(PortError::Unsupported("no ledger".to_string())),
+        }
+    }
+
+    async fn published(&self, ids: &[String]) -> Result<HashSet<String>, PortError> {
+        match &self.ledger {
+            Some(l) => l.published(ids).await,
+            None => Ok(HashSet::new()),
         }
     }
 }

@@ -12,7 +12,9 @@ pub mod rng;
 pub mod scenario;
 pub mod traffic;
 
-pub use ports::{agent, block_on, Shared, SimAgent, SimAliases, SimMetrics, SimNotifier};
+pub use ports::{
+    agent, block_on, Shared, SimAgent, SimAliases, SimLedger, SimMetrics, SimNotifier,
+};
 
 use crate::judge::{ColdStarts, Sample};
 use crate::policy::Policy;

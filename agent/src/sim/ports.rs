@@ -7,6 +7,7 @@ use crate::ports::{
     Aliases, Metrics, MetricsQuery, Notification, Notifier, PortError, Series, Snapshot,
 };
 use crate::rollout::{AliasState, Version};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A shared handle on the world; the in-memory ports hold clones of it.
@@ -138,16 +139,55 @@ impl Metrics for SimMetrics {
     }
 }
 
-/// In-memory notifier: keeps what on-call would receive.
+/// In-memory notifier: keeps what on-call would receive, and (with
+/// [`SimNotifier::with_ledger`]) a ledger of what it published.
 #[derive(Debug, Clone, Default)]
 pub struct SimNotifier {
     /// Published messages, with their topic.
     pub sent: Arc<Mutex<Vec<(String, Notification)>>>,
     /// When set, every publish fails (SNS down).
     pub down: Arc<Mutex<bool>>,
+    /// The ledger, when this notifier keeps one (share it to give agents the same table).
+    pub ledger: Option<Arc<Mutex<SimLedger>>>,
+}
+
+/// An in-memory ledger of published announcements, counting its calls like DynamoDB's
+/// (`PutItem` per id, `BatchGetItem` per 100 ids).
+#[derive(Debug, Clone, Default)]
+pub struct SimLedger {
+    /// Ids recorded as published.
+    pub ids: HashSet<String>,
+    /// Items written.
+    pub writes: u64,
+    /// Batch reads.
+    pub reads: u64,
+    /// When set, every call fails (the table unavailable).
+    pub down: bool,
 }
 
 impl SimNotifier {
+    /// This notifier with a ledger of its own.
+    #[must_use]
+    pub fn with_ledger(mut self) -> Self {
+        self.ledger = Some(Arc::default());
+        self
+    }
+
+    fn ledger(&self) -> Result<MutexGuard<'_, SimLedger>, PortError> {
+        let l = self
+            .ledger
+            .as_ref()
+            .ok_or_else(|| PortError::Unsupported("no ledger".to_string()))?
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if l.down {
+            return Err(PortError::Failed(
+                "the ledger is unavailable (simulated)".to_string(),
+            ));
+        }
+        Ok(l)
+    }
+
     /// Takes every message published so far.
     pub fn take(&self) -> Vec<(String, Notification)> {
         std::mem::take(
@@ -175,6 +215,23 @@ impl Notifier for SimNotifier {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((topic_arn.to_string(), message.clone()));
         Ok(())
+    }
+
+    fn remembers(&self) -> bool {
+        self.ledger.is_some()
+    }
+
+    async fn remember(&self, ids: &[String], _now: i64) -> Result<(), PortError> {
+        let mut l = self.ledger()?;
+        l.writes += ids.len() as u64;
+        l.ids.extend(ids.iter().cloned());
+        Ok(())
+    }
+
+    async fn published(&self, ids: &[String]) -> Result<HashSet<String>, PortError> {
+        let mut l = self.ledger()?;
+        l.reads += ids.len().div_ceil(100) as u64;
+        Ok(ids.iter().filter(|i| l.ids.contains(*i)).cloned().collect())
     }
 }
 

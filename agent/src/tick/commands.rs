@@ -105,7 +105,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 });
             }
         }
-        let snap = self.aliases.read(policy).await?;
+        let snap = self.read(policy, now).await?;
         // Fail before writing if the command does not apply.
         decide_in(&snap.state, policy, None, Some(ovr), call, now)?;
         let mut out = Outcome::new(policy);

@@ -201,7 +201,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
     ) -> Result<(Option<i64>, bool), CommandError> {
         let mut states = Vec::with_capacity(members.len());
         for p in members {
-            states.push(self.aliases.read(p).await?.state);
+            states.push(self.read(p, now).await?.state);
         }
         let views: Vec<Member<'_>> = members
             .iter()
@@ -236,7 +236,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             .unwrap_or_default();
         let mut snaps = Vec::with_capacity(members.len());
         for p in members {
-            snaps.push(self.aliases.read(p).await?);
+            snaps.push(self.read(p, now).await?);
         }
         let views: Vec<Member<'_>> = members
             .iter()

@@ -1,13 +1,13 @@
 //! Writing one alias's decision (one conditional update, re-read and re-decided on a
 //! conflict, never overwritten) and then sending what it owes on-call.
 
+use super::pages::Owes;
 use super::{Agent, CommandError, Outcome, CONFLICT_ATTEMPTS};
 use crate::notify::{Context, ReleaseNote, Trigger};
 use crate::policy::Policy;
 use crate::ports::{Aliases, Metrics, Notifier, PortError, Snapshot};
 use crate::rollout::release::Call;
 use crate::rollout::{decide_in, Action, AliasState, Override};
-use std::collections::HashSet;
 
 /// The alias in words, for "what changed" messages.
 fn describe(s: &AliasState) -> String {
@@ -71,7 +71,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                 .filter(|_| matches!(w.action, Action::Rollback { .. })),
         };
         out.notified = self
-            .send_owed(policy, w.next, w.revision, &ctx, &w.new_ids, &w.claimed)
+            .send_owed(policy, w.next, w.revision, &ctx, &w.owes)
             .await;
     }
 
@@ -94,7 +94,7 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
             if self.dry_run {
                 return Ok(None);
             }
-            let (next, new_ids, claimed) = self.plan(policy, &snap.state, &decision, now);
+            let (next, owes) = self.plan(policy, &snap.state, &decision, now, ovr.is_none());
             let Some(next) = next else {
                 return Ok(None);
             };
@@ -106,13 +106,12 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
                         next,
                         revision,
                         action: decision.action,
-                        new_ids,
-                        claimed,
+                        owes,
                     }));
                 }
                 Err(PortError::Conflict) if attempt < CONFLICT_ATTEMPTS => {
                     tracing::warn!(function = %policy.function, attempt, "alias changed under us; re-reading");
-                    let fresh = self.aliases.read(policy).await?;
+                    let fresh = self.read(policy, now).await?;
                     if ovr.is_some() && !same_substance(&fresh.state, &snap.state) {
                         return Err(CommandError::LostRace(format!(
                             "{}:{} changed while the command ran (was {}, now {}{}); nothing was written: check `canary status {}` and run the command again if it still applies",
@@ -155,8 +154,6 @@ pub(super) struct Written {
     pub(super) revision: String,
     /// The decision's action.
     pub(super) action: Action,
-    /// Announcements this decision owes.
-    pub(super) new_ids: HashSet<String>,
-    /// Owed announcements claimed for a re-send.
-    pub(super) claimed: HashSet<String>,
+    /// What it owes on-call.
+    pub(super) owes: Owes,
 }
