@@ -53,6 +53,8 @@ pub const ROLLBACK_FILTER: &str = r#"{"event": ["rolled_back"]}"#;
 pub const AGENT_A: &str = "campaign-agent-a";
 /// Application name of the second agent's SDK clients.
 pub const AGENT_B: &str = "campaign-agent-b";
+/// The agents' ledger of pages (DynamoDB).
+pub const LEDGER_TABLE: &str = "lambda-canary-sent";
 /// Application name of the person's SDK clients.
 pub const PERSON: &str = "campaign-person";
 
@@ -87,6 +89,9 @@ pub struct CampaignConfig {
     pub retry_backoff: Duration,
     /// Print a progress line to stderr every this many rounds (0: never).
     pub progress_every: usize,
+    /// The agents keep their ledger of pages in a DynamoDB table (as `agent/template.yaml`
+    /// deploys them), faulted like the other services; the person's commands have none.
+    pub ledger: bool,
 }
 
 impl CampaignConfig {
@@ -106,6 +111,7 @@ impl CampaignConfig {
             hang_after: Duration::from_secs(180),
             retry_backoff: Duration::from_millis(50),
             progress_every: 0,
+            ledger: true,
         }
     }
 }
@@ -227,7 +233,14 @@ impl<'a> Campaign<'a> {
             lab.moto
                 .sdk_config_via(proxy.endpoint(), Some(app), retry.clone())
         };
-        let agents = [agent(&via(AGENT_A).await), agent(&via(AGENT_B).await)];
+        let mut agents = [agent(&via(AGENT_A).await), agent(&via(AGENT_B).await)];
+        if config.ledger {
+            lab.create_ledger(LEDGER_TABLE).await;
+            for (a, app) in agents.iter_mut().zip([AGENT_A, AGENT_B]) {
+                let ledger = canary_agent::aws::DynamoLedger::new(&via(app).await, LEDGER_TABLE);
+                a.notifier = a.notifier.clone().with_ledger(ledger);
+            }
+        }
         let person = agent(&via(PERSON).await);
         let inbox = Inbox::subscribe(&lab.sdk, &lab.topic_arn, "on-call").await;
         let filtered = Inbox::subscribe_filtered(

@@ -72,6 +72,8 @@ pub struct ProxyConfig {
     pub monitoring: FaultRates,
     /// Fault probabilities of SNS requests.
     pub sns: FaultRates,
+    /// Fault probabilities of DynamoDB requests (the agent's ledger of pages).
+    pub dynamodb: FaultRates,
     /// Shortest and longest [`FaultKind::Delay`].
     pub delay: (Duration, Duration),
     /// SNS subject rule.
@@ -91,18 +93,20 @@ impl ProxyConfig {
             lambda: FaultRates::NONE,
             monitoring: FaultRates::NONE,
             sns: FaultRates::NONE,
+            dynamodb: FaultRates::NONE,
             delay: (Duration::from_secs(2), Duration::from_secs(10)),
             subject_rule: SubjectRule::Ascii,
             faults_on: true,
         }
     }
 
-    /// The same rates for Lambda, CloudWatch and SNS.
+    /// The same rates for Lambda, CloudWatch, SNS and DynamoDB.
     #[must_use]
     pub fn with_faults(mut self, rates: FaultRates) -> Self {
         self.lambda = rates;
         self.monitoring = rates;
         self.sns = rates;
+        self.dynamodb = rates;
         self
     }
 
@@ -111,6 +115,7 @@ impl ProxyConfig {
             Service::Lambda => self.lambda,
             Service::Monitoring => self.monitoring,
             Service::Sns => self.sns,
+            Service::DynamoDb => self.dynamodb,
             Service::Other => FaultRates::NONE,
         }
     }

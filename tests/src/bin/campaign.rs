@@ -48,6 +48,9 @@ struct Args {
     /// Print a progress line every this many rounds (0: never).
     #[arg(long, default_value_t = 25)]
     progress_every: usize,
+    /// Agents without a ledger of pages (each page cleared from the alias by a second write).
+    #[arg(long)]
+    no_ledger: bool,
 }
 
 /// SNS subject rules.
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         command_share: args.command_share.clamp(0.0, 1.0),
         hang_after: Duration::from_secs(args.hang_after_secs),
         progress_every: args.progress_every,
+        ledger: !args.no_ledger,
         ..CampaignConfig::new(args.rounds, args.seed)
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -91,13 +95,14 @@ fn main() -> ExitCode {
     let report = runtime.block_on(run(&config));
     println!(
         "Campaign: `--rounds {} --seed {} --fault-scale {} --delay-min-ms {} --delay-max-ms {} \
-         --subject-rule {:?}`\n",
+         --subject-rule {:?}{}`\n",
         args.rounds,
         args.seed,
         args.fault_scale,
         args.delay_min_ms,
         args.delay_max_ms,
-        args.subject_rule
+        args.subject_rule,
+        if args.no_ledger { " --no-ledger" } else { "" }
     );
     println!("{}", report.markdown());
     let clean = report.violations_total() == 0

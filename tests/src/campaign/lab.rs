@@ -146,6 +146,51 @@ impl Lab {
         }
     }
 
+    /// Creates the agent's ledger of pages as `agent/template.yaml` does: table `name`, string
+    /// key `id`, TTL on `expires`.
+    ///
+    /// # Panics
+    /// If moto refuses a call.
+    pub async fn create_ledger(&self, name: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let db = aws_sdk_dynamodb::Client::new(&self.sdk);
+        db.create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attribute"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("key"),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+        db.update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expires")
+                    .enabled(true)
+                    .build()
+                    .expect("ttl"),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("TTL on {name}: {e:?}"));
+    }
+
     /// Writes `AWS/Lambda` metrics of `versions` (each with its minute) for the minutes starting
     /// at `from`, `from + 60`, ... (`minutes` of them), in one call, with the dimensions in the
     /// order Lambda and the agent's query use.

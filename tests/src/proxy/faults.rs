@@ -1,6 +1,6 @@
 //! The fault model: which service a request is for, which faults to inject at which rates, and
 //! each fault answered in the request's own protocol (Lambda's REST-JSON, SNS's Query XML,
-//! CloudWatch's RPC v2 CBOR).
+//! CloudWatch's RPC v2 CBOR, DynamoDB's JSON 1.0).
 
 use super::http::form_pairs;
 use super::http::{Request, Response};
@@ -15,18 +15,21 @@ pub enum Service {
     Monitoring,
     /// Amazon SNS (Query protocol).
     Sns,
+    /// Amazon DynamoDB (JSON 1.0 protocol): the agent's ledger of pages.
+    DynamoDb,
     /// Anything else (SQS, IAM, ...): forwarded, never faulted.
     Other,
 }
 
 impl Service {
-    /// The name used in tables (`lambda`, `monitoring`, `sns`, `other`).
+    /// The name used in tables (`lambda`, `monitoring`, `sns`, `dynamodb`, `other`).
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::Lambda => "lambda",
             Self::Monitoring => "monitoring",
             Self::Sns => "sns",
+            Self::DynamoDb => "dynamodb",
             Self::Other => "other",
         }
     }
@@ -215,12 +218,15 @@ pub(super) fn classify(request: &Request) -> Service {
         Some("lambda") => return Service::Lambda,
         Some("monitoring") => return Service::Monitoring,
         Some("sns") => return Service::Sns,
+        Some("dynamodb") => return Service::DynamoDb,
         Some(_) => return Service::Other,
         None => {}
     }
     if let Some(target) = request.header("x-amz-target") {
         return if target.starts_with("GraniteServiceVersion20100801") {
             Service::Monitoring
+        } else if target.starts_with("DynamoDB_20120810.") {
+            Service::DynamoDb
         } else {
             Service::Other
         };
@@ -276,6 +282,20 @@ pub(super) fn lambda_error(status: u16, code: &str, kind: &str, message: &str) -
     )
 }
 
+/// DynamoDB's JSON 1.0 error: `__type` names the exception in its namespace.
+pub(super) fn dynamodb_error(status: u16, code: &str, message: &str) -> Response {
+    Response::new(
+        status,
+        vec![
+            ("Content-Type".into(), "application/x-amz-json-1.0".into()),
+            ("x-amzn-RequestId".into(), request_id()),
+        ],
+        serde_json::json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{code}"), "message": message})
+            .to_string()
+            .into_bytes(),
+    )
+}
+
 /// The Query protocol's XML error of SNS (or of CloudWatch, for a client that speaks Query).
 pub(super) fn query_error(
     service: Service,
@@ -304,6 +324,15 @@ pub(super) fn query_error(
 /// Lambda's REST-JSON, CloudWatch's RPC v2 CBOR (`cbor`: what current SDKs send) or the Query
 /// protocol's XML.
 pub(super) fn fault_response(service: Service, kind: FaultKind, cbor: bool) -> Option<Response> {
+    if service == Service::DynamoDb {
+        let (status, code, message) = match kind {
+            FaultKind::Http500 => (500, "InternalServerError", "injected internal error"),
+            FaultKind::Http503 => (503, "ServiceUnavailable", "injected: service unavailable"),
+            FaultKind::Throttle => (400, "ThrottlingException", "Rate exceeded"),
+            _ => return None,
+        };
+        return Some(dynamodb_error(status, code, message));
+    }
     if service == Service::Lambda {
         return Some(match kind {
             FaultKind::Http500 => lambda_error(

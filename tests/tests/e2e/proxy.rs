@@ -344,10 +344,26 @@ async fn the_proxy_answers_injected_errors_in_each_service_s_own_shape() {
             query_code
         };
         assert_eq!(err.code(), Some(cw_code), "{kind:?}: {err:?}");
+        let err = aws_sdk_dynamodb::Client::new(&sdk)
+            .list_tables()
+            .send()
+            .await
+            .expect_err("faulted");
+        let db_code = match kind {
+            FaultKind::Http500 => "InternalServerError",
+            FaultKind::Throttle => "ThrottlingException",
+            _ => query_code,
+        };
+        assert_eq!(err.code(), Some(db_code), "{kind:?}: {err:?}");
         let stats = proxy.stats();
-        assert_eq!(stats.faults_of(kind), 3, "{stats:?}");
-        assert_eq!(stats.total_faults(), 3);
-        for service in [Service::Lambda, Service::Sns, Service::Monitoring] {
+        assert_eq!(stats.faults_of(kind), 4, "{stats:?}");
+        assert_eq!(stats.total_faults(), 4);
+        for service in [
+            Service::Lambda,
+            Service::Sns,
+            Service::Monitoring,
+            Service::DynamoDb,
+        ] {
             assert_eq!(stats.faults.get(&(service, kind)), Some(&1), "{service:?}");
         }
     }
@@ -598,4 +614,125 @@ async fn the_proxy_refuses_messages_that_sns_refuses() {
     }
     assert_eq!(proxy.stats().message_rejected, 4);
     assert_eq!(proxy.published().len(), 1);
+}
+
+// ---- The agent's ledger of pages ----
+
+/// The agent of `campaign::agent` on `sdk`, keeping its ledger in `table` on `ledger_sdk`.
+fn ledgered(
+    sdk: &aws_config::SdkConfig,
+    ledger_sdk: &aws_config::SdkConfig,
+    table: &str,
+) -> lambda_canary_tests::campaign::AwsAgent {
+    let mut a = lambda_canary_tests::campaign::agent(sdk);
+    a.notifier = a
+        .notifier
+        .with_ledger(canary_agent::aws::DynamoLedger::new(ledger_sdk, table));
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_ledger_a_page_costs_one_update_alias_and_no_agent_sends_it_twice() {
+    use lambda_canary_tests::campaign::{Minute, FAILING, HEALTHY};
+    const TABLE: &str = "lambda-canary-sent";
+    let lab = lab().await;
+    lab.create_ledger(TABLE).await;
+    let inbox = lambda_canary_tests::Inbox::subscribe(&lab.sdk, &lab.topic_arn, "on-call").await;
+    let p = proxy(&lab, |c| c).await;
+    let sdk = lab
+        .moto
+        .sdk_config_via(
+            p.endpoint(),
+            Some("ledgered-agent"),
+            RetryConfig::standard(),
+        )
+        .await;
+    let policy = lambda_canary_tests::campaign::policy(F, &lab.topic_arn);
+    let now = lambda_canary_tests::this_minute() - 1800;
+    let series: [(u64, Minute); 2] = [(1, HEALTHY), (2, HEALTHY)];
+    lab.put_minutes(F, &series, now - 60, 4).await;
+
+    // The start: one UpdateAlias carries the decision and its page; SNS took the page, the
+    // ledger holds it, and it stays owed in the alias until the next write.
+    let a = ledgered(&sdk, &sdk, TABLE);
+    let started = tick_via(&a, &policy, now).await;
+    assert!(
+        started.wrote && started.notified == Some(Ok(())),
+        "{started:?}"
+    );
+    assert_eq!(p.stats().update_alias, 1, "{:?}", p.stats());
+    let pages = inbox.drain().await;
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let id = pages[0].attributes.get("id").cloned().unwrap_or_default();
+    assert_eq!(id, format!("{F}:live:started:2:{now}"));
+    let db = aws_sdk_dynamodb::Client::new(&lab.sdk);
+    let item = db
+        .get_item()
+        .table_name(TABLE)
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .expect("get item");
+    let expires = item
+        .item()
+        .and_then(|i| i.get("expires"))
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok());
+    assert_eq!(expires, Some(now + 30 * 86_400), "{item:?}");
+    let owed = canary_agent::rollout::Record::decode(&lab.alias(F, "live").await.description).owed;
+    assert_eq!(owed.len(), 1, "left owed in the alias");
+
+    // A cold start past the page's lease asks the ledger and sends nothing again; its step's
+    // write drops the sent page and carries only its own.
+    let b = ledgered(&sdk, &sdk, TABLE);
+    let stepped = tick_via(&b, &policy, now + 180).await;
+    assert!(stepped.wrote, "{stepped:?}");
+    let events: Vec<String> = inbox
+        .drain()
+        .await
+        .iter()
+        .filter_map(|d| d.attributes.get("event").cloned())
+        .collect();
+    assert_eq!(events, ["stepped"], "the start is not re-sent");
+    assert_eq!(p.stats().update_alias, 2, "{:?}", p.stats());
+    let owed = canary_agent::rollout::Record::decode(&lab.alias(F, "live").await.description).owed;
+    assert_eq!(
+        owed.iter().map(|o| o.event.as_str()).collect::<Vec<_>>(),
+        ["stepped"]
+    );
+
+    // The ledger unreachable: the rollback is written and paged, and its page cleared from
+    // the alias with a second write, as without a ledger. The step's page, past its lease,
+    // is neither re-sent nor dropped: it stays for an agent that can ask the ledger.
+    let nowhere = lab
+        .moto
+        .sdk_config_via(
+            "http://127.0.0.1:9",
+            Some("no-ledger"),
+            RetryConfig::disabled(),
+        )
+        .await;
+    let c = ledgered(&sdk, &nowhere, TABLE);
+    lab.put_minutes(F, &[(1, HEALTHY), (2, FAILING)], now + 180, 5)
+        .await;
+    let rolled = tick_via(&c, &policy, now + 480).await;
+    assert!(
+        rolled.wrote && rolled.notified == Some(Ok(())),
+        "{rolled:?}"
+    );
+    let events: Vec<String> = inbox
+        .drain()
+        .await
+        .iter()
+        .filter_map(|d| d.attributes.get("event").cloned())
+        .collect();
+    assert_eq!(events, ["rolled_back"]);
+    assert_eq!(p.stats().update_alias, 4, "the decision, then the clearing");
+    let live = lab.alias(F, "live").await;
+    assert_eq!((live.stable, live.routed()), (1, vec![]));
+    let owed = canary_agent::rollout::Record::decode(&live.description).owed;
+    assert_eq!(
+        owed.iter().map(|o| o.event.as_str()).collect::<Vec<_>>(),
+        ["stepped"]
+    );
 }
