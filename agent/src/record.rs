@@ -113,8 +113,9 @@ impl EventKind {
     }
 }
 
-/// An announcement the agent owes on-call: written with the decision it announces, removed only
-/// after SNS accepted it, so it reaches on-call at least once whatever fails in between.
+/// An announcement the agent owes on-call: written with the decision it announces, removed (or,
+/// with a ledger of pages, recorded there and left until the next write) only after SNS accepted
+/// it, so it reaches on-call at least once whatever fails in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "OwedWire", try_from = "OwedWire")]
 pub struct Owed {

@@ -7,7 +7,9 @@
 //! Announcements are owed in the alias record from the write that makes the decision until SNS
 //! accepts them ([`crate::record::Owed`]): the writer sends them at once; a later tick re-sends
 //! one whose sender's lease ran out, after claiming it with a conditional write, so two agents
-//! never re-send the same announcement at the same time.
+//! never re-send the same announcement at the same time. With a ledger of pages
+//! ([`crate::ports::Notifier::remembers`]) a sent one stays in the record until the next write,
+//! and is read as sent.
 
 use crate::judge::Judgement;
 use crate::notify::Trigger;

@@ -76,6 +76,9 @@ impl<A: Aliases + Sync, M: Metrics + Sync, N: Notifier + Sync> Agent<A, M, N> {
         let oldest = now.saturating_sub(LEDGER_RETENTION_SECS);
         let ask: Vec<String> = {
             let known = self.published();
+            // Older than the ledger's memory: sent long ago (an idle alias keeps its last page
+            // until its next deploy), or its sender failed and nobody with the ledger re-sent it
+            // in a month; either way not one to page about now.
             record
                 .owed
                 .retain(|o| !known.contains(&id(o)) && o.at >= oldest);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::proxy::{FaultKind, RejectedSubject, Stats};
+use crate::proxy::{FaultKind, RejectedSubject, Service, Stats};
 
 /// An invariant the campaign checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -181,6 +181,21 @@ impl Report {
                 format!("  {}", kind.name()),
                 self.proxy.faults_of(kind).to_string(),
             ));
+        }
+        for service in [
+            Service::Lambda,
+            Service::Monitoring,
+            Service::Sns,
+            Service::DynamoDb,
+        ] {
+            let n: u64 = self
+                .proxy
+                .faults
+                .iter()
+                .filter(|((s, _), _)| *s == service)
+                .map(|(_, n)| n)
+                .sum();
+            rows.push((format!("  on {}", service.name()), n.to_string()));
         }
         rows
     }
