@@ -684,22 +684,7 @@ mod tests {
     fn an_announcement_another_process_is_sending_is_not_resent_until_its_lease_ends() {
         // Issue 8, defect 9: a concurrent tick saw the owed mark before the sender cleared it.
         let (w, policies) = world(&["f"]);
-        let owed = crate::record::Owed {
-            event: crate::record::EventKind::RolledBack,
-            version: Some(2),
-            stable: 1,
-            at: T0,
-            manual: false,
-            lease: T0 + LEASE_SECS,
-        };
-        {
-            let mut g = w.lock();
-            let f = &mut g.functions[0];
-            let mut r = f.alias_state().record;
-            r.owe(owed);
-            r.rejected = Some(2);
-            f.description = r.encode();
-        }
+        owe_rollback(&w);
         let a = agent(&w);
         for now in [T0 + 30, T0 + 90] {
             block_on(a.tick(&policies, now));

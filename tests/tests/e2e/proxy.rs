@@ -631,6 +631,25 @@ fn ledgered(
     a
 }
 
+/// The `event` attributes of what on-call received since the last drain.
+async fn events_of(inbox: &lambda_canary_tests::Inbox) -> Vec<String> {
+    inbox
+        .drain()
+        .await
+        .iter()
+        .filter_map(|d| d.attributes.get("event").cloned())
+        .collect()
+}
+
+/// The events of the pages owed in `F`'s `live` record.
+async fn owed_events(lab: &Lab) -> Vec<&'static str> {
+    canary_agent::rollout::Record::decode(&lab.alias(F, "live").await.description)
+        .owed
+        .iter()
+        .map(|o| o.event.as_str())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_ledger_a_page_costs_one_update_alias_and_no_agent_sends_it_twice() {
     use lambda_canary_tests::campaign::{Minute, FAILING, HEALTHY};
@@ -679,27 +698,21 @@ async fn with_a_ledger_a_page_costs_one_update_alias_and_no_agent_sends_it_twice
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse::<i64>().ok());
     assert_eq!(expires, Some(now + 30 * 86_400), "{item:?}");
-    let owed = canary_agent::rollout::Record::decode(&lab.alias(F, "live").await.description).owed;
-    assert_eq!(owed.len(), 1, "left owed in the alias");
+    assert_eq!(
+        owed_events(&lab).await,
+        ["started"],
+        "left owed in the alias"
+    );
 
     // A cold start past the page's lease asks the ledger and sends nothing again; its step's
     // write drops the sent page and carries only its own.
     let b = ledgered(&sdk, &sdk, TABLE);
     let stepped = tick_via(&b, &policy, now + 180).await;
     assert!(stepped.wrote, "{stepped:?}");
-    let events: Vec<String> = inbox
-        .drain()
-        .await
-        .iter()
-        .filter_map(|d| d.attributes.get("event").cloned())
-        .collect();
+    let events = events_of(&inbox).await;
     assert_eq!(events, ["stepped"], "the start is not re-sent");
     assert_eq!(p.stats().update_alias, 2, "{:?}", p.stats());
-    let owed = canary_agent::rollout::Record::decode(&lab.alias(F, "live").await.description).owed;
-    assert_eq!(
-        owed.iter().map(|o| o.event.as_str()).collect::<Vec<_>>(),
-        ["stepped"]
-    );
+    assert_eq!(owed_events(&lab).await, ["stepped"]);
 
     // The ledger unreachable: the rollback is written and paged, and its page cleared from
     // the alias with a second write, as without a ledger. The step's page, past its lease,
@@ -720,19 +733,10 @@ async fn with_a_ledger_a_page_costs_one_update_alias_and_no_agent_sends_it_twice
         rolled.wrote && rolled.notified == Some(Ok(())),
         "{rolled:?}"
     );
-    let events: Vec<String> = inbox
-        .drain()
-        .await
-        .iter()
-        .filter_map(|d| d.attributes.get("event").cloned())
-        .collect();
+    let events = events_of(&inbox).await;
     assert_eq!(events, ["rolled_back"]);
     assert_eq!(p.stats().update_alias, 4, "the decision, then the clearing");
     let live = lab.alias(F, "live").await;
     assert_eq!((live.stable, live.routed()), (1, vec![]));
-    let owed = canary_agent::rollout::Record::decode(&live.description).owed;
-    assert_eq!(
-        owed.iter().map(|o| o.event.as_str()).collect::<Vec<_>>(),
-        ["stepped"]
-    );
+    assert_eq!(owed_events(&lab).await, ["stepped"]);
 }
