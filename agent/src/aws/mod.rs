@@ -1,9 +1,11 @@
-//! The ports on the AWS SDK: aliases on Lambda, metrics on CloudWatch, notifications on SNS.
+//! The ports on the AWS SDK: aliases on Lambda, metrics on CloudWatch, notifications on SNS
+//! (and their ledger on DynamoDB).
 //!
 //! ```text
-//! AwsPorts::from_env().await?   standard configuration chain (AWS_REGION, profiles, AWS_ENDPOINT_URL)
-//! AwsPorts::from_conf(&conf)    from an already loaded SdkConfig
-//! LambdaAliases::new(client)    one adapter from its SDK client (tests inject mock clients)
+//! sdk_config(region, profile).await?  standard configuration chain (AWS_REGION, profiles, AWS_ENDPOINT_URL)
+//! AwsPorts::from_conf(&conf)          the three adapters from a loaded SdkConfig
+//! DynamoLedger::new(&conf, table)     the notifier's ledger of pages (SnsNotifier::with_ledger)
+//! LambdaAliases::new(client)          one adapter from its SDK client (tests inject mock clients)
 //! ```
 //!
 //! Every SDK call keeps the SDK's default retry configuration (standard mode, 3 attempts), so a
@@ -71,18 +73,6 @@ pub struct AwsPorts {
 }
 
 impl AwsPorts {
-    /// Loads the standard AWS configuration chain (environment, profiles, `AWS_ENDPOINT_URL`,
-    /// container and instance credentials) and builds the three adapters.
-    ///
-    /// # Errors
-    ///
-    /// [`PortError::Failed`] when no region is configured. Missing credentials are only noticed
-    /// at the first call (the chain resolves them lazily), as
-    /// "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".
-    pub async fn from_env() -> Result<Self, PortError> {
-        Ok(Self::from_conf(&sdk_config(None, None).await?))
-    }
-
     /// Builds the three adapters from a loaded configuration (region, credentials, endpoint),
     /// with [`timeouts`] on every call.
     #[must_use]
@@ -102,11 +92,14 @@ impl AwsPorts {
     }
 }
 
-/// Loads the standard AWS configuration chain, with the command line's `--region` and
-/// `--profile` (when given) taking precedence over the environment's.
+/// Loads the standard AWS configuration chain (environment, profiles, `AWS_ENDPOINT_URL`,
+/// container and instance credentials), with the command line's `--region` and `--profile`
+/// (when given) taking precedence over the environment's.
 ///
 /// # Errors
-/// [`PortError::Failed`] when no region is configured.
+/// [`PortError::Failed`] when no region is configured. Missing credentials are only noticed
+/// at the first call (the chain resolves them lazily), as
+/// "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".
 pub async fn sdk_config(
     region: Option<&str>,
     profile: Option<&str>,
