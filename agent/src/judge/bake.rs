@@ -17,7 +17,7 @@
 //! and [`judge_recheck`] then judges that version against the same reference: if it fails
 //! alike, the cause is shared and the rollback is lifted (`rollout`).
 
-use super::counts::{capped_ceiling, dispersion, slow_share_periods};
+use super::counts::{capped_mixture, dispersion, slow_share_periods, Alternatives};
 use super::latency::{latency_evidence, latency_limit, warm_periods, LatencySeen};
 use super::{cold_starts, pct, totals, Judgement, Observations, Sample, Verdict};
 use crate::policy::Policy;
@@ -226,11 +226,12 @@ fn evidence(
     let ceiling = if rules.max_rate >= 1.0 {
         0.0
     } else {
-        capped_ceiling(&own, rules.max_rate, cap, None)
+        capped_mixture(&own, rules.max_rate, Alternatives::Fixed, cap, None)
     };
     let reference_rate = upper_rate(baseline.errors / phi, baseline.requests / phi, beta);
     let increase = reference_rate.map_or(0.0, |r| {
-        capped_ceiling(&own, (r + rules.max_increase).min(1.0), cap, None)
+        let p0 = (r + rules.max_increase).min(1.0);
+        capped_mixture(&own, p0, Alternatives::Relative, cap, None)
     });
     // The promoted version alone: no concurrent baseline period, so every observation is held
     // against the reference statistic.
@@ -348,7 +349,13 @@ fn slow_evidence(
         .iter()
         .map(|s| (s.requests / phi, s.errors / phi))
         .collect();
-    let e = capped_ceiling(&own, (bound + max_increase).min(1.0), cap, None);
+    let e = capped_mixture(
+        &own,
+        (bound + max_increase).min(1.0),
+        Alternatives::Fixed,
+        cap,
+        None,
+    );
     Some((e, (kc / nc, kr / nr), (kc, nc)))
 }
 

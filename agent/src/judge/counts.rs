@@ -33,14 +33,51 @@ pub(super) fn loglik(k: f64, n: f64, p: f64) -> f64 {
     a + b
 }
 
-/// Mixture likelihood ratio against H0: rate ≤ `p0` (alternatives on the grid above `p0`).
+/// The alternative rates a one-sample mixture averages over, above its null rate `p0`.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Alternatives {
+    /// [`GRID`]'s rates above `p0`, each weighted 1/21: the ceiling's null, `max_rate`, is a
+    /// policy constant, and the grid reaches 0.9999 so that a build failing every request is
+    /// proof within a period.
+    Fixed,
+    /// [`MARGIN_GRID`]'s multiples of `p0` below 1, each weighted 1/8: the 5xx margin tests,
+    /// whose null moves with the baseline's rate. The fixed grid gave the rates at or below
+    /// such a null (8 of its 21 at a 0.1% baseline plus 0.1 points) weights no evidence could
+    /// ever use; relative to the null, every weight is on a rate a worse build could have (1%
+    /// 5xx against 0.2% is 5 times it, and on the grid).
+    Relative,
+}
+
+impl Alternatives {
+    /// The (rate, weight) pairs above `p0` and below 1. The weights are fixed before any data
+    /// and sum to at most 1, which is what keeps the mixture a test supermartingale.
+    pub(super) fn above(self, p0: f64) -> Vec<(f64, f64)> {
+        let pairs: Vec<(f64, f64)> = match self {
+            Alternatives::Fixed => {
+                let w = 1.0 / GRID.len() as f64;
+                GRID.iter().map(|&p| (p, w)).collect()
+            }
+            Alternatives::Relative => {
+                let w = 1.0 / MARGIN_GRID.len() as f64;
+                MARGIN_GRID.iter().map(|&m| (p0 * m, w)).collect()
+            }
+        };
+        pairs
+            .into_iter()
+            .filter(|&(p1, _)| p1 > p0 && p1 < 1.0)
+            .collect()
+    }
+}
+
+/// Mixture likelihood ratio against H0: rate ≤ `p0` (the `alternatives` above `p0`).
 ///
-/// Each term is a nonnegative supermartingale under H0, so their equal-weight average is too, and
-/// by Ville's inequality it exceeds `1/α` with probability at most α, at any number of looks.
-/// The uncapped reference of [`ceiling_evidence`], which tests check it against.
+/// Each term is a nonnegative supermartingale under H0, so their weighted average is too (the
+/// weights sum to at most 1), and by Ville's inequality it exceeds `1/α` with probability at
+/// most α, at any number of looks. The uncapped reference of [`ceiling_evidence`] and
+/// [`margin_evidence`], which tests check them against.
 #[cfg(test)]
 #[must_use]
-pub fn evidence_above(k: f64, n: f64, p0: f64) -> f64 {
+pub(super) fn evidence_above(k: f64, n: f64, p0: f64, alternatives: Alternatives) -> f64 {
     if n <= 0.0 {
         return 1.0;
     }
@@ -51,10 +88,10 @@ pub fn evidence_above(k: f64, n: f64, p0: f64) -> f64 {
         return 0.0;
     }
     let l0 = loglik(k, n, p0);
-    let w = 1.0 / GRID.len() as f64;
-    GRID.iter()
-        .filter(|&&p1| p1 > p0)
-        .map(|&p1| w * (loglik(k, n, p1) - l0).exp())
+    alternatives
+        .above(p0)
+        .into_iter()
+        .map(|(p1, w)| w * (loglik(k, n, p1) - l0).exp())
         .sum()
 }
 
@@ -62,7 +99,7 @@ pub fn evidence_above(k: f64, n: f64, p0: f64) -> f64 {
 /// clusters of this size: a build failing every request is rolled back on its first period, a
 /// burst of errors from a healthy one is not (bursts of 5 at 0.1% 5xx: no false rollback from
 /// the ceiling in the benchmark; every request failing: rolled back on the first period).
-const DECISIVE_CLUSTER: f64 = 4.0;
+pub(super) const DECISIVE_CLUSTER: f64 = 4.0;
 
 /// Evidence that the canary's 5xx rate is above `p0`, from its (requests, errors) per period,
 /// counts already divided by the dispersion `phi`: [`evidence_above`]'s mixture over the grid of
@@ -73,14 +110,32 @@ const DECISIVE_CLUSTER: f64 = 4.0;
 /// mixture anytime-valid.
 pub(super) fn ceiling_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64 {
     let clusters = (DECISIVE_CLUSTER / phi.max(1.0)).max(1.0);
-    capped_ceiling(periods, p0, PERIOD_CAP, Some(clusters))
+    capped_mixture(periods, p0, Alternatives::Fixed, PERIOD_CAP, Some(clusters))
 }
 
-/// [`ceiling_evidence`] with each period's likelihood ratio capped at `cap` (≥ 1), and no cap
-/// for a period that is proof even read as clusters of `decisive` errors (when given).
-pub(super) fn capped_ceiling(
+/// Evidence that the canary's 5xx rate is above `p0`, the baseline's rate plus its allowed
+/// increase: [`ceiling_evidence`] over the [`Alternatives::Relative`] rates, with the same caps.
+/// (The tail test's margin keeps the fixed grid: relative to a share of slow requests that a
+/// quiet baseline can estimate at 0, it held healthy canaries on suspicion after a traffic
+/// drop, p95 minutes to 100% 9 → 21 as shipped.)
+pub(super) fn margin_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64 {
+    let clusters = (DECISIVE_CLUSTER / phi.max(1.0)).max(1.0);
+    capped_mixture(
+        periods,
+        p0,
+        Alternatives::Relative,
+        PERIOD_CAP,
+        Some(clusters),
+    )
+}
+
+/// The one-sample mixture over `alternatives` with each period's likelihood ratio capped at
+/// `cap` (≥ 1), and no cap for a period that is proof even read as clusters of `decisive`
+/// errors (when given).
+pub(super) fn capped_mixture(
     periods: &[(f64, f64)],
     p0: f64,
+    alternatives: Alternatives,
     cap: f64,
     decisive: Option<f64>,
 ) -> f64 {
@@ -94,11 +149,11 @@ pub(super) fn capped_ceiling(
     if p0 >= 1.0 {
         return 0.0;
     }
-    let w = 1.0 / GRID.len() as f64;
     let cap = cap.max(1.0).ln();
-    GRID.iter()
-        .filter(|&&p1| p1 > p0)
-        .map(|&p1| {
+    alternatives
+        .above(p0)
+        .into_iter()
+        .map(|(p1, w)| {
             let llr = |k: f64, n: f64| loglik(k.min(n), n, p1) - loglik(k.min(n), n, p0);
             let total: f64 = periods
                 .iter()
@@ -128,6 +183,13 @@ pub(super) fn capped_sum(terms: impl Iterator<Item = f64>, cap: f64) -> f64 {
     let cap = cap.ln();
     terms.map(|t| t.min(cap)).sum()
 }
+
+/// Multiples of its null rate the 5xx margin test mixes over (equal weights; see
+/// [`Alternatives::Relative`]). [`RISK_GRID`] without 1.5: an alternative that close to the
+/// null is excited by a healthy canary's noise and held it on suspicion (in the production
+/// scenarios, with it: p95 minutes to 100% at 0.09 points of increase 21 → 31 under the
+/// defaults, 28 without), and a build 1.5 times the null is still caught by the 2.
+pub(super) const MARGIN_GRID: [f64; 8] = [2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0];
 
 /// Relative risks the error-event test mixes over (equal weights).
 pub(super) const RISK_GRID: [f64; 9] = [1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0];
@@ -419,7 +481,7 @@ pub(super) fn five_xx(policy: &Policy, obs: &Observations, baseline: &Totals) ->
     );
     let all: Vec<(f64, f64)> = calm.canary.iter().map(scaled).collect();
     let margin = if nq > 0.0 {
-        ceiling_evidence(&all, (kq / nq + rules.max_increase).min(1.0), phi)
+        margin_evidence(&all, (kq / nq + rules.max_increase).min(1.0), phi)
     } else {
         0.0
     };

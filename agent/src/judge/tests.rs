@@ -501,18 +501,49 @@ fn the_cold_start_test_keeps_its_share_of_alpha_at_the_edge_of_its_null() {
     );
 }
 
+/// The margin test's alternatives are multiples of its null: a 1% build against a 0.1%
+/// baseline plus 0.1 points (five times the null) reaches the shipped policy's threshold
+/// (5 tests at α = 1%: 500) on fewer errors than the fixed grid, which spends 8 of its 21
+/// weights on rates at or below the null. Fed one period of 100 requests with 1 error at a time.
+#[test]
+fn the_margin_test_rolls_a_five_fold_rate_back_on_fewer_errors_than_the_fixed_grid() {
+    let (p0, threshold) = (0.002, 500.0);
+    let errors_until = |alts: Alternatives| {
+        let mut periods = Vec::new();
+        while capped_mixture(&periods, p0, alts, PERIOD_CAP, Some(DECISIVE_CLUSTER)) < threshold {
+            periods.push((100.0, 1.0));
+            assert!(periods.len() < 100, "{alts:?} never reached the threshold");
+        }
+        periods.len()
+    };
+    let (relative, fixed) = (
+        errors_until(Alternatives::Relative),
+        errors_until(Alternatives::Fixed),
+    );
+    assert!(
+        relative <= 11 && relative < fixed,
+        "relative {relative}, fixed {fixed}"
+    );
+    // The same periods at the null's own rate (one error in 500 requests) stay far below it.
+    let null: Vec<(f64, f64)> = vec![(500.0, 1.0); 20];
+    assert!(margin_evidence(&null, p0, 1.0) < 1.0);
+}
+
 proptest! {
-    /// More errors in the same requests is never less evidence.
+    /// More errors in the same requests is never less evidence, over either kind of
+    /// alternatives.
     #[test]
     fn evidence_is_monotone_in_errors(k in 0u32..50, n in 50u32..500, p0 in 0.001f64..0.5) {
         let (k, n) = (f64::from(k), f64::from(n));
-        prop_assert!(evidence_above(k + 1.0, n, p0) >= evidence_above(k, n, p0));
+        for alts in [Alternatives::Fixed, Alternatives::Relative] {
+            prop_assert!(evidence_above(k + 1.0, n, p0, alts) >= evidence_above(k, n, p0, alts));
+        }
     }
 
-    /// The ceiling test's per-period cap only ever lowers the evidence, and more errors in a
-    /// period never lower it.
+    /// The ceiling and margin tests' per-period caps only ever lower the evidence, and more
+    /// errors in a period never lower it.
     #[test]
-    fn the_capped_ceiling_is_never_more_than_the_uncapped_mixture(
+    fn the_capped_ceiling_and_margin_are_never_more_than_their_uncapped_mixtures(
         periods in proptest::collection::vec((1u32..200, 0u32..200), 1..6),
         p0 in 0.001f64..0.5,
     ) {
@@ -522,11 +553,33 @@ proptest! {
             .collect();
         let n: f64 = periods.iter().map(|p| p.0).sum();
         let k: f64 = periods.iter().map(|p| p.1).sum();
-        let capped = ceiling_evidence(&periods, p0, 1.0);
-        prop_assert!(capped <= evidence_above(k, n, p0) * (1.0 + 1e-9));
         let mut more = periods.clone();
         more[0].1 = (more[0].1 + 1.0).min(more[0].0);
-        prop_assert!(ceiling_evidence(&more, p0, 1.0) >= capped * (1.0 - 1e-9));
+        let tests: [(fn(&[(f64, f64)], f64, f64) -> f64, Alternatives); 2] = [
+            (ceiling_evidence, Alternatives::Fixed),
+            (margin_evidence, Alternatives::Relative),
+        ];
+        for (test, alts) in tests {
+            let capped = test(&periods, p0, 1.0);
+            prop_assert!(capped <= evidence_above(k, n, p0, alts) * (1.0 + 1e-9));
+            prop_assert!(test(&more, p0, 1.0) >= capped * (1.0 - 1e-9));
+        }
+    }
+
+    /// Both mixtures are test supermartingales under "rate ≤ `p0`" only if every alternative
+    /// is a rate above `p0` (each likelihood ratio then shrinks in expectation at any rate at
+    /// or below it) and their weights, fixed before any data, sum to at most 1.
+    #[test]
+    fn every_alternative_is_a_rate_above_the_null_and_the_weights_sum_to_at_most_one(
+        p0 in 1e-9f64..1.0,
+    ) {
+        for alts in [Alternatives::Fixed, Alternatives::Relative] {
+            let pairs = alts.above(p0);
+            prop_assert!(pairs.iter().all(|&(p1, w)| p1 > p0 && p1 < 1.0 && w > 0.0));
+            prop_assert!(pairs.iter().map(|p| p.1).sum::<f64>() <= 1.0 + 1e-12);
+        }
+        // Relative to a null at 0.1% plus 0.1 points, no weight is lost below 1.
+        prop_assert_eq!(Alternatives::Relative.above(0.002).len(), MARGIN_GRID.len() - 1);
     }
 
     #[test]
