@@ -555,7 +555,8 @@ proptest! {
         let k: f64 = periods.iter().map(|p| p.1).sum();
         let mut more = periods.clone();
         more[0].1 = (more[0].1 + 1.0).min(more[0].0);
-        let tests: [(fn(&[(f64, f64)], f64, f64) -> f64, Alternatives); 2] = [
+        type Test = fn(&[(f64, f64)], f64, f64) -> f64;
+        let tests: [(Test, Alternatives); 2] = [
             (ceiling_evidence, Alternatives::Fixed),
             (margin_evidence, Alternatives::Relative),
         ];
