@@ -74,19 +74,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         ),
         Some(file) => {
             let scenarios = scenario::load(file).map_err(|e| CliError::Usage(e.to_string()))?;
-            let judges = bench::scenario_judges(&policies);
-            let ids: Vec<String> = judges.iter().map(bench::Judge::id).collect();
-            if let Some(dup) = ids
-                .iter()
-                .enumerate()
-                .find(|(i, id)| ids[..*i].contains(id))
-            {
-                return Err(CliError::Usage(format!(
-                    "two --policy files would both be judge {:?}; give them different file names",
-                    dup.1
-                )));
-            }
-            (scenarios, judges, bench::Judge::id)
+            (scenarios, file_judges(&policies)?, bench::Judge::id)
         }
     };
     let scenarios = chosen(scenarios);
@@ -131,10 +119,60 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The judges of a scenario file's benchmark: ours under the defaults and each policy, and the
+/// peers. Two policies whose file names would give the same judge id are refused: their rows
+/// could not be told apart.
+fn file_judges(policies: &[Policy]) -> Result<Vec<bench::Judge>, CliError> {
+    let judges = bench::scenario_judges(policies);
+    let ids: Vec<String> = judges.iter().map(bench::Judge::id).collect();
+    if let Some(dup) = ids
+        .iter()
+        .enumerate()
+        .find(|(i, id)| ids[..*i].contains(id))
+    {
+        return Err(CliError::Usage(format!(
+            "two --policy files would both be judge {:?}; give them different file names",
+            dup.1
+        )));
+    }
+    Ok(judges)
+}
+
 /// The `--policy` files, or the shipped notes-create policy when none is given.
 fn policies(files: &[PathBuf]) -> Result<Vec<Policy>, CliError> {
     if files.is_empty() {
         return Ok(vec![example_policy()]);
     }
     files.iter().map(|p| read_policy(p)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_policies_with_the_same_file_name_are_refused_and_different_names_are_not() {
+        let at = |path: &str| Policy {
+            source: PathBuf::from(path),
+            ..example_policy()
+        };
+        let same = [at("team-a/notes.yaml"), at("team-b/notes.yaml")];
+        match file_judges(&same) {
+            Err(CliError::Usage(m)) => assert!(
+                m.contains("\"lambda-canary:notes.yaml\"") && m.contains("different file names"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let different = [at("team-a/notes.yaml"), at("team-a/notes-get.yaml")];
+        let ids: Vec<String> = file_judges(&different)
+            .expect("different names")
+            .iter()
+            .map(bench::Judge::id)
+            .collect();
+        assert!(
+            ids.contains(&"lambda-canary:notes-get.yaml".to_string()),
+            "{ids:?}"
+        );
+    }
 }
