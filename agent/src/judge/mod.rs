@@ -14,8 +14,9 @@
 //!    both reject: the two-sample error-event test of [`error_event_evidence`] (no worse than
 //!    the baseline, period by period, each period's contribution capped so one burst is never
 //!    proof), and the margin test, the canary's own rate against the baseline's plus
-//!    `max_increase` (one-sample like the ceiling). Each is anytime-valid, so a canary inside
-//!    the allowed increase is rolled back at most the test's share of α.
+//!    `max_increase` (one-sample like the ceiling, its alternatives multiples of that rate:
+//!    `counts::margin_evidence`). Each is anytime-valid, so a canary inside the allowed
+//!    increase is rolled back at most the test's share of α.
 //!
 //! Both 5xx tests divide counts by the errors' overdispersion: how much lumpier the split of
 //! each period's errors between the versions is than independent requests make it
