@@ -579,7 +579,7 @@ proptest! {
             prop_assert!(pairs.iter().all(|&(p1, w)| p1 > p0 && p1 < 1.0 && w > 0.0));
             prop_assert!(pairs.iter().map(|p| p.1).sum::<f64>() <= 1.0 + 1e-12);
         }
-        // Relative to a null at 0.1% plus 0.1 points, no weight is lost below 1.
+        // At a null of 0.1% plus 0.1 points only the 1000-fold alternative (200%) is dropped.
         prop_assert_eq!(Alternatives::Relative.above(0.002).len(), MARGIN_GRID.len() - 1);
     }
 
