@@ -99,7 +99,12 @@ pub(super) fn evidence_above(k: f64, n: f64, p0: f64, alternatives: Alternatives
 /// clusters of this size: a build failing every request is rolled back on its first period, a
 /// burst of errors from a healthy one is not (bursts of 5 at 0.1% 5xx: no false rollback from
 /// the ceiling in the benchmark; every request failing: rolled back on the first period).
-pub(super) const DECISIVE_CLUSTER: f64 = 4.0;
+const DECISIVE_CLUSTER: f64 = 4.0;
+
+/// [`DECISIVE_CLUSTER`] in counts already divided by the dispersion `phi` (at least 1).
+fn decisive(phi: f64) -> f64 {
+    (DECISIVE_CLUSTER / phi.max(1.0)).max(1.0)
+}
 
 /// Evidence that the canary's 5xx rate is above `p0`, from its (requests, errors) per period,
 /// counts already divided by the dispersion `phi`: [`evidence_above`]'s mixture over the grid of
@@ -109,8 +114,8 @@ pub(super) const DECISIVE_CLUSTER: f64 = 4.0;
 /// expectation under H0 at most 1, so the product is still a test supermartingale and the
 /// mixture anytime-valid.
 pub(super) fn ceiling_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64 {
-    let clusters = (DECISIVE_CLUSTER / phi.max(1.0)).max(1.0);
-    capped_mixture(periods, p0, Alternatives::Fixed, PERIOD_CAP, Some(clusters))
+    let decisive = Some(decisive(phi));
+    capped_mixture(periods, p0, Alternatives::Fixed, PERIOD_CAP, decisive)
 }
 
 /// Evidence that the canary's 5xx rate is above `p0`, the baseline's rate plus its allowed
@@ -119,14 +124,8 @@ pub(super) fn ceiling_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64
 /// quiet baseline can estimate at 0, it held healthy canaries on suspicion after a traffic
 /// drop, p95 minutes to 100% 9 → 21 as shipped.)
 pub(super) fn margin_evidence(periods: &[(f64, f64)], p0: f64, phi: f64) -> f64 {
-    let clusters = (DECISIVE_CLUSTER / phi.max(1.0)).max(1.0);
-    capped_mixture(
-        periods,
-        p0,
-        Alternatives::Relative,
-        PERIOD_CAP,
-        Some(clusters),
-    )
+    let decisive = Some(decisive(phi));
+    capped_mixture(periods, p0, Alternatives::Relative, PERIOD_CAP, decisive)
 }
 
 /// The one-sample mixture over `alternatives` with each period's likelihood ratio capped at

@@ -508,17 +508,19 @@ fn the_cold_start_test_keeps_its_share_of_alpha_at_the_edge_of_its_null() {
 #[test]
 fn the_margin_test_rolls_a_five_fold_rate_back_on_fewer_errors_than_the_fixed_grid() {
     let (p0, threshold) = (0.002, 500.0);
-    let errors_until = |alts: Alternatives| {
+    type Test = fn(&[(f64, f64)], f64, f64) -> f64;
+    let errors_until = |test: Test| {
         let mut periods = Vec::new();
-        while capped_mixture(&periods, p0, alts, PERIOD_CAP, Some(DECISIVE_CLUSTER)) < threshold {
+        while test(&periods, p0, 1.0) < threshold {
             periods.push((100.0, 1.0));
-            assert!(periods.len() < 100, "{alts:?} never reached the threshold");
+            assert!(periods.len() < 100, "never reached the threshold");
         }
         periods.len()
     };
+    // The ceiling's test is the same mixture with the same caps over the fixed grid.
     let (relative, fixed) = (
-        errors_until(Alternatives::Relative),
-        errors_until(Alternatives::Fixed),
+        errors_until(margin_evidence),
+        errors_until(ceiling_evidence),
     );
     assert!(
         relative <= 11 && relative < fixed,
