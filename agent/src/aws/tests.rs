@@ -1646,3 +1646,90 @@ fn the_lambda_request_rate_is_bounded_and_named_when_wrong() {
     assert_eq!(reads_per_tick(DEFAULT_LAMBDA_RPS), 240);
     assert_eq!(reads_per_tick(0.1), 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The ledger's reads under throttling (no emulator leaves keys unprocessed).
+
+/// The ledger's table in these tests.
+const LEDGER_TABLE: &str = "canary-ledger";
+
+/// A throttled table holding `stored`: each `BatchGetItem` serves only the first key it is
+/// asked for and leaves the rest unprocessed, as DynamoDB does when it runs out of capacity.
+fn throttled_table(stored: &'static [&'static str]) -> Rule {
+    use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    mock!(aws_sdk_dynamodb::Client::batch_get_item).then_compute_output(move |input| {
+        let asked = input
+            .request_items()
+            .and_then(|r| r.get(LEDGER_TABLE))
+            .map(|k| k.keys().to_vec())
+            .unwrap_or_default();
+        let id = |key: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+            key.get("id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let served: Vec<_> = asked
+            .iter()
+            .take(1)
+            .filter(|key| stored.contains(&id(key).as_str()))
+            .cloned()
+            .collect();
+        let mut out = BatchGetItemOutput::builder().responses(LEDGER_TABLE, served);
+        if asked.len() > 1 {
+            let left = KeysAndAttributes::builder()
+                .set_keys(Some(asked[1..].to_vec()))
+                .build()
+                .expect("keys are set");
+            out = out.unprocessed_keys(LEDGER_TABLE, left);
+        }
+        out.build()
+    })
+}
+
+fn ledger(rule: &Rule) -> DynamoLedger {
+    DynamoLedger::with_client(
+        mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [rule]),
+        LEDGER_TABLE,
+    )
+}
+
+#[tokio::test]
+async fn keys_a_throttled_table_leaves_unprocessed_are_asked_again_with_a_pause() {
+    let rule = throttled_table(&["a", "c"]);
+    let ids: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let started = tokio::time::Instant::now();
+    let found = ledger(&rule)
+        .published(&ids)
+        .await
+        .expect("read in three calls");
+    let mut found: Vec<String> = found.into_iter().collect();
+    found.sort();
+    assert_eq!(found, ["a", "c"]);
+    // One key a call: the two retries asked only for what was left, each after a pause.
+    assert_eq!(rule.num_calls(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "50 ms, then 100 ms: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn keys_still_unprocessed_after_three_calls_are_an_error_naming_the_table() {
+    let rule = throttled_table(&["a"]);
+    let ids: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+    let err = ledger(&rule)
+        .published(&ids)
+        .await
+        .expect_err("one key is never read");
+    assert_eq!(rule.num_calls(), 3);
+    let text = err.to_string();
+    assert!(
+        text.contains("1 of the ledger's keys")
+            && text.contains(LEDGER_TABLE)
+            && text.contains("throttled"),
+        "{text}"
+    );
+}
