@@ -501,6 +501,7 @@ mod tests {
     fn held_notice_under(p: &Policy, held: i64, j: &Judgement) -> Notification {
         let mut b = before();
         b.record.since = 1_795_428_020 - held;
+        b.record.started = b.record.since;
         let o = owed(EventKind::NoData, false);
         announcement(p, &o, &ctx(&b, &Action::NoData, Some(j), &Trigger::Agent))
     }
@@ -537,8 +538,28 @@ mod tests {
                 "canary promote notes-create",
             ],
         );
-        // No traffic at all keeps the no-traffic wording.
+        // No canary request yet while the stable version has traffic (a low-traffic alias):
+        // the rate its weight brings. 900 stable requests in 15 minutes at 90% of the alias:
+        // 66.67 a minute to the alias, 6.67 to the canary at 10%.
         j.canary_requests_at_step = 0.0;
+        j.baseline.requests = 900.0;
+        let n = held_notice(900, &j);
+        assert_eq!(
+            n.subject,
+            "Canary stuck: notes-create v7 has had 0 of 100 requests in 15m"
+        );
+        says(
+            &n,
+            &[
+                "no request yet",
+                "about 66.67 requests a minute",
+                "about 6.67 a minute",
+                "takes about 15m",
+                "lower min_requests",
+            ],
+        );
+        // No traffic at all, on either version, keeps the no-traffic wording.
+        j.baseline.requests = 0.0;
         let n = held_notice(900, &j);
         assert!(n.subject.contains("has had no traffic"), "{}", n.subject);
     }

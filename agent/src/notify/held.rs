@@ -17,7 +17,11 @@ pub(super) fn words(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, St
         {
             latency_unseen(policy, ctx, o)
         }
-        Some(j) if j.canary_requests_at_step > 0.0 => starved(policy, ctx, o),
+        // No canary request yet, but the stable version has traffic: the canary's share of it
+        // is too small (a low-traffic alias), not gone.
+        Some(j) if j.canary_requests_at_step > 0.0 || j.baseline.requests > 0.0 => {
+            starved(policy, ctx, o)
+        }
         _ => silent(policy, ctx, o),
     }
 }
@@ -64,15 +68,39 @@ fn latency_unseen(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, Stri
     )
 }
 
-/// Subject and body of a canary with some traffic, too little to finish its step: how much it
-/// got, what that rate means for `min_requests`, and what on-call can change.
+/// Subject and body of a canary with too little traffic to finish its step: how much it got,
+/// what that rate means for `min_requests`, and what on-call can change. A canary with no
+/// request at all yet is given the rate its weight of the stable version's traffic brings.
 fn starved(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, String) {
     let f = &policy.function;
     let v = o.version.unwrap_or_default();
     let weight = ctx.before.canary.map_or(0.0, |c| c.weight);
     let got = ctx.judgement.map_or(0.0, |j| j.canary_requests_at_step);
     let waited = o.at.saturating_sub(ctx.before.record.since).max(1);
-    let per_minute = got * 60.0 / waited as f64;
+    let (per_minute, rate) = if got > 0.0 {
+        let per_minute = got * 60.0 / waited as f64;
+        (
+            per_minute,
+            format!("it gets about {per_minute:.2} requests a minute"),
+        )
+    } else {
+        let stable = ctx.judgement.map_or(0.0, |j| j.baseline.requests);
+        // The stable version's requests are counted since the canary began.
+        let record = &ctx.before.record;
+        let since = if record.started > 0 && record.started <= record.since {
+            o.at.saturating_sub(record.started).max(waited)
+        } else {
+            waited
+        };
+        let alias = stable * 60.0 / since as f64 / (1.0 - weight / 100.0).max(0.01);
+        let per_minute = alias * weight / 100.0;
+        (
+            per_minute,
+            format!(
+                "it has had no request yet: the alias gets about {alias:.2} requests a minute, so at {weight}% the canary can expect about {per_minute:.2} a minute"
+            ),
+        )
+    };
     let eta = if per_minute > 0.0 {
         let secs = (policy.min_requests as f64 / per_minute * 60.0).min(1e9) as i64;
         format!("about {}", human_duration(secs))
@@ -86,7 +114,7 @@ fn starved(policy: &Policy, ctx: &Context<'_>, o: &Owed) -> (String, String) {
             human_duration(waited)
         ),
         format!(
-            "The canary of {f} is holding at {weight}%: it gets about {per_minute:.2} requests a minute, so this step's min_requests ({}) takes {eta}. Nothing is at risk; the stable version serves the rest. To finish sooner, lower min_requests or raise the step weights (`canary policy check --rate R` estimates each step), or promote by hand: canary promote {f}.",
+            "The canary of {f} is holding at {weight}%: {rate}, so this step's min_requests ({}) takes {eta}. Nothing is at risk; the stable version serves the rest. To finish sooner, lower min_requests or raise the step weights (`canary policy check --rate R` estimates each step), or promote by hand: canary promote {f}.",
             policy.min_requests
         ),
     )
