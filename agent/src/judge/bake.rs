@@ -248,7 +248,7 @@ fn evidence(
     let slow_ms = obs.slow_ms.or(lat.slow_ms);
     let slow = slow_ms
         .and_then(|_| slow_evidence(obs, current, &warm, (beta, cap), lat.max_slow_increase));
-    let (cold, cold_counts) = cold_starts(obs);
+    let (cold, cold_counts) = cold_starts(obs, threshold);
     Evidence {
         ceiling,
         increase,

@@ -108,7 +108,7 @@ pub(super) fn wander_floor(wander: f64, versions: f64, secs: &[f64]) -> f64 {
 /// statistic, on the stable version and on every version together). A few periods of the
 /// canary's own cannot tell a slow wander from a shift, so without it the test would be too
 /// eager on autocorrelated latency (measured: 8.3% of null runs at AR(1) 0.8 against a share
-/// of 0.33%). Twice the wander of the production scenarios' per-version drift (a level
+/// of 0.25%). Twice the wander of the production scenarios' per-version drift (a level
 /// re-drawn with log-sd 0.1 every 5 minutes: 0.1² × 300 = 3); its price is a slower latency
 /// test in that case (BENCHMARKS.md, "The latency test without history").
 pub const ASSUMED_WANDER: f64 = 6.0;

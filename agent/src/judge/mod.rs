@@ -41,6 +41,8 @@
 mod bake;
 mod counts;
 mod latency;
+#[cfg(test)]
+mod null_tests;
 mod outage;
 #[cfg(test)]
 mod tests;
@@ -48,7 +50,7 @@ mod verdict;
 
 use crate::policy::Policy;
 pub use bake::{judge_bake, judge_recheck};
-use counts::{ceiling_evidence, five_xx, slow_requests, FiveXx, Tail};
+use counts::{capped_mixture, five_xx, slow_requests, Alternatives, FiveXx, Tail};
 pub use counts::{dispersion, error_event_evidence, split_dispersion};
 use latency::{latency_evidence, warm_periods};
 pub use latency::{
@@ -117,8 +119,14 @@ pub struct Observations {
 
 impl Observations {
     /// The baseline's period that starts at `start`, if it has one.
+    /// A binary search (the periods are oldest first), so a tick's pairing of the versions'
+    /// periods stays linear in their number over a long hold; a miss looks through them all in
+    /// case they are out of order.
     pub(super) fn baseline_at(&self, start: i64) -> Option<&Sample> {
-        self.baseline.iter().find(|b| b.start == start)
+        match self.baseline.binary_search_by_key(&start, |b| b.start) {
+            Ok(i) => self.baseline.get(i),
+            Err(_) => self.baseline.iter().find(|b| b.start == start),
+        }
     }
 }
 
@@ -339,7 +347,7 @@ pub fn judge(policy: &Policy, obs: &Observations) -> Judgement {
     let (latency, latency_periods) = latency_evidence(policy, obs, &warm, None, 2.0);
     let slow_ms = obs.slow_ms.or(policy.latency.slow_ms);
     let tail = slow_requests(obs, &warm, threshold, policy.latency.max_slow_increase);
-    let (cold, cold_counts) = cold_starts(obs);
+    let (cold, cold_counts) = cold_starts(obs, threshold);
     let ev = Evidence {
         errors,
         latency,
@@ -413,7 +421,7 @@ struct Evidence {
 /// start is slower than the limit with probability at most 1/2 (the ceiling's one-sample
 /// mixture with 1/2 as its ceiling). Its evidence when the limit is known, and the cold starts
 /// judged with those over the limit.
-fn cold_starts(obs: &Observations) -> (Option<f64>, (f64, f64)) {
+fn cold_starts(obs: &Observations, threshold: f64) -> (Option<f64>, (f64, f64)) {
     let periods: Vec<(f64, f64)> = obs
         .cold
         .iter()
@@ -423,9 +431,23 @@ fn cold_starts(obs: &Observations) -> (Option<f64>, (f64, f64)) {
     let counts = periods
         .iter()
         .fold((0.0, 0.0), |(n, k), &(cn, ck)| (n + cn, k + ck));
+    // Environments started together warm up alike (one slow dependency slows every one of
+    // them): cold starts are counted as clusters, like errors ([`dispersion`]).
+    let as_samples: Vec<Sample> = periods
+        .iter()
+        .map(|&(count, slow)| Sample {
+            start: 0,
+            requests: count,
+            errors: slow,
+            latency_ms: None,
+            slow: None,
+        })
+        .collect();
+    let phi = dispersion(&as_samples);
+    let scaled: Vec<(f64, f64)> = periods.iter().map(|&(n, k)| (n / phi, k / phi)).collect();
     let evidence = obs
         .cold_limit_ms
-        .map(|_| ceiling_evidence(&periods, 0.5, 1.0));
+        .map(|_| capped_mixture(&scaled, 0.5, Alternatives::Fixed, threshold.cbrt(), None));
     (evidence, counts)
 }
 
