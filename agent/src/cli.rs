@@ -510,7 +510,7 @@ pub async fn run_with(cli: Cli, conf: Option<aws_config::SdkConfig>) -> Result<(
 
 /// Reads and validates one policy file named on the command line.
 pub(crate) fn read_policy(path: &Path) -> Result<Policy, CliError> {
-    let text = std::fs::read_to_string(path)
+    let text = policy::read_policy_file(path)
         .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     policy::parse_policy(path, &text).map_err(|e| CliError::Usage(e.to_string()))
 }
@@ -685,6 +685,13 @@ mod tests {
         assert_eq!(
             step_estimate(&slow, 10.0),
             "at 10 req/s: 10% 13m (latency warm-up), 25% 11m (latency warm-up), 50% 11m (latency warm-up); about 35m to 100% when healthy"
+        );
+        // A step that would take more than a week is said to, not summed into a total.
+        let mut starved = p.clone();
+        starved.min_requests = 1_000_000_000;
+        assert_eq!(
+            step_estimate(&starved, 0.05),
+            "at 0.05 req/s: 10% more than a week (min_requests), 25% more than a week (min_requests), 50% more than a week (min_requests); such a step never finishes in practice"
         );
         assert!(parse_rate("0").is_err() && parse_rate("x").is_err() && parse_rate("2e6").is_err());
         // The value as written, not its every decimal digit.

@@ -655,10 +655,14 @@ pub fn read_dir(dir: &Path) -> (Vec<PolicyText>, DirReport) {
     (texts, report)
 }
 
+/// The largest policy or scenario file read: either is a few kilobytes, and a larger one is a
+/// mistake (a log, a device, a generated file) that would otherwise be read whole into memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// The contents of one policy file, or why it cannot be read. Symbolic links are followed; a
 /// dangling one, a directory and any other non-regular file are problems (never silently
-/// skipped).
-fn read_policy_file(file: &Path) -> Result<String, String> {
+/// skipped), and so is a file over [`MAX_FILE_BYTES`].
+pub(crate) fn read_policy_file(file: &Path) -> Result<String, String> {
     match std::fs::metadata(file) {
         Err(e) => {
             let link = std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink());
@@ -679,8 +683,28 @@ fn read_policy_file(file: &Path) -> Result<String, String> {
         ),
         // A FIFO or device would block the tick or never end; only regular files are policies.
         Ok(meta) if !meta.is_file() => Err("is not a regular file".to_string()),
-        Ok(_) => std::fs::read_to_string(file).map_err(|e| format!("cannot read file: {e}")),
+        Ok(_) => read_bounded(file),
     }
+}
+
+/// The text of a regular file, at most [`MAX_FILE_BYTES`] of it (the file may grow while read).
+fn read_bounded(file: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "is larger than {} KiB; a policy or scenario file is a few kilobytes",
+            MAX_FILE_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        format!("line {line}: not UTF-8 text (byte {at} is not valid UTF-8)")
+    })
 }
 
 /// Parses policy files given as (path, contents or read error), in order, into `report`: the

@@ -6,6 +6,10 @@ use crate::sim::bench::{self, report};
 use crate::sim::scenario;
 use std::path::PathBuf;
 
+/// The most runs per scenario and judge: a thousand take a minute or two, this many a few
+/// hours.
+pub const MAX_RUNS: usize = 100_000;
+
 /// Arguments of `canary bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -43,26 +47,38 @@ pub struct BenchArgs {
 ///
 /// # Errors
 ///
-/// [`CliError::Usage`] for `--runs 0`, an invalid policy or scenario file, or two policies with
+/// [`CliError::Usage`] for `--runs` outside 1 to [`MAX_RUNS`], a `--scenario` that matches no
+/// scenario, an invalid policy or scenario file, or two policies with
 /// the same file name (their judge ids would collide).
 pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
-    if args.runs == 0 {
-        return Err(CliError::Usage("--runs must be at least 1".to_string()));
+    if !(1..=MAX_RUNS).contains(&args.runs) {
+        return Err(CliError::Usage(format!(
+            "--runs must be from 1 to {MAX_RUNS}, got {}",
+            args.runs
+        )));
     }
     let policies = policies(&args.policy)?;
     // The scenarios `--scenario` keeps, with or without the hours before the canary.
-    let chosen = |all: Vec<bench::Scenario>| -> Vec<bench::Scenario> {
-        all.into_iter()
+    let chosen = |all: Vec<bench::Scenario>| -> Result<Vec<bench::Scenario>, CliError> {
+        let count = all.len();
+        let kept: Vec<bench::Scenario> = all
+            .into_iter()
             .filter(|s| args.scenario.as_deref().is_none_or(|f| s.name.contains(f)))
             .map(|s| bench::Scenario {
                 latency_history: !args.without_latency_history,
                 ..s
             })
-            .collect()
+            .collect();
+        match &args.scenario {
+            Some(filter) if kept.is_empty() => Err(CliError::Usage(format!(
+                "--scenario {filter:?} matches none of the {count} scenarios' names"
+            ))),
+            _ => Ok(kept),
+        }
     };
     let (scenarios, judges, label): (_, _, fn(&bench::Judge) -> String) = match &args.scenarios {
         None if args.output == Output::Text => {
-            let scenarios = chosen(bench::builtin::scenarios());
+            let scenarios = chosen(bench::builtin::scenarios())?;
             let text = report::builtin_text(args.runs, args.seed, &policies, &scenarios);
             put!("{text}");
             return Ok(());
@@ -77,7 +93,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
             (scenarios, file_judges(&policies)?, bench::Judge::id)
         }
     };
-    let scenarios = chosen(scenarios);
+    let scenarios = chosen(scenarios)?;
     let mut rows = bench::run_all(&scenarios, &judges, args.runs, args.seed, label);
     let from_file = args.scenarios.is_some();
     let extra = from_file && (args.output == Output::Text || args.equal_footing);
@@ -174,5 +190,31 @@ mod tests {
             ids.contains(&"lambda-canary:notes-get.yaml".to_string()),
             "{ids:?}"
         );
+    }
+
+    #[test]
+    fn runs_are_bounded_and_a_scenario_filter_must_match_something() {
+        let args = |runs: usize, scenario: Option<&str>| BenchArgs {
+            scenarios: None,
+            runs,
+            seed: 1,
+            scenario: scenario.map(str::to_string),
+            policy: Vec::new(),
+            output: Output::Text,
+            equal_footing: false,
+            without_latency_history: false,
+        };
+        for runs in [0, MAX_RUNS + 1, usize::MAX] {
+            match bench(&args(runs, None)) {
+                Err(CliError::Usage(m)) => {
+                    assert!(m.contains("--runs must be from 1 to 100000"), "{m}");
+                }
+                other => panic!("{runs}: {other:?}"),
+            }
+        }
+        match bench(&args(1, Some("no such scenario"))) {
+            Err(CliError::Usage(m)) => assert!(m.contains("matches none of the"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

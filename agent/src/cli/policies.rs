@@ -111,6 +111,9 @@ pub(super) async fn policy_show(
 pub(super) fn step_estimate(policy: &Policy, rps: f64) -> String {
     let steps = policy.step_seconds(rps);
     let total = steps.iter().fold(0_i64, |t, s| t.saturating_add(s.1));
+    // A step's estimate is capped at MAX_DURATION: one that reaches it never finishes in
+    // practice, and a total made of capped terms would be a number nobody should believe.
+    let capped = |secs: i64| secs >= crate::policy::MAX_DURATION_SECS;
     let each: Vec<String> = steps
         .iter()
         .map(|&(w, secs, bound)| {
@@ -119,12 +122,17 @@ pub(super) fn step_estimate(policy: &Policy, rps: f64) -> String {
                 StepBound::MinRequests => " (min_requests)",
                 StepBound::LatencyWarmup => " (latency warm-up)",
             };
-            format!("{w}% {}{why}", human_duration(secs))
+            if capped(secs) {
+                format!("{w}% more than a week{why}")
+            } else {
+                format!("{w}% {}{why}", human_duration(secs))
+            }
         })
         .collect();
-    format!(
-        "at {rps} req/s: {}; about {} to 100% when healthy",
-        each.join(", "),
-        human_duration(total)
-    )
+    let end = if steps.iter().any(|s| capped(s.1)) {
+        "such a step never finishes in practice".to_string()
+    } else {
+        format!("about {} to 100% when healthy", human_duration(total))
+    };
+    format!("at {rps} req/s: {}; {end}", each.join(", "))
 }

@@ -95,8 +95,8 @@ pub fn parse_scenarios(path: &Path, text: &str) -> Result<Vec<Scenario>, Scenari
 ///
 /// As [`parse_scenarios`], or one problem when the file cannot be read.
 pub fn load(path: &Path) -> Result<Vec<Scenario>, ScenarioErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PolicyErrors(vec![whole_file(path, format!("cannot read file: {e}"))]))?;
+    let text = crate::policy::read_policy_file(path)
+        .map_err(|e| PolicyErrors(vec![whole_file(path, e)]))?;
     parse_scenarios(path, &text)
 }
 

@@ -311,6 +311,36 @@ fn scenario_file_level_problems() {
         "scenarios[1].traffic.changes[1].at",
         "later than",
     );
+    // A change multiplies the rate: the product is bounded like the rate itself.
+    let flood = format!(
+        "{MINIMAL}  - name: b\n    build: bad\n    traffic:\n      rate: 100000\n      changes:\n        - {{at: 5m, factor: 2}}\n"
+    );
+    one_problem(
+        &flood,
+        10,
+        "scenarios[1].traffic.changes[0].factor",
+        "200000 requests/s, above the most",
+    );
+}
+
+#[test]
+fn scenario_files_that_are_too_large_or_not_text_are_named_not_read_whole() {
+    let dir = crate::test_dir("scenario-files");
+    let big = dir.join("big.yaml");
+    let file = std::fs::File::create(&big).expect("create");
+    file.set_len(crate::policy::MAX_FILE_BYTES + 1)
+        .expect("grow");
+    let err = load(&big).expect_err("too large").to_string();
+    assert!(
+        err.contains("big.yaml") && err.contains("larger than 1024 KiB"),
+        "{err}"
+    );
+    let latin1 = dir.join("latin1.yaml");
+    std::fs::write(&latin1, b"scenarios:\n  - name: caf\xe9\n").expect("write");
+    let err = load(&latin1).expect_err("not UTF-8").to_string();
+    assert!(err.contains("line 2: not UTF-8"), "{err}");
+    let err = load(&dir).expect_err("a directory").to_string();
+    assert!(err.contains("is a directory"), "{err}");
 }
 
 #[test]

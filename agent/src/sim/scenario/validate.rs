@@ -328,6 +328,20 @@ fn traffic(
             .collect(),
     };
     if let Some(list) = &r.changes {
+        // Each change multiplies the scenario's `rate`: the product is bounded like the rate.
+        for (i, ch) in changes.iter().enumerate() {
+            if rps * ch.factor > max_rate {
+                let at_loc = list.value.get(i).map(|s| s.referenced);
+                c.problem(
+                    at_loc,
+                    &format!("{at}.traffic.changes[{i}].factor"),
+                    format!(
+                        "takes the rate to {} requests/s, above the most a scenario may have ({max_rate})",
+                        rps * ch.factor
+                    ),
+                );
+            }
+        }
         for (i, pair) in changes.windows(2).enumerate() {
             if pair[1].at <= pair[0].at {
                 let at_loc = list.value.get(i + 1).map(|s| s.referenced);
