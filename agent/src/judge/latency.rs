@@ -107,7 +107,7 @@ pub(super) fn wander_floor(wander: f64, versions: f64, secs: &[f64]) -> f64 {
 /// the canary give none ([`wander`] is `None`: fewer than [`WANDER_MIN_POINTS`] minutes with a
 /// statistic, on the stable version and on every version together). A few periods of the
 /// canary's own cannot tell a slow wander from a shift, so without it the test would be too
-/// eager on autocorrelated latency (measured: 8.3% of null runs at AR(1) 0.8 against a share
+/// eager on autocorrelated latency (measured: 7.4% of null runs at AR(1) 0.8 against a share
 /// of 0.25%). Twice the wander of the production scenarios' per-version drift (a level
 /// re-drawn with log-sd 0.1 every 5 minutes: 0.1² × 300 = 3); its price is a slower latency
 /// test in that case (BENCHMARKS.md, "The latency test without history").
