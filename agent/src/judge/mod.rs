@@ -119,6 +119,7 @@ pub struct Observations {
 
 impl Observations {
     /// The baseline's period that starts at `start`, if it has one.
+    ///
     /// A binary search (the periods are oldest first), so a tick's pairing of the versions'
     /// periods stays linear in their number over a long hold; a miss looks through them all in
     /// case they are out of order.
@@ -419,8 +420,10 @@ struct Evidence {
 
 /// The cold-start test: H0 is "the canary's median cold start is within the limit", so each cold
 /// start is slower than the limit with probability at most 1/2 (the ceiling's one-sample
-/// mixture with 1/2 as its ceiling). Its evidence when the limit is known, and the cold starts
-/// judged with those over the limit.
+/// mixture with 1/2 as its ceiling, on counts divided by their overdispersion, each period's
+/// likelihood ratio capped at the cube root of `threshold` so that a rollback needs three
+/// periods of evidence). Its evidence when the limit is known, and the cold starts judged with
+/// those over the limit.
 fn cold_starts(obs: &Observations, threshold: f64) -> (Option<f64>, (f64, f64)) {
     let periods: Vec<(f64, f64)> = obs
         .cold
