@@ -638,7 +638,7 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_s_environment_is_checked_and_named_in_errors() {
+    fn the_ledger_table_from_the_environment_is_checked_and_named_in_errors() {
         assert_eq!(ledger_table(None).ok(), Some(None));
         assert_eq!(ledger_table(Some("  ")).ok(), Some(None));
         assert_eq!(
@@ -660,14 +660,7 @@ mod tests {
             assert!(e.starts_with("CANARY_LEDGER_TABLE: "), "{e}");
             assert!(e.contains("not a DynamoDB table"), "{e}");
         }
-        assert_eq!(lambda_rps(None).ok(), Some(DEFAULT_LAMBDA_RPS));
-        assert_eq!(lambda_rps(Some("2.5")).ok(), Some(2.5));
-        for bad in ["0", "1001", "NaN", "fast"] {
-            let Err(CliError::Usage(e)) = lambda_rps(Some(bad)) else {
-                panic!("{bad:?} accepted");
-            };
-            assert!(e.contains("CANARY_LAMBDA_RPS"), "{e}");
-        }
+        // CANARY_LAMBDA_RPS: aws::tests::the_lambda_request_rate_is_bounded_and_named_when_wrong.
     }
 
     #[test]

@@ -188,6 +188,10 @@ pub struct Notification {
 /// re-sent within minutes; one this old was sent, and the ledger has forgotten it).
 pub const LEDGER_RETENTION_SECS: i64 = 30 * 86_400;
 
+/// The most ids one read of a ledger asks about (DynamoDB's `BatchGetItem` limit; the
+/// simulated ledger counts its reads by it).
+pub const LEDGER_BATCH_KEYS: usize = 100;
+
 /// Publishes notifications, and may keep a ledger of the announcements it published.
 ///
 /// Without a ledger, an announcement owed in an alias record is cleared from it by a second

@@ -42,7 +42,7 @@ mod lab;
 mod report;
 
 use checks::Replay;
-pub use lab::{agent, policy, AliasView, Lab, Minute, FAILING, HEALTHY};
+pub use lab::{agent, ledgered_agent, policy, AliasView, Lab, Minute, FAILING, HEALTHY};
 pub use report::{Report, ViolationKind};
 
 /// The function the campaign protects.
@@ -233,14 +233,18 @@ impl<'a> Campaign<'a> {
             lab.moto
                 .sdk_config_via(proxy.endpoint(), Some(app), retry.clone())
         };
-        let mut agents = [agent(&via(AGENT_A).await), agent(&via(AGENT_B).await)];
         if config.ledger {
             lab.create_ledger(LEDGER_TABLE).await;
-            for (a, app) in agents.iter_mut().zip([AGENT_A, AGENT_B]) {
-                let ledger = canary_agent::aws::DynamoLedger::new(&via(app).await, LEDGER_TABLE);
-                a.notifier = a.notifier.clone().with_ledger(ledger);
-            }
         }
+        let (a, b) = (via(AGENT_A).await, via(AGENT_B).await);
+        let agents = if config.ledger {
+            [
+                ledgered_agent(&a, &a, LEDGER_TABLE),
+                ledgered_agent(&b, &b, LEDGER_TABLE),
+            ]
+        } else {
+            [agent(&a), agent(&b)]
+        };
         let person = agent(&via(PERSON).await);
         let inbox = Inbox::subscribe(&lab.sdk, &lab.topic_arn, "on-call").await;
         let filtered = Inbox::subscribe_filtered(

@@ -4,15 +4,13 @@
 //! quota is shared by the whole account; DynamoDB's is not).
 
 use super::{default_endpoint, sdk_failure, timeouts};
-use crate::ports::{PortError, LEDGER_RETENTION_SECS};
+use crate::ports::{PortError, LEDGER_BATCH_KEYS, LEDGER_RETENTION_SECS};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use std::collections::{HashMap, HashSet};
 
 /// The service name in messages.
 const SERVICE: &str = "DynamoDB";
-/// `BatchGetItem` reads at most this many keys a call.
-const BATCH_KEYS: usize = 100;
 /// Keys DynamoDB left unprocessed (throttling) are asked again this many times.
 const UNPROCESSED_ATTEMPTS: usize = 3;
 /// The pause before asking for unprocessed keys again, doubled at each attempt (DynamoDB's
@@ -112,7 +110,7 @@ impl DynamoLedger {
     pub async fn published(&self, ids: &[String]) -> Result<HashSet<String>, PortError> {
         let unique: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
         let mut found = HashSet::new();
-        for chunk in unique.chunks(BATCH_KEYS) {
+        for chunk in unique.chunks(LEDGER_BATCH_KEYS) {
             let keys: Vec<HashMap<String, AttributeValue>> = chunk
                 .iter()
                 .map(|id| HashMap::from([("id".to_string(), AttributeValue::S((*id).clone()))]))

@@ -1636,7 +1636,7 @@ fn the_lambda_request_rate_is_bounded_and_named_when_wrong() {
     use crate::cli::{lambda_rps, reads_per_tick, DEFAULT_LAMBDA_RPS};
     assert_eq!(lambda_rps(None).ok(), Some(DEFAULT_LAMBDA_RPS));
     assert_eq!(lambda_rps(Some(" 2.5 ")).ok(), Some(2.5));
-    for bad in ["0", "-1", "1e9", "fast", "NaN"] {
+    for bad in ["0", "-1", "1001", "1e9", "fast", "NaN"] {
         let err = lambda_rps(Some(bad)).expect_err(bad);
         assert!(
             err.to_string().contains("CANARY_LAMBDA_RPS") && err.exit_code() == 2,

@@ -256,6 +256,12 @@ pub fn dispersion(baseline: &[Sample]) -> f64 {
         .filter(|s| s.requests > 0.0)
         .map(|s| (s.requests, s.errors.clamp(0.0, s.requests)))
         .collect();
+    event_dispersion(&periods)
+}
+
+/// [`dispersion`] of per-period (trials, events), each period with trials and at most as many
+/// events (errors, slow requests, cold starts over their limit).
+pub(super) fn event_dispersion(periods: &[(f64, f64)]) -> f64 {
     let n: f64 = periods.iter().map(|p| p.0).sum();
     let k: f64 = periods.iter().map(|p| p.1).sum();
     if periods.len() < DISPERSION_MIN_PERIODS || k < DISPERSION_MIN_ERRORS || k >= n {

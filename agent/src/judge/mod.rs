@@ -50,7 +50,9 @@ mod verdict;
 
 use crate::policy::Policy;
 pub use bake::{judge_bake, judge_recheck};
-use counts::{capped_mixture, five_xx, slow_requests, Alternatives, FiveXx, Tail};
+use counts::{
+    capped_mixture, event_dispersion, five_xx, slow_requests, Alternatives, FiveXx, Tail,
+};
 pub use counts::{dispersion, error_event_evidence, split_dispersion};
 use latency::{latency_evidence, warm_periods};
 pub use latency::{
@@ -436,17 +438,7 @@ fn cold_starts(obs: &Observations, threshold: f64) -> (Option<f64>, (f64, f64)) 
         .fold((0.0, 0.0), |(n, k), &(cn, ck)| (n + cn, k + ck));
     // Environments started together warm up alike (one slow dependency slows every one of
     // them): cold starts are counted as clusters, like errors ([`dispersion`]).
-    let as_samples: Vec<Sample> = periods
-        .iter()
-        .map(|&(count, slow)| Sample {
-            start: 0,
-            requests: count,
-            errors: slow,
-            latency_ms: None,
-            slow: None,
-        })
-        .collect();
-    let phi = dispersion(&as_samples);
+    let phi = event_dispersion(&periods);
     let scaled: Vec<(f64, f64)> = periods.iter().map(|&(n, k)| (n / phi, k / phi)).collect();
     let evidence = obs
         .cold_limit_ms

@@ -230,7 +230,7 @@ impl Notifier for SimNotifier {
 
     async fn published(&self, ids: &[String]) -> Result<HashSet<String>, PortError> {
         let mut l = self.ledger()?;
-        l.reads += ids.len().div_ceil(100) as u64;
+        l.reads += ids.len().div_ceil(crate::ports::LEDGER_BATCH_KEYS) as u64;
         Ok(ids.iter().filter(|i| l.ids.contains(*i)).cloned().collect())
     }
 }

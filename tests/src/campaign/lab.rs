@@ -251,3 +251,13 @@ pub fn agent(sdk: &SdkConfig) -> AwsAgent {
     let ports = AwsPorts::from_conf(sdk);
     Agent::new(ports.aliases, ports.metrics, ports.notifier)
 }
+
+/// [`agent`] on `sdk`, keeping its ledger of pages in `table` on clients built from
+/// `ledger_sdk` (as the deployed agent does with `CANARY_LEDGER_TABLE`).
+#[must_use]
+pub fn ledgered_agent(sdk: &SdkConfig, ledger_sdk: &SdkConfig, table: &str) -> AwsAgent {
+    let mut a = agent(sdk);
+    let ledger = canary_agent::aws::DynamoLedger::new(ledger_sdk, table);
+    a.notifier = a.notifier.with_ledger(ledger);
+    a
+}

@@ -618,19 +618,6 @@ async fn the_proxy_refuses_messages_that_sns_refuses() {
 
 // ---- The agent's ledger of pages ----
 
-/// The agent of `campaign::agent` on `sdk`, keeping its ledger in `table` on `ledger_sdk`.
-fn ledgered(
-    sdk: &aws_config::SdkConfig,
-    ledger_sdk: &aws_config::SdkConfig,
-    table: &str,
-) -> lambda_canary_tests::campaign::AwsAgent {
-    let mut a = lambda_canary_tests::campaign::agent(sdk);
-    a.notifier = a
-        .notifier
-        .with_ledger(canary_agent::aws::DynamoLedger::new(ledger_sdk, table));
-    a
-}
-
 /// The `event` attributes of what on-call received since the last drain.
 async fn events_of(inbox: &lambda_canary_tests::Inbox) -> Vec<String> {
     inbox
@@ -652,7 +639,7 @@ async fn owed_events(lab: &Lab) -> Vec<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_ledger_a_page_costs_one_update_alias_and_no_agent_sends_it_twice() {
-    use lambda_canary_tests::campaign::{Minute, FAILING, HEALTHY};
+    use lambda_canary_tests::campaign::{ledgered_agent, Minute, FAILING, HEALTHY};
     const TABLE: &str = "lambda-canary-sent";
     let lab = lab().await;
     lab.create_ledger(TABLE).await;
@@ -673,7 +660,7 @@ async fn with_a_ledger_a_page_costs_one_update_alias_and_no_agent_sends_it_twice
 
     // The start: one UpdateAlias carries the decision and its page; SNS took the page, the
     // ledger holds it, and it stays owed in the alias until the next write.
-    let a = ledgered(&sdk, &sdk, TABLE);
+    let a = ledgered_agent(&sdk, &sdk, TABLE);
     let started = tick_via(&a, &policy, now).await;
     assert!(
         started.wrote && started.notified == Some(Ok(())),
@@ -706,7 +693,7 @@ async fn with_a_ledger_a_page_costs_one_update_alias_and_no_agent_sends_it_twice
 
     // A cold start past the page's lease asks the ledger and sends nothing again; its step's
     // write drops the sent page and carries only its own.
-    let b = ledgered(&sdk, &sdk, TABLE);
+    let b = ledgered_agent(&sdk, &sdk, TABLE);
     let stepped = tick_via(&b, &policy, now + 180).await;
     assert!(stepped.wrote, "{stepped:?}");
     let events = events_of(&inbox).await;
@@ -725,7 +712,7 @@ async fn with_a_ledger_a_page_costs_one_update_alias_and_no_agent_sends_it_twice
             RetryConfig::disabled(),
         )
         .await;
-    let c = ledgered(&sdk, &nowhere, TABLE);
+    let c = ledgered_agent(&sdk, &nowhere, TABLE);
     lab.put_minutes(F, &[(1, HEALTHY), (2, FAILING)], now + 180, 5)
         .await;
     let rolled = tick_via(&c, &policy, now + 480).await;
